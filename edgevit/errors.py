@@ -1,0 +1,36 @@
+"""Typed errors. Library code raises these; the CLI maps them to messages and exit codes.
+
+Every message says what went wrong, where, and how to fix it.
+"""
+
+
+class EdgeVitError(Exception):
+    """Base class of every error edgevit raises on purpose (exit status 1 in the CLI)."""
+
+
+class CheckpointError(EdgeVitError):
+    """A checkpoint is missing, corrupt, of an unknown format, or does not fit the model."""
+
+
+class DataError(EdgeVitError):
+    """Input data is missing, empty, of the wrong shape, or holds NaN/Inf values."""
+
+
+class MissingDependencyError(EdgeVitError):
+    """An optional dependency is not installed; the message holds the install command."""
+
+
+class ArtifactExistsError(EdgeVitError):
+    """An artifact would be overwritten without --force."""
+
+
+class ExportError(EdgeVitError):
+    """Export to ONNX failed, or the exported graph does not match the reference."""
+
+
+class VerificationError(EdgeVitError):
+    """An artifact does not match its reference within tolerance."""
+
+
+class OnnxModelError(EdgeVitError):
+    """An ONNX file is missing, corrupt, or not a model edgevit can run."""

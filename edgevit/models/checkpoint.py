@@ -1,0 +1,241 @@
+"""Load and save models: our safetensors format, timm state dicts, Hugging Face ViT directories.
+
+Loading never executes code from a checkpoint: pickle-based files go through
+``torch.load(..., weights_only=True)``; the format we write is safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .._io import atomic_path
+from ..data.preprocess import Preprocessing
+from ..errors import CheckpointError
+from . import convert
+from .registry import get_variant, list_variants
+from .vit import ViTConfig, VisionTransformer
+
+FORMAT = "edgevit"
+FORMAT_VERSION = "1"
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+MAX_LISTED = 5
+
+
+def create_model(name: str, **overrides) -> VisionTransformer:
+    """A freshly initialised model of a registered variant; ``overrides`` change config fields."""
+    variant = get_variant(name)
+    cfg = variant.config.replace(**overrides) if overrides else variant.config
+    model = VisionTransformer(cfg)
+    pre = variant.preprocessing
+    if cfg.img_size != pre.image_size or cfg.in_chans != pre.channels:
+        pre = Preprocessing(**{**pre.to_dict(), "input_size": (cfg.in_chans, cfg.img_size, cfg.img_size)})
+    model.preprocessing = pre
+    model.labels = [str(i) for i in range(cfg.num_classes)] if name == "digits-tiny" else None
+    return model
+
+
+def save_model(model: VisionTransformer, path: str | os.PathLike, force: bool = False) -> Path:
+    """Write weights (safetensors) with config, labels and preprocessing in its metadata, atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": json.dumps(model.config.to_dict()),
+        "labels": json.dumps(model.labels),
+        "preprocessing": json.dumps(model.preprocessing.to_dict() if model.preprocessing else None),
+    }
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path, force=force) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return path
+
+
+def load_model(source: str | os.PathLike, arch: str | None = None, **overrides) -> VisionTransformer:
+    """Load a model in eval mode, with ``.preprocessing`` and ``.labels`` attached.
+
+    ``source``: a registered variant name (fresh weights), one of our ``.safetensors`` files,
+    a timm state dict (.pth/.pt/.bin/.safetensors, possibly nested or DDP-prefixed), or a
+    Hugging Face ViT directory. ``arch`` names the variant a timm state dict belongs to
+    (inferred from tensor shapes otherwise); ``overrides`` change config fields, e.g.
+    ``img_size=384`` resamples a learned ``pos_embed``, ``attn_impl="math"``.
+    """
+    text = str(source)
+    path = Path(source)
+    if not path.exists():
+        if text in list_variants():
+            return create_model(text, **overrides).eval()
+        raise CheckpointError(
+            f"{text}: no such file or directory, and not a model variant. "
+            f"Give a checkpoint path or one of: {', '.join(list_variants())}"
+        )
+    if path.is_dir():
+        model = _load_dir(path, arch, overrides)
+    elif path.suffix == ".safetensors":
+        model = _load_safetensors(path, arch, overrides)
+    elif path.suffix in PICKLE_SUFFIXES:
+        model = _load_state_dict(path, _read_pickle(path), arch, overrides)
+    else:
+        raise CheckpointError(
+            f"{path}: unknown checkpoint format {path.suffix!r}. Supported: .safetensors, "
+            f"{', '.join(PICKLE_SUFFIXES)}, or a Hugging Face ViT directory with config.json"
+        )
+    return model.eval()
+
+
+def _load_dir(path: Path, arch, overrides) -> VisionTransformer:
+    if (path / "config.json").exists():
+        return _load_hf(path, overrides)
+    for name in ("model.safetensors", "best.safetensors"):
+        if (path / name).exists():
+            return _load_safetensors(path / name, arch, overrides)
+    raise CheckpointError(
+        f"{path}: directory holds neither a Hugging Face config.json nor model.safetensors; "
+        "point at the checkpoint file itself"
+    )
+
+
+def _read_safetensors(path: Path):
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({exc}); it may be truncated or corrupt: "
+            "re-download or re-save it"
+        ) from exc
+    return tensors, metadata
+
+
+def _read_pickle(path: Path) -> dict:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, disallowed globals...
+        raise CheckpointError(
+            f"{path}: could not be read as a weights-only PyTorch checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]}). The file may be truncated, or hold pickled code, "
+            "which edgevit refuses to execute: re-save it as a plain state dict or safetensors"
+        ) from exc
+    return obj
+
+
+def _load_safetensors(path: Path, arch, overrides) -> VisionTransformer:
+    tensors, metadata = _read_safetensors(path)
+    if metadata.get("format") != FORMAT:
+        return _load_state_dict(path, tensors, arch, overrides)
+    try:
+        cfg = ViTConfig.from_dict(json.loads(metadata["config"]))
+        labels = json.loads(metadata.get("labels", "null"))
+        pre = json.loads(metadata.get("preprocessing", "null"))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: edgevit metadata is damaged ({exc}); re-save the model") from exc
+    if overrides:
+        cfg = cfg.replace(**overrides)
+        tensors = convert.adapt_timm_state_dict(tensors, cfg)
+    model = _build(path, cfg, tensors)
+    model.labels = labels
+    model.preprocessing = _fit_preprocessing(Preprocessing.from_dict(pre) if pre else None, cfg)
+    return model
+
+
+def _load_state_dict(path: Path, obj, arch, overrides) -> VisionTransformer:
+    try:
+        state = convert.unwrap_state_dict(obj)
+    except TypeError as exc:
+        raise CheckpointError(f"{path}: unknown checkpoint format: {exc}") from None
+    if convert.is_hf_state_dict(state):
+        state = convert.hf_to_timm_state_dict(state)
+    base = get_variant(arch).config if arch else None
+    try:
+        cfg = convert.config_from_timm_state_dict(state, base)
+        if overrides:
+            cfg = cfg.replace(**overrides)
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: {exc.args[0]}; is this a ViT checkpoint?") from None
+    model = _build(path, cfg, convert.adapt_timm_state_dict(state, cfg))
+    pre = get_variant(arch).preprocessing if arch else None
+    model.preprocessing = _fit_preprocessing(pre, cfg)
+    return model
+
+
+def _load_hf(path: Path, overrides) -> VisionTransformer:
+    try:
+        hf = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path / 'config.json'}: not valid JSON ({exc})") from exc
+    if hf.get("model_type") not in (None, "vit"):
+        raise CheckpointError(
+            f"{path}: model_type {hf.get('model_type')!r} is not a plain ViT; supported: 'vit' "
+            "(ViTForImageClassification, ViTModel)"
+        )
+    if (path / "model.safetensors").exists():
+        weights = path / "model.safetensors"
+        state, _ = _read_safetensors(weights)
+    elif (path / "pytorch_model.bin").exists():
+        weights = path / "pytorch_model.bin"
+        state = convert.unwrap_state_dict(_read_pickle(weights))
+    else:
+        raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin beside config.json")
+    state = convert.hf_to_timm_state_dict(state)
+    cfg = convert.config_from_hf(hf, num_classes=state["head.weight"].shape[0] if "head.weight" in state else None)
+    if overrides:
+        cfg = cfg.replace(**overrides)
+    backbone_only = "head.weight" not in state
+    if backbone_only:  # ViTModel: no classifier. Zero head; compare forward_features instead.
+        state["head.weight"] = torch.zeros(cfg.num_classes, cfg.embed_dim)
+        state["head.bias"] = torch.zeros(cfg.num_classes)
+    model = _build(weights, cfg, convert.adapt_timm_state_dict(state, cfg))
+    model.labels = convert.labels_from_hf(hf)
+    pre_file = path / "preprocessor_config.json"
+    pre = json.loads(pre_file.read_text()) if pre_file.exists() else None
+    model.preprocessing = convert.preprocessing_from_hf(pre, cfg)
+    return model
+
+
+def _fit_preprocessing(pre: Preprocessing | None, cfg: ViTConfig) -> Preprocessing:
+    """The checkpoint's preprocessing, at the config's input size (ImageNet defaults if none)."""
+    base = pre.to_dict() if pre else {}
+    base["input_size"] = (cfg.in_chans, cfg.img_size, cfg.img_size)
+    if len(base.get("mean", ())) != cfg.in_chans:
+        base.pop("mean", None), base.pop("std", None)
+        if cfg.in_chans != 3:
+            base["mean"], base["std"] = (0.5,) * cfg.in_chans, (0.5,) * cfg.in_chans
+    return Preprocessing.from_dict(base)
+
+
+def _build(path: Path, cfg: ViTConfig, state: dict) -> VisionTransformer:
+    """Instantiate and load strictly; report the first few problems in one error."""
+    model = VisionTransformer(cfg)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
+    problems = []
+    for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+        if items:
+            more = f" (+{len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
+            problems.append(f"{title}: {', '.join(items[:MAX_LISTED])}{more}")
+    if problems:
+        raise CheckpointError(
+            f"{path}: does not fit a ViT with {_describe(cfg)}; " + "; ".join(problems)
+            + ". Check --arch, or that this is a plain ViT checkpoint"
+        )
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _describe(cfg: ViTConfig) -> str:
+    return (f"img {cfg.img_size}, patch {cfg.patch_size}, dim {cfg.embed_dim}, depth {cfg.depth}, "
+            f"heads {cfg.num_heads}, classes {cfg.num_classes}")

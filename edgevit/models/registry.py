@@ -1,0 +1,84 @@
+"""Named ViT variants with timm-compatible configs and their preprocessing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..data.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INCEPTION_MEAN,
+    INCEPTION_STD,
+    Preprocessing,
+)
+from .vit import ViTConfig
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    config: ViTConfig
+    preprocessing: Preprocessing
+    description: str = ""
+
+
+_VARIANTS: dict[str, Variant] = {}
+
+
+def register(name: str, config: ViTConfig, preprocessing: Preprocessing, description: str = "") -> Variant:
+    """Add a named variant. Names are unique: registering one twice is refused."""
+    if name in _VARIANTS:
+        raise ValueError(f"a model variant named {name!r} is already registered; pick another name")
+    variant = Variant(name, config, preprocessing, description)
+    _VARIANTS[name] = variant
+    return variant
+
+
+def get_variant(name: str) -> Variant:
+    try:
+        return _VARIANTS[name]
+    except KeyError:
+        raise ValueError(f"unknown model variant {name!r}; known variants: {list_variants()}") from None
+
+
+def list_variants() -> list[str]:
+    return sorted(_VARIANTS)
+
+
+def _imagenet(size: int, mean, std, crop_pct: float) -> Preprocessing:
+    return Preprocessing(input_size=(3, size, size), mean=mean, std=std, crop_pct=crop_pct)
+
+
+# timm's ViT (augreg) weights use mean = std = 0.5 and crop 0.9; DeiT uses ImageNet stats and 0.875.
+_VIT = _imagenet(224, INCEPTION_MEAN, INCEPTION_STD, 0.9)
+_DEIT = _imagenet(224, IMAGENET_MEAN, IMAGENET_STD, 0.875)
+_WIDTHS = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12), "large": (1024, 24, 16)}
+
+for _size, (_dim, _depth, _heads) in _WIDTHS.items():
+    register(
+        f"vit_{_size}_patch16_224",
+        ViTConfig(embed_dim=_dim, depth=_depth, num_heads=_heads),
+        _VIT,
+        f"ViT-{_size[0].upper()}/16 at 224 (timm vit_{_size}_patch16_224)",
+    )
+    if _size != "large":
+        register(
+            f"deit_{_size}_patch16_224",
+            ViTConfig(embed_dim=_dim, depth=_depth, num_heads=_heads),
+            _DEIT,
+            f"DeiT-{_size[0].upper()}/16 at 224 (timm deit_{_size}_patch16_224)",
+        )
+register(
+    "vit_base_patch32_224",
+    ViTConfig(patch_size=32, embed_dim=768, depth=12, num_heads=12),
+    _VIT,
+    "ViT-B/32 at 224 (timm vit_base_patch32_224)",
+)
+register(
+    "digits-tiny",
+    ViTConfig(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=64, depth=4, num_heads=4),
+    # scikit-learn's digits are 8x8 grey levels 0..16; mean/std measured on the full set.
+    Preprocessing(input_size=(1, 8, 8), mean=(0.3053,), std=(0.3760,), interpolation="bilinear",
+                  crop_pct=1.0, pixel_max=16.0),
+    "the embedded default: 8x8 handwritten digits (scikit-learn), patch 2, dim 64, depth 4, heads 4",
+)
