@@ -1,0 +1,69 @@
+"""Runners: one interface over PyTorch, ONNX Runtime and TensorRT, looked up by name.
+
+Backends are imported lazily, inside :func:`get_runner`, so ``import edgevit`` (and
+``import edgevit.runtime``) imports neither onnxruntime nor tensorrt.
+
+    from edgevit.runtime import get_runner
+    with get_runner("onnxruntime", "out/model.onnx", threads=2) as r:
+        out = r.infer({"images": x})
+
+=============  =========================================  =======================================
+name           source                                     options
+=============  =========================================  =======================================
+torch          checkpoint path, variant name, or a model  attention (math|sdpa), device, dtype
+onnxruntime    .onnx path, bytes, or onnx.ModelProto      providers (cpu|cuda|tensorrt|list), threads
+tensorrt       engine (.plan/.engine) path                (added by the TensorRT issue)
+=============  =========================================  =======================================
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import InputSpec, Runner, concrete_shape, format_spec, validate_feeds
+
+# name -> "module:Class"; modules are imported only when a runner of that name is asked for.
+_RUNNERS: dict[str, str] = {
+    "torch": "edgevit.runtime.torch_runner:TorchRunner",
+    "onnxruntime": "edgevit.runtime.onnxruntime_runner:OnnxRuntimeRunner",
+    "tensorrt": "edgevit.runtime.tensorrt_runner:TensorRTRunner",
+}
+_ALIASES = {"ort": "onnxruntime", "pytorch": "torch", "trt": "tensorrt"}
+
+
+def list_runners() -> list[str]:
+    """Names accepted by :func:`get_runner`."""
+    return sorted(_RUNNERS)
+
+
+def register_runner(name: str, target: str) -> None:
+    """Register a backend as ``"package.module:ClassName"`` (imported on first use)."""
+    if name in _RUNNERS:
+        raise ValueError(f"a runner named {name!r} is already registered; registered: {list_runners()}")
+    if ":" not in target:
+        raise ValueError(f"target must be 'package.module:ClassName', got {target!r}")
+    _RUNNERS[name] = target
+
+
+def runner_class(name: str) -> type[Runner]:
+    """The runner class of backend ``name``, importing its module now."""
+    key = _ALIASES.get(name, name)
+    if key not in _RUNNERS:
+        raise ValueError(f"unknown runner {name!r}; allowed: {list_runners()}")
+    module, _, cls = _RUNNERS[key].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_runner(name: str, source, **options) -> Runner:
+    """A runner of backend ``name`` ("torch", "onnxruntime", "tensorrt") for ``source``.
+
+    The runner is not active yet: use it as ``with get_runner(...) as runner:``.
+    Missing backends raise MissingDependencyError with the install command.
+    """
+    return runner_class(name)(source, **options)
+
+
+__all__ = [
+    "InputSpec", "Runner", "concrete_shape", "format_spec", "get_runner", "list_runners",
+    "register_runner", "runner_class", "validate_feeds",
+]

@@ -1,0 +1,99 @@
+"""The PyTorch runner: the reference every other artifact is compared with."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from ..errors import EdgeVitError
+from .base import InputSpec, Runner
+
+ATTENTIONS = ("math", "sdpa")
+DEVICES = ("cpu", "cuda")
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+INPUT_NAME = "images"
+OUTPUT_NAME = "logits"
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {name!r}") from None
+
+
+def resolve_device(device: str) -> torch.device:
+    """``cpu`` or ``cuda`` (``cuda:N`` too); a clear error when CUDA is asked for and absent."""
+    kind = str(device).split(":")[0]
+    if kind not in DEVICES:
+        raise ValueError(f"device must be one of {list(DEVICES)} (or cuda:N), got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise EdgeVitError(
+            f"device {device!r} was asked for but torch.cuda.is_available() is False "
+            f"(torch {torch.__version__}); use --device cpu or install a CUDA build of PyTorch"
+        )
+    return torch.device(device)
+
+
+class TorchRunner(Runner):
+    """Run a :class:`~edgevit.models.VisionTransformer` in PyTorch.
+
+    ``source``: a model instance (not modified: it is copied when attention, device or dtype
+    must change), a checkpoint path or a variant name (via :func:`edgevit.load_model`).
+    ``attention``: "math" or "sdpa" (None keeps the model's); ``device``: "cpu" or "cuda";
+    ``dtype``: "fp32", "fp16" or "bf16" — the weights and activations run in that dtype, while
+    feeds and outputs stay float32 so every runner has the same input spec.
+    """
+
+    def __init__(self, source, attention: str | None = None, device: str = "cpu", dtype: str = "fp32",
+                 arch: str | None = None):
+        super().__init__()
+        if attention is not None and attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {list(ATTENTIONS)}, got {attention!r}")
+        self.source = source
+        self.attention = attention
+        self.device = resolve_device(device)
+        self.dtype_name = dtype
+        self.dtype = torch_dtype(dtype)
+        self.arch = arch
+        self.model = None
+        attn = attention or "model's"
+        self.name = f"torch[{attn} attention, {self.device.type}, {dtype}]"
+
+    def activate_impl(self) -> None:
+        from ..models import VisionTransformer, load_model
+
+        if isinstance(self.source, VisionTransformer):
+            model = self.source
+            changes = (
+                (self.attention is not None and self.attention != model.attn_impl)
+                or next(model.parameters()).dtype != self.dtype
+                or next(model.parameters()).device != self.device
+                or model.training
+            )
+            if changes:
+                model = copy.deepcopy(model)
+        else:
+            model = load_model(self.source, arch=self.arch)
+        if self.attention is not None:
+            model.set_attn_impl(self.attention)
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        cfg = self.model.config
+        self._spec = {INPUT_NAME: (("batch", cfg.in_chans, cfg.img_size, cfg.img_size), np.dtype(np.float32))}
+
+    def deactivate_impl(self) -> None:
+        self.model = None
+
+    def input_spec_impl(self) -> InputSpec:
+        return dict(self._spec)
+
+    def output_names(self) -> list[str]:
+        return [OUTPUT_NAME]
+
+    @torch.inference_mode()
+    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(np.ascontiguousarray(feeds[INPUT_NAME])).to(self.device, self.dtype)
+        logits = self.model(x)
+        return {OUTPUT_NAME: logits.float().cpu().numpy()}
