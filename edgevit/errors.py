@@ -34,3 +34,7 @@ class VerificationError(EdgeVitError):
 
 class OnnxModelError(EdgeVitError):
     """An ONNX file is missing, corrupt, or not a model edgevit can run."""
+
+
+class ManifestError(EdgeVitError):
+    """An edgevit.json manifest is missing, unreadable, or lacks the artifact asked for."""

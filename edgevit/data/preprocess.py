@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
+
+import numpy as np
 
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -59,3 +62,117 @@ class Preprocessing:
     def from_dict(cls, data: dict) -> "Preprocessing":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# --- applying the spec -----------------------------------------------------------------------
+# PIL only (no torchvision). The steps and their rounding follow timm's eval transform
+# (``transforms_factory.transforms_imagenet_eval``): Resize(floor(size / crop_pct)) on the
+# shorter side, CenterCrop(size), ToTensor, Normalize -- with ``/ pixel_max`` for ToTensor's
+# fixed ``/ 255``.
+
+_HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def resize_shape(spec: Preprocessing, height: int, width: int) -> tuple[int, int]:
+    """(height, width) an image of ``height x width`` is resized to before the center crop.
+
+    Square inputs: the shorter side goes to ``floor(size / crop_pct)``, the longer side keeps
+    the aspect ratio (``int(short * long / short_before)``, as torchvision does). Non-square
+    inputs: each side goes to ``floor(side / crop_pct)``.
+    """
+    _, out_h, out_w = spec.input_size
+    if out_h != out_w:
+        return math.floor(out_h / spec.crop_pct), math.floor(out_w / spec.crop_pct)
+    short = math.floor(out_h / spec.crop_pct)
+    if height <= width:
+        return short, int(short * width / height)
+    return int(short * height / width), short
+
+
+def _resample(name: str):
+    from PIL import Image
+
+    return {
+        "bicubic": Image.Resampling.BICUBIC,
+        "bilinear": Image.Resampling.BILINEAR,
+        "nearest": Image.Resampling.NEAREST,
+    }[name]
+
+
+def _resize_crop(image, spec: Preprocessing):
+    """Resize then center-crop one PIL image to the spec's (height, width)."""
+    _, out_h, out_w = spec.input_size
+    width, height = image.size
+    new_h, new_w = resize_shape(spec, height, width)
+    if (new_h, new_w) != (height, width):
+        image = image.resize((new_w, new_h), resample=_resample(spec.interpolation))
+    if (new_h, new_w) != (out_h, out_w):
+        top = int(round((new_h - out_h) / 2.0))
+        left = int(round((new_w - out_w) / 2.0))
+        image = image.crop((left, top, left + out_w, top + out_h))
+    return image
+
+
+def normalize(images: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """Raw pixels, channels first ((C, H, W) or (N, C, H, W)) -> ``(x / pixel_max - mean) / std``
+    as float32."""
+    x = np.asarray(images, dtype=np.float32)
+    shape = (-1, 1, 1)
+    mean = np.asarray(spec.mean, dtype=np.float32).reshape(shape)
+    std = np.asarray(spec.std, dtype=np.float32).reshape(shape)
+    return ((x / np.float32(spec.pixel_max) - mean) / std).astype(np.float32, copy=False)
+
+
+def preprocess_image(image, spec: Preprocessing) -> np.ndarray:
+    """One PIL image -> model input of shape ``spec.input_size`` (C, H, W), float32.
+
+    The image is converted to the model's channel count first ("L" for 1 channel, "RGB" for
+    3; 16-bit and float grey images keep their values, as mode "F"), then resized, center
+    cropped, divided by ``pixel_max`` and normalized. Pixel values are taken as stored in the
+    file: an 8-bit image needs a spec with ``pixel_max=255``.
+    """
+    from ..errors import DataError
+
+    channels = spec.channels
+    if channels not in (1, 3):
+        raise DataError(
+            f"image files can feed 1- or 3-channel models, this model takes {channels} channels; "
+            f"give the data as a .npy/.npz array with {channels} channels instead"
+        )
+    if image.mode in _HIGH_DEPTH_MODES:
+        image = image.convert("F")
+        if channels == 3:
+            planes = [_resize_crop(image, spec)] * 3
+        else:
+            planes = [_resize_crop(image, spec)]
+        array = np.stack([np.asarray(p, dtype=np.float32) for p in planes])
+    else:
+        mode = "L" if channels == 1 else "RGB"
+        if image.mode != mode:
+            image = image.convert(mode)
+        array = np.asarray(_resize_crop(image, spec), dtype=np.float32)
+        array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    return normalize(array, spec)
+
+
+def preprocess_array(images: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """Raw pixels as an (N, C, H, W) array with the model's channel count -> model input.
+
+    When (H, W) already equals the model's input size and ``crop_pct`` is 1 only the scaling
+    and normalization apply; otherwise every channel of every image is resized and center
+    cropped through PIL (mode "F", so float values are kept) exactly as image files are.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or images.shape[1] != spec.channels:
+        raise ValueError(f"expected (N, {spec.channels}, H, W) raw pixels, got shape {images.shape}")
+    _, out_h, out_w = spec.input_size
+    height, width = images.shape[2:]
+    if resize_shape(spec, height, width) == (height, width) == (out_h, out_w):
+        return normalize(images, spec)
+    from PIL import Image
+
+    out = np.empty((images.shape[0], spec.channels, out_h, out_w), dtype=np.float32)
+    for i, image in enumerate(images):
+        for c, plane in enumerate(image):
+            out[i, c] = np.asarray(_resize_crop(Image.fromarray(np.ascontiguousarray(plane)), spec), dtype=np.float32)
+    return normalize(out, spec)

@@ -1,0 +1,24 @@
+"""ONNX export, lint, and (later) precision graphs and TensorRT builds.
+
+``import edgevit.export`` imports torch and onnx but neither onnxruntime nor tensorrt.
+"""
+
+from .lint import Finding, LintReport, lint_onnx, load_onnx, tensorrt_op_support, tensorrt_op_table
+from .onnx import (
+    ATTENTION_FORMS,
+    DEFAULT_ATTENTION,
+    DEFAULT_OPSET,
+    ExportConfig,
+    ExportResult,
+    canonicalize_gelu,
+    compare_logits,
+    export_onnx,
+    fuse_attention,
+    parse_batch,
+)
+
+__all__ = [
+    "ATTENTION_FORMS", "DEFAULT_ATTENTION", "DEFAULT_OPSET", "ExportConfig", "ExportResult", "Finding",
+    "LintReport", "canonicalize_gelu", "compare_logits", "export_onnx", "fuse_attention", "lint_onnx", "load_onnx", "parse_batch",
+    "tensorrt_op_support", "tensorrt_op_table",
+]

@@ -1,0 +1,330 @@
+"""The ``edgevit.json`` manifest: one file per output directory that says what every artifact is.
+
+``edgevit export`` writes it next to ``model.onnx``; later steps (fp16/int8 graphs, TensorRT
+engines) load it, add their artifact and save it again::
+
+    from edgevit.manifest import Manifest
+
+    m = Manifest.load("out")                                  # out/edgevit.json
+    m.add_artifact("model.fp16.onnx", format="onnx", precision="fp16", recipe={"keep_fp32": ["LayerNormalization"]})
+    m.save("out", force=True)                                 # atomic (temporary name + rename)
+    onnx_fp32 = m.artifact(precision="fp32", format="onnx")   # exactly one match, or ManifestError
+    m.root / onnx_fp32.path                                   # artifact paths are relative to the directory
+
+Schema (``schema_version`` 1; every key is always present)::
+
+    {
+      "schema_version": 1,
+      "created": "2025-01-01T12:00:00+00:00",
+      "edgevit_version": "0.1.0",
+      "model": {"source": ..., "arch": ..., "config": {ViTConfig fields}, "params": int},
+      "labels": [str, ...] | null,
+      "preprocessing": {Preprocessing fields} | null,
+      "inputs":  [{"name": "images", "dtype": "float32", "shape": ["batch", 3, 224, 224],
+                   "dynamic_axes": {"0": "batch"}, "layout": "NCHW", "normalized": true}],
+      "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", 1000], "dynamic_axes": {"0": "batch"}}],
+      "batch": {"dynamic": true, "min": 1, "opt": 1, "max": 32},   # TensorRT optimization profile
+      "export": {"exporter": "torch.onnx (dynamo)", "opset": 18, "attention": "decomposed", ...},
+      "artifacts": [{"path": "model.onnx", "format": "onnx", "precision": "fp32", "sha256": "...",
+                     "size_bytes": int, "external_data": ["model.onnx.data"] | [],
+                     ...later fields: "recipe", "verdict", "tensorrt_version", ...}],
+      "versions": {"torch": ..., "onnx": ..., "onnxruntime": ..., "onnxslim": ..., "edgevit": ..., "python": ...}
+    }
+
+Unknown top-level keys and unknown artifact fields are kept on load and written back on save,
+so a newer edgevit's manifest survives a round trip through an older one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ._io import sha256_file, write_text_atomic
+from .errors import ManifestError
+
+MANIFEST_NAME = "edgevit.json"
+SCHEMA_VERSION = 1
+FORMATS = ("onnx", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8", "int4", "mixed")
+
+_ARTIFACT_KEYS = ("path", "format", "precision", "sha256", "size_bytes", "external_data")
+
+
+@dataclass
+class Artifact:
+    """One file of the pipeline. ``path`` is relative to the manifest's directory.
+
+    ``extra`` holds every other field (``recipe``, ``verdict``, ``tensorrt_version``, ...);
+    ``to_dict`` writes them at the same level as the standard keys.
+    """
+
+    path: str
+    format: str
+    precision: str
+    sha256: str
+    size_bytes: int | None = None
+    external_data: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"artifact format must be one of {list(FORMATS)}, got {self.format!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"artifact precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if Path(self.path).is_absolute() or ".." in Path(self.path).parts:
+            raise ValueError(f"artifact path must be relative to the manifest's directory, got {self.path!r}")
+
+    def __getitem__(self, key: str) -> Any:
+        """``artifact["recipe"]`` reads standard and extra fields alike."""
+        data = self.to_dict()
+        if key not in data:
+            raise KeyError(f"artifact {self.path} has no field {key!r}; fields: {sorted(data)}")
+        return data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_dict().get(key, default)
+
+    def to_dict(self) -> dict:
+        data = {
+            "path": self.path,
+            "format": self.format,
+            "precision": self.precision,
+            "sha256": self.sha256,
+            "size_bytes": self.size_bytes,
+            "external_data": list(self.external_data),
+        }
+        data.update(self.extra)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Artifact":
+        missing = [k for k in ("path", "format", "precision", "sha256") if k not in data]
+        if missing:
+            raise ManifestError(f"artifact entry {data!r} lacks {missing}")
+        extra = {k: v for k, v in data.items() if k not in _ARTIFACT_KEYS}
+        try:
+            return cls(
+                path=data["path"], format=data["format"], precision=data["precision"], sha256=data["sha256"],
+                size_bytes=data.get("size_bytes"), external_data=list(data.get("external_data") or []),
+                extra=extra,
+            )
+        except ValueError as exc:
+            raise ManifestError(f"artifact entry {data.get('path')!r}: {exc}") from None
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of the libraries an artifact depends on (None where one is not installed)."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for dist in ("torch", "onnx", "onnxruntime", "onnxslim", "onnxscript", "edgevit"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    versions["python"] = platform.python_version()
+    return versions
+
+
+@dataclass
+class Manifest:
+    """The contents of ``edgevit.json``; see the module docstring for the schema.
+
+    ``root`` is the directory the manifest was loaded from or last saved to (not serialized);
+    relative artifact paths resolve against it.
+    """
+
+    model: dict = field(default_factory=dict)
+    labels: list[str] | None = None
+    preprocessing: dict | None = None
+    inputs: list[dict] = field(default_factory=list)
+    outputs: list[dict] = field(default_factory=list)
+    batch: dict = field(default_factory=dict)
+    export: dict = field(default_factory=dict)
+    artifacts: list[Artifact] = field(default_factory=list)
+    versions: dict = field(default_factory=library_versions)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    schema_version: int = SCHEMA_VERSION
+    extra: dict = field(default_factory=dict)
+    root: Path | None = field(default=None, compare=False, repr=False)
+
+    # ------------------------------------------------------------------ files
+    @staticmethod
+    def path_in(outdir: str | os.PathLike) -> Path:
+        """Where the manifest of ``outdir`` lives."""
+        return Path(outdir) / MANIFEST_NAME
+
+    @classmethod
+    def load(cls, outdir: str | os.PathLike) -> "Manifest":
+        """Read ``outdir/edgevit.json`` (``outdir`` may also be the JSON file itself)."""
+        path = Path(outdir)
+        if path.is_dir() or path.suffix != ".json":
+            path = cls.path_in(path)
+        if not path.exists():
+            raise ManifestError(
+                f"{path}: no manifest here; run `edgevit export SOURCE -o {path.parent}` first"
+            )
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ManifestError(f"{path}: not a readable JSON manifest ({exc}); re-run edgevit export") from exc
+        manifest = cls.from_dict(data, source=str(path))
+        manifest.root = path.parent
+        return manifest
+
+    def save(self, outdir: str | os.PathLike | None = None, force: bool = False) -> Path:
+        """Write ``outdir/edgevit.json`` atomically; an existing manifest needs ``force``."""
+        outdir = Path(outdir) if outdir is not None else self.root
+        if outdir is None:
+            raise ValueError("Manifest.save needs an output directory (this manifest was not loaded from one)")
+        path = write_text_atomic(self.path_in(outdir), self.to_json(), force=force)
+        self.root = outdir
+        return path
+
+    # ------------------------------------------------------------------ artifacts
+    def add_artifact(
+        self,
+        path: str | os.PathLike,
+        *,
+        format: str,
+        precision: str,
+        sha256: str | None = None,
+        external_data: list[str] | None = None,
+        replace: bool = True,
+        **fields: Any,
+    ) -> Artifact:
+        """Record a file (relative to the manifest's directory); ``sha256`` and size are computed
+        from the file when it exists under ``root`` and no hash is given.
+
+        An entry with the same path is replaced (``replace=False`` refuses instead). Extra
+        keyword fields (``recipe=...``, ``verdict=...``) are stored with the entry.
+        """
+        rel = Path(path)
+        if rel.is_absolute():
+            if self.root is None:
+                raise ValueError(f"absolute artifact path {rel} needs a manifest root to be relative to")
+            rel = rel.relative_to(self.root)
+        rel_str = rel.as_posix()
+        size = None
+        file = (self.root / rel) if self.root is not None else None
+        if file is not None and file.exists():
+            size = file.stat().st_size
+            if sha256 is None:
+                sha256 = sha256_file(file)
+        if sha256 is None:
+            raise ManifestError(
+                f"cannot hash artifact {rel_str}: the file is not under the manifest's directory "
+                f"({self.root}); pass sha256= or set manifest.root"
+            )
+        art = Artifact(rel_str, format, precision, sha256, size, list(external_data or []), dict(fields))
+        for i, existing in enumerate(self.artifacts):
+            if existing.path == rel_str:
+                if not replace:
+                    raise ManifestError(f"artifact {rel_str} is already recorded; pass replace=True to update it")
+                self.artifacts[i] = art
+                return art
+        self.artifacts.append(art)
+        return art
+
+    def find_artifacts(self, precision: str | None = None, format: str | None = None, **fields: Any) -> list[Artifact]:
+        """Every artifact matching all given criteria (None matches anything)."""
+        out = []
+        for art in self.artifacts:
+            data = art.to_dict()
+            if precision is not None and art.precision != precision:
+                continue
+            if format is not None and art.format != format:
+                continue
+            if any(data.get(k) != v for k, v in fields.items()):
+                continue
+            out.append(art)
+        return out
+
+    def artifact(self, precision: str | None = None, format: str | None = None, **fields: Any) -> Artifact:
+        """The one artifact matching the criteria; ManifestError if none or several match."""
+        found = self.find_artifacts(precision, format, **fields)
+        wanted = ", ".join(f"{k}={v!r}" for k, v in {"precision": precision, "format": format, **fields}.items()
+                           if v is not None) or "any"
+        have = ", ".join(f"{a.path} ({a.format}, {a.precision})" for a in self.artifacts) or "none"
+        if not found:
+            raise ManifestError(f"no artifact with {wanted} in the manifest; recorded: {have}")
+        if len(found) > 1:
+            raise ManifestError(f"{len(found)} artifacts match {wanted}: {have}; add criteria (e.g. path=)")
+        return found[0]
+
+    def verify_checksums(self) -> list[str]:
+        """Problems with the recorded files under ``root`` (missing, or sha256 differs); [] when all match."""
+        if self.root is None:
+            raise ValueError("verify_checksums needs manifest.root (load the manifest from its directory)")
+        problems = []
+        for art in self.artifacts:
+            file = self.root / art.path
+            if not file.exists():
+                problems.append(f"{art.path}: missing")
+                continue
+            digest = sha256_file(file)
+            if digest != art.sha256:
+                problems.append(f"{art.path}: sha256 {digest[:12]}... differs from recorded {art.sha256[:12]}...")
+            for data in art.external_data:
+                if not (self.root / data).exists():
+                    problems.append(f"{art.path}: external data file {data} missing")
+        return problems
+
+    # ------------------------------------------------------------------ (de)serialization
+    def to_dict(self) -> dict:
+        data = {
+            "schema_version": self.schema_version,
+            "created": self.created,
+            "edgevit_version": self.versions.get("edgevit"),
+            "model": self.model,
+            "labels": self.labels,
+            "preprocessing": self.preprocessing,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "batch": self.batch,
+            "export": self.export,
+            "artifacts": [a.to_dict() for a in self.artifacts],
+            "versions": self.versions,
+        }
+        for key, value in self.extra.items():
+            data.setdefault(key, value)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "manifest") -> "Manifest":
+        if not isinstance(data, dict):
+            raise ManifestError(f"{source}: a manifest is a JSON object, got {type(data).__name__}")
+        version = data.get("schema_version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise ManifestError(
+                f"{source}: schema_version {version!r} is not supported by this edgevit "
+                f"(reads up to {SCHEMA_VERSION}); upgrade edgevit or re-export"
+            )
+        known = {"schema_version", "created", "edgevit_version", "model", "labels", "preprocessing", "inputs",
+                 "outputs", "batch", "export", "artifacts", "versions"}
+        return cls(
+            model=data.get("model") or {},
+            labels=data.get("labels"),
+            preprocessing=data.get("preprocessing"),
+            inputs=list(data.get("inputs") or []),
+            outputs=list(data.get("outputs") or []),
+            batch=data.get("batch") or {},
+            export=data.get("export") or {},
+            artifacts=[Artifact.from_dict(a) for a in data.get("artifacts") or []],
+            versions=data.get("versions") or {},
+            created=data.get("created") or "",
+            schema_version=version,
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+
+__all__ = ["Artifact", "MANIFEST_NAME", "Manifest", "SCHEMA_VERSION", "library_versions"]

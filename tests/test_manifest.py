@@ -1,0 +1,144 @@
+"""edgevit.json: round trips, artifact bookkeeping, atomic writes, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgevit._io import sha256_file
+from edgevit.errors import ArtifactExistsError, ManifestError
+from edgevit.manifest import MANIFEST_NAME, SCHEMA_VERSION, Artifact, Manifest
+
+
+def _manifest(tmp_path) -> Manifest:
+    (tmp_path / "model.onnx").write_bytes(b"graph bytes")
+    m = Manifest(
+        model={"source": "digits-tiny", "arch": None, "config": {"embed_dim": 64}, "params": 123},
+        labels=["a", "b"],
+        preprocessing={"input_size": [1, 8, 8]},
+        inputs=[{"name": "images", "dtype": "float32", "shape": ["batch", 1, 8, 8], "dynamic_axes": {"0": "batch"}}],
+        outputs=[{"name": "logits", "dtype": "float32", "shape": ["batch", 2], "dynamic_axes": {"0": "batch"}}],
+        batch={"dynamic": True, "min": 1, "opt": 4, "max": 64},
+        export={"opset": 18, "attention": "decomposed"},
+        root=tmp_path,
+    )
+    m.add_artifact("model.onnx", format="onnx", precision="fp32")
+    return m
+
+
+def test_round_trip_keeps_everything(tmp_path):
+    m = _manifest(tmp_path)
+    path = m.save(tmp_path)
+    assert path == tmp_path / MANIFEST_NAME
+    loaded = Manifest.load(tmp_path)
+    assert loaded == m
+    assert loaded.root == tmp_path
+    data = json.loads(path.read_text())
+    for key in ("schema_version", "model", "labels", "preprocessing", "inputs", "outputs", "batch", "export",
+                "artifacts", "versions"):
+        assert key in data, f"manifest lacks {key!r}: {sorted(data)}"
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert {"torch", "onnx", "onnxruntime", "edgevit"} <= set(data["versions"])
+
+
+def test_add_artifact_hashes_the_file_and_keeps_extra_fields(tmp_path):
+    m = _manifest(tmp_path)
+    art = m.artifact(precision="fp32", format="onnx")
+    assert art.sha256 == sha256_file(tmp_path / "model.onnx")
+    assert art.size_bytes == len(b"graph bytes")
+    (tmp_path / "model.fp16.onnx").write_bytes(b"half")
+    m.add_artifact("model.fp16.onnx", format="onnx", precision="fp16", recipe={"keep_fp32": ["LayerNormalization"]},
+                   verdict={"passed": True})
+    m.save(tmp_path)
+    loaded = Manifest.load(tmp_path / MANIFEST_NAME)
+    fp16 = loaded.artifact(precision="fp16")
+    assert fp16["recipe"] == {"keep_fp32": ["LayerNormalization"]}
+    assert fp16.get("verdict") == {"passed": True}
+    assert len(loaded.find_artifacts(format="onnx")) == 2
+
+
+def test_add_artifact_replaces_same_path_unless_told_not_to(tmp_path):
+    m = _manifest(tmp_path)
+    m.add_artifact("model.onnx", format="onnx", precision="fp32", note="second")
+    assert len(m.artifacts) == 1 and m.artifacts[0].get("note") == "second"
+    with pytest.raises(ManifestError, match="already recorded"):
+        m.add_artifact("model.onnx", format="onnx", precision="fp32", replace=False)
+
+
+def test_artifact_lookup_errors_name_what_exists(tmp_path):
+    m = _manifest(tmp_path)
+    with pytest.raises(ManifestError, match=r"no artifact with precision='int8'.*model.onnx \(onnx, fp32\)"):
+        m.artifact(precision="int8")
+    m.add_artifact("other.onnx", format="onnx", precision="fp32", sha256="0" * 64)
+    with pytest.raises(ManifestError, match="2 artifacts match"):
+        m.artifact(precision="fp32")
+    assert m.artifact(precision="fp32", path="other.onnx").path == "other.onnx"
+
+
+def test_unknown_fields_survive_a_round_trip(tmp_path):
+    m = _manifest(tmp_path)
+    m.save(tmp_path)
+    data = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    data["future_section"] = {"x": 1}
+    data["artifacts"][0]["tensorrt_version"] = "10.3"
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(data))
+    loaded = Manifest.load(tmp_path)
+    loaded.save(tmp_path, force=True)
+    again = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    assert again["future_section"] == {"x": 1}
+    assert again["artifacts"][0]["tensorrt_version"] == "10.3"
+
+
+def test_save_refuses_to_overwrite_without_force_and_leaves_no_temp_files(tmp_path):
+    m = _manifest(tmp_path)
+    m.save(tmp_path)
+    before = (tmp_path / MANIFEST_NAME).read_text()
+    m.labels = ["changed"]
+    with pytest.raises(ArtifactExistsError, match="--force"):
+        m.save(tmp_path)
+    assert (tmp_path / MANIFEST_NAME).read_text() == before
+    m.save(tmp_path, force=True)
+    assert Manifest.load(tmp_path).labels == ["changed"]
+    leftovers = [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
+    assert not leftovers, f"temporary files left behind: {leftovers}"
+
+
+def test_verify_checksums_spots_changed_and_missing_files(tmp_path):
+    m = _manifest(tmp_path)
+    assert m.verify_checksums() == []
+    (tmp_path / "model.onnx").write_bytes(b"tampered")
+    assert any("differs" in p for p in m.verify_checksums())
+    (tmp_path / "model.onnx").unlink()
+    assert m.verify_checksums() == ["model.onnx: missing"]
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [(None, "no manifest here"), ("{not json", "not a readable JSON"), ('{"schema_version": 99}', "schema_version 99"),
+     ("[1, 2]", "JSON object"), ('{"schema_version": 1, "artifacts": [{"path": "x"}]}', "lacks")],
+)
+def test_bad_manifests_raise_manifest_error(tmp_path, content, match):
+    if content is not None:
+        (tmp_path / MANIFEST_NAME).write_text(content)
+    with pytest.raises(ManifestError, match=match):
+        Manifest.load(tmp_path)
+
+
+def test_artifact_validation():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Artifact("m.onnx", "onnx", "fp64", "0" * 64)
+    with pytest.raises(ValueError, match="format must be one of"):
+        Artifact("m.onnx", "tflite", "fp32", "0" * 64)
+    with pytest.raises(ValueError, match="relative"):
+        Artifact("/abs/m.onnx", "onnx", "fp32", "0" * 64)
+
+
+def test_add_artifact_without_root_needs_a_hash():
+    m = Manifest()
+    with pytest.raises(ManifestError, match="pass sha256"):
+        m.add_artifact("model.onnx", format="onnx", precision="fp32")
+    art = m.add_artifact("model.plan", format="tensorrt", precision="fp16", sha256="ab" * 32)
+    assert art.path == "model.plan"
+    with pytest.raises(ValueError, match="output directory"):
+        m.save()
