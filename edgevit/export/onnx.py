@@ -604,18 +604,6 @@ def compare_logits(ref: np.ndarray, got: np.ndarray) -> dict:
     }
 
 
-def _ort_session(path: Path, threads: int | None = None):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 def _verify(model: VisionTransformer, path: Path, cfg: ExportConfig) -> dict:
     """Run the graph on ONNX Runtime and compare with the PyTorch reference ("math" attention)."""
     reference = copy.deepcopy(model).set_attn_impl("math").eval()
@@ -630,8 +618,11 @@ def _verify(model: VisionTransformer, path: Path, cfg: ExportConfig) -> dict:
         n = len(digits) if cfg.dynamic else lo
         if len(digits) >= n:
             cases.append((f"digits[{n}]", digits[:n]))
+    from ..runtime import get_runner
+
     try:
-        session = _ort_session(path)
+        session = get_runner("onnxruntime", path)
+        session.activate()
     except Exception as exc:
         raise ExportError(f"ONNX Runtime cannot load the exported graph: {str(exc)[:500]}") from exc
     checks = []
@@ -639,12 +630,13 @@ def _verify(model: VisionTransformer, path: Path, cfg: ExportConfig) -> dict:
         with torch.no_grad():
             ref = reference(torch.from_numpy(x)).numpy()
         try:
-            got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+            got = session.infer({INPUT_NAME: x})[OUTPUT_NAME]
         except Exception as exc:
             raise ExportError(f"ONNX Runtime failed on {name} input of shape {x.shape}: {str(exc)[:500]}") from exc
         if got.shape != ref.shape:
             raise ExportError(f"ONNX Runtime logits have shape {got.shape} on {name}, PyTorch {ref.shape}")
         checks.append({"input": name, "batch": int(x.shape[0]), **compare_logits(ref, got)})
+    session.deactivate()
     worst = max(ch["max_abs"] for ch in checks)
     result = {
         "runtime": "onnxruntime CPUExecutionProvider",
