@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -491,7 +492,7 @@ def load_arrays(
         raise DataError(f"data file {path} does not exist; check the path")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"cannot read {path} as a NumPy {path.suffix} file: {exc}") from exc
     labels = class_names = None
     if isinstance(loaded, np.ndarray):
