@@ -519,7 +519,8 @@ def train(cfg: TrainConfig, callback=None) -> TrainResult:
 
     ``callback(record)`` is called on rank 0 after every epoch (after the checkpoints are
     written) with the epoch's history record: epoch, lr, train_loss, train_acc, val_loss,
-    val_acc, best, time_s. Raising from it stops the run; ``resume`` continues it.
+    val_acc, best, time_s. Raising from it stops the run (single process only: under torchrun
+    the other ranks would wait at the next barrier); ``resume`` continues it.
     """
     t_start = time.perf_counter()
     cfg = replace(cfg).validate()
