@@ -79,6 +79,7 @@ from ..errors import ExportError
 from ..manifest import MANIFEST_NAME, Manifest, library_versions
 from ..models.vit import VisionTransformer, count_params
 from .lint import DEFAULT_TENSORRT_VERSION, LintReport, lint_onnx
+from .names import name_vit_nodes
 
 ATTENTION_FORMS = ("decomposed", "fused")
 DEFAULT_ATTENTION = "decomposed"
@@ -245,6 +246,7 @@ def export_onnx(
         proto, slim_info = _simplify(proto, cfg)
         if slim_info.get("warning"):
             notes.append(slim_info["warning"])
+        node_names = name_vit_nodes(proto, model.config.depth)
         _check_structure(proto, model, cfg)
         _stamp(proto, model, cfg)
         tmp_onnx, external = _save(proto, work, cfg.external_data_threshold)
@@ -254,6 +256,7 @@ def export_onnx(
         report = lint_onnx(tmp_onnx, cfg.tensorrt_version) if cfg.lint else None
         manifest = _build_manifest(model, source_desc, arch, cfg, slim_info, verification, report, external)
         manifest.export["gelu_reordered"] = gelus
+        manifest.export["node_names"] = node_names
         manifest.root = work
         manifest.add_artifact(MODEL_FILE, format="onnx", precision="fp32",
                               external_data=[DATA_FILE] if external else [], opset=cfg.resolved_opset,

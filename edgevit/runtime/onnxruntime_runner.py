@@ -117,6 +117,9 @@ class OnnxRuntimeRunner(Runner):
             raise OnnxModelError(
                 f"cannot run a {type(source).__name__} with ONNX Runtime; give a .onnx path, bytes or onnx.ModelProto"
             )
+        self.emulated = None
+        if providers[0] == "CPUExecutionProvider":
+            source = self._emulate_bf16(source)
         try:
             self.session = ort.InferenceSession(source, sess_options=opts, providers=providers)
         except Exception as exc:  # InvalidProtobuf, Fail, NotImplemented, ...
@@ -130,6 +133,21 @@ class OnnxRuntimeRunner(Runner):
         self._spec = {i.name: (tuple(d if isinstance(d, int) else (d or None) for d in i.shape), ort_dtype(i.type))
                       for i in self.session.get_inputs()}
         self._outputs = [o.name for o in self.session.get_outputs()]
+
+    def _emulate_bf16(self, source):
+        """A bf16 graph runs emulated in fp32 on the CPU provider (see bf16_emulation)."""
+        import onnx
+
+        from .bf16_emulation import emulate_bf16, has_bf16
+
+        try:
+            proto = onnx.load_from_string(source) if isinstance(source, (bytes, bytearray)) else onnx.load(source)
+        except Exception:  # noqa: BLE001 -- unreadable files get ORT's own error below
+            return source
+        if not has_bf16(proto):
+            return source
+        self.emulated = "bf16 emulated in fp32 with bf16 rounding after every op (CPU provider has no bf16 kernels)"
+        return emulate_bf16(proto).SerializeToString()
 
     def deactivate_impl(self) -> None:
         self.session = None

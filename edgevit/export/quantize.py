@@ -1,0 +1,278 @@
+"""``edgevit quantize``: precision graphs next to ``model.onnx``, each gated on labelled data.
+
+    from edgevit.export.quantize import QuantizeConfig, quantize
+    result = quantize("out", QuantizeConfig(precisions=("fp16", "int8")))
+    result.ok, result.entries["int8"]["gate"]
+
+For every precision asked for, :func:`quantize`
+
+1. builds the graph (:mod:`edgevit.export.precision`; int8/fp8 calibrated once, with the
+   calibration cache ``OUTDIR/calibration.json`` reused while the fp32 graph and method match);
+2. runs it with ONNX Runtime on CPU over held-out labelled data (the digits test split by
+   default) and gates it against the fp32 graph: it fails if top-1 drops more than
+   ``max_drop`` points or top-1 agreement with fp32 falls below the precision's
+   ``min_agreement`` in :data:`edgevit.verify.TOLERANCES`;
+3. optionally measures per-layer sensitivity (one Linear quantized at a time) and, with
+   ``auto_exclude``, keeps the most sensitive layers in higher precision one at a time until
+   the gate passes;
+4. writes ``model.<precision>.onnx`` (temporary name, then rename; ``force`` to overwrite) and
+   records recipe, calibration, gate verdict and numbers in ``edgevit.json``.
+
+A precision that fails the gate is written and recorded with ``"gate": "failed"``; the result's
+``ok`` is False (the CLI exits 1). ``gate=False`` records the precision as not verified.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .._io import check_writable, sha256_file
+from ..calibration import (DEFAULT_BATCH, DEFAULT_SAMPLES, CalibrationConfig, calibrate, load_calibration_data,
+                           read_cache)
+from ..errors import DataError, ManifestError
+from ..manifest import Manifest
+from .onnx import compare_logits
+from .precision import FILES, PRECISIONS, QUANTIZED, PrecisionRecipe, build_precision_graph, quantizable_nodes
+
+CACHE_FILE = "calibration.json"
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    precisions: tuple[str, ...] = ("fp16", "bf16", "int8", "fp8")
+    io_dtype: str = "fp32"
+    int8_base: str = "fp16"
+    quantize_attention: bool = False
+    quantize_patch_embed: bool = False
+    exclude: tuple[str, ...] = ()
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    calib_data: str = "digits"
+    calib_samples: int = DEFAULT_SAMPLES
+    calib_batch: int = DEFAULT_BATCH
+    calib_cache: str | None = None          # None: OUTDIR/calibration.json
+    data: str = "digits"                    # labelled held-out data of the gate (its test split)
+    max_drop: float = 1.0                   # top-1 points
+    gate: bool = True
+    sensitivity: bool = False
+    auto_exclude: bool = False
+    threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precisions", tuple(self.precisions))
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad or not self.precisions:
+            raise ValueError(f"precisions must be a non-empty subset of {list(PRECISIONS)}, got {list(self.precisions)}")
+        if not self.max_drop >= 0:
+            raise ValueError(f"max_drop must be >= 0 top-1 points, got {self.max_drop}")
+        if self.auto_exclude and not self.gate:
+            raise ValueError("auto_exclude needs the gate (it excludes layers until the gate passes); drop --no-gate")
+
+    def recipe(self, precision: str) -> PrecisionRecipe:
+        io = self.io_dtype if precision in ("fp16", "bf16") or self.io_dtype == "fp32" else "fp32"
+        return PrecisionRecipe(precision, io_dtype=io, base=self.int8_base, quantize_attention=self.quantize_attention,
+                               quantize_patch_embed=self.quantize_patch_embed, exclude=self.exclude)
+
+
+@dataclass
+class QuantizeResult:
+    outdir: Path
+    entries: dict[str, dict]
+    calibration: dict | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(e["gate"]["verdict"] != "failed" for e in self.entries.values())
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "outdir": str(self.outdir), "precisions": self.entries,
+                "calibration": self.calibration, "seconds": round(self.seconds, 2)}
+
+
+# ------------------------------------------------------------------------------ gate
+@dataclass
+class GateData:
+    images: np.ndarray
+    labels: np.ndarray
+    description: str
+    reference: np.ndarray      # fp32 graph's logits
+
+
+def _run(graph, images: np.ndarray, threads: int | None) -> np.ndarray:
+    from ..runtime import get_runner
+    from ..verify import run_batched
+
+    with get_runner("onnxruntime", graph, threads=threads) as runner:
+        return np.asarray(run_batched(runner, images, 256)[runner.output_names()[0]], dtype=np.float32)
+
+
+def gate_metrics(logits: np.ndarray, data: GateData) -> dict:
+    ref_top1 = float((data.reference.argmax(1) == data.labels).mean())
+    top1 = float((logits.argmax(1) == data.labels).mean())
+    diff = compare_logits(data.reference, logits)
+    return {"top1": top1, "fp32_top1": ref_top1, "drop_points": round((ref_top1 - top1) * 100, 4),
+            "agreement": diff["top1_agree"], "max_abs": diff["max_abs"], "min_cosine": diff["min_cosine"]}
+
+
+def judge(metrics: dict, precision: str, max_drop: float) -> dict:
+    from ..verify import get_tolerance
+
+    need = get_tolerance(precision).min_agreement
+    reasons = []
+    if metrics["drop_points"] > max_drop + 1e-9:
+        reasons.append(f"top-1 drops {metrics['drop_points']:.2f} points > budget {max_drop:g}")
+    if metrics["agreement"] < need:
+        reasons.append(f"top-1 agreement with fp32 {metrics['agreement']:.4f} < {need} ({precision} tolerance)")
+    return {**metrics, "max_drop": max_drop, "min_agreement": need,
+            "verdict": "failed" if reasons else "passed", "reasons": reasons}
+
+
+def load_gate_data(spec: str, manifest: Manifest, fp32_path: Path, threads: int | None) -> GateData:
+    from ..data import Preprocessing, load_dataset
+
+    if manifest.preprocessing is None:
+        raise DataError(f"{manifest.root}: the manifest has no preprocessing, so {spec!r} cannot be read as "
+                        "model input; re-export from an edgevit checkpoint or pass --no-gate")
+    ds = load_dataset(spec, Preprocessing(**manifest.preprocessing), split="test")
+    if ds.labels is None or len(ds.labels) == 0:
+        raise DataError(f"gate data {spec!r} has no labels; give labelled data with --data or pass --no-gate")
+    return GateData(ds.images, np.asarray(ds.labels), f"{spec} test split ({len(ds.labels)} images)",
+                    _run(str(fp32_path), ds.images, threads))
+
+
+# ------------------------------------------------------------------------------ sensitivity
+def graph_for_names(fp32_path: Path):
+    import onnx
+
+    return onnx.load(str(fp32_path), load_external_data=False)
+
+
+def layer_sensitivity(fp32_path: Path, recipe: PrecisionRecipe, amax: dict, data: GateData,
+                      threads: int | None = None, progress: bool = True) -> list[dict]:
+    """Quantize one layer at a time; most harmful first (largest drop, then lowest agreement)."""
+    from tqdm import tqdm
+
+    layers = quantizable_nodes(graph_for_names(fp32_path), recipe)
+    rows = []
+    for layer in tqdm(layers, desc=f"sensitivity ({recipe.precision})", disable=not progress, file=sys.stderr):
+        graph = build_precision_graph(fp32_path, replace(recipe, base="fp32"), amax, nodes=[layer])
+        m = gate_metrics(_run(graph, data.images, threads), data)
+        rows.append({"layer": layer, "drop_points": m["drop_points"], "agreement": m["agreement"],
+                     "max_abs": m["max_abs"]})
+    return sorted(rows, key=lambda r: (-r["drop_points"], r["agreement"], -r["max_abs"]))
+
+
+# ------------------------------------------------------------------------------ orchestration
+def _fp32_artifact(source) -> tuple[Manifest, Path]:
+    path = Path(source)
+    if not path.exists():
+        raise ManifestError(f"{path}: no such ONNX file or export directory; run `edgevit export SOURCE -o DIR` first")
+    manifest = Manifest.load(path if path.is_dir() else path.parent)
+    if path.is_dir():
+        art = manifest.artifact(precision="fp32", format="onnx")
+        return manifest, manifest.root / art.path
+    if not any(a.path == path.name for a in manifest.artifacts):
+        raise ManifestError(f"{path} is not recorded in {manifest.root / 'edgevit.json'}; quantize the fp32 "
+                            "model.onnx that edgevit export wrote")
+    return manifest, path
+
+
+def quantize(source, config: QuantizeConfig | None = None, *, force: bool = False) -> QuantizeResult:
+    """Build, gate and record every precision of ``config`` for the export in ``source``."""
+    cfg = config or QuantizeConfig()
+    start = time.perf_counter()
+    manifest, fp32_path = _fp32_artifact(source)
+    outdir = manifest.root
+    wanted = [p for p in cfg.precisions if p != "fp32"]
+    for p in wanted:
+        check_writable(outdir / FILES[p], force)
+    gate_data = load_gate_data(cfg.data, manifest, fp32_path, cfg.threads) if cfg.gate else None
+    calib = None
+    if any(p in QUANTIZED for p in wanted):
+        calib = _calibrate(cfg, manifest, fp32_path)
+    entries: dict[str, dict] = {}
+    if "fp32" in cfg.precisions:
+        entries["fp32"] = {"path": FILES["fp32"], "recipe": {"precision": "fp32"},
+                           "gate": _gate(str(fp32_path), "fp32", cfg, gate_data)}
+    for precision in wanted:
+        entries[precision] = _one_precision(precision, cfg, manifest, fp32_path, calib, gate_data)
+    manifest.save(outdir, force=True)
+    return QuantizeResult(outdir, entries, calib.to_dict() if calib else None, time.perf_counter() - start)
+
+
+def _calibrate(cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path):
+    from ..data import Preprocessing
+
+    cache = Path(cfg.calib_cache) if cfg.calib_cache else manifest.root / CACHE_FILE
+    data = None
+    if read_cache(cache, sha256_file(fp32_path), cfg.calibration) is None:
+        if manifest.preprocessing is None:
+            raise DataError(f"{manifest.root}: the manifest has no preprocessing; calibration data cannot be read")
+        shape = tuple(manifest.inputs[0]["shape"][1:])
+        data = load_calibration_data(cfg.calib_data, Preprocessing(**manifest.preprocessing), shape,
+                                     num_samples=cfg.calib_samples, batch_size=cfg.calib_batch)
+    return calibrate(fp32_path, data, cfg.calibration, cache=cache, progress=cfg.progress)
+
+
+def _gate(graph, precision: str, cfg: QuantizeConfig, data: GateData | None) -> dict:
+    if data is None:
+        return {"verdict": "not verified", "reasons": ["--no-gate"]}
+    return {"data": data.description, **judge(gate_metrics(_run(graph, data.images, cfg.threads), data),
+                                               precision, cfg.max_drop)}
+
+
+def _one_precision(precision: str, cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path, calib, data) -> dict:
+    import onnx
+
+    recipe = cfg.recipe(precision)
+    amax = calib.amax if calib is not None and recipe.quantized else None
+    graph = build_precision_graph(fp32_path, recipe, amax)
+    gate = _gate(graph, precision, cfg, data)
+    entry: dict = {"path": FILES[precision]}
+    if recipe.quantized and data is not None and (cfg.sensitivity or (cfg.auto_exclude and gate["verdict"] == "failed")):
+        entry["sensitivity"] = layer_sensitivity(fp32_path, recipe, amax, data, cfg.threads, cfg.progress)
+    if recipe.quantized and cfg.auto_exclude and gate["verdict"] == "failed":
+        excluded: list[str] = []
+        for row in entry["sensitivity"]:
+            excluded.append(row["layer"])
+            recipe = replace(cfg.recipe(precision), exclude=cfg.exclude + tuple(excluded))
+            if not quantizable_nodes(graph_for_names(fp32_path), recipe):
+                break
+            graph = build_precision_graph(fp32_path, recipe, amax)
+            gate = _gate(graph, precision, cfg, data)
+            if gate["verdict"] == "passed":
+                break
+        entry["auto_excluded"] = excluded
+    entry["recipe"] = recipe.to_dict()
+    entry["gate"] = gate
+    target = manifest.root / FILES[precision]
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=manifest.root)
+    os.close(fd)
+    try:
+        onnx.save_model(graph, tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    fields = {"recipe": entry["recipe"], "gate": gate,
+              "verdict": {"verified": {"passed": True, "failed": False}.get(gate["verdict"]), "gate": gate["verdict"]}}
+    if amax is not None:
+        fields["calibration"] = calib.to_dict()
+    for key in ("sensitivity", "auto_excluded"):
+        if key in entry:
+            fields[key] = entry[key]
+    manifest.add_artifact(FILES[precision], format="onnx", precision=precision, **fields)
+    return entry
+
+
+__all__ = ["CACHE_FILE", "GateData", "QuantizeConfig", "QuantizeResult", "gate_metrics", "judge",
+           "layer_sensitivity", "load_gate_data", "quantize"]
