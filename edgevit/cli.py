@@ -194,6 +194,41 @@ def eval_cmd(source: str, data: str, split: str, arch: str | None, batch_size: i
 
 
 # ---------------------------------------------------------------- export, lint
+# ---------------------------------------------------------------- precision graphs
+def _precision_options(fn):
+    """Options shared by ``quantize`` and ``export --precision``."""
+    opts = [
+        click.option("--io-dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
+                     help="Graph input/output type of the fp16/bf16 graphs."),
+        click.option("--int8-base", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True,
+                     help="Precision of everything int8/fp8 does not quantize."),
+        click.option("--quantize-attention", is_flag=True,
+                     help="Also Q/DQ the two attention MatMuls (TensorRT's INT8 fused MHA placement)."),
+        click.option("--quantize-patch-embed", is_flag=True, help="Also Q/DQ the patch-embedding Conv."),
+        click.option("--exclude", multiple=True, metavar="PATTERN",
+                     help="Keep matching nodes (fnmatch on names like blocks.11.mlp.fc2) unquantized; repeatable."),
+        click.option("--calib-data", default="digits", show_default=True,
+                     help="Calibration images: 'digits' (train split), an ImageFolder (train split) or .npy/.npz."),
+        click.option("--calib-samples", type=int, default=512, show_default=True),
+        click.option("--calib-batch", type=int, default=32, show_default=True),
+        click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse"]),
+                     default="percentile", show_default=True),
+        click.option("--percentile", type=float, default=99.99, show_default=True),
+        click.option("--calib-cache", type=click.Path(dir_okay=False),
+                     help="Calibration cache JSON (default OUTDIR/calibration.json); reused while valid."),
+        click.option("--data", "gate_data", default="digits", show_default=True,
+                     help="Labelled held-out data of the accuracy gate (its test split)."),
+        click.option("--max-drop", type=float, default=1.0, show_default=True, help="Top-1 budget in points."),
+        click.option("--sensitivity", is_flag=True, help="Report per-layer sensitivity of int8/fp8."),
+        click.option("--auto-exclude", is_flag=True,
+                     help="Keep the most sensitive layers unquantized, one at a time, until the gate passes."),
+        click.option("--no-gate", is_flag=True, help="Skip the gate (recorded as not verified)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
 @main.command("export")
 @click.argument("source")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
@@ -208,22 +243,44 @@ def eval_cmd(source: str, data: str, split: str, arch: str | None, batch_size: i
 @click.option("--static-batch", type=int, metavar="N", help="Fix the batch to N instead of a dynamic batch.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim.")
 @click.option("--force", is_flag=True, help="Overwrite model.onnx / edgevit.json in OUTPUT.")
+@click.option("--engine", "engine", is_flag=True,
+              help="Then build a TensorRT engine OUTPUT/model.plan from the export (same as edgevit build).")
+@click.option("--precision", "precision", default="fp32", show_default=True,
+              help="Comma list of fp32, fp16, bf16, int8, fp8: graphs to write (see edgevit quantize).")
+@_precision_options
 @json_option
 @handle_errors
 def export_cmd(source: str, output: str, arch: str | None, opset: int | None, attention: str | None,
-               batch: str | None, static_batch: int | None, no_simplify: bool, force: bool, as_json: bool) -> None:
+               batch: str | None, static_batch: int | None, no_simplify: bool, force: bool, engine: bool,
+               precision: str, as_json: bool, **qopts) -> None:
     """Export SOURCE (variant name or checkpoint) to OUTPUT/model.onnx, verified against PyTorch."""
     from .export.onnx import DEFAULT_ATTENTION, ExportConfig, export_onnx, parse_batch
+    from .export.quantize import quantize
 
+    if engine:  # fail before the (slow) export when TensorRT is missing
+        from .tensorrt_api import import_tensorrt
+
+        import_tensorrt()
     if batch is not None and static_batch is not None:
         raise ValueError("give either --batch MIN,OPT,MAX or --static-batch N, not both")
     options = {"attention": attention or DEFAULT_ATTENTION, "opset": opset, "static_batch": static_batch,
                "simplify": not no_simplify}
     if batch is not None:
         options["batch"] = parse_batch(batch)
+    precisions = _parse_precisions(precision)
     result = export_onnx(source, output, ExportConfig(**options), arch=arch, force=force)
+    if precisions != ("fp32",):
+        quantized = quantize(output, _quantize_config(precisions, qopts, not as_json), force=force)
+        _finish_quantize(quantized, as_json, {**result.to_dict(), "ok": quantized.ok})
+        if as_json:
+            return
+    built = None
+    if engine:
+        from .export.tensorrt import build_engine
+
+        built = build_engine(output, os.path.join(output, "model.plan"), force=force)
     if as_json:
-        emit_json(result.to_dict())
+        emit_json({**result.to_dict(), **({"engine": built.to_dict()} if built else {})})
         return
     art = result.manifest.artifact(precision="fp32", format="onnx")
     b = result.manifest.batch
@@ -241,6 +298,83 @@ def export_cmd(source: str, output: str, arch: str | None, opset: int | None, at
         click.secho(f"note: {note}", fg="yellow", err=True)
     if result.lint and result.lint.findings:
         _lint_table(result.lint)
+    if built is not None:
+        _render_build(built)
+
+
+def _quantize_config(precisions, opts: dict, progress: bool):
+    from .calibration import CalibrationConfig
+    from .export.quantize import QuantizeConfig
+
+    return QuantizeConfig(
+        precisions=precisions, io_dtype=opts["io_dtype"], int8_base=opts["int8_base"],
+        quantize_attention=opts["quantize_attention"], quantize_patch_embed=opts["quantize_patch_embed"],
+        exclude=tuple(opts["exclude"]), calibration=CalibrationConfig(opts["calib_method"], opts["percentile"]),
+        calib_data=opts["calib_data"], calib_samples=opts["calib_samples"], calib_batch=opts["calib_batch"],
+        calib_cache=opts["calib_cache"], data=opts["gate_data"], max_drop=opts["max_drop"],
+        gate=not opts["no_gate"], sensitivity=opts["sensitivity"], auto_exclude=opts["auto_exclude"],
+        progress=progress)
+
+
+def _render_quantize(result) -> None:
+    rows = []
+    for p, e in result.entries.items():
+        g = e["gate"]
+        if "top1" in g:
+            rows.append([p, e["path"], f"{g['top1']:.4f}", f"{g['drop_points']:+.2f}", f"{g['agreement']:.4f}",
+                         f"{g['max_abs']:.3g}", g["verdict"] + (": " + "; ".join(g["reasons"]) if g["reasons"] else "")])
+        else:
+            rows.append([p, e["path"], "-", "-", "-", "-", g["verdict"]])
+    table(f"precision graphs in {result.outdir} (gate vs fp32 on ONNX Runtime CPU)",
+          ["precision", "file", "top-1", "drop (pts)", "agree", "max |d|", "gate"], rows)
+    for p, e in result.entries.items():
+        if e.get("sensitivity"):
+            table(f"{p} sensitivity: one layer quantized at a time (worst first)", ["layer", "drop (pts)", "agree"],
+                  [[r["layer"], f"{r['drop_points']:+.2f}", f"{r['agreement']:.4f}"] for r in e["sensitivity"][:8]])
+        if e.get("auto_excluded"):
+            click.echo(f"{p}: auto-excluded {', '.join(e['auto_excluded'])}")
+    if result.calibration:
+        c = result.calibration
+        click.echo(f"calibration: {c['method']} on {c['data']} ({'cache hit' if c['cache_hit'] else 'computed'}: "
+                   f"{c['cache']})")
+
+
+def _finish_quantize(result, as_json: bool, extra: dict | None = None) -> None:
+    if as_json:
+        emit_json({**(extra or {}), "quantize": result.to_dict(), "ok": result.ok})
+    else:
+        _render_quantize(result)
+    if not result.ok:
+        failed = [p for p, e in result.entries.items() if e["gate"]["verdict"] == "failed"]
+        click.secho(f"edgevit: error: accuracy gate failed for {', '.join(failed)} (recorded as failed in the "
+                    "manifest); try --auto-exclude, another --calib-method, or a larger --max-drop", fg="red", err=True)
+        sys.exit(1)
+
+
+def _parse_precisions(text: str) -> tuple[str, ...]:
+    from .export.precision import PRECISIONS
+
+    values = tuple(p.strip() for p in text.split(",") if p.strip())
+    bad = [p for p in values if p not in PRECISIONS]
+    if bad or not values:
+        raise ValueError(f"--precision takes a comma list of {', '.join(PRECISIONS)}; got {text!r}")
+    return values
+
+
+@main.command("quantize")
+@click.argument("source", metavar="MODEL.onnx|OUTDIR")
+@click.option("--precision", "precision", default="fp16,bf16,int8,fp8", show_default=True,
+              help="Comma list of fp32, fp16, bf16, int8, fp8.")
+@_precision_options
+@click.option("--force", is_flag=True, help="Overwrite existing model.<precision>.onnx files.")
+@json_option
+@handle_errors
+def quantize_cmd(source: str, precision: str, force: bool, as_json: bool, **opts) -> None:
+    """Write fp16/bf16/int8/fp8 graphs beside an exported model.onnx, each gated on labelled data."""
+    from .export.quantize import quantize
+
+    result = quantize(source, _quantize_config(_parse_precisions(precision), opts, not as_json), force=force)
+    _finish_quantize(result, as_json)
 
 
 def _lint_table(report) -> None:
@@ -386,3 +520,204 @@ def _render_verify(report) -> None:
     verdict = "PASSED" if report.ok else "FAILED"
     click.secho(f"{verdict}: {sum(c.passed for c in report.checks)}/{len(report.checks)} checks "
                 f"in {report.seconds:.1f} s", fg="green" if report.ok else "red")
+
+
+# ---------------------------------------------------------------- TensorRT engines, runtime
+def _render_build(result) -> None:
+    art, rep = result.artifact, result.report
+    mode = art["build_mode"]
+    rows = [["engine", result.engine_path], ["fusion report", result.report_path], ["manifest", result.manifest_path],
+            ["precision", art["precision"]],
+            ["build", ("strongly typed" if mode["strongly_typed"] else f"flags {mode['flags'] or 'none'}")],
+            ["profile (batch)", f"{art['profile']['min']} / {art['profile']['opt']} / {art['profile']['max']}"],
+            ["TensorRT / CUDA", f"{art['tensorrt_version']} / {art['cuda_version']}"],
+            ["GPU", f"{art['gpu_name']} (sm {art['compute_capability']})"],
+            ["fused attention", f"{rep['fused_attention_layers']} layer(s), blocks {rep['fused_attention_blocks']}"],
+            ["seconds", f"{result.seconds:.1f}"]]
+    table("edgevit build", ["field", "value"], rows)
+    groups = rep.get("precision_by_group") or {}
+    if groups:
+        table("precision per layer group", ["group", "layers by precision"],
+              [[g, ", ".join(f"{p} {n}" for p, n in sorted(c.items()))] for g, c in groups.items()])
+    if result.dla_fallback:
+        table("layers that fall back to the GPU (not DLA-capable)", ["layer", "type"],
+              [[d["layer"], d["type"]] for d in result.dla_fallback])
+
+
+@main.command("build")
+@click.argument("source", metavar="MODEL.onnx|OUTDIR")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Engine file to write (.plan).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8", "fp8", "int4", "mixed"]),
+              help="Which ONNX artifact of OUTDIR to build (default: the only one, else fp32).")
+@click.option("--batch", "batch", metavar="MIN,OPT,MAX", help="Override the manifest's batch profile (inside it).")
+@click.option("--workspace", "workspace_mib", type=int, metavar="MIB", help="Builder workspace limit in MiB.")
+@click.option("--opt-level", "optimization_level", type=click.IntRange(0, 5),
+              help="Builder optimization level 0..5 (TensorRT default 3).")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), help="Timing cache file, loaded and saved.")
+@click.option("--dla-core", type=int, metavar="N", help="Build for DLA core N, with GPU fallback (Jetson AGX/NX).")
+@click.option("--version-compatible", is_flag=True, help="Build a version-compatible engine (opt-in).")
+@click.option("--hardware-compat", "hardware_compatibility", default="none", show_default=True,
+              type=click.Choice(["none", "ampere_plus", "same_compute_capability"]),
+              help="Hardware-compatibility level (opt-in).")
+@click.option("--calibration-cache", type=click.Path(exists=True, dir_okay=False),
+              help="Calibration cache the graph came from (its sha256 is recorded).")
+@click.option("--force", is_flag=True, help="Overwrite an existing engine.")
+@json_option
+@handle_errors
+def build_cmd(source: str, output: str, batch: str | None, force: bool, as_json: bool, **opts) -> None:
+    """Build a TensorRT engine from an exported ONNX graph (or OUTDIR), with a fusion report."""
+    from .export.tensorrt import EngineBuildConfig, build_engine
+
+    if batch is not None:
+        from .export.onnx import parse_batch
+
+        opts["batch"] = parse_batch(batch)
+    result = build_engine(source, output, EngineBuildConfig(**opts), force=force)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    _render_build(result)
+
+
+@main.command("predict")
+@click.argument("model", metavar="ENGINE|ONNX")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--topk", type=int, default=5, show_default=True)
+@click.option("--preprocessed", is_flag=True, help=".npy inputs are already preprocessed model input.")
+@click.option("--threads", type=int, help="ONNX Runtime intra-op threads.")
+@json_option
+@handle_errors
+def predict_cmd(model: str, images: tuple[str, ...], topk: int, preprocessed: bool, threads: int | None,
+                as_json: bool) -> None:
+    """Top-k labels and latency for IMAGE files (PNG, JPEG, ...) or .npy arrays."""
+    import numpy as np
+
+    from .runtime import Engine
+
+    with Engine.load(model, threads=threads) as engine:
+        rows = []
+        for item in images:
+            inp = np.load(item) if item.endswith(".npy") else item
+            top = engine.predict(inp, topk=topk, preprocessed=preprocessed)
+            for i, t in enumerate(top):
+                name = item if len(top) == 1 else f"{item}[{i}]"
+                rows.append({"input": name, "topk": t, "latency_ms": engine.last_latency_ms / len(top)})
+        if as_json:
+            emit_json({"ok": True, "model": model, "backend": engine.backend, "predictions": rows})
+            return
+        table(f"edgevit predict: {model} ({engine.backend})", ["input", "top-1", "prob", f"top-{topk}", "latency ms"],
+              [[r["input"], r["topk"][0]["label"], f"{r['topk'][0]['prob']:.4f}",
+                ", ".join(f"{t['label']}:{t['prob']:.3f}" for t in r["topk"]), f"{r['latency_ms']:.2f}"]
+               for r in rows])
+
+
+# ---------------------------------------------------------------- bench
+def _int_list(value: str | None, option: str) -> tuple:
+    if not value:
+        return ()
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 1,2,4,8, got {value!r}",
+                                 param_hint=option) from None
+    if any(v < 1 for v in out):
+        raise click.BadParameter(f"batch sizes must be >= 1, got {value!r}", param_hint=option)
+    return out
+
+
+@main.command("bench")
+@click.argument("sources", nargs=-1, required=True, metavar="OUTDIR|ARTIFACT...")
+@click.option("--data", default="digits", show_default=True,
+              help="Labelled data for top-1: 'digits', an ImageFolder, a preprocessed .npy, or 'random'.")
+@click.option("--samples", type=int, default=512, show_default=True, help="At most this many images for accuracy.")
+@click.option("--warmup-s", type=float, default=0.2, show_default=True, help="Warm-up seconds per measurement.")
+@click.option("--iterations", type=int, help="Timed calls per measurement (default 50).")
+@click.option("--duration-s", type=float, help="Time each measurement for this many seconds instead of --iterations.")
+@click.option("--time-limit-s", type=float, default=10.0, show_default=True,
+              help="Stop a measurement after this many seconds (once 5 calls were timed).")
+@click.option("--threads", type=int, help="CPU threads for PyTorch and ONNX Runtime (default: all available).")
+@click.option("--batch", type=int, help="Throughput batch (default: the manifest profile's max, or 32).")
+@click.option("--batch-sweep", metavar="1,2,4,...", help="Also measure latency at these batch sizes.")
+@click.option("--noise-cv", type=float, default=0.10, show_default=True,
+              help="Flag a measurement as noisy when its coefficient of variation exceeds this.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: PyTorch CUDA rows when a GPU is visible; cpu: none.")
+@click.option("--provider", "providers", multiple=True, type=click.Choice(["cpu", "cuda", "tensorrt"]),
+              help="ONNX Runtime providers (repeatable; default cpu, plus cuda when installed).")
+@click.option("--no-cuda-graphs", is_flag=True, help="Skip the PyTorch CUDA-graph rows.")
+@click.option("--reference", help="Checkpoint of the PyTorch reference (default: the manifest's model.source).")
+@click.option("--arch", help="Variant a timm state dict belongs to.")
+@click.option("--attention", is_flag=True, help="Append the per-block attention check for each ONNX artifact.")
+@click.option("--report-dir", type=click.Path(file_okay=False),
+              help="Where bench.json/.csv/.md/.png go (default: the first OUTDIR, or the first artifact's directory).")
+@click.option("--no-report", is_flag=True, help="Write no report files.")
+@click.option("--force", is_flag=True, help="Overwrite existing report files.")
+@json_option
+@handle_errors
+def bench_cmd(sources: tuple, batch_sweep: str | None, providers: tuple, no_cuda_graphs: bool,
+              report_dir: str | None, no_report: bool, force: bool, as_json: bool, **opts) -> None:
+    """Latency, throughput and accuracy of every artifact of OUTDIR (or of each ARTIFACT) next to
+    the PyTorch reference, in one table; writes bench.json, bench.csv, bench.md and bench.png.
+    Exit status 1 when a row failed."""
+    from pathlib import Path
+
+    if "torch" not in sys.modules:  # OpenMP spin-waiting slows PyTorch eager many times on a busy CPU
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from .bench import REPORT_FILES, BenchConfig, run_bench
+    from ._io import check_writable
+
+    if opts["iterations"] is not None and opts["duration_s"] is not None:
+        raise click.UsageError("give either --iterations or --duration-s, not both")
+    config = BenchConfig(batch_sweep=_int_list(batch_sweep, "--batch-sweep"), providers=providers or None,
+                         cuda_graphs=not no_cuda_graphs, **opts)
+    if not no_report:
+        if report_dir is None:
+            first = Path(sources[0])
+            report_dir = str(first if first.is_dir() else first.parent)
+        for name in REPORT_FILES.values():  # refuse before spending minutes on timing
+            check_writable(Path(report_dir) / name, force)
+    progress = None if as_json else (lambda name: click.echo(f"benchmarking {name} ...", err=True))
+    report = run_bench(list(sources), config, progress=progress)
+    if not no_report:
+        report.write(report_dir, force=force)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        _render_bench(report)
+    if not report.ok:
+        click.secho(f"edgevit: bench: {len(report.failures)} row(s) failed:", fg="red", err=True)
+        for line in report.failures:
+            click.secho(f"  {line}", fg="red", err=True)
+        sys.exit(1)
+
+
+def _render_bench(report) -> None:
+    m = report.machine
+    click.echo(f"CPU {m.get('cpu')} ({m.get('cpu_cores')} cores, {report.config.get('threads')} threads); "
+               f"GPU {m.get('gpu') or 'none'}, driver {m.get('driver')}, CUDA {m.get('cuda')}, "
+               f"TensorRT {m.get('tensorrt')}; torch {m.get('torch')}, onnxruntime {m.get('onnxruntime')}")
+    jet = m.get("jetson")
+    if jet:
+        click.echo(f"Jetson {jet.get('model')}: power mode {(jet.get('nvpmodel') or {}).get('mode_name')}, "
+                   f"clocks at max: {(jet.get('jetson_clocks') or {}).get('at_max')}")
+    click.echo(f"data: {report.data.get('description')}; reference: {report.reference.get('row')}")
+    from rich.console import Console
+    from rich.table import Table
+
+    cols, cells = report.table_rows()
+    tbl = Table(title="edgevit bench")
+    for i, col in enumerate(cols):
+        tbl.add_column(col, no_wrap=i == 0, justify="left" if i < 2 else "right")
+    for row in cells:
+        tbl.add_row(*row)
+    console = Console()
+    if not console.is_terminal:  # piped output: do not squeeze the table into 80 columns
+        console = Console(width=max(console.width, 200))
+    console.print(tbl)
+    for row in report.rows:
+        if row["status"] != "ok":
+            click.echo(f"{row['status']}: {row['name']}: {row['reason']}")
+    for note in report.warnings:
+        click.secho(f"warning: {note}", fg="yellow", err=True)
+    if report.files:
+        click.echo("report: " + ", ".join(v for v in report.files.values() if v))

@@ -56,3 +56,22 @@ def export_onnx(model: VisionTransformer, path, attention: str = "decomposed") -
         torch.onnx.export(m, (x,), str(path), dynamo=True, input_names=["images"], output_names=["logits"],
                           dynamic_shapes={"x": {0: batch}}, opset_version=opset, external_data=False)
     return path
+
+
+DIGITS_LIKE = dict(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=32, depth=2, num_heads=4)
+
+
+def export_digits_like(outdir, batch=(1, 2, 8), seed: int = 0):
+    """A tiny digits-shaped model (1x8x8, 10 classes, labels "0".."9", digits preprocessing)
+    exported to ``outdir`` with its manifest (no verification or lint: fast)."""
+    from edgevit.data.preprocess import Preprocessing
+    from edgevit.data.sources import DIGITS_CLASS_NAMES
+    from edgevit.export.onnx import ExportConfig
+    from edgevit.export.onnx import export_onnx as _export
+
+    model = tiny_model(seed, **DIGITS_LIKE)
+    model.labels = list(DIGITS_CLASS_NAMES)
+    model.preprocessing = Preprocessing(input_size=(1, 8, 8), mean=(0.3053,), std=(0.3760,),
+                                        interpolation="bilinear", crop_pct=1.0, pixel_max=16.0)
+    _export(model, outdir, ExportConfig(batch=batch, verify=False, lint=False), force=True)
+    return model

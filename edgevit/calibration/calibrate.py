@@ -21,10 +21,11 @@ rewritten atomically) otherwise.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -142,8 +143,8 @@ def _collect(onnx_path: Path, data: CalibrationData, config: CalibrationConfig, 
     options = {"symmetric": True, "num_bins": config.num_bins, "percentile": float(config.percentile)}
     if config.method == "entropy":
         options["num_quantized_bins"] = 128
-    with tempfile.TemporaryDirectory(prefix="edgevit-calib-") as tmp, contextlib.redirect_stdout(sys.stderr):
-        # ORT's collectors print progress lines on stdout; keep stdout clean for --json
+    with tempfile.TemporaryDirectory(prefix="edgevit-calib-") as tmp, contextlib.redirect_stdout(io.StringIO()):
+        # ORT's collectors print chatter on stdout; keep stdout clean for --json
         calibrator = create_calibrator(onnx_path, list(QUANTIZED_OP_TYPES),
                                        augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=ort_method, extra_options=options)
@@ -205,7 +206,3 @@ def _mse_amax(hist: np.ndarray, edges: np.ndarray, levels: int = 127) -> float:
         errors[i] = clipped + inside * (t / levels) ** 2 / 12
     return float(candidates[int(np.argmin(errors))])
 
-
-def config_from_dict(data: dict) -> CalibrationConfig:
-    known = {k: v for k, v in data.items() if k in {f for f in asdict(CalibrationConfig())}}
-    return CalibrationConfig(**known)

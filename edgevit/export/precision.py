@@ -32,7 +32,9 @@ Node names are the module paths :func:`edgevit.export.names.name_vit_nodes` gave
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import logging
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -239,16 +241,17 @@ def _quantize_qdq(fp32_path: Path, recipe: PrecisionRecipe, amax: dict[str, floa
         save_tensors_data(ranges, cache)
         out = Path(tmp) / "model.qdq.onnx"
         try:
-            quantize_static(
-                str(fp32_path), str(out), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=["MatMul", "Gemm", "Conv"], nodes_to_quantize=nodes,
-                per_channel=per_channel, reduce_range=False, activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                               "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1, "Gemm": 0},
-                               "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm", "Conv"]},
-            )
+            with _quiet_root_logger():  # ORT logs "consider pre-processing" warnings on the root logger
+                quantize_static(
+                    str(fp32_path), str(out), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["MatMul", "Gemm", "Conv"], nodes_to_quantize=nodes,
+                    per_channel=per_channel, reduce_range=False, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                   "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1, "Gemm": 0},
+                                   "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm", "Conv"]},
+                )
         except Exception as exc:  # noqa: BLE001 -- ORT raises plain exceptions
             raise ExportError(f"ONNX Runtime's Q/DQ quantizer failed on {fp32_path} for {recipe.precision}: "
                               f"{str(exc)[:400]}") from exc
@@ -298,6 +301,17 @@ def _int8_to_fp8(proto, fp32_inits: dict) -> None:
         else:
             put(scale, (old * np.float32(127.0 / FP8_MAX)).astype(np.float32))
     assert all(t.data_type != TensorProto.INT8 for t in proto.graph.initializer if t.name in done), "int8 left"
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _require_opset(proto, version: int) -> None:

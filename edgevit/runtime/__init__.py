@@ -1,5 +1,8 @@
 """Runners: one interface over PyTorch, ONNX Runtime and TensorRT, looked up by name.
 
+For applications, :class:`Engine` (``Engine.load(path).predict(images)``) wraps a runner with
+the manifest's labels and preprocessing; it needs numpy and Pillow, never torch.
+
 Backends are imported lazily, inside :func:`get_runner`, so ``import edgevit`` (and
 ``import edgevit.runtime``) imports neither onnxruntime nor tensorrt.
 
@@ -12,7 +15,7 @@ name           source                                     options
 =============  =========================================  =======================================
 torch          checkpoint path, variant name, or a model  attention (math|sdpa), device, dtype
 onnxruntime    .onnx path, bytes, or onnx.ModelProto      providers (cpu|cuda|tensorrt|list), threads
-tensorrt       engine (.plan/.engine) path                (added by the TensorRT issue)
+tensorrt       engine (.plan/.engine) path                manifest_entry (checked vs this GPU), cuda_graph
 =============  =========================================  =======================================
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import importlib
 
 from .base import InputSpec, Runner, concrete_shape, format_spec, validate_feeds
+from .engine import Engine
 
 # name -> "module:Class"; modules are imported only when a runner of that name is asked for.
 _RUNNERS: dict[str, str] = {
@@ -64,6 +68,6 @@ def get_runner(name: str, source, **options) -> Runner:
 
 
 __all__ = [
-    "InputSpec", "Runner", "concrete_shape", "format_spec", "get_runner", "list_runners",
+    "Engine", "InputSpec", "Runner", "concrete_shape", "format_spec", "get_runner", "list_runners",
     "register_runner", "runner_class", "validate_feeds",
 ]

@@ -136,7 +136,10 @@ class OnnxRuntimeRunner(Runner):
 
     def _emulate_bf16(self, source):
         """A bf16 graph runs emulated in fp32 on the CPU provider (see bf16_emulation)."""
-        import onnx
+        try:
+            import onnx
+        except ImportError:  # a device install (edgevit.runtime without onnx): no bf16 emulation
+            return source
 
         from .bf16_emulation import emulate_bf16, has_bf16
 

@@ -1,32 +1,80 @@
-"""The TensorRT runner. Registered by name now; the TensorRT issue implements engine execution.
+"""The TensorRT runner: a serialized engine (``.plan`` / ``.engine``) run through
+:class:`edgevit.tensorrt_api.EngineSession` (``execute_async_v3`` on a CUDA stream, device
+buffers reused between calls, optional CUDA graph capture).
 
-Importing this module does not import tensorrt: constructing the runner does, through
-:func:`edgevit._deps.require`, so a machine without TensorRT gets MissingDependencyError with
-the install command instead of an ImportError.
+Importing this module does not import tensorrt; constructing the runner does, and a machine
+without TensorRT gets MissingDependencyError with the install advice.
+
+Thread safety: a runner owns one execution context and one stream. Use one runner per thread
+(each thread calls ``get_runner("tensorrt", path)``); never share an active runner between threads.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .._deps import require
-from ..errors import EdgeVitError, OnnxModelError
-from .base import Runner
+import numpy as np
+
+from ..errors import OnnxModelError
+from .base import InputSpec, Runner
 
 
 class TensorRTRunner(Runner):
-    """Run a serialized TensorRT engine (``.plan`` / ``.engine``). Not implemented yet."""
+    """Run a TensorRT engine.
 
-    def __init__(self, source, **options):
+    ``manifest_entry``: the engine's artifact entry in ``edgevit.json`` (its TensorRT version,
+    GPU and compute capability are checked against this machine before loading; a mismatch
+    raises EngineMismatchError saying to rebuild on the target). ``cuda_graph``: capture the
+    enqueue in a CUDA graph and replay it.
+    """
+
+    def __init__(self, source, manifest_entry: dict | None = None, cuda_graph: bool = False):
         super().__init__()
-        require("tensorrt", purpose="running TensorRT engines")
+        from .. import tensorrt_api
+
+        tensorrt_api.import_tensorrt()
         path = Path(source)
-        if not path.exists():
+        if not path.is_file():
             raise OnnxModelError(f"{path}: no such TensorRT engine file")
         self.source = path
-        self.options = options
+        self.manifest_entry = dict(manifest_entry or {})
+        self.cuda_graph = cuda_graph
+        self.session = None
         self.name = f"tensorrt[{path.name}]"
-        raise EdgeVitError(
-            "the TensorRT runner is registered but not implemented yet in this edgevit version; "
-            "verify the ONNX artifact with the onnxruntime runner meanwhile"
-        )
+
+    def activate_impl(self) -> None:
+        from .. import tensorrt_api
+        from ..tensorrt_rules import check_engine_compat
+
+        if self.manifest_entry:
+            check_engine_compat(self.manifest_entry, tensorrt_api.device_facts(), engine=str(self.source))
+        self.session = tensorrt_api.EngineSession(
+            self.source.read_bytes(), cuda_graph=self.cuda_graph,
+            version_compatible=bool(self.manifest_entry.get("version_compatible")))
+
+    def deactivate_impl(self) -> None:
+        if self.session is not None:
+            self.session.close()
+        self.session = None
+
+    def input_spec_impl(self) -> InputSpec:
+        s = self.session
+        return {n: (tuple("batch" if (i == 0 and d < 0) else (None if d < 0 else int(d))
+                          for i, d in enumerate(s.shapes[n])), s.dtypes[n]) for n in s.inputs}
+
+    def profile(self) -> tuple[int, int, int]:
+        """(min, opt, max) batch of the engine's optimization profile 0."""
+        self._require_active("profile")
+        lo, opt, hi = self.session.profiles[self.session.inputs[0]]
+        return int(lo[0]), int(opt[0]), int(hi[0])
+
+    def output_names(self) -> list[str]:
+        self._require_active("output_names")
+        return list(self.session.outputs)
+
+    def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from ..tensorrt_rules import check_batch_in_profile
+
+        first = feeds[self.session.inputs[0]]
+        check_batch_in_profile(int(first.shape[0]), self.profile(), where=self.name)
+        return self.session.infer(feeds)
