@@ -32,48 +32,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-
-def _ort_session(path: Path, threads: int, level: str = "all", spinning: bool = False):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = {
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[level]
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3
-    # spinning worker threads win on an idle machine and lose badly on a busy one
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import blocks as _blocks, ort_session as _ort_session  # noqa: E402
 
 
-def _blocks(paths: dict, runs: int, warmup: int, cycles: int = 3) -> dict[str, tuple[float, float]]:
-    """(median wall ms, median process-CPU ms) per path.
-
-    Runs are taken in blocks (warm-up, then runs/cycles timed calls per path), and the block
-    order cycles ``cycles`` times, so slow drifts in machine load hit every path alike while no
-    path's timed calls overlap another runtime's worker threads. CPU time (summed over the
-    process's threads) is much less sensitive to other processes than wall time, as long as
-    threads wait passively (OMP_WAIT_POLICY=PASSIVE, ORT spinning off).
-    """
-    wall: dict[str, list[float]] = {name: [] for name in paths}
-    cpu: dict[str, list[float]] = {name: [] for name in paths}
-    per_block = -(-runs // cycles)
-    for _ in range(cycles):
-        for name, fn in paths.items():
-            time.sleep(0.2)  # let the previous runtime's threads go idle
-            for _ in range(warmup):
-                fn()
-            for _ in range(per_block):
-                c, t = time.process_time(), time.perf_counter()
-                fn()
-                wall[name].append((time.perf_counter() - t) * 1e3)
-                cpu[name].append((time.process_time() - c) * 1e3)
-    return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in paths}
 
 
 def main(argv=None) -> int:

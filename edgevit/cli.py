@@ -721,3 +721,31 @@ def _render_bench(report) -> None:
         click.secho(f"warning: {note}", fg="yellow", err=True)
     if report.files:
         click.echo("report: " + ", ".join(v for v in report.files.values() if v))
+
+
+# ---------------------------------------------------------------- demo
+@main.command("demo")
+@click.option("-o", "--output", help="Run directory (default: runs/demo-<timestamp>).")
+@click.option("--checkpoint", help="Use this digits-tiny checkpoint instead of training or the cached one.")
+@click.option("--retrain", is_flag=True, help="Train even when a cached checkpoint exists.")
+@click.option("--epochs", type=int, help="Training epochs (default: the tuned default).")
+@click.option("--iterations", "bench_iterations", type=int, default=30, show_default=True,
+              help="Timed calls per bench measurement.")
+@click.option("--force", is_flag=True, help="Write into a non-empty run directory.")
+@json_option
+@handle_errors
+def demo_cmd(as_json: bool, **opts) -> None:
+    """Train (or reuse) digits-tiny, export all five precisions with the gate, build engines when
+    TensorRT exists, verify (attention included) and print the bench table."""
+    from .demo import DemoConfig, run_demo
+
+    result = run_demo(DemoConfig(progress=not as_json, **opts), echo=lambda m: click.echo(m, err=True))
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        if result.bench is not None:
+            _render_bench(result.bench)
+        rows = [[s["step"], s["status"], f"{s['seconds']:.1f}", s.get("reason", "")] for s in result.steps]
+        table(f"edgevit demo: {result.run_dir} ({result.seconds:.0f} s)", ["step", "status", "s", "note"], rows)
+    if not result.ok:
+        sys.exit(1)

@@ -1,0 +1,217 @@
+"""``edgevit demo``: the whole pipeline on the embedded default, in one run directory.
+
+    from edgevit.demo import DemoConfig, run_demo
+    result = run_demo(DemoConfig(output="runs/demo"))
+
+Steps, each reported as it finishes:
+
+1. **train** digits-tiny on the bundled digits with the default recipe, or reuse the cached
+   checkpoint (``$EDGEVIT_CACHE`` or ``~/.cache/edgevit``, keyed by edgevit's version and the
+   training defaults) or ``checkpoint=``;
+2. **export** ``model.onnx`` and the fp16, bf16, int8 and fp8 graphs with calibration and the
+   accuracy gate (:func:`edgevit.export.quantize.quantize`);
+3. **engines**: TensorRT engines from the fp16 and int8 graphs when TensorRT and a GPU exist;
+   otherwise the step is ``skipped`` with the reason;
+4. **verify** every ONNX precision against the PyTorch checkpoint on the digits test split,
+   per-block attention included;
+5. **bench** every artifact (:func:`edgevit.bench.run_bench`): table, JSON, CSV, Markdown, PNG.
+
+Layout of the run directory::
+
+    RUN/checkpoint.safetensors   RUN/train/ (when trained here)
+    RUN/export/{model.onnx, model.fp16.onnx, ..., calibration.json, edgevit.json, model.*.plan}
+    RUN/reports/{verify.json, bench.json, bench.csv, bench.md, bench.png}   RUN/demo.json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from ._io import write_text_atomic
+from .errors import ArtifactExistsError, EdgeVitError
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
+ENGINE_PRECISIONS = ("fp16", "int8")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    output: str | None = None            # run directory; default runs/demo-<timestamp>
+    checkpoint: str | None = None        # skip training: use this digits-tiny checkpoint
+    retrain: bool = False                # ignore the cached checkpoint
+    epochs: int | None = None            # training epochs (None: the tuned default)
+    bench_iterations: int = 30
+    verify_samples: int = 359            # the whole digits test split
+    force: bool = False
+    progress: bool = True
+
+
+@dataclass
+class DemoResult:
+    run_dir: Path
+    steps: list[dict] = field(default_factory=list)
+    bench: object = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(s["status"] in ("ok", "skipped") for s in self.steps)
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "run_dir": str(self.run_dir), "seconds": round(self.seconds, 1), "steps": self.steps,
+                "bench": self.bench.to_dict() if self.bench is not None else None}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGEVIT_CACHE") or Path.home() / ".cache" / "edgevit")
+
+
+def _cached_checkpoint_path(epochs: int | None) -> Path:
+    from . import __version__
+    from .train import TrainConfig
+
+    key = json.dumps({"edgevit": __version__, "train": asdict(TrainConfig(epochs=epochs))}, sort_keys=True)
+    return cache_dir() / f"digits-tiny-{hashlib.sha256(key.encode()).hexdigest()[:12]}.safetensors"
+
+
+def run_demo(config: DemoConfig | None = None, echo=None) -> DemoResult:
+    """Run every step; a failing step is recorded and the later steps that need it are skipped."""
+    cfg = config or DemoConfig()
+    echo = echo or (lambda msg: print(msg, file=sys.stderr))
+    start = time.perf_counter()
+    run = Path(cfg.output or f"runs/demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    if run.exists() and any(run.iterdir()) and not cfg.force:
+        raise ArtifactExistsError(f"{run}: run directory exists and is not empty; pass --force or another -o")
+    run.mkdir(parents=True, exist_ok=True)
+    result = DemoResult(run)
+
+    def step(name: str, fn):
+        t = time.perf_counter()
+        echo(f"[demo] {name} ...")
+        try:
+            info = fn() or {}
+            status = info.pop("status", "ok")
+        except EdgeVitError as exc:
+            info, status = {"reason": str(exc)}, "failed"
+        entry = {"step": name, "status": status, "seconds": round(time.perf_counter() - t, 1), **info}
+        result.steps.append(entry)
+        echo(f"[demo] {name}: {status} ({entry['seconds']} s)" + (f": {info['reason']}" if "reason" in info else ""))
+        return status == "ok" or status == "skipped"
+
+    ckpt = run / "checkpoint.safetensors"
+    export_dir = run / "export"
+    reports = run / "reports"
+    if step("train", lambda: _train(cfg, run, ckpt)) and step("export", lambda: _export(cfg, ckpt, export_dir)):
+        step("engines", lambda: _engines(export_dir, cfg.force))
+        step("verify", lambda: _verify(ckpt, export_dir, reports, cfg))
+        step("bench", lambda: _bench(export_dir, reports, cfg, result))
+    result.seconds = time.perf_counter() - start
+    write_text_atomic(run / "demo.json", json.dumps(result.to_dict(), indent=2, default=str), force=True)
+    return result
+
+
+def _train(cfg: DemoConfig, run: Path, ckpt: Path) -> dict:
+    if cfg.checkpoint:
+        shutil.copyfile(cfg.checkpoint, ckpt)
+        return {"checkpoint": str(ckpt), "source": cfg.checkpoint}
+    cached = _cached_checkpoint_path(cfg.epochs)
+    if cached.exists() and not cfg.retrain:
+        shutil.copyfile(cached, ckpt)
+        meta = json.loads(cached.with_suffix(".json").read_text()) if cached.with_suffix(".json").exists() else {}
+        return {"checkpoint": str(ckpt), "source": f"cache {cached}", **meta}
+    from .train import TrainConfig, train
+
+    res = train(TrainConfig(epochs=cfg.epochs, output=str(run / "train"), progress=cfg.progress, force=True))
+    shutil.copyfile(res.checkpoint, ckpt)
+    meta = {"test_accuracy": res.test_accuracy, "train_wall_s": round(res.wall_time_s, 1)}
+    try:  # the cache is a convenience: a read-only home must not fail the demo
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(res.checkpoint, cached)
+        cached.with_suffix(".json").write_text(json.dumps(meta))
+    except OSError:
+        pass
+    return {"checkpoint": str(ckpt), "source": "trained here", **meta}
+
+
+def _export(cfg: DemoConfig, ckpt: Path, export_dir: Path) -> dict:
+    from .export.onnx import ExportConfig, export_onnx
+    from .export.quantize import QuantizeConfig, quantize
+
+    export_onnx(ckpt, export_dir, ExportConfig(), force=cfg.force)
+    q = quantize(export_dir, QuantizeConfig(precisions=PRECISIONS, progress=cfg.progress), force=cfg.force)
+    gates = {p: {k: e["gate"].get(k) for k in ("verdict", "top1", "drop_points", "agreement")}
+             for p, e in q.entries.items()}
+    failed = [p for p, g in gates.items() if g["verdict"] == "failed"]
+    info = {"outdir": str(export_dir), "gate": gates}
+    if failed:
+        info.update(status="failed", reason=f"accuracy gate failed for {', '.join(failed)}")
+    return info
+
+
+def _engines(export_dir: Path, force: bool) -> dict:
+    from .errors import MissingDependencyError
+
+    try:
+        from .tensorrt_api import device_facts, import_tensorrt
+
+        import_tensorrt()
+        facts = device_facts()
+    except MissingDependencyError as exc:
+        first = str(exc).strip().splitlines()[0]
+        return {"status": "skipped", "reason": f"TensorRT is not installed here ({first})"}
+    except EdgeVitError as exc:
+        return {"status": "skipped", "reason": f"no usable CUDA GPU for TensorRT ({exc})"}
+    from .export.tensorrt import EngineBuildConfig, build_engine
+
+    built = {}
+    for p in ENGINE_PRECISIONS:
+        res = build_engine(export_dir, export_dir / f"model.{p}.plan", EngineBuildConfig(precision=p), force=force)
+        built[p] = {"engine": str(res.engine_path), "fused_attention_layers": res.report.get("fused_attention_layers")}
+    return {"engines": built, "gpu": facts.get("gpu_name"), "tensorrt": facts.get("tensorrt_version")}
+
+
+def _verify(ckpt: Path, export_dir: Path, reports: Path, cfg: DemoConfig) -> dict:
+    from .verify import VerifyConfig, verify
+
+    out, failed = {}, []
+    for p in PRECISIONS:
+        name = "model.onnx" if p == "fp32" else f"model.{p}.onnx"
+        rep = verify(str(ckpt), str(export_dir / name), VerifyConfig(data="digits", samples=cfg.verify_samples,
+                                                                       precision=p, attention=True))
+        d = rep.to_dict()
+        out[p] = {"ok": rep.ok, "failures": rep.failures}
+        for key in ("outputs", "attention"):
+            if key in d:
+                out[p][key] = d[key]
+        if not rep.ok:
+            failed.append(p)
+    reports.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(reports / "verify.json", json.dumps(out, indent=2, default=str), force=True)
+    info = {"verified": {p: v["ok"] for p, v in out.items()}, "report": str(reports / "verify.json")}
+    if failed:
+        info.update(status="failed", reason=f"verify failed for {', '.join(failed)}: "
+                    + "; ".join(f for p in failed for f in out[p]["failures"][:2]))
+    return info
+
+
+def _bench(export_dir: Path, reports: Path, cfg: DemoConfig, result: DemoResult) -> dict:
+    from .bench import BenchConfig, run_bench
+
+    report = run_bench([str(export_dir)], BenchConfig(iterations=cfg.bench_iterations, time_limit_s=5.0))
+    result.bench = report
+    files = report.write(reports, force=True)
+    info = {"files": {k: str(v) for k, v in files.items()}}
+    if not report.ok:
+        info.update(status="failed", reason="; ".join(report.failures))
+    return info
+
+
+__all__ = ["DemoConfig", "DemoResult", "cache_dir", "run_demo"]
