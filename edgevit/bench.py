@@ -31,7 +31,7 @@ variation ``cv = std / mean``; ``noisy`` is true when ``cv > noise_cv`` (default
 paths use ``time.perf_counter``; CUDA paths are timed host to host with ``perf_counter`` and split
 into ``h2d`` / ``compute`` / ``d2h`` with CUDA events (trtexec's split). The thread count is set
 for PyTorch (``torch.set_num_threads``) and ONNX Runtime (intra-op threads) and reported.
-``edgevit bench`` sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it (before torch
+The ``edgevit`` CLI sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it (before torch
 loads): with OpenMP's default spin-waiting, PyTorch eager on a busy 2-core machine measured
 104 ms instead of 2.8 ms per digits-tiny image. ``machine.env`` records the value used.
 

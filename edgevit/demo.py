@@ -164,9 +164,9 @@ def _engines(export_dir: Path, force: bool) -> dict:
 
         import_tensorrt()
         facts = device_facts()
-    except MissingDependencyError as exc:
-        first = str(exc).strip().splitlines()[0]
-        return {"status": "skipped", "reason": f"TensorRT is not installed here ({first})"}
+    except MissingDependencyError:
+        return {"status": "skipped", "reason": "TensorRT is not installed here; the ONNX graphs are what an engine "
+                "is built from (install advice: edgevit build --help, or run edgevit build OUTDIR)"}
     except EdgeVitError as exc:
         return {"status": "skipped", "reason": f"no usable CUDA GPU for TensorRT ({exc})"}
     from .export.tensorrt import EngineBuildConfig, build_engine

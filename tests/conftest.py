@@ -43,3 +43,17 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+TRAINED_EPOCHS = 12  # ~15 s on 2 cores: well above chance, enough for a meaningful accuracy gate
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory):
+    """A digits-tiny checkpoint trained briefly on the bundled digits (shared by the tests)."""
+    from edgevit.train import TrainConfig, train
+
+    run = tmp_path_factory.mktemp("trained-digits")
+    result = train(TrainConfig(epochs=TRAINED_EPOCHS, output=str(run), progress=False, force=True))
+    assert result.test_accuracy > 0.8, f"{TRAINED_EPOCHS}-epoch digits-tiny reached only {result.test_accuracy:.3f}"
+    return result.checkpoint
