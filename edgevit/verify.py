@@ -92,9 +92,14 @@ class Tolerance:
 #   near-tied classes (agreement is only meaningful on real data: use --data digits/ImageFolder).
 #   Attention max abs 2.6e-2 digits, 0.28 ViT-S/4, 0.26 ViT-B/12, cosine >= 0.99989.
 #   -> atol 1.5, attention atol 1.0 (3-4x), cosine 0.98 / 0.995, agreement 0.90.
-# int8, fp8: NOT measured yet. Conservative placeholders from the published ViT PTQ results
-#   (design.md §3: W8A8 within ~0.3-0.7 top-1 points with good calibration, far worse with plain
-#   minmax). The precision issue re-measures them on its Q/DQ graphs and replaces these rows.
+# int8, fp8 (edgevit's Q/DQ graphs, default recipe: Linear inputs only, percentile 99.99 on 512
+#   digits train images, fp16 base; ONNX Runtime CPU): digits-tiny trained 75 epochs, whole test
+#   split (359): logits max abs 0.23 int8 / 0.41 fp8, cosine >= 0.9964 / 0.9914, top-1 agreement
+#   1.0 / 1.0; attention (float64 reference from the candidate's own block inputs) max abs 0.079 /
+#   0.205, cosine >= 0.99964 / 0.9986. -> atol 1.0 / 1.5 (4x), cosine 0.98 / 0.97, attention atol
+#   0.3 / 0.8 (4x), attention cosine 0.998 / 0.995. Agreement 0.97 (the accuracy gate's floor:
+#   published ViT W8A8 PTQ keeps top-1 within ~0.3-0.7 points, design.md §3). Only digits-tiny
+#   was measured: re-measure on a real-weights ViT before relying on these for ImageNet models.
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(atol=5e-4, rtol=1e-4, min_cosine=0.99999, min_agreement=0.99,
                       attn_atol=2e-4, attn_rtol=1e-4, attn_min_cosine=0.99999,
@@ -105,12 +110,12 @@ TOLERANCES: dict[str, Tolerance] = {
     "bf16": Tolerance(atol=1.5, rtol=5e-2, min_cosine=0.98, min_agreement=0.90,
                       attn_atol=1.0, attn_rtol=5e-2, attn_min_cosine=0.995,
                       note="measured: worst logits |d| 0.44, cosine 0.9925; attention 0.28 (PyTorch bf16)"),
-    "int8": Tolerance(atol=2.0, rtol=1e-1, min_cosine=0.97, min_agreement=0.85,
-                      attn_atol=2.0, attn_rtol=1e-1, attn_min_cosine=0.97,
-                      note="placeholder, not measured: the precision issue re-measures it"),
-    "fp8": Tolerance(atol=2.0, rtol=1e-1, min_cosine=0.97, min_agreement=0.85,
-                     attn_atol=2.0, attn_rtol=1e-1, attn_min_cosine=0.97,
-                     note="placeholder, not measured: the precision issue re-measures it"),
+    "int8": Tolerance(atol=1.0, rtol=1e-1, min_cosine=0.98, min_agreement=0.97,
+                      attn_atol=0.3, attn_rtol=1e-1, attn_min_cosine=0.998,
+                      note="measured on digits-tiny: logits |d| 0.23, cosine 0.9964; attention 0.079 (ORT Q/DQ graph)"),
+    "fp8": Tolerance(atol=1.5, rtol=1e-1, min_cosine=0.97, min_agreement=0.97,
+                     attn_atol=0.8, attn_rtol=1e-1, attn_min_cosine=0.995,
+                     note="measured on digits-tiny: logits |d| 0.41, cosine 0.9914; attention 0.205 (ORT fp8 Q/DQ)"),
 }
 
 
