@@ -68,6 +68,19 @@ def handle_errors(fn):
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
+def finish(data, as_json: bool, render, ok: bool, failure: str, lines: list[str]) -> None:
+    """Print ``data`` as JSON or ``render()`` it; when not ``ok``, list ``lines`` on stderr and exit 1."""
+    if as_json:
+        emit_json(data)
+    else:
+        render()
+    if not ok:
+        click.secho(f"edgevit: {failure}", fg="red", err=True)
+        for line in lines:
+            click.secho(f"  {line}", fg="red", err=True)
+        sys.exit(1)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgevit")
 def main() -> None:
@@ -345,15 +358,12 @@ def _render_quantize(result) -> None:
 
 
 def _finish_quantize(result, as_json: bool, extra: dict | None = None) -> None:
-    if as_json:
-        emit_json({**(extra or {}), "quantize": result.to_dict(), "ok": result.ok})
-    else:
-        _render_quantize(result)
-    if not result.ok:
-        failed = [p for p, e in result.entries.items() if e["gate"]["verdict"] == "failed"]
-        click.secho(f"edgevit: error: accuracy gate failed for {', '.join(failed)} (recorded as failed in the "
-                    "manifest); try --auto-exclude, another --calib-method, or a larger --max-drop", fg="red", err=True)
-        sys.exit(1)
+    failed = [f"{p}: " + "; ".join(e["gate"]["reasons"]) for p, e in result.entries.items()
+              if e["gate"]["verdict"] == "failed"]
+    finish({**(extra or {}), "quantize": result.to_dict(), "ok": result.ok}, as_json,
+           lambda: _render_quantize(result), result.ok,
+           "accuracy gate failed (recorded as failed in the manifest); try --auto-exclude, another "
+           "--calib-method, or a larger --max-drop:", failed)
 
 
 def _parse_precisions(text: str) -> tuple[str, ...]:
@@ -468,15 +478,8 @@ def verify_cmd(reference: str, candidate: str | None, fmt: str | None, dtypes: s
     data = report.to_dict()
     if report_path:
         write_text_atomic(report_path, json.dumps(data, indent=2, default=_to_jsonable) + "\n", force=force)
-    if as_json:
-        emit_json(data)
-    else:
-        _render_verify(report)
-    if not report.ok:
-        click.secho(f"edgevit: verification failed ({len(report.failures)} check(s)):", fg="red", err=True)
-        for line in report.failures:
-            click.secho(f"  {line}", fg="red", err=True)
-        sys.exit(1)
+    finish(data, as_json, lambda: _render_verify(report), report.ok,
+           f"verification failed ({len(report.failures)} check(s)):", report.failures)
 
 
 def _render_verify(report) -> None:
@@ -683,15 +686,8 @@ def bench_cmd(sources: tuple, batch_sweep: str | None, providers: tuple, no_cuda
     report = run_bench(list(sources), config, progress=progress)
     if not no_report:
         report.write(report_dir, force=force)
-    if as_json:
-        emit_json(report.to_dict())
-    else:
-        _render_bench(report)
-    if not report.ok:
-        click.secho(f"edgevit: bench: {len(report.failures)} row(s) failed:", fg="red", err=True)
-        for line in report.failures:
-            click.secho(f"  {line}", fg="red", err=True)
-        sys.exit(1)
+    finish(report.to_dict(), as_json, lambda: _render_bench(report), report.ok,
+           f"bench: {len(report.failures)} row(s) failed:", report.failures)
 
 
 def _render_bench(report) -> None:
@@ -743,12 +739,12 @@ def demo_cmd(as_json: bool, **opts) -> None:
     from .demo import DemoConfig, run_demo
 
     result = run_demo(DemoConfig(progress=not as_json, **opts), echo=lambda m: click.echo(m, err=True))
-    if as_json:
-        emit_json(result.to_dict())
-    else:
+
+    def render() -> None:
         if result.bench is not None:
             _render_bench(result.bench)
         rows = [[s["step"], s["status"], f"{s['seconds']:.1f}", s.get("reason", "")] for s in result.steps]
         table(f"edgevit demo: {result.run_dir} ({result.seconds:.0f} s)", ["step", "status", "s", "note"], rows)
-    if not result.ok:
-        sys.exit(1)
+
+    finish(result.to_dict(), as_json, render, result.ok, "demo: a step failed:",
+           [f"{s['step']}: {s.get('reason', '')}" for s in result.steps if s["status"] == "failed"])
