@@ -578,6 +578,7 @@ def write_plot(report: BenchReport, path: str | os.PathLike, force: bool = False
 
     ok = [r for r in report.rows if r["status"] == "ok" and r.get("latency_ms")]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5))
+    colors = {r["name"]: f"C{i % 10}" for i, r in enumerate(ok)}
     for r in ok:
         pts = {1: r["latency_ms"]["p50"]}
         if r.get("throughput"):
@@ -585,7 +586,7 @@ def write_plot(report: BenchReport, path: str | os.PathLike, force: bool = False
         for s in r.get("sweep") or []:
             pts[s["batch"]] = s["latency_ms"]["p50"]
         xs = sorted(pts)
-        ax1.plot(xs, [pts[x] for x in xs], marker="o", label=r["name"])
+        ax1.plot(xs, [pts[x] for x in xs], marker="o", label=r["name"], color=colors[r["name"]])
     ax1.set_xscale("log", base=2)
     ax1.set_yscale("log")
     ax1.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
@@ -601,8 +602,10 @@ def write_plot(report: BenchReport, path: str | os.PathLike, force: bool = False
         y = r.get(key)
         if y is None:
             continue
-        ax2.scatter(r["latency_ms"]["p50"], y)
-        ax2.annotate(r["name"], (r["latency_ms"]["p50"], y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax2.scatter(r["latency_ms"]["p50"], y, color=colors[r["name"]], label=r["name"])  # colors match the left
+    ax2.set_xscale("log")
+    ax2.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax2.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax2.set_xlabel("p50 latency at batch 1 (ms)")
     ax2.set_ylabel("top-1 accuracy" if labelled else "top-1 agreement with the reference")
     ax2.set_title("accuracy vs latency")

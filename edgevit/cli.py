@@ -743,7 +743,8 @@ def demo_cmd(as_json: bool, **opts) -> None:
     def render() -> None:
         if result.bench is not None:
             _render_bench(result.bench)
-        rows = [[s["step"], s["status"], f"{s['seconds']:.1f}", s.get("reason", "")] for s in result.steps]
+        rows = [[s["step"], s["status"], f"{s['seconds']:.1f}", s.get("reason") or s.get("summary", "")]
+                for s in result.steps]
         table(f"edgevit demo: {result.run_dir} ({result.seconds:.0f} s)", ["step", "status", "s", "note"], rows)
 
     finish(result.to_dict(), as_json, render, result.ok, "demo: a step failed:",

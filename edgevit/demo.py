@@ -121,17 +121,19 @@ def run_demo(config: DemoConfig | None = None, echo=None) -> DemoResult:
 def _train(cfg: DemoConfig, run: Path, ckpt: Path) -> dict:
     if cfg.checkpoint:
         shutil.copyfile(cfg.checkpoint, ckpt)
-        return {"checkpoint": str(ckpt), "source": cfg.checkpoint}
+        return {"checkpoint": str(ckpt), "source": cfg.checkpoint, "summary": f"checkpoint {cfg.checkpoint}"}
     cached = _cached_checkpoint_path(cfg.epochs)
     if cached.exists() and not cfg.retrain:
         shutil.copyfile(cached, ckpt)
         meta = json.loads(cached.with_suffix(".json").read_text()) if cached.with_suffix(".json").exists() else {}
+        meta["summary"] = meta.get("summary", "") + f" (cached checkpoint {cached})"
         return {"checkpoint": str(ckpt), "source": f"cache {cached}", **meta}
     from .train import TrainConfig, train
 
     res = train(TrainConfig(epochs=cfg.epochs, output=str(run / "train"), progress=cfg.progress, force=True))
     shutil.copyfile(res.checkpoint, ckpt)
-    meta = {"test_accuracy": res.test_accuracy, "train_wall_s": round(res.wall_time_s, 1)}
+    meta = {"test_accuracy": res.test_accuracy, "train_wall_s": round(res.wall_time_s, 1),
+            "summary": f"digits test top-1 {res.test_accuracy:.4f} ({res.epochs} epochs)"}
     try:  # the cache is a convenience: a read-only home must not fail the demo
         cached.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(res.checkpoint, cached)
@@ -150,7 +152,9 @@ def _export(cfg: DemoConfig, ckpt: Path, export_dir: Path) -> dict:
     gates = {p: {k: e["gate"].get(k) for k in ("verdict", "top1", "drop_points", "agreement")}
              for p, e in q.entries.items()}
     failed = [p for p, g in gates.items() if g["verdict"] == "failed"]
-    info = {"outdir": str(export_dir), "gate": gates}
+    info = {"outdir": str(export_dir), "gate": gates,
+            "summary": "gate: " + ", ".join(f"{p} {g['verdict']} ({g['top1']:.4f})" for p, g in gates.items()
+                                            if g.get("top1") is not None)}
     if failed:
         info.update(status="failed", reason=f"accuracy gate failed for {', '.join(failed)}")
     return info
@@ -195,7 +199,8 @@ def _verify(ckpt: Path, export_dir: Path, reports: Path, cfg: DemoConfig) -> dic
             failed.append(p)
     reports.mkdir(parents=True, exist_ok=True)
     write_text_atomic(reports / "verify.json", json.dumps(out, indent=2, default=str), force=True)
-    info = {"verified": {p: v["ok"] for p, v in out.items()}, "report": str(reports / "verify.json")}
+    info = {"verified": {p: v["ok"] for p, v in out.items()}, "report": str(reports / "verify.json"),
+            "summary": f"{sum(v['ok'] for v in out.values())}/{len(out)} precisions pass, attention included"}
     if failed:
         info.update(status="failed", reason=f"verify failed for {', '.join(failed)}: "
                     + "; ".join(f for p in failed for f in out[p]["failures"][:2]))
@@ -208,7 +213,7 @@ def _bench(export_dir: Path, reports: Path, cfg: DemoConfig, result: DemoResult)
     report = run_bench([str(export_dir)], BenchConfig(iterations=cfg.bench_iterations, time_limit_s=5.0))
     result.bench = report
     files = report.write(reports, force=True)
-    info = {"files": {k: str(v) for k, v in files.items()}}
+    info = {"files": {k: str(v) for k, v in files.items()}, "summary": f"report and plot in {reports}"}
     if not report.ok:
         info.update(status="failed", reason="; ".join(report.failures))
     return info
