@@ -200,7 +200,8 @@ def test_tolerance_table_rows_and_overrides():
         assert isinstance(tol, Tolerance) and tol.atol > 0 and tol.rtol > 0 and tol.note, name
     assert TOLERANCES["fp32"].atol < TOLERANCES["fp16"].atol < TOLERANCES["bf16"].atol
     assert TOLERANCES["fp32"].min_cosine > TOLERANCES["fp16"].min_cosine > TOLERANCES["bf16"].min_cosine
-    assert "re-measures" in TOLERANCES["int8"].note and "re-measures" in TOLERANCES["fp8"].note
+    assert "measured" in TOLERANCES["int8"].note and "measured" in TOLERANCES["fp8"].note
+    assert TOLERANCES["int8"].atol < TOLERANCES["fp8"].atol and TOLERANCES["int8"].attn_atol < TOLERANCES["fp8"].attn_atol
     assert get_tolerance("fp16") == TOLERANCES["fp16"]
     tol = get_tolerance("fp16", atol=0.5, rtol=None, min_agreement=0.5)
     assert (tol.atol, tol.rtol, tol.min_agreement) == (0.5, TOLERANCES["fp16"].rtol, 0.5)
