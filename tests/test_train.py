@@ -199,8 +199,10 @@ edgevit.models.save_model, T._save_state, T.write_text_atomic = save_model, save
 
 result = T.train(T.TrainConfig(data=sys.argv[1], output=sys.argv[2], epochs=2, seed=5,
                                progress=True, threads=1, device="cpu"))
-print("RESULT", json.dumps({"rank": rank, "writes": writes, "test": result.test_accuracy,
-      "world": result.world_size, "history": [h["train_loss"] for h in result.history]}), flush=True)
+# one write() per line: both ranks share the stdout pipe, and print()'s separate writes interleave
+sys.stdout.write("RESULT " + json.dumps({"rank": rank, "writes": writes, "test": result.test_accuracy,
+                 "world": result.world_size, "history": [h["train_loss"] for h in result.history]}) + "\\n")
+sys.stdout.flush()
 """
 
 
