@@ -369,7 +369,7 @@ def _finish_quantize(result, as_json: bool, extra: dict | None = None) -> None:
 def _parse_precisions(text: str) -> tuple[str, ...]:
     from .export.precision import PRECISIONS
 
-    values = tuple(p.strip() for p in text.split(",") if p.strip())
+    values = _csv(text) or ()
     bad = [p for p in values if p not in PRECISIONS]
     if bad or not values:
         raise ValueError(f"--precision takes a comma list of {', '.join(PRECISIONS)}; got {text!r}")

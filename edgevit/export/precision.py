@@ -149,7 +149,7 @@ def build_precision_graph(fp32_path: str | Path, recipe: PrecisionRecipe, amax: 
         raise ExportError(f"the {recipe.precision} recipe selects no node to quantize in {fp32_path} "
                           f"(patterns {list(recipe.quantize_patterns())}, exclude {list(recipe.exclude)}); "
                           "was the graph exported by edgevit (it names nodes after the model's modules)?")
-    qdq = _quantize_qdq(fp32_path, recipe, amax, nodes)
+    qdq = _quantize_qdq(fp32_path, proto, recipe, amax, nodes)
     if recipe.precision == "fp8" or recipe.base == "fp16":
         _require_opset(qdq, QDQ_TYPED_OPSET)
     if recipe.base == "fp16":
@@ -220,7 +220,7 @@ def _fp16_to_bf16(proto, originals: dict) -> None:
 
 
 # ------------------------------------------------------------------------------ int8 / fp8
-def _quantize_qdq(fp32_path: Path, recipe: PrecisionRecipe, amax: dict[str, float], nodes: list[str]):
+def _quantize_qdq(fp32_path: Path, proto, recipe: PrecisionRecipe, amax: dict[str, float], nodes: list[str]):
     """The int8 Q/DQ graph (ORT's quantizer); fp8 is derived from a per-tensor int8 one."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -229,7 +229,6 @@ def _quantize_qdq(fp32_path: Path, recipe: PrecisionRecipe, amax: dict[str, floa
     per_channel = recipe.precision == "int8"  # fp8 weights per tensor (Model Optimizer's FP8 default)
     # Only the activation inputs of the selected nodes get Q/DQ: a Q/DQ on a MatMul's output
     # (before the bias Add) is not part of the recipe (OpTypesToExcludeOutputQuantization).
-    proto = onnx.load(str(fp32_path))
     inits = {t.name for t in proto.graph.initializer}
     wanted = {i for n in proto.graph.node if n.name in set(nodes) for i in n.input[:2] if i not in inits}
     missing = sorted(wanted - set(amax))

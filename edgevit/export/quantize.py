@@ -24,16 +24,14 @@ A precision that fails the gate is written and recorded with ``"gate": "failed"`
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .._io import check_writable, sha256_file
+from .._io import atomic_path, check_writable, sha256_file
 from ..calibration import (DEFAULT_BATCH, DEFAULT_SAMPLES, CalibrationConfig, calibrate, load_calibration_data,
                            read_cache)
 from ..errors import DataError, ManifestError
@@ -242,10 +240,11 @@ def _one_precision(precision: str, cfg: QuantizeConfig, manifest: Manifest, fp32
         entry["sensitivity"] = layer_sensitivity(fp32_path, recipe, amax, data, cfg.threads, cfg.progress)
     if recipe.quantized and cfg.auto_exclude and gate["verdict"] == "failed":
         excluded: list[str] = []
+        names = graph_for_names(fp32_path)
         for row in entry["sensitivity"]:
             excluded.append(row["layer"])
             recipe = replace(cfg.recipe(precision), exclude=cfg.exclude + tuple(excluded))
-            if not quantizable_nodes(graph_for_names(fp32_path), recipe):
+            if not quantizable_nodes(names, recipe):
                 break
             graph = build_precision_graph(fp32_path, recipe, amax)
             gate = _gate(graph, precision, cfg, data)
@@ -254,15 +253,8 @@ def _one_precision(precision: str, cfg: QuantizeConfig, manifest: Manifest, fp32
         entry["auto_excluded"] = excluded
     entry["recipe"] = recipe.to_dict()
     entry["gate"] = gate
-    target = manifest.root / FILES[precision]
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=manifest.root)
-    os.close(fd)
-    try:
-        onnx.save_model(graph, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(manifest.root / FILES[precision], force=True) as tmp:  # writability checked up front
+        onnx.save_model(graph, str(tmp))
     fields = {"recipe": entry["recipe"], "gate": gate,
               "verdict": {"verified": {"passed": True, "failed": False}.get(gate["verdict"]), "gate": gate["verdict"]}}
     if amax is not None:

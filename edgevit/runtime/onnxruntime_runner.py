@@ -118,10 +118,14 @@ class OnnxRuntimeRunner(Runner):
                 f"cannot run a {type(source).__name__} with ONNX Runtime; give a .onnx path, bytes or onnx.ModelProto"
             )
         self.emulated = None
-        if providers[0] == "CPUExecutionProvider":
-            source = self._emulate_bf16(source)
         try:
-            self.session = ort.InferenceSession(source, sess_options=opts, providers=providers)
+            try:
+                self.session = ort.InferenceSession(source, sess_options=opts, providers=providers)
+            except Exception:  # a bf16 graph on the CPU provider (no bf16 kernels) runs emulated
+                emulated = self._emulate_bf16(source) if providers[0] == "CPUExecutionProvider" else None
+                if emulated is None:
+                    raise
+                self.session = ort.InferenceSession(emulated, sess_options=opts, providers=providers)
         except Exception as exc:  # InvalidProtobuf, Fail, NotImplemented, ...
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise OnnxModelError(
@@ -135,20 +139,20 @@ class OnnxRuntimeRunner(Runner):
         self._outputs = [o.name for o in self.session.get_outputs()]
 
     def _emulate_bf16(self, source):
-        """A bf16 graph runs emulated in fp32 on the CPU provider (see bf16_emulation)."""
+        """The fp32 emulation of a bf16 graph (see bf16_emulation), or None for any other graph."""
         try:
             import onnx
         except ImportError:  # a device install (edgevit.runtime without onnx): no bf16 emulation
-            return source
+            return None
 
         from .bf16_emulation import emulate_bf16, has_bf16
 
         try:
             proto = onnx.load_from_string(source) if isinstance(source, (bytes, bytearray)) else onnx.load(source)
-        except Exception:  # noqa: BLE001 -- unreadable files get ORT's own error below
-            return source
+        except Exception:  # noqa: BLE001 -- unreadable files get ORT's own error
+            return None
         if not has_bf16(proto):
-            return source
+            return None
         self.emulated = "bf16 emulated in fp32 with bf16 rounding after every op (CPU provider has no bf16 kernels)"
         return emulate_bf16(proto).SerializeToString()
 
