@@ -110,6 +110,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import DataError, EdgeVitError, ManifestError, MissingDependencyError, OnnxModelError
+from .tensorrt.jetson import jetson_info, jetson_warnings, parse_jetson_clocks, parse_nvpmodel  # noqa: F401
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "edgevit.json"
@@ -179,60 +180,7 @@ def measure(call: Callable[[], dict | None], *, warmup_s: float = 0.2, iteration
 
 
 # ------------------------------------------------------------------------------ machine
-def parse_nvpmodel(text: str) -> dict:
-    """``nvpmodel -q`` output -> {"mode_name": "MAXN", "mode_id": 0} (None where absent)."""
-    name = None
-    mode_id = None
-    for line in text.splitlines():
-        line = line.strip()
-        m = re.match(r"NV Power Mode\s*:\s*(.+)", line, re.IGNORECASE)
-        if m:
-            name = m.group(1).strip()
-        elif re.fullmatch(r"\d+", line) and mode_id is None:
-            mode_id = int(line)
-    return {"mode_name": name, "mode_id": mode_id}
-
-
-def parse_jetson_clocks(text: str) -> dict:
-    """``jetson_clocks --show`` output -> per-clock MinFreq/MaxFreq/CurrentFreq and ``at_max``.
-
-    ``at_max`` is True when every clock listed runs at its maximum (what jetson_clocks sets),
-    None when the text lists no clocks.
-    """
-    clocks = []
-    for line in text.splitlines():
-        m_min = re.search(r"MinFreq=(\d+)", line)
-        m_max = re.search(r"MaxFreq=(\d+)", line)
-        m_cur = re.search(r"CurrentFreq=(\d+)", line)
-        if not (m_max and m_cur):
-            continue
-        head = line.split("MinFreq")[0].split("MaxFreq")[0].strip().rstrip(":")
-        name = head.split(":")[0].split()[0] if head else "clock"
-        online = re.search(r"Online=(\d)", line)
-        if online and online.group(1) == "0":
-            continue
-        clocks.append({"name": name, "min": int(m_min.group(1)) if m_min else None, "max": int(m_max.group(1)),
-                       "current": int(m_cur.group(1))})
-    at_max = all(c["current"] >= c["max"] for c in clocks) if clocks else None
-    power = parse_nvpmodel(text)["mode_name"]
-    return {"at_max": at_max, "clocks": clocks, "power_mode": power}
-
-
-def jetson_warnings(nvpmodel: dict | None, clocks: dict | None) -> list[str]:
-    """Warnings when a Jetson is not in a MAXN power mode or its clocks are not at maximum."""
-    out = []
-    mode = (nvpmodel or {}).get("mode_name")
-    if mode is None:
-        out.append("nvpmodel mode unknown (nvpmodel -q failed); results may not reflect max performance")
-    elif "MAXN" not in mode.upper():
-        out.append(f"power mode is {mode!r}, not MAXN: latency is not the board's best; "
-                   "set it with sudo nvpmodel -m 0 (mode ids differ per board)")
-    if clocks is None or clocks.get("at_max") is None:
-        out.append("jetson_clocks state unknown (jetson_clocks --show needs root); run sudo jetson_clocks first")
-    elif not clocks["at_max"]:
-        slow = [c["name"] for c in clocks["clocks"] if c["current"] < c["max"]]
-        out.append(f"clocks not at maximum ({', '.join(slow[:6])}): run sudo jetson_clocks before benchmarking")
-    return out
+# The Jetson parsers live in edgevit.tensorrt.jetson (imported at the top of this module).
 
 
 def _run_text(cmd: list[str]) -> str | None:
@@ -243,21 +191,6 @@ def _run_text(cmd: list[str]) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return res.stdout if res.returncode == 0 else None
-
-
-def _jetson_info() -> dict | None:
-    model = None
-    for path in ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model"):
-        with contextlib.suppress(OSError):
-            model = Path(path).read_text(errors="ignore").strip("\x00 \n")
-            break
-    if not (Path("/etc/nv_tegra_release").exists() or (model and "jetson" in model.lower())):
-        return None
-    nv_text = _run_text(["nvpmodel", "-q"])
-    nv = parse_nvpmodel(nv_text) if nv_text else None
-    jc_text = _run_text(["jetson_clocks", "--show"])
-    jc = parse_jetson_clocks(jc_text) if jc_text else None
-    return {"model": model, "nvpmodel": nv, "jetson_clocks": jc, "warnings": jetson_warnings(nv, jc)}
 
 
 def _cpu_model() -> str:
@@ -323,7 +256,7 @@ def machine_info() -> dict:
 
         info["onnxruntime"] = onnxruntime.__version__
         info["onnxruntime_providers"] = list(onnxruntime.get_available_providers())
-    info["jetson"] = _jetson_info()
+    info["jetson"] = jetson_info()
     return info
 
 
@@ -333,6 +266,7 @@ class BenchConfig:
     """Options of :func:`run_bench` (the CLI builds one from its flags); see the module docstring."""
 
     data: str = "digits"
+    preprocessed: bool = False              # a .npy/.npz data file is model input already, not raw pixels
     samples: int = 512
     seed: int = 0
     warmup_s: float = 0.2
@@ -352,6 +286,7 @@ class BenchConfig:
     attention: bool = False
     attention_samples: int = 32
     include_reference: bool = True
+    verify_hash: bool = True  # a manifest-listed file whose sha256 differs becomes a failed row
 
     def __post_init__(self) -> None:
         if self.iterations is not None and self.duration_s is not None:
@@ -643,11 +578,11 @@ class _RunnerTarget(_Target):
         self.runner = None
 
     def open(self) -> None:
-        from .verify import _single_input
+        from .runtime.batching import single_input
 
         self.runner = self.make_runner()
         self.runner.activate()
-        self.input_name, shape = _single_input(self.runner.input_spec(), self.runner.name)
+        self.input_name, shape = single_input(self.runner.input_spec(), self.runner.name)
         self.dtype = self.runner.input_spec()[self.input_name][1]
         self.fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
         self.name = self.runner.name
@@ -657,7 +592,7 @@ class _RunnerTarget(_Target):
             self.runner.deactivate()
 
     def infer(self, images: np.ndarray, batch_size: int) -> np.ndarray:
-        from .verify import run_batched
+        from .runtime.batching import run_batched
 
         out = run_batched(self.runner, images.astype(self.dtype, copy=False), batch_size)
         names = self.runner.output_names()
@@ -811,9 +746,18 @@ def _describe_exc(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
+@dataclass
+class _Unlisted:
+    """A file no manifest lists: its precision detected from the graph, "unknown" for an engine."""
+
+    path: str
+    format: str
+    precision: str
+    external_data: list = field(default_factory=list)
+
+
 def _resolve_sources(sources) -> list[tuple]:
-    """[(manifest | None, root, [manifest Artifact | (path, fmt, precision)])] per source."""
-    from .manifest import Artifact as MArtifact
+    """[(manifest | None, root, [manifest Artifact | _Unlisted])] per source."""
     from .manifest import Manifest
     from .verify import detect_onnx_precision
 
@@ -845,15 +789,10 @@ def _resolve_sources(sources) -> list[tuple]:
         with contextlib.suppress(ManifestError):
             if Manifest.path_in(path.parent).is_file():
                 manifest = Manifest.load(path.parent)
-        entry = None
-        if manifest is not None:
-            for art in manifest.artifacts:
-                if (manifest.root / art.path).resolve() == path.resolve():
-                    entry = art
+        entry = manifest.entry_for(path) if manifest is not None else None
         if entry is None:
             fmt = "onnx" if path.suffix == ".onnx" else "tensorrt"
-            prec = detect_onnx_precision(path) if fmt == "onnx" else "fp16"
-            entry = MArtifact(path.name, fmt, prec, sha256="", size_bytes=path.stat().st_size)
+            entry = _Unlisted(path.name, fmt, detect_onnx_precision(path) if fmt == "onnx" else "unknown")
         out.append((manifest, path.parent, [entry]))
     return out
 
@@ -960,18 +899,35 @@ def _plan(resolved, model, ref_source, ref_reason, cfg: BenchConfig, machine: di
             seen.add(file)
             size = _size_mb(Path(root), art)
             rel = str(Path(root) / art.path)
+            problem = _integrity_problem(manifest, art, cfg.verify_hash)  # hashed once per file
             if art.format == "onnx":
                 for prov in providers:
                     name = f"ort {prov} {art.precision} {Path(art.path).name}"
                     row = _new_row(name, "onnxruntime", "cpu" if prov == "cpu" else "cuda", "onnx", art.precision,
                                    artifact=rel, provider=prov, size_mb=size)
-                    plans.append(_Plan(row, onnx_path=file, make=lambda f=file, p=prov: _RunnerTarget(
-                        lambda: get_runner("onnxruntime", f, providers=p, threads=threads))))
+                    plans.append(_Plan(row, status="failed", error=problem) if problem else
+                                 _Plan(row, onnx_path=file, make=lambda f=file, p=prov: _RunnerTarget(
+                                     lambda: get_runner("onnxruntime", f, providers=p, threads=threads))))
             else:
                 name = f"tensorrt {art.precision} {Path(art.path).name}"
                 row = _new_row(name, "tensorrt", "cuda", "tensorrt", art.precision, artifact=rel, size_mb=size)
-                plans.append(_Plan(row, make=lambda f=file: _RunnerTarget(lambda: get_runner("tensorrt", f))))
+                record = None if isinstance(art, _Unlisted) else art.to_dict()  # checked against this machine
+                plans.append(_Plan(row, status="failed", error=problem) if problem else
+                             _Plan(row, make=lambda f=file, e=record: _RunnerTarget(
+                                 lambda: get_runner("tensorrt", f, manifest_entry=e))))
     return plans
+
+
+def _integrity_problem(manifest, art, verify_hash: bool) -> str | None:
+    """Why a manifest-listed file must not be benchmarked (missing, or its sha256 differs from
+    the recorded one: :meth:`edgevit.manifest.Manifest.check_artifact`), else None."""
+    if manifest is None or isinstance(art, _Unlisted):
+        return None
+    try:
+        manifest.check_artifact(art, verify_hash)
+    except ManifestError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 # ------------------------------------------------------------------------------ running
@@ -1035,19 +991,22 @@ def _accuracy(row: dict, logits: np.ndarray, ref_logits: np.ndarray | None, labe
 
     if logits is None:
         return
+    if row["precision"] == "unknown":  # an engine no manifest lists: no tolerance row to judge it by
+        row["reason"] = "no edgevit.json records this engine's precision, so its accuracy is not judged against " \
+                        "a tolerance row; benchmark the directory `edgevit build` wrote it to"
     if labels is not None and logits.ndim == 2:
         row["top1"] = float((logits.argmax(1) == labels).mean())
     if ref_logits is not None and ref_logits.shape == logits.shape:
         prec = row["precision"] if row["precision"] in ("fp32", "fp16", "bf16", "int8", "fp8") else "int8"
-        stats = compare_outputs(ref_logits, logits, get_tolerance(prec))
+        tol = get_tolerance(prec)  # the row of the precision the manifest records for the artifact
+        stats = compare_outputs(ref_logits, logits, tol)
         row["agreement"] = stats.get("top1_agreement")
         row["max_abs"] = stats["max_abs"]
         row["cosine_min"] = stats["cosine_min"]
-        within = stats["violations"] == 0 and stats["nonfinite"] == 0 and \
-            stats["cosine_min"] >= get_tolerance(prec).min_cosine
+        within = stats["violations"] == 0 and stats["nonfinite"] == 0 and stats["cosine_min"] >= tol.min_cosine
         if "top1_agreement" in stats:
-            within = within and stats["top1_agreement"] >= get_tolerance(prec).min_agreement
-        row["within_tolerance"] = bool(within)
+            within = within and stats["top1_agreement"] >= tol.min_agreement
+        row["within_tolerance"] = None if row["precision"] == "unknown" else bool(within)
     elif ref_logits is not None:
         row["reason"] = (row["reason"] + "; " if row["reason"] else "") + \
             f"output shape {list(logits.shape)} differs from the reference {list(ref_logits.shape)}"
@@ -1144,7 +1103,8 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
         report.warnings.append(f"the model input {list(shape)} is not digits-shaped: using random inputs "
                                "(give --data with labelled data of the model's shape)")
         data = "random"
-    inputs = load_inputs(data, shape, cfg.samples, cfg.seed, pre)
+    labels = next((m.labels for m in manifests if m is not None and m.labels), None) or getattr(model, "labels", None)
+    inputs = load_inputs(data, shape, cfg.samples, cfg.seed, pre, cfg.preprocessed, labels)
     images = np.ascontiguousarray(inputs.images, dtype=np.float32)
     report.data = {"source": data, "description": inputs.description, "samples": int(len(images)),
                    "labelled": inputs.labels is not None}

@@ -6,26 +6,74 @@ Every command takes ``--json`` for machine-readable output.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
+import warnings
 
 import click
 
-from .errors import EdgeVitError
+from .errors import EdgeVitError, EdgeVitWarning
 
 # Before torch loads: with OpenMP's default spin-waiting, PyTorch on a busy 2-core machine runs
 # several times slower (measured: 104 ms instead of 2.8 ms per digits-tiny image; 819 vs 161 ms
 # for DeiT-S). Passive waiting costs ~10 % on an idle machine. An explicit setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-# exception type -> (exit status, label). The first matching entry wins.
-_EXIT_CODES: list[tuple[type[BaseException], int, str]] = [
+# exception type -> (exit status, label[, how to fix]). The first matching entry wins. A type whose
+# library loads lazily is named "module.QualName" (matched on the exception's class hierarchy), so
+# importing the CLI does not import that library.
+_EXIT_CODES: list[tuple] = [
     (EdgeVitError, 1, "error"),
     (ValueError, 2, "invalid value"),
-    (FileNotFoundError, 1, "file not found"),
+    (FileNotFoundError, 1, "file not found", "check the path"),
+    (PermissionError, 1, "permission denied", "check the path's permissions, or use another path"),
+    (NotADirectoryError, 1, "not a directory", "a part of the path is a file; use another path"),
+    (IsADirectoryError, 1, "is a directory", "give a file, not a directory"),
+    ("PIL.UnidentifiedImageError", 1, "not a readable image",  # an OSError: before OSError
+     "give a PNG, JPEG, BMP, ... image or a .npy array"),
+    ("PIL.Image.DecompressionBombError", 1, "image too large", "downscale the image first"),
+    (OSError, 1, "system error", "check the path, its permissions and the free disk space"),
 ]
+
+
+def _exit_entry(exc: BaseException) -> tuple | None:
+    """The first ``_EXIT_CODES`` entry that matches ``exc``, or None."""
+    names = {f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__}
+    for entry in _EXIT_CODES:
+        kind = entry[0]
+        if kind in names if isinstance(kind, str) else isinstance(exc, kind):
+            return entry
+    return None
+
+
+def _error_message(exc: BaseException, hint: str | None) -> str:
+    """``exc`` as one line: for an OSError the path and the system's reason, the option that gave
+    the path, and how to fix it."""
+    if not isinstance(exc, OSError) or exc.filename is None:
+        text = str(exc) or type(exc).__name__
+    else:
+        path = os.fsdecode(exc.filename)
+        text = f"{path}{f' -> {os.fsdecode(exc.filename2)}' if exc.filename2 else ''}: {exc.strerror or exc}"
+        option = _option_of(path)
+        if option:
+            text += f" (from {option})"
+    return f"{text.rstrip('.')}; {hint}" if hint else text
+
+
+def _option_of(path: str) -> str | None:
+    """The current command's option or argument whose value is ``path`` or a folder above it."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return None
+    for param in ctx.command.params:
+        values = ctx.params.get(param.name)
+        for value in values if isinstance(values, (tuple, list)) else (values,):
+            if isinstance(value, str) and value and (path == value or path.startswith(value.rstrip(os.sep) + os.sep)):
+                return param.opts[-1] if isinstance(param, click.Option) else (param.metavar or param.name.upper())
+    return None
 
 
 def _to_jsonable(obj):
@@ -51,21 +99,28 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except click.exceptions.ClickException:
             raise
-        except tuple(exc for exc, _, _ in _EXIT_CODES) as exc:
-            for exc_type, code, label in _EXIT_CODES:
-                if isinstance(exc, exc_type):
-                    ctx = click.get_current_context(silent=True)
-                    if ctx is not None and ctx.params.get("as_json"):
-                        click.echo(json.dumps({"ok": False, "error": label, "type": type(exc).__name__,
-                                               "message": str(exc)}))
-                    click.secho(f"edgevit: {label}: {exc}", fg="red", err=True)
-                    sys.exit(code)
-            raise
+        except Exception as exc:
+            entry = _exit_entry(exc)
+            if entry is None:  # not in the table: a bug, keep its traceback
+                raise
+            _, code, label, *hint = entry
+            message = _error_message(exc, hint[0] if hint else None)
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None and ctx.params.get("as_json"):
+                click.echo(json.dumps({"ok": False, "error": label, "type": type(exc).__name__, "message": message}))
+            click.secho(f"edgevit: {label}: {message}", fg="red", err=True)
+            sys.exit(code)
 
     return wrapper
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+preprocessed_option = click.option(
+    "--preprocessed", is_flag=True,
+    help=".npy/.npz arrays are model input already (normalized N,C,H,W); default: raw pixels on 0..pixel_max.")
+verify_hash_option = click.option(
+    "--verify-hash/--no-verify-hash", "verify_hash", default=True, show_default=True,
+    help="Check each file an edgevit.json lists against its recorded sha256 before use.")
 
 
 def finish(data, as_json: bool, render, ok: bool, failure: str, lines: list[str]) -> None:
@@ -83,13 +138,40 @@ def finish(data, as_json: bool, render, ok: bool, failure: str, lines: list[str]
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgevit")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """edgevit: train or load a ViT, export it through ONNX to TensorRT, and prove nothing broke."""
+    ctx.with_resource(_print_edgevit_warnings())
+
+
+@contextlib.contextmanager
+def _print_edgevit_warnings():
+    """Print edgevit's own warnings (EdgeVitWarning) as one ``edgevit: warning:`` line on stderr;
+    other warnings keep Python's format."""
+    with warnings.catch_warnings():
+        python_show = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, EdgeVitWarning):
+                click.secho(f"edgevit: warning: {message}", fg="yellow", err=True)
+            else:
+                python_show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        warnings.simplefilter("default", EdgeVitWarning)
+        yield
+
+
+def _console():
+    """A rich console; piped output gets 200 columns, so tables are not squeezed into 80 and cut."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, 200))
 
 
 def table(title: str, columns: list[str], rows: list[list]) -> None:
     """Render a terminal table (rich)."""
-    from rich.console import Console
     from rich.table import Table
 
     tbl = Table(title=title)
@@ -97,7 +179,7 @@ def table(title: str, columns: list[str], rows: list[list]) -> None:
         tbl.add_column(col)
     for row in rows:
         tbl.add_row(*[str(v) for v in row])
-    Console().print(tbl)
+    _console().print(tbl)
 
 
 # ---------------------------------------------------------------- models, info
@@ -147,7 +229,7 @@ def info_cmd(source: str, arch: str | None, as_json: bool) -> None:
 @main.command("train")
 @click.option("--model", help="Variant name or checkpoint to fine-tune.")
 @click.option("--arch", help="Variant a timm state dict belongs to.")
-@click.option("--data", help="'digits' (bundled), an ImageFolder, or a .npz.")
+@click.option("--data", help="'digits' (bundled), an ImageFolder, or a .npz (raw pixels; see --preprocessed).")
 @click.option("--epochs", type=int, help="Epochs (default: the tuned default for digits-tiny).")
 @click.option("--batch-size", type=int, help="Per process.")
 @click.option("--lr", type=float, help="Peak learning rate (AdamW).")
@@ -162,8 +244,9 @@ def info_cmd(source: str, arch: str | None, as_json: bool) -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--seed", type=int)
 @click.option("-o", "--output", help="Run directory (default: runs/train-<timestamp>).")
-@click.option("--resume", help="Continue the run in this directory.")
+@click.option("--resume", help="Continue the run in this directory (with its recorded --model, --data, ...).")
 @click.option("--force", is_flag=True, help="Write into a run directory that already holds checkpoints.")
+@preprocessed_option
 @json_option
 @handle_errors
 def train_cmd(as_json: bool, **opts) -> None:
@@ -181,7 +264,7 @@ def train_cmd(as_json: bool, **opts) -> None:
                                                                   if k not in ("history",)}})
         return
     click.echo(f"test accuracy {result.test_accuracy:.4f} ({result.num_test} images), best val "
-               f"{result.best_val_accuracy:.4f} at epoch {result.best_epoch}, {result.wall_time_s:.1f} s "
+               f"{result.val_accuracy:.4f} at epoch {result.best_epoch}, {result.wall_time_s:.1f} s "
                f"on {result.device} x{result.world_size}")
     click.echo(f"checkpoint: {result.checkpoint}")
 
@@ -192,13 +275,15 @@ def train_cmd(as_json: bool, **opts) -> None:
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
 @click.option("--arch", help="Variant a timm state dict belongs to.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
+@preprocessed_option
 @json_option
 @handle_errors
-def eval_cmd(source: str, data: str, split: str, arch: str | None, batch_size: int, as_json: bool) -> None:
+def eval_cmd(source: str, data: str, split: str, arch: str | None, batch_size: int, preprocessed: bool,
+             as_json: bool) -> None:
     """Top-1/top-5 accuracy of SOURCE on labelled data, with a confusion summary."""
     from .evaluate import evaluate
 
-    report = evaluate(source, data=data, split=split, arch=arch, batch_size=batch_size)
+    report = evaluate(source, data=data, split=split, arch=arch, batch_size=batch_size, preprocessed=preprocessed)
     if as_json:
         emit_json(report.to_dict())
         return
@@ -226,7 +311,8 @@ def _precision_options(fn):
         click.option("--exclude", multiple=True, metavar="PATTERN",
                      help="Keep matching nodes (fnmatch on names like blocks.11.mlp.fc2) unquantized; repeatable."),
         click.option("--calib-data", default="digits", show_default=True,
-                     help="Calibration images: 'digits' (train split), an ImageFolder (train split) or .npy/.npz."),
+                     help="Calibration images: 'digits' (train split), an ImageFolder (train split) or .npy/.npz "
+                          "(raw pixels; see --preprocessed)."),
         click.option("--calib-samples", type=int, default=512, show_default=True),
         click.option("--calib-batch", type=int, default=32, show_default=True),
         click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse"]),
@@ -236,6 +322,7 @@ def _precision_options(fn):
                      help="Calibration cache JSON (default OUTDIR/calibration.json); reused while valid."),
         click.option("--data", "gate_data", default="digits", show_default=True,
                      help="Labelled held-out data of the accuracy gate (its test split)."),
+        preprocessed_option,
         click.option("--max-drop", type=float, default=1.0, show_default=True, help="Top-1 budget in points."),
         click.option("--sensitivity", is_flag=True, help="Report per-layer sensitivity of int8/fp8."),
         click.option("--auto-exclude", is_flag=True,
@@ -252,7 +339,8 @@ def _precision_options(fn):
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Output directory: model.onnx and edgevit.json are written there.")
 @click.option("--arch", help="Variant name for a timm state dict (inferred from shapes otherwise).")
-@click.option("--opset", type=int, help="ONNX opset (default: 18 for decomposed attention, 23 for fused; >= 17).")
+@click.option("--opset", type=int, help="ONNX opset (default: 18 for decomposed attention, 23 for fused; 17 up to the newest "
+                   "the installed exporter writes).")
 @click.option("--attention", type=click.Choice(["decomposed", "fused"]), default=None,
               help="decomposed: MatMul-Softmax-MatMul, Q pre-scaled (default; TensorRT 10.3 parses it). "
                    "fused: the opset-23 Attention op (TensorRT >= 10.14).")
@@ -276,7 +364,7 @@ def export_cmd(source: str, output: str, arch: str | None, opset: int | None, at
     from .export.quantize import quantize
 
     if engine:  # fail before the (slow) export when TensorRT is missing
-        from .tensorrt_api import import_tensorrt
+        from .tensorrt._bindings import import_tensorrt
 
         import_tensorrt()
     if batch is not None and static_batch is not None:
@@ -286,15 +374,17 @@ def export_cmd(source: str, output: str, arch: str | None, opset: int | None, at
     if batch is not None:
         options["batch"] = parse_batch(batch)
     precisions = _parse_precisions(precision)
+    # every option is checked before the export writes anything
+    qconfig = _quantize_config(precisions, qopts, not as_json) if precisions != ("fp32",) else None
     result = export_onnx(source, output, ExportConfig(**options), arch=arch, force=force)
-    if precisions != ("fp32",):
-        quantized = quantize(output, _quantize_config(precisions, qopts, not as_json), force=force)
+    if qconfig is not None:
+        quantized = quantize(output, qconfig, force=force)
         _finish_quantize(quantized, as_json, {**result.to_dict(), "ok": quantized.ok})
         if as_json:
             return
     built = None
     if engine:
-        from .export.tensorrt import build_engine
+        from .tensorrt.build import build_engine
 
         built = build_engine(output, os.path.join(output, "model.plan"), force=force)
     if as_json:
@@ -329,9 +419,10 @@ def _quantize_config(precisions, opts: dict, progress: bool):
         quantize_attention=opts["quantize_attention"], quantize_patch_embed=opts["quantize_patch_embed"],
         exclude=tuple(opts["exclude"]), calibration=CalibrationConfig(opts["calib_method"], opts["percentile"]),
         calib_data=opts["calib_data"], calib_samples=opts["calib_samples"], calib_batch=opts["calib_batch"],
-        calib_cache=opts["calib_cache"], data=opts["gate_data"], max_drop=opts["max_drop"],
+        calib_cache=opts["calib_cache"], data=opts["gate_data"], preprocessed=opts["preprocessed"],
+        max_drop=opts["max_drop"],
         gate=not opts["no_gate"], sensitivity=opts["sensitivity"], auto_exclude=opts["auto_exclude"],
-        progress=progress)
+        verify_hash=opts.get("verify_hash", True), progress=progress)
 
 
 def _render_quantize(result) -> None:
@@ -382,6 +473,7 @@ def _parse_precisions(text: str) -> tuple[str, ...]:
               help="Comma list of fp32, fp16, bf16, int8, fp8.")
 @_precision_options
 @click.option("--force", is_flag=True, help="Overwrite existing model.<precision>.onnx files.")
+@verify_hash_option
 @json_option
 @handle_errors
 def quantize_cmd(source: str, precision: str, force: bool, as_json: bool, **opts) -> None:
@@ -429,7 +521,9 @@ def _csv(value: str | None) -> tuple | None:
 @click.argument("reference")
 @click.argument("candidate", required=False)
 @click.option("--data", default="random", show_default=True,
-              help="'random' (seeded normal), 'digits', an ImageFolder directory or a preprocessed .npy.")
+              help="'random' (seeded normal), 'digits', an ImageFolder directory or a .npy/.npz (raw pixels; "
+                   "see --preprocessed).")
+@preprocessed_option
 @click.option("--samples", type=int, default=64, show_default=True, help="How many inputs to compare on.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --data random.")
@@ -457,6 +551,7 @@ def _csv(value: str | None) -> tuple | None:
 @click.option("--arch", help="Variant a timm state dict belongs to.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --report file.")
+@verify_hash_option
 @json_option
 @handle_errors
 def verify_cmd(reference: str, candidate: str | None, fmt: str | None, dtypes: str, backends: str | None,
@@ -538,15 +633,25 @@ def _render_build(result) -> None:
             ["precision", art["precision"]],
             ["build", ("strongly typed" if mode["strongly_typed"] else f"flags {mode['flags'] or 'none'}")],
             ["profile (batch)", f"{art['profile']['min']} / {art['profile']['opt']} / {art['profile']['max']}"],
-            ["TensorRT / CUDA", f"{art['tensorrt_version']} / {art['cuda_version']}"],
+            ["TensorRT (CUDA) / driver CUDA", f"{art['tensorrt_version']} ({art.get('tensorrt_cuda_major') or '?'}) / "
+                                              f"{art.get('cuda_driver_version') or '?'}"],
             ["GPU", f"{art['gpu_name']} (sm {art['compute_capability']})"],
-            ["fused attention", f"{rep['fused_attention_layers']} layer(s), blocks {rep['fused_attention_blocks']}"],
+            ["fused attention", f"{rep['fused_attention_layers']} kernel(s), blocks {rep['fused_attention_blocks']}"
+                                + (f"; NOT fused: blocks {rep['unfused_attention_blocks']}"
+                                   if rep.get("unfused_attention_blocks") else "")],
             ["seconds", f"{result.seconds:.1f}"]]
     table("edgevit build", ["field", "value"], rows)
     groups = rep.get("precision_by_group") or {}
     if groups:
         table("precision per layer group", ["group", "layers by precision"],
               [[g, ", ".join(f"{p} {n}" for p, n in sorted(c.items()))] for g, c in groups.items()])
+    if rep.get("blocks"):
+        table("attention per block (from the kernels TensorRT chose)", ["block", "fused", "kernel"],
+              [[b, {True: "yes", False: "NO", None: "unknown"}[v["fused"]],
+                v["kernel"] or ", ".join(v["unfused_kernels"][:2]) or "-"] for b, v in rep["blocks"].items()])
+    if rep.get("placement"):
+        p = rep["placement"]
+        click.echo(f"DLA placement (inspector): {len(p['dla'])} layer(s) on DLA, {len(p['gpu'])} on the GPU")
     if result.dla_fallback:
         table("layers that fall back to the GPU (not DLA-capable)", ["layer", "type"],
               [[d["layer"], d["type"]] for d in result.dla_fallback])
@@ -567,20 +672,22 @@ def _render_build(result) -> None:
 @click.option("--hardware-compat", "hardware_compatibility", default="none", show_default=True,
               type=click.Choice(["none", "ampere_plus", "same_compute_capability"]),
               help="Hardware-compatibility level (opt-in).")
-@click.option("--calibration-cache", type=click.Path(exists=True, dir_okay=False),
-              help="Calibration cache the graph came from (its sha256 is recorded).")
+@click.option("--weakly-typed", is_flag=True,
+              help="TensorRT 10 only: FP16/BF16 builder flags instead of the default strong typing (recorded).")
 @click.option("--force", is_flag=True, help="Overwrite an existing engine.")
+@verify_hash_option
 @json_option
 @handle_errors
-def build_cmd(source: str, output: str, batch: str | None, force: bool, as_json: bool, **opts) -> None:
+def build_cmd(source: str, output: str, batch: str | None, force: bool, verify_hash: bool, as_json: bool,
+              **opts) -> None:
     """Build a TensorRT engine from an exported ONNX graph (or OUTDIR), with a fusion report."""
-    from .export.tensorrt import EngineBuildConfig, build_engine
+    from .tensorrt.build import EngineBuildConfig, build_engine
 
     if batch is not None:
         from .export.onnx import parse_batch
 
         opts["batch"] = parse_batch(batch)
-    result = build_engine(source, output, EngineBuildConfig(**opts), force=force)
+    result = build_engine(source, output, EngineBuildConfig(**opts), force=force, verify_hash=verify_hash)
     if as_json:
         emit_json(result.to_dict())
         return
@@ -591,22 +698,20 @@ def build_cmd(source: str, output: str, batch: str | None, force: bool, as_json:
 @click.argument("model", metavar="ENGINE|ONNX")
 @click.argument("images", nargs=-1, required=True)
 @click.option("--topk", type=int, default=5, show_default=True)
-@click.option("--preprocessed", is_flag=True, help=".npy inputs are already preprocessed model input.")
+@preprocessed_option
 @click.option("--threads", type=int, help="ONNX Runtime intra-op threads.")
+@verify_hash_option
 @json_option
 @handle_errors
 def predict_cmd(model: str, images: tuple[str, ...], topk: int, preprocessed: bool, threads: int | None,
-                as_json: bool) -> None:
-    """Top-k labels and latency for IMAGE files (PNG, JPEG, ...) or .npy arrays."""
-    import numpy as np
-
+                verify_hash: bool, as_json: bool) -> None:
+    """Top-k labels and latency for IMAGE files (PNG, JPEG, ...; 8- or 16-bit) or .npy/.npz arrays."""
     from .runtime import Engine
 
-    with Engine.load(model, threads=threads) as engine:
+    with Engine.load(model, threads=threads, verify_hash=verify_hash) as engine:
         rows = []
         for item in images:
-            inp = np.load(item) if item.endswith(".npy") else item
-            top = engine.predict(inp, topk=topk, preprocessed=preprocessed)
+            top = engine.predict(item, topk=topk, preprocessed=preprocessed)
             for i, t in enumerate(top):
                 name = item if len(top) == 1 else f"{item}[{i}]"
                 rows.append({"input": name, "topk": t, "latency_ms": engine.last_latency_ms / len(top)})
@@ -636,7 +741,9 @@ def _int_list(value: str | None, option: str) -> tuple:
 @main.command("bench")
 @click.argument("sources", nargs=-1, required=True, metavar="OUTDIR|ARTIFACT...")
 @click.option("--data", default="digits", show_default=True,
-              help="Labelled data for top-1: 'digits', an ImageFolder, a preprocessed .npy, or 'random'.")
+              help="Labelled data for top-1: 'digits', an ImageFolder, a .npz (raw pixels; see --preprocessed), "
+                   "or 'random'.")
+@preprocessed_option
 @click.option("--samples", type=int, default=512, show_default=True, help="At most this many images for accuracy.")
 @click.option("--warmup-s", type=float, default=0.2, show_default=True, help="Warm-up seconds per measurement.")
 @click.option("--iterations", type=int, help="Timed calls per measurement (default 50).")
@@ -660,6 +767,7 @@ def _int_list(value: str | None, option: str) -> tuple:
               help="Where bench.json/.csv/.md/.png go (default: the first OUTDIR, or the first artifact's directory).")
 @click.option("--no-report", is_flag=True, help="Write no report files.")
 @click.option("--force", is_flag=True, help="Overwrite existing report files.")
+@verify_hash_option
 @json_option
 @handle_errors
 def bench_cmd(sources: tuple, batch_sweep: str | None, providers: tuple, no_cuda_graphs: bool,
@@ -670,7 +778,7 @@ def bench_cmd(sources: tuple, batch_sweep: str | None, providers: tuple, no_cuda
     from pathlib import Path
 
     from .bench import REPORT_FILES, BenchConfig, run_bench
-    from ._io import check_writable
+    from ._io import check_output_dir, check_writable
 
     if opts["iterations"] is not None and opts["duration_s"] is not None:
         raise click.UsageError("give either --iterations or --duration-s, not both")
@@ -680,7 +788,8 @@ def bench_cmd(sources: tuple, batch_sweep: str | None, providers: tuple, no_cuda
         if report_dir is None:
             first = Path(sources[0])
             report_dir = str(first if first.is_dir() else first.parent)
-        for name in REPORT_FILES.values():  # refuse before spending minutes on timing
+        check_output_dir(report_dir, "--report-dir")  # refuse before spending minutes on timing
+        for name in REPORT_FILES.values():
             check_writable(Path(report_dir) / name, force)
     progress = None if as_json else (lambda name: click.echo(f"benchmarking {name} ...", err=True))
     report = run_bench(list(sources), config, progress=progress)
@@ -700,7 +809,6 @@ def _render_bench(report) -> None:
         click.echo(f"Jetson {jet.get('model')}: power mode {(jet.get('nvpmodel') or {}).get('mode_name')}, "
                    f"clocks at max: {(jet.get('jetson_clocks') or {}).get('at_max')}")
     click.echo(f"data: {report.data.get('description')}; reference: {report.reference.get('row')}")
-    from rich.console import Console
     from rich.table import Table
 
     cols, cells = report.table_rows()
@@ -709,10 +817,7 @@ def _render_bench(report) -> None:
         tbl.add_column(col, no_wrap=i == 0, justify="left" if i < 2 else "right")
     for row in cells:
         tbl.add_row(*row)
-    console = Console()
-    if not console.is_terminal:  # piped output: do not squeeze the table into 80 columns
-        console = Console(width=max(console.width, 200))
-    console.print(tbl)
+    _console().print(tbl)
     for row in report.rows:
         if row["status"] != "ok":
             click.echo(f"{row['status']}: {row['name']}: {row['reason']}")

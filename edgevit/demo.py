@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from ._io import write_text_atomic
+from ._io import check_output_dir, write_text_atomic
 from .errors import ArtifactExistsError, EdgeVitError
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
@@ -83,11 +83,12 @@ def _cached_checkpoint_path(epochs: int | None) -> Path:
 
 
 def run_demo(config: DemoConfig | None = None, echo=None) -> DemoResult:
-    """Run every step; a failing step is recorded and the later steps that need it are skipped."""
+    """Run every step; a failing step (any exception) is recorded and the later steps that need it
+    are skipped."""
     cfg = config or DemoConfig()
     echo = echo or (lambda msg: print(msg, file=sys.stderr))
     start = time.perf_counter()
-    run = Path(cfg.output or f"runs/demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    run = check_output_dir(cfg.output or f"runs/demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}", "-o/--output")
     if run.exists() and any(run.iterdir()) and not cfg.force:
         raise ArtifactExistsError(f"{run}: run directory exists and is not empty; pass --force or another -o")
     run.mkdir(parents=True, exist_ok=True)
@@ -99,8 +100,9 @@ def run_demo(config: DemoConfig | None = None, echo=None) -> DemoResult:
         try:
             info = fn() or {}
             status = info.pop("status", "ok")
-        except EdgeVitError as exc:
-            info, status = {"reason": str(exc)}, "failed"
+        except Exception as exc:  # any failure is this step's: recorded, and demo.json still written
+            reason = str(exc) if isinstance(exc, EdgeVitError) else f"{type(exc).__name__}: {exc}"
+            info, status = {"reason": reason, "error": type(exc).__name__}, "failed"
         entry = {"step": name, "status": status, "seconds": round(time.perf_counter() - t, 1), **info}
         result.steps.append(entry)
         echo(f"[demo] {name}: {status} ({entry['seconds']} s)" + (f": {info['reason']}" if "reason" in info else ""))
@@ -164,7 +166,8 @@ def _engines(export_dir: Path, force: bool) -> dict:
     from .errors import MissingDependencyError
 
     try:
-        from .tensorrt_api import device_facts, import_tensorrt
+        from .tensorrt._bindings import import_tensorrt
+        from .tensorrt.session import device_facts
 
         import_tensorrt()
         facts = device_facts()
@@ -173,7 +176,7 @@ def _engines(export_dir: Path, force: bool) -> dict:
                 "is built from (install advice: edgevit build --help, or run edgevit build OUTDIR)"}
     except EdgeVitError as exc:
         return {"status": "skipped", "reason": f"no usable CUDA GPU for TensorRT ({exc})"}
-    from .export.tensorrt import EngineBuildConfig, build_engine
+    from .tensorrt.build import EngineBuildConfig, build_engine
 
     built = {}
     for p in ENGINE_PRECISIONS:

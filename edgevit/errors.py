@@ -8,6 +8,10 @@ class EdgeVitError(Exception):
     """Base class of every error edgevit raises on purpose (exit status 1 in the CLI)."""
 
 
+class EdgeVitWarning(UserWarning):
+    """A result rests on a guess the user should check (the CLI prints it as ``edgevit: warning:``)."""
+
+
 class CheckpointError(EdgeVitError):
     """A checkpoint is missing, corrupt, of an unknown format, or does not fit the model."""
 
@@ -38,3 +42,19 @@ class OnnxModelError(EdgeVitError):
 
 class ManifestError(EdgeVitError):
     """An edgevit.json manifest is missing, unreadable, or lacks the artifact asked for."""
+
+
+class ArtifactIntegrityError(ManifestError):
+    """A file's sha256 differs from the one its manifest recorded (changed or replaced since written)."""
+
+
+class TensorRTError(EdgeVitError):
+    """A TensorRT build or load cannot proceed (unsupported version, device, precision, graph)."""
+
+
+class EngineMismatchError(TensorRTError):
+    """An engine was built for another TensorRT version or GPU; rebuild it on the target."""
+
+
+class OutputPathError(EdgeVitError):
+    """An output location cannot be written: a file stands where a directory must be, or no permission."""

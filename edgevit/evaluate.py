@@ -38,6 +38,7 @@ def accuracy_report(logits: np.ndarray, labels: np.ndarray, class_names: list[st
     if len(labels) != len(logits):
         raise DataError(f"{data}: {len(labels)} labels for {len(logits)} samples")
     num_classes = logits.shape[1]
+    # one name per model class: names the data lacks (fewer classes than the model) are the index
     names = class_names or [str(i) for i in range(num_classes)]
     pred = logits.argmax(axis=1)
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
@@ -72,13 +73,16 @@ def predict_logits(model, images: np.ndarray, batch_size: int = 256, device: str
 
 
 def evaluate(source: str, data: str = "digits", split: str = "test", arch: str | None = None,
-             batch_size: int = 256) -> EvalReport:
-    """Load SOURCE and measure it on labelled data (the bundled digits' test split by default)."""
+             batch_size: int = 256, preprocessed: bool = False) -> EvalReport:
+    """Load SOURCE and measure it on labelled data (the bundled digits' test split by default).
+
+    ``preprocessed``: a .npz holds model input already, not raw pixels (``--preprocessed``)."""
     from .data import load_dataset
     from .models import load_model
 
     model = load_model(source, arch=arch)
-    dataset = load_dataset(data, model.preprocessing, split=split, num_classes=model.config.num_classes)
+    dataset = load_dataset(data, model.preprocessing, split=split, num_classes=model.config.num_classes,
+                           preprocessed=preprocessed, model_labels=model.labels)
     if dataset.labels is None:
         raise DataError(f"{data}: has no labels; evaluation needs labelled data (an ImageFolder, digits, or .npz with labels)")
     logits = predict_logits(model, dataset.images, batch_size)

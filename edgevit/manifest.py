@@ -17,7 +17,8 @@ Schema (``schema_version`` 1; every key is always present)::
       "schema_version": 1,
       "created": "2025-01-01T12:00:00+00:00",
       "edgevit_version": "0.1.0",
-      "model": {"source": ..., "arch": ..., "config": {ViTConfig fields}, "params": int},
+      "model": {"source": ..., "arch": ..., "config": {ViTConfig fields}, "params": int,
+                "guessed": {config field: value the loader guessed, e.g. "num_heads": 3}},
       "labels": [str, ...] | null,
       "preprocessing": {Preprocessing fields} | null,
       "inputs":  [{"name": "images", "dtype": "float32", "shape": ["batch", 3, 224, 224],
@@ -46,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from ._io import sha256_file, write_text_atomic
-from .errors import ManifestError
+from .errors import ArtifactIntegrityError, ManifestError
 
 MANIFEST_NAME = "edgevit.json"
 SCHEMA_VERSION = 1
@@ -257,6 +258,51 @@ class Manifest:
         if len(found) > 1:
             raise ManifestError(f"{len(found)} artifacts match {wanted}: {have}; add criteria (e.g. path=)")
         return found[0]
+
+    def entry_for(self, file: str | os.PathLike) -> Artifact | None:
+        """The artifact entry recording ``file`` (a path to a file in ``root``), or None."""
+        if self.root is None:
+            return None
+        target = Path(file).resolve()
+        return next((a for a in self.artifacts if (self.root / a.path).resolve() == target), None)
+
+    def check_artifact(self, artifact: Artifact, verify_hash: bool = True) -> Path:
+        """The file of ``artifact`` under ``root``, checked before use: call this wherever a
+        listed artifact is opened (verify, bench, build, quantize, ``Engine.load``).
+
+        ManifestError when the file is missing. With ``verify_hash`` (the default) the file's
+        sha256 must equal the recorded one, else ArtifactIntegrityError naming the file, both
+        hash prefixes, and the command that rewrites it; ``verify_hash=False`` (the CLI's
+        ``--no-verify-hash``) skips hashing, for a file changed on purpose.
+        """
+        if self.root is None:
+            raise ValueError("check_artifact needs manifest.root (load the manifest from its directory)")
+        file = self.root / artifact.path
+        where = self.path_in(self.root)
+        if not file.is_file():
+            raise ManifestError(f"{file}: listed in {where} but missing; {self._rewrite_hint(artifact)}")
+        if verify_hash and artifact.sha256:
+            actual = sha256_file(file)
+            if actual != artifact.sha256:
+                raise ArtifactIntegrityError(
+                    f"{file}: sha256 {actual[:12]}... differs from {artifact.sha256[:12]}... recorded in {where}: "
+                    f"the file was changed or replaced after it was written; {self._rewrite_hint(artifact)}, "
+                    "or pass --no-verify-hash (verify_hash=False) to use it as it is"
+                )
+        return file
+
+    def _rewrite_hint(self, artifact: Artifact) -> str:
+        """The command that (re)writes ``artifact``."""
+        if artifact.format == "tensorrt":
+            onnx = (artifact.get("onnx") or {}).get("path") or "MODEL.onnx"
+            source_manifest = self.extra.get("source_manifest")  # the engine was built into another directory
+            onnx_root = Path(source_manifest).parent if source_manifest else self.root
+            return f"rebuild it with `edgevit build {onnx_root / onnx} -o {self.root / artifact.path} --force`"
+        if artifact.precision == "fp32":
+            source = (self.model or {}).get("source")
+            source = source if isinstance(source, str) and source and not source.startswith("<") else "SOURCE"
+            return f"re-export it with `edgevit export {source} -o {self.root} --force`"
+        return f"rewrite it with `edgevit quantize {self.root} --precision {artifact.precision} --force`"
 
     def verify_checksums(self) -> list[str]:
         """Problems with the recorded files under ``root`` (missing, or sha256 differs); [] when all match."""

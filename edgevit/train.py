@@ -61,8 +61,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._io import atomic_path, write_text_atomic
-from .errors import ArtifactExistsError, CheckpointError, DataError
+from ._io import atomic_path, check_output_dir, remove_stale_temporaries, write_text_atomic
+from .errors import ArtifactExistsError, CheckpointError, DataError, OutputPathError
 
 SCHEDULES = ("cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
@@ -84,6 +84,7 @@ class TrainConfig:
 
     model: str = "digits-tiny"          # variant name (fresh weights) or checkpoint path (fine-tune)
     data: str = "digits"                # "digits", an ImageFolder directory, or a .npz with labels
+    preprocessed: bool = False          # a .npz holds model input already, not raw pixels (--preprocessed)
     epochs: int | None = None           # None: DEFAULT_EPOCHS, or the resumed run's
     batch_size: int = 64                # per process
     lr: float = 2e-3                    # peak learning rate (per run, not scaled by world size)
@@ -437,6 +438,34 @@ def _resolve_resume(resume: str) -> Path:
     return run
 
 
+def _same_setting(name: str, given, recorded) -> bool:
+    if given == recorded:
+        return True
+    if name in ("data", "model", "output") and isinstance(given, str) and isinstance(recorded, str):
+        return Path(given).resolve() == Path(recorded).resolve()  # the same path written another way
+    return False
+
+
+def _check_resume_matches(cfg: TrainConfig, saved: TrainConfig, run: Path) -> None:
+    """A resumed run continues with its recorded settings: refuse one given (not left at its
+    default) that differs from the run's, rather than ignore it."""
+    default = TrainConfig()
+    recorded = {**saved.to_dict(), "output": str(run)}
+    conflicts = [
+        f"--{f.name.replace('_', '-')} {getattr(cfg, f.name)!r} (the run has {recorded[f.name]!r})"
+        for f in fields(TrainConfig)
+        if f.name not in RESUME_OVERRIDES + ("resume", "force")
+        and getattr(cfg, f.name) != getattr(default, f.name)
+        and not _same_setting(f.name, getattr(cfg, f.name), recorded[f.name])
+    ]
+    if conflicts:
+        raise ValueError(
+            f"--resume {run} continues that run with its recorded settings, which these options contradict: "
+            f"{'; '.join(conflicts)}. Drop them to resume, or start a new run (another --output; "
+            f"--model {run / LAST} fine-tunes from its weights)"
+        )
+
+
 def _load_state(run: Path) -> dict:
     try:
         state = torch.load(run / STATE, map_location="cpu", weights_only=True)
@@ -485,14 +514,21 @@ def _fit_classes(model, cfg: TrainConfig, class_names: list[str] | None, num_cla
 def _load_splits(cfg: TrainConfig, preprocessing):
     from .data import load_dataset
 
-    train_set = load_dataset(cfg.data, preprocessing, "train")
+    train_set = load_dataset(cfg.data, preprocessing, "train", preprocessed=cfg.preprocessed)
     if train_set.labels is None:
         raise DataError(
             f"{cfg.data}: has no labels; training needs labelled data (digits, an ImageFolder "
             f"root/<class>/<image>, or a .npz with labels)"
         )
-    val_set = load_dataset(cfg.data, preprocessing, "val")
-    test_set = load_dataset(cfg.data, preprocessing, "test")
+    present = np.unique(train_set.labels)
+    if len(present) < 2:
+        name = train_set.class_names[present[0]] if train_set.class_names else str(int(present[0]))
+        raise DataError(
+            f"--data {cfg.data}: its train split holds a single class ({name!r}); a classifier needs at least two: "
+            f"give an ImageFolder with one folder per class (root/<class>/<image>) or a .npz with several labels"
+        )
+    val_set = load_dataset(cfg.data, preprocessing, "val", preprocessed=cfg.preprocessed)
+    test_set = load_dataset(cfg.data, preprocessing, "test", preprocessed=cfg.preprocessed)
     names = train_set.class_names
     num_classes = len(names) if names else int(max(s.labels.max() for s in (train_set, val_set, test_set))) + 1
     return train_set, val_set, test_set, names, num_classes
@@ -530,9 +566,10 @@ def train(cfg: TrainConfig, callback=None) -> TrainResult:
     state = None
     run_dir: Path | None = None
     if cfg.resume:
-        run_dir = _resolve_resume(cfg.resume)
+        run_dir = check_output_dir(_resolve_resume(cfg.resume), "--resume")
         state = _load_state(run_dir)
         saved = TrainConfig.from_dict(state["train_config"])
+        _check_resume_matches(cfg, saved, run_dir)
         changes = {name: getattr(cfg, name) for name in RESUME_OVERRIDES}
         if cfg.epochs is None:
             changes["epochs"] = saved.num_epochs
@@ -568,15 +605,18 @@ def _run(cfg, state, run_dir, device_kind, dist_info: _Dist, t_start, callback) 
         if is_main:
             out = Path(cfg.output) if cfg.output else _default_output()
             if not cfg.force and out.exists() and any((out / n).exists() for n in (BEST, LAST, STATE)):
-                decision = (None, (
+                decision = (None, ArtifactExistsError(
                     f"{out} already holds a training run; pass force=True (--force) to overwrite it, "
                     f"resume it with --resume {out}, or choose another --output"
                 ))
             else:
-                decision = (str(out), None)
+                try:  # before data loading and training, not at the first checkpoint
+                    decision = (str(check_output_dir(out, "-o/--output")), None)
+                except OutputPathError as exc:
+                    decision = (None, exc)
         out_text, error = _broadcast_obj(decision, dist_info)
         if error:
-            raise ArtifactExistsError(error)
+            raise error
         run_dir = Path(out_text)
     cfg = replace(cfg, output=str(run_dir))
 
@@ -656,6 +696,7 @@ def _run(cfg, state, run_dir, device_kind, dist_info: _Dist, t_start, callback) 
 
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(run_dir)
         write_text_atomic(run_dir / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n", force=True)
 
     show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()

@@ -31,118 +31,21 @@ import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataError, OnnxModelError, VerificationError
+from .runtime.batching import batch_range, padded_chunks, run_batched
+from .runtime.batching import single_input as _single_input
+from .tolerances import TOLERANCES, Tolerance, get_tolerance  # noqa: F401  (re-exported: the table lives there)
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
 MANIFEST_NAME = "edgevit.json"
 BACKENDS = ("flash", "efficient", "cudnn", "math", "naive")
 TORCH_DTYPES = ("fp32", "fp16", "bf16")
-
-
-# ------------------------------------------------------------------------------ tolerances
-@dataclass(frozen=True)
-class Tolerance:
-    """Limits for one candidate precision.
-
-    Final outputs: every element within ``atol + rtol * |ref|``, the lowest per-sample cosine
-    at least ``min_cosine``, top-1 agreement at least ``min_agreement``. Attention outputs
-    (per block, against the float64 reference): ``attn_atol``, ``attn_rtol``,
-    ``attn_min_cosine`` likewise.
-    """
-
-    atol: float
-    rtol: float
-    min_cosine: float
-    min_agreement: float
-    attn_atol: float
-    attn_rtol: float
-    attn_min_cosine: float
-    note: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-# THE table. Every value was set from measured runs on this project's 2-core CPU (torch 2.13,
-# onnxruntime 1.32, onnxconverter-common 1.16 for the fp16 graph), except int8/fp8. Models:
-#   digits   = digits-tiny trained on the bundled digits (90.5 % test), 300 digits images;
-#   ViT-S/4  = deit_small shapes, depth 4, "trained-like" random weights (unit-variance linears,
-#              peaked attention), 32 random images;
-#   ViT-B/12 = vit_base_patch16_224 shapes, depth 12, same kind of weights, 16 random images.
-# "worst" is over both ONNX attention forms (decomposed opset 18, fused opset 23) and PyTorch.
-#
-# fp32 (ORT vs PyTorch, PyTorch sdpa vs math): logits max abs 5.6e-6 digits, 4.7e-5 ViT-S/4,
-#   7.7e-5 ViT-B/12 (logits |x| <= 5.2); cosine >= 1 - 2e-10; top-1 agreement 1.0. Attention vs
-#   float64: max abs 1.4e-6 digits, 3.5e-5 ViT-S/4, 2.7e-5 ViT-B/12; cosine >= 1 - 1e-12.
-#   -> atol 5e-4 (6x ViT-B), attention atol 2e-4 (6x); cosine 0.99999; agreement 0.99 (real data
-#   has exact near-ties that fp32 reordering can flip; measured 1.0).
-# fp16 (PyTorch fp16 runner; ORT fp16 graph, fp32 I/O): logits max abs 5.6e-3 digits, 3.8e-2
-#   ViT-S/4, 5.8e-2 ViT-B/12; cosine >= 0.99987; agreement 1.0 digits and ViT-B, 0.969 ViT-S/4
-#   (random images, near-tied logits). Attention max abs 5.3e-3 digits, 5.0e-2 ViT-S/4, 3.4e-2
-#   ViT-B/12, cosine >= 0.999998. -> atol 0.2, attention atol 0.15 (3-4x), cosine 0.999 / 0.9995.
-#   design.md's H100 attention errors (flash 4.7e-4, naive 1.8e-3, random inputs) are well inside.
-# bf16 (PyTorch bf16 runner): logits max abs 5.3e-2 digits, 0.24 ViT-S/4, 0.44 ViT-B/12; cosine
-#   >= 0.9925; agreement 1.0 digits, 0.94 ViT-S/4, 0.63 ViT-B/12 on random images with 1000
-#   near-tied classes (agreement is only meaningful on real data: use --data digits/ImageFolder).
-#   Attention max abs 2.6e-2 digits, 0.28 ViT-S/4, 0.26 ViT-B/12, cosine >= 0.99989.
-#   -> atol 1.5, attention atol 1.0 (3-4x), cosine 0.98 / 0.995, agreement 0.90.
-# int8, fp8 (edgevit's Q/DQ graphs, default recipe: Linear inputs only, percentile 99.99 on 512
-#   digits train images, fp16 base; ONNX Runtime CPU): digits-tiny trained 75 epochs, whole test
-#   split (359): logits max abs 0.23 int8 / 0.41 fp8, cosine >= 0.9964 / 0.9914, top-1 agreement
-#   1.0 / 1.0; attention (float64 reference from the candidate's own block inputs) max abs 0.079 /
-#   0.205, cosine >= 0.99964 / 0.9986. -> atol 1.0 / 1.5 (4x), cosine 0.98 / 0.97, attention atol
-#   0.3 / 0.8 (4x), attention cosine 0.998 / 0.995. Agreement 0.97 (the accuracy gate's floor:
-#   published ViT W8A8 PTQ keeps top-1 within ~0.3-0.7 points, design.md §3). Only digits-tiny
-#   was measured: re-measure on a real-weights ViT before relying on these for ImageNet models.
-TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(atol=5e-4, rtol=1e-4, min_cosine=0.99999, min_agreement=0.99,
-                      attn_atol=2e-4, attn_rtol=1e-4, attn_min_cosine=0.99999,
-                      note="measured: worst logits |d| 7.7e-5, attention 3.5e-5 (ORT and PyTorch vs fp32 math)"),
-    "fp16": Tolerance(atol=0.2, rtol=1e-2, min_cosine=0.999, min_agreement=0.95,
-                      attn_atol=0.15, attn_rtol=1e-2, attn_min_cosine=0.9995,
-                      note="measured: worst logits |d| 5.8e-2, cosine 0.99987; attention 5.0e-2 (PyTorch fp16, ORT fp16 graph)"),
-    "bf16": Tolerance(atol=1.5, rtol=5e-2, min_cosine=0.98, min_agreement=0.90,
-                      attn_atol=1.0, attn_rtol=5e-2, attn_min_cosine=0.995,
-                      note="measured: worst logits |d| 0.44, cosine 0.9925; attention 0.28 (PyTorch bf16)"),
-    "int8": Tolerance(atol=1.0, rtol=1e-1, min_cosine=0.98, min_agreement=0.97,
-                      attn_atol=0.3, attn_rtol=1e-1, attn_min_cosine=0.998,
-                      note="measured on digits-tiny: logits |d| 0.23, cosine 0.9964; attention 0.079 (ORT Q/DQ graph)"),
-    "fp8": Tolerance(atol=1.5, rtol=1e-1, min_cosine=0.97, min_agreement=0.97,
-                     attn_atol=0.8, attn_rtol=1e-1, attn_min_cosine=0.995,
-                     note="measured on digits-tiny: logits |d| 0.41, cosine 0.9914; attention 0.205 (ORT fp8 Q/DQ)"),
-}
-
-
-def get_tolerance(precision: str, **overrides) -> Tolerance:
-    """The :data:`TOLERANCES` row for ``precision`` with any non-None ``overrides`` applied.
-
-    Overrides are Tolerance field names (``atol``, ``rtol``, ``min_cosine``,
-    ``min_agreement``, ``attn_atol``, ``attn_rtol``, ``attn_min_cosine``).
-    """
-    if precision not in TOLERANCES:
-        raise ValueError(f"precision must be one of {list(TOLERANCES)}, got {precision!r}")
-    known = {f.name for f in fields(Tolerance)} - {"note"}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown tolerance field(s) {unknown}; allowed: {sorted(known)}")
-    changes = {k: float(v) for k, v in overrides.items() if v is not None}
-    for key, value in changes.items():
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{key} must be a finite number >= 0, got {value}")
-        if key in ("min_cosine", "attn_min_cosine") and value > 1:
-            raise ValueError(f"{key} must be <= 1, got {value}")
-        if key == "min_agreement" and value > 1:
-            raise ValueError(f"min_agreement is a fraction in [0, 1], got {value}")
-    tol = TOLERANCES[precision]
-    if changes:
-        tol = replace(tol, **changes, note=f"{tol.note}; overridden: {sorted(changes)}")
-    return tol
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -377,12 +280,15 @@ def detect_onnx_precision(path: str | os.PathLike) -> str:
 
 
 def resolve_artifact(source, precision: str | None = None, role: str = "candidate", arch: str | None = None,
-                     format: str | None = None) -> Artifact:
+                     format: str | None = None, verify_hash: bool = True) -> Artifact:
     """Classify ``source`` (checkpoint / variant / ONNX / engine / export OUTDIR with manifest).
 
     An OUTDIR gives its manifest's artifact of ``precision`` (fp32 by default), the ONNX one
-    unless ``format="tensorrt"``. A bare ONNX file's precision comes from a manifest beside it
-    that lists it, else from its graph (:func:`detect_onnx_precision`).
+    unless ``format="tensorrt"`` (then its only engine, at the precision recorded for it). A bare
+    ONNX file's or engine's precision comes from a manifest beside it that lists it, else from
+    its graph (:func:`detect_onnx_precision`); an engine no manifest lists needs ``precision``.
+    A file a manifest lists is checked against its recorded sha256 unless ``verify_hash=False``
+    (:meth:`edgevit.manifest.Manifest.check_artifact`).
     """
     from .models import VisionTransformer, load_model
 
@@ -394,33 +300,46 @@ def resolve_artifact(source, precision: str | None = None, role: str = "candidat
     path = Path(text)
     if path.is_dir() and (path / MANIFEST_NAME).is_file():
         manifest = read_manifest(path)
-        want = precision or "fp32"
+        engines = manifest.find_artifacts(format="tensorrt")
+        want = precision or (engines[0].precision if format == "tensorrt" and len(engines) == 1 else "fp32")
         art_path, kind = manifest_artifact(manifest, want, format)
         if not art_path.exists():
             raise OnnxModelError(f"{art_path}: listed in {path / MANIFEST_NAME} but missing; re-run the step that wrote it")
+        manifest.check_artifact(manifest.entry_for(art_path), verify_hash)
         return Artifact(kind, text, want, path=art_path, manifest=manifest)
     if path.suffix == ".onnx":
         if not path.exists():
             raise OnnxModelError(f"{path}: no such ONNX file")
         if path.is_dir():
             raise OnnxModelError(f"{path}: is a directory, not an ONNX file")
-        manifest = read_manifest(path.parent)
-        prec = precision
-        if prec is None and manifest is not None:
-            for entry in manifest.artifacts:
-                if (manifest.root / entry.path).resolve() == path.resolve():
-                    prec = entry.precision
-        return Artifact("onnx", text, prec or detect_onnx_precision(path), path=path, manifest=manifest)
+        manifest, entry = _listed(path, verify_hash)
+        prec = precision or (entry.precision if entry else detect_onnx_precision(path))
+        return Artifact("onnx", text, prec, path=path, manifest=manifest)
     if path.suffix in ENGINE_SUFFIXES:
         if not path.exists():
             raise OnnxModelError(f"{path}: no such TensorRT engine file")
-        return Artifact("engine", text, precision or "fp16", path=path, manifest=read_manifest(path.parent))
+        manifest, entry = _listed(path, verify_hash)
+        if precision is None and entry is None:
+            raise OnnxModelError(
+                f"{path}: no {MANIFEST_NAME} beside it records this engine, so its precision (and tolerance row) "
+                "is unknown; pass --precision, or verify the engine in the directory `edgevit build` wrote it to"
+            )
+        return Artifact("engine", text, precision or entry.precision, path=path, manifest=manifest)
     if role == "candidate" and text == "torch":
         raise ValueError("'torch' as CANDIDATE is resolved by verify() (the reference model in PyTorch)")
     if precision is not None and precision not in TORCH_DTYPES:
         raise ValueError(f"a PyTorch {role} runs in {list(TORCH_DTYPES)}, not {precision!r}")
     model = load_model(text, arch=arch)
     return Artifact("torch", text, precision or "fp32", path=path if path.exists() else None, model=model)
+
+
+def _listed(path: Path, verify_hash: bool):
+    """(manifest beside ``path`` or None, its entry for ``path`` or None), the file's hash checked."""
+    manifest = read_manifest(path.parent)
+    entry = manifest.entry_for(path) if manifest is not None else None
+    if entry is not None:
+        manifest.check_artifact(entry, verify_hash)
+    return manifest, entry
 
 
 def _runner_for(art: Artifact, role: str, device: str, providers, threads, attention: str | None):
@@ -430,7 +349,9 @@ def _runner_for(art: Artifact, role: str, device: str, providers, threads, atten
         return get_runner("torch", art.model, attention=attention, device=device, dtype=art.precision)
     if art.kind == "onnx":
         return get_runner("onnxruntime", art.path, providers=providers, threads=threads)
-    return get_runner("tensorrt", art.path)
+    entry = art.manifest.entry_for(art.path) if art.manifest is not None else None
+    # the engine's record (TensorRT version, GPU, version-compatible, DLA core) is checked against this machine
+    return get_runner("tensorrt", art.path, manifest_entry=entry.to_dict() if entry is not None else None)
 
 
 def _preprocessing_of(*arts: Artifact):
@@ -448,6 +369,15 @@ def _preprocessing_of(*arts: Artifact):
     return None
 
 
+def _labels_of(*arts: Artifact) -> list[str] | None:
+    """The model's class names: a PyTorch artifact's, else a manifest's."""
+    for art in arts:
+        labels = getattr(art.model, "labels", None) or (art.manifest.labels if art.manifest is not None else None)
+        if labels:
+            return list(labels)
+    return None
+
+
 # ------------------------------------------------------------------------------ inputs
 @dataclass
 class Inputs:
@@ -457,15 +387,21 @@ class Inputs:
     class_names: list | None = None
 
 
-def load_inputs(data: str, input_shape: tuple, samples: int, seed: int = 0, preprocessing=None) -> Inputs:
+def load_inputs(data: str, input_shape: tuple, samples: int, seed: int = 0, preprocessing=None,
+                preprocessed: bool = False, model_labels=None) -> Inputs:
     """Float32 NCHW inputs for a comparison.
 
     ``data``: ``random`` (standard normal, seeded), ``digits`` (the bundled digits, test
-    split, with labels), a ``.npy`` file of preprocessed (N, C, H, W) or (C, H, W) arrays, or
-    an ImageFolder directory (class subfolders of images; labels from folder names; its test
-    split, see :func:`edgevit.data.load_dataset`).
-    ``input_shape`` is (C, H, W); ``preprocessing`` (a Preprocessing) is needed for images.
+    split, with labels), a ``.npy``/``.npz`` file taken whole (labels from a .npz), or an
+    ImageFolder directory (class subfolders of images; labels from folder names; its test
+    split, see :func:`edgevit.data.load_dataset`). Arrays are raw pixels on 0..pixel_max like
+    everywhere in edgevit, or model input (N, C, H, W) with ``preprocessed=True``
+    (``--preprocessed``). ``input_shape`` is (C, H, W); ``preprocessing`` (a Preprocessing) is
+    needed for images and raw arrays; ``model_labels`` (the model's class names) labels an
+    ImageFolder's class folders by name.
     """
+    from .data.sources import ARRAY_EXTENSIONS
+
     if not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
     shape = tuple(int(d) for d in input_shape)
@@ -474,73 +410,51 @@ def load_inputs(data: str, input_shape: tuple, samples: int, seed: int = 0, prep
         images = rng.standard_normal((samples, *shape), dtype=np.float32)
         return Inputs(images, None, f"random normal, seed {seed}")
     if data == "digits" or (Path(data).is_dir()):
-        return _load_dataset(data, shape, samples, seed, preprocessing)
+        return _load_dataset(data, shape, samples, seed, preprocessing, model_labels)
     path = Path(data)
-    if path.suffix == ".npy":
-        if not path.is_file():
-            raise DataError(f"{path}: no such .npy file")
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: not a readable .npy array ({exc})") from exc
-        if arr.ndim == len(shape):
-            arr = arr[None]
-        if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape:
-            raise DataError(
-                f"{path}: array of shape {arr.shape}; expected (N, {', '.join(map(str, shape))}) "
-                "preprocessed float images"
-            )
-        if arr.dtype.kind not in "fiu":
-            raise DataError(f"{path}: dtype {arr.dtype} is not numeric")
-        images = np.ascontiguousarray(arr[:samples], dtype=np.float32)
-        return Inputs(images, None, f"{path} ({len(images)} of {len(arr)})")
+    if path.suffix.lower() in ARRAY_EXTENSIONS:
+        return _load_array(path, shape, samples, preprocessing, preprocessed)
     raise DataError(
-        f"--data {data!r}: not 'random', 'digits', an existing ImageFolder directory or a .npy file"
+        f"--data {data!r}: not 'random', 'digits', an existing ImageFolder directory or a .npy/.npz file"
     )
 
 
-def _load_dataset(data: str, shape, samples: int, seed: int, preprocessing) -> Inputs:
+def _load_array(path: Path, shape: tuple, samples: int, preprocessing, preprocessed: bool) -> Inputs:
+    from .data import Preprocessing, load_dataset
+
+    if preprocessing is None:
+        if not preprocessed:
+            raise DataError(
+                f"--data {path}: arrays are raw pixels unless --preprocessed is given, and no preprocessing is known "
+                f"for these artifacts (no checkpoint and no {MANIFEST_NAME} manifest beside the ONNX); pass "
+                f"--preprocessed if the array is model input already, or give a checkpoint as REFERENCE"
+            )
+        # model input is used as it is: only the input size of this spec matters
+        preprocessing = Preprocessing(input_size=shape, mean=(0.0,) * shape[0], std=(1.0,) * shape[0])
+    elif tuple(preprocessing.input_size) != tuple(shape):
+        raise DataError(f"preprocessing input_size {preprocessing.input_size} differs from the model input {shape}")
+    ds = load_dataset(path, preprocessing, split="all", preprocessed=preprocessed)
+    images = np.ascontiguousarray(ds.images[:samples], dtype=np.float32)
+    labels = None if ds.labels is None else np.asarray(ds.labels[:samples])
+    kind = "model input" if preprocessed else "raw pixels"
+    return Inputs(images, labels, f"{path} ({len(images)} of {len(ds)} images, {kind})", ds.class_names)
+
+
+def _load_dataset(data: str, shape, samples: int, seed: int, preprocessing, model_labels=None) -> Inputs:
     if preprocessing is None:
         raise DataError(
             f"--data {data}: no preprocessing is known for these artifacts (no checkpoint and no "
             f"{MANIFEST_NAME} manifest beside the ONNX); give a checkpoint as REFERENCE, or use "
-            "--data random or a preprocessed .npy"
+            "--data random or a .npy/.npz of model input with --preprocessed"
         )
     if tuple(preprocessing.input_size) != tuple(shape):
         raise DataError(f"preprocessing input_size {preprocessing.input_size} differs from the model input {shape}")
     from .data import load_dataset
 
-    ds = load_dataset(data, preprocessing, split="test")
+    ds = load_dataset(data, preprocessing, split="test", model_labels=model_labels)
     images = np.ascontiguousarray(ds.images[:samples], dtype=np.float32)
     labels = None if ds.labels is None else np.asarray(ds.labels[:samples])
     return Inputs(images, labels, f"{data} test split ({len(images)} of {len(ds)} images)", ds.class_names)
-
-
-def _single_input(spec: dict, who: str) -> tuple[str, tuple]:
-    if len(spec) != 1:
-        from .runtime import format_spec
-
-        raise VerificationError(f"{who} has {len(spec)} inputs ({format_spec(spec)}); verify handles one image input")
-    name, (shape, _dtype) = next(iter(spec.items()))
-    return name, shape
-
-
-def run_batched(runner, images: np.ndarray, batch_size: int, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Run ``images`` through an active runner in batches; a fixed batch dim is padded to."""
-    name, shape = _single_input(runner.input_spec(), runner.name)
-    fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
-    step = fixed or batch_size
-    collected: dict[str, list] = {}
-    for start in range(0, len(images), step):
-        chunk = images[start:start + step]
-        n = len(chunk)
-        if fixed and n < fixed:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
-        out = runner.infer({name: np.ascontiguousarray(chunk)})
-        for key, value in out.items():
-            if outputs is None or key in outputs:
-                collected.setdefault(key, []).append(np.asarray(value)[:n])
-    return {k: np.concatenate(v) for k, v in collected.items()}
 
 
 # ------------------------------------------------------------------------------ report
@@ -592,6 +506,7 @@ class VerifyConfig:
     """Options of :func:`verify` (the CLI builds one from its flags)."""
 
     data: str = "random"
+    preprocessed: bool = False  # a .npy/.npz --data is model input already, not raw pixels
     samples: int = 64
     batch_size: int = 32
     seed: int = 0
@@ -612,6 +527,7 @@ class VerifyConfig:
     arch: str | None = None
     format: str | None = None
     candidate_attention: str = "sdpa"
+    verify_hash: bool = True  # check manifest-listed files against their recorded sha256
 
     def __post_init__(self) -> None:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -646,7 +562,7 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
     """
     cfg = replace(config, **options) if config is not None else VerifyConfig(**options)
     started = time.perf_counter()
-    ref = resolve_artifact(reference, None, role="reference", arch=cfg.arch)
+    ref = resolve_artifact(reference, None, role="reference", arch=cfg.arch, verify_hash=cfg.verify_hash)
     if ref.kind == "engine":
         raise ValueError(f"REFERENCE must be a checkpoint or an ONNX file, not an engine ({reference})")
     ref.precision = "fp32"
@@ -663,8 +579,12 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
                 f"REFERENCE {reference!r} is a variant name: freshly initialized random weights, not the weights "
                 "of any exported artifact. Give the checkpoint the candidate was exported from"
             )
-        cand = resolve_artifact(candidate, cfg.precision, role="candidate", arch=cfg.arch, format=cfg.format)
+        cand = resolve_artifact(candidate, cfg.precision, role="candidate", arch=cfg.arch, format=cfg.format,
+                                verify_hash=cfg.verify_hash)
     precision = cfg.precision or cand.precision
+    if precision not in TOLERANCES:
+        raise ValueError(f"{cand.source}: its manifest records precision {precision!r}, which has no tolerance row; "
+                         f"pass --precision (one of {', '.join(TOLERANCES)}) to pick the row to judge it by")
     tol = get_tolerance(precision, atol=cfg.atol, rtol=cfg.rtol, min_cosine=cfg.min_cosine,
                         min_agreement=cfg.min_agreement, **_attn_overrides(cfg))
 
@@ -681,7 +601,8 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
                 f"the reference takes {list(ref_shape)} but the candidate takes {list(cand_shape)}: "
                 "these are not the same model"
             )
-        inputs = load_inputs(cfg.data, tuple(ref_shape[1:]), cfg.samples, cfg.seed, _preprocessing_of(ref, cand))
+        inputs = load_inputs(cfg.data, tuple(ref_shape[1:]), cfg.samples, cfg.seed, _preprocessing_of(ref, cand),
+                             cfg.preprocessed, _labels_of(ref, cand))
         ref_out = run_batched(ref_runner, inputs.images, cfg.batch_size)
         cand_out = run_batched(cand_runner, inputs.images, cfg.batch_size)
         ref_desc = {**ref.to_dict(), "runner": ref_runner.name}
@@ -894,12 +815,8 @@ def verify_attention_onnx(onnx_path, reference_model, images: np.ndarray, precis
     accs = [_Accumulator(tol.attn_atol, tol.attn_rtol) for _ in sites]
     with get_runner("onnxruntime", debug, providers=providers, threads=threads) as runner:
         input_name, shape = _single_input(runner.input_spec(), runner.name)
-        fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
-        step = fixed or batch_size
-        for start in range(0, len(images), step):
-            chunk = np.ascontiguousarray(images[start:start + step])
-            n = len(chunk)
-            feed = chunk if not fixed or n == fixed else np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, 0)])
+        for feed, n in padded_chunks(images, *batch_range(shape, None, batch_size)):
+            chunk = feed[:n]
             out = runner.infer({input_name: feed})
             captured = None if use_own_inputs else _capture_block_inputs(ref_model, chunk, "cpu")
             for i, site in enumerate(sites):

@@ -16,11 +16,8 @@ from edgevit.bench import (
     REPORT_FILES,
     BenchConfig,
     _RunnerTarget,
-    jetson_warnings,
     latency_stats,
     measure,
-    parse_jetson_clocks,
-    parse_nvpmodel,
     run_bench,
 )
 from edgevit.cli import main
@@ -132,41 +129,6 @@ def test_measure_phases_from_runner_hook():
     s = measure(target.timed_call(np.zeros((1, 1, 8, 8), np.float32)), warmup_s=0.0, iterations=4)
     assert set(s["phases"]) == {"h2d", "compute", "d2h"}, s.get("phases")
     assert s["phases"]["compute"]["p50"] == pytest.approx(1.0), s["phases"]["compute"]
-
-
-# ------------------------------------------------------------------------------ Jetson parsing
-NVPMODEL_MAXN = "NV Power Mode: MAXN\n0\n"
-NVPMODEL_15W = "NVPM WARN: fan mode is not set!\nNV Power Mode: 15W\n2\n"
-CLOCKS_MAX = """SOC family:tegra234  Machine:NVIDIA Jetson AGX Orin Developer Kit
-Online CPUs: 0-11
-cpu0: Online=1 Governor=schedutil MinFreq=2201600 MaxFreq=2201600 CurrentFreq=2201600 IdleStates: WFI=0 c7=0
-cpu1: Online=1 Governor=schedutil MinFreq=2201600 MaxFreq=2201600 CurrentFreq=2201600 IdleStates: WFI=0 c7=0
-GPU MinFreq=1300500000 MaxFreq=1300500000 CurrentFreq=1300500000
-EMC MinFreq=204000000 MaxFreq=3199000000 CurrentFreq=3199000000 FreqOverride=1
-NV Power Mode: MAXN
-"""
-CLOCKS_IDLE = CLOCKS_MAX.replace("CurrentFreq=1300500000", "CurrentFreq=306000000").replace(
-    "cpu1: Online=1 Governor=schedutil MinFreq=2201600 MaxFreq=2201600 CurrentFreq=2201600",
-    "cpu1: Online=1 Governor=schedutil MinFreq=115200 MaxFreq=2201600 CurrentFreq=729600")
-
-
-def test_parse_nvpmodel():
-    assert parse_nvpmodel(NVPMODEL_MAXN) == {"mode_name": "MAXN", "mode_id": 0}
-    assert parse_nvpmodel(NVPMODEL_15W) == {"mode_name": "15W", "mode_id": 2}
-    assert parse_nvpmodel("") == {"mode_name": None, "mode_id": None}
-
-
-def test_parse_jetson_clocks_and_warnings():
-    at_max = parse_jetson_clocks(CLOCKS_MAX)
-    assert at_max["at_max"] is True and at_max["power_mode"] == "MAXN", at_max
-    assert [c["name"] for c in at_max["clocks"]] == ["cpu0", "cpu1", "GPU", "EMC"], at_max["clocks"]
-    idle = parse_jetson_clocks(CLOCKS_IDLE)
-    assert idle["at_max"] is False, idle
-    assert jetson_warnings(parse_nvpmodel(NVPMODEL_MAXN), at_max) == []
-    warns = jetson_warnings(parse_nvpmodel(NVPMODEL_15W), idle)
-    assert len(warns) == 2 and "15W" in warns[0] and "cpu1" in warns[1] and "GPU" in warns[1], warns
-    assert parse_jetson_clocks("no clocks here")["at_max"] is None
-    assert any("unknown" in w for w in jetson_warnings(None, None))
 
 
 # ------------------------------------------------------------------------------ config

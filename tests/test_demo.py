@@ -1,4 +1,5 @@
-"""`edgevit demo` smoke runs on a reduced budget (a briefly trained checkpoint, few iterations)."""
+"""`edgevit demo` smoke runs on a reduced budget (a checkpoint whose precision graphs pass by
+construction, tests/_fixtures.quantization_robust_model; few iterations)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,27 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from edgevit import demo
 from edgevit.cli import main
 from edgevit.demo import DemoConfig, _cached_checkpoint_path, run_demo
 from edgevit.errors import ArtifactExistsError
 from edgevit.manifest import Manifest
+from tests._fixtures import rich_table
+
+PRECISIONS = ["fp32", "fp16", "bf16", "int8", "fp8"]
+STEPS = ["train", "export", "engines", "verify", "bench"]
 
 
-def test_demo_runs_every_step_into_one_run_directory(trained_digits, tmp_path, monkeypatch):
+def _cpu_rows(bench: dict) -> list[tuple[str, str]]:
+    """(backend, precision) of the bench rows on the CPU; a GPU host adds CUDA/TensorRT rows besides."""
+    return sorted((r["backend"], r["precision"]) for r in bench["rows"] if r["device"] == "cpu")
+
+
+def test_demo_runs_every_step_into_one_run_directory(robust_digits, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEVIT_CACHE", str(tmp_path / "cache"))
     cached = _cached_checkpoint_path(None)
     cached.parent.mkdir(parents=True)
-    shutil.copyfile(trained_digits, cached)  # the cached checkpoint a previous demo left
+    shutil.copyfile(robust_digits, cached)  # the cached checkpoint a previous demo left
     run = tmp_path / "run"
     result = run_demo(DemoConfig(output=str(run), bench_iterations=3, verify_samples=48, progress=False),
                       echo=lambda m: None)
@@ -29,8 +40,8 @@ def test_demo_runs_every_step_into_one_run_directory(trained_digits, tmp_path, m
     assert result.steps[0]["source"].startswith("cache"), result.steps[0]
     m = Manifest.load(run / "export")
     assert sorted(a.precision for a in m.find_artifacts(format="onnx")) == ["bf16", "fp16", "fp32", "fp8", "int8"]
-    rows = {r["precision"]: r for r in result.bench.rows if r["backend"] == "onnxruntime"}
-    assert set(rows) == {"fp32", "fp16", "bf16", "int8", "fp8"}, list(rows)
+    rows = {r["precision"]: r for r in result.bench.rows if r["backend"] == "onnxruntime" and r["device"] == "cpu"}
+    assert set(rows) == set(PRECISIONS), list(rows)
     for p, r in rows.items():
         assert r["status"] == "ok" and r["top1"] is not None and r["agreement"] >= 0.95, (p, r["status"], r["agreement"])
         assert r["latency_ms"]["p50"] > 0 and r["throughput"]["img_per_s"] > 0, (p, r["latency_ms"], r["throughput"])
@@ -43,10 +54,49 @@ def test_demo_runs_every_step_into_one_run_directory(trained_digits, tmp_path, m
         run_demo(DemoConfig(output=str(run), progress=False), echo=lambda m: None)
 
 
-def test_demo_cli_json_with_a_checkpoint(trained_digits, tmp_path):
-    res = CliRunner().invoke(main, ["demo", "-o", str(tmp_path / "run"), "--checkpoint", trained_digits,
-                                    "--iterations", "2", "--json"])
-    assert res.exit_code == 0, res.output[-2000:]
-    data = json.loads(res.output[res.output.index("{"):])
-    assert data["ok"] and [s["step"] for s in data["steps"]] == ["train", "export", "engines", "verify", "bench"]
-    assert data["bench"]["kind"] == "edgevit.bench" and len(data["bench"]["rows"]) == 6, len(data["bench"]["rows"])
+def _table(output: str, first: str) -> dict[str, list[str]]:
+    return {row[0]: row for row in rich_table(output, first)}
+
+
+def test_demo_cli_table_with_a_checkpoint(robust_digits, tmp_path):
+    """The human output (bench table, step table) shows what RUN/demo.json (the --json document) holds."""
+    run = tmp_path / "run"
+    res = CliRunner().invoke(main, ["demo", "-o", str(run), "--checkpoint", robust_digits, "--iterations", "2"])
+    assert res.exit_code == 0, res.output[-3000:]
+    data = json.loads((run / "demo.json").read_text())
+    assert data["ok"] and [s["step"] for s in data["steps"]] == STEPS, data["steps"]
+    assert data["bench"]["kind"] == "edgevit.bench"
+    assert _cpu_rows(data["bench"]) == sorted([("torch", "fp32")] + [("onnxruntime", p) for p in PRECISIONS]), (
+        _cpu_rows(data["bench"]))
+    steps = _table(res.stdout, "step")
+    assert {k: v[1] for k, v in steps.items()} == {s["step"]: s["status"] for s in data["steps"]}, steps
+    for s in data["steps"]:
+        assert steps[s["step"]][2] == f"{s['seconds']:.1f}", (steps[s["step"]], s)
+    bench = _table(res.stdout, "row")
+    for r in data["bench"]["rows"]:
+        name = r["name"] + (" (ref)" if r.get("reference") else "")
+        assert bench[name][1] == r["status"] and bench[name][3] == f"{r['top1']:.4f}", (bench.get(name), r)
+    assert str(run) in res.stdout
+
+
+def test_demo_records_any_exception_as_a_failed_step(tmp_path, monkeypatch):
+    """A step raising something other than edgevit's errors is a failed step: recorded with its type
+    and message, demo.json written, exit status 1 (no traceback), in the table and in --json."""
+    def broken_export(cfg, ckpt, export_dir):
+        raise RuntimeError("simulated failure in the export step")
+
+    monkeypatch.setattr(demo, "_train", lambda cfg, run, ckpt: {"summary": "skipped training in this test"})
+    monkeypatch.setattr(demo, "_export", broken_export)
+    res = CliRunner().invoke(main, ["demo", "-o", str(tmp_path / "run")])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    assert "export: RuntimeError: simulated failure in the export step" in res.stderr, res.stderr
+    data = json.loads((tmp_path / "run" / "demo.json").read_text())
+    assert data["ok"] is False and [s["step"] for s in data["steps"]] == ["train", "export"], data["steps"]
+    export = data["steps"][1]
+    assert export["status"] == "failed" and export["error"] == "RuntimeError", export
+    assert _table(res.stdout, "step")["export"][1] == "failed", res.stdout
+    res = CliRunner().invoke(main, ["demo", "-o", str(tmp_path / "run-json"), "--json"])
+    assert res.exit_code == 1, res.output
+    out = json.loads(res.stdout)
+    assert out["ok"] is False and out["steps"][1]["error"] == "RuntimeError", out["steps"]
+    assert out == json.loads((tmp_path / "run-json" / "demo.json").read_text())

@@ -169,7 +169,7 @@ def test_image_folder_with_its_own_classes(tmp_path, capsys):
     for name, digit in (("one", 1), ("seven", 7), ("zero", 0)):
         (root / name).mkdir(parents=True)
         for i, image in enumerate(bunch.images[bunch.target == digit][:20]):
-            Image.fromarray(image.astype(np.uint8)).save(root / name / f"{i}.png")  # 0..16 grey levels
+            Image.fromarray(np.round(image * 255 / 16).astype(np.uint8)).save(root / name / f"{i}.png")  # 8-bit
     cfg = TrainConfig(data=str(root), epochs=2, output=str(tmp_path / "run"), **{**FAST, "progress": True})
     result = train(cfg)
     assert "train" in capsys.readouterr().err, "progress bar missing"
@@ -180,6 +180,55 @@ def test_image_folder_with_its_own_classes(tmp_path, capsys):
     tuned = train(TrainConfig(model=str(tmp_path / "run" / "best.safetensors"), epochs=1,
                               output=str(tmp_path / "tuned"), **FAST))
     assert load_model(tuned.checkpoint).config.num_classes == 10
+
+
+def test_resume_refuses_other_data_or_model_cli(tmp_path, small_npz):
+    """`train --resume RUN` continues RUN as recorded: a --data or --model that differs is refused
+    (it used to be ignored silently), the same data written another way and the resume options are not."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from edgevit.cli import main
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    fast = ["--device", "cpu", "--json"]
+    res = runner.invoke(main, ["train", "--data", str(small_npz), "--epochs", "1", "-o", str(run), *fast])
+    assert res.exit_code == 0, res.output
+    other = tmp_path / "other.npz"
+    shutil.copyfile(small_npz, other)
+    res = runner.invoke(main, ["train", "--resume", str(run), "--data", str(other), "--epochs", "2", *fast])
+    assert res.exit_code == 2, res.output
+    message = json.loads(res.output.splitlines()[0])["message"]
+    assert f"--resume {run}" in message and f"--data {str(other)!r}" in message and str(small_npz) in message, message
+    human = runner.invoke(main, ["train", "--resume", str(run), "--model", "digits-small", "--epochs", "2"])
+    assert human.exit_code == 2 and "--model 'digits-small' (the run has 'digits-tiny')" in human.output, human.output
+    assert not (run / "result.json").exists() or json.loads((run / "result.json").read_text())["epochs"] == 1
+    same = os.path.relpath(small_npz)  # the recorded data, written another way
+    res = runner.invoke(main, ["train", "--resume", str(run), "--data", same, "--epochs", "2", *fast])
+    assert res.exit_code == 0 and json.loads(res.output)["epochs"] == 2, res.output
+
+
+def test_single_class_data_is_refused_cli(tmp_path):
+    from click.testing import CliRunner
+    from sklearn.datasets import load_digits
+
+    from edgevit.cli import main
+
+    bunch = load_digits()
+    (tmp_path / "only" / "seven").mkdir(parents=True)
+    for i, image in enumerate(bunch.images[bunch.target == 7][:20]):
+        Image.fromarray(np.round(image * 255 / 16).astype(np.uint8)).save(tmp_path / "only" / "seven" / f"{i}.png")
+    res = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "only"), "--epochs", "1", "-o",
+                                    str(tmp_path / "run"), "--device", "cpu"])
+    assert res.exit_code == 1, res.output
+    assert "single class ('seven')" in res.output and "--data" in res.output, res.output
+    assert not (tmp_path / "run" / "last.safetensors").exists()
+    np.savez(tmp_path / "sevens.npz", images=bunch.images[bunch.target == 7], labels=bunch.target[bunch.target == 7])
+    res = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "sevens.npz"), "--epochs", "1", "-o",
+                                    str(tmp_path / "run2"), "--device", "cpu"])
+    assert res.exit_code == 1 and "single class ('7')" in res.output, res.output
 
 
 _WORKER = """

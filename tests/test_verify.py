@@ -281,8 +281,8 @@ def test_wrong_input_shape(ckpt, tmp_path):
         verify(ckpt, str(path), samples=2)
     bad = tmp_path / "x.npy"
     np.save(bad, np.zeros((4, 3, 8, 8), np.float32))
-    with pytest.raises(DataError, match=r"expected \(N, 3, 16, 16\)"):
-        verify(ckpt, None, data=str(bad), samples=2)
+    with pytest.raises(DataError, match=r"shape \(3, 8, 8\) after preprocessing, the model takes \(3, 16, 16\)"):
+        verify(ckpt, None, data=str(bad), samples=2, preprocessed=True)  # model input is not resized
 
 
 def test_nan_inputs(ckpt, tmp_path):
@@ -290,8 +290,8 @@ def test_nan_inputs(ckpt, tmp_path):
     x[2, 1, 3, 3] = np.nan
     path = tmp_path / "nan.npy"
     np.save(path, x)
-    with pytest.raises(DataError, match="1 NaN"):
-        verify(ckpt, None, data=str(path), samples=4)
+    with pytest.raises(DataError, match="NaN or Inf values in 1 image"):
+        verify(ckpt, None, data=str(path), samples=4, preprocessed=True)
 
 
 def test_config_validation():
@@ -383,8 +383,8 @@ def test_engine_candidate_without_tensorrt(ckpt, tmp_path):
 
     engine = tmp_path / "model.plan"
     engine.write_bytes(b"not really an engine")
-    with pytest.raises(MissingDependencyError, match=r"pip install 'edgevit\[trt\]'"):
-        verify(ckpt, str(engine), samples=2)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'edgevit\[trt-cu12\]'"):
+        verify(ckpt, str(engine), samples=2, precision="fp16")  # no manifest records its precision
 
 
 def test_static_batch_onnx_is_padded(ckpt, model, tmp_path):

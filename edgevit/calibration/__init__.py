@@ -9,9 +9,9 @@
 """
 
 from .calibrate import METHODS, Calibration, CalibrationConfig, calibrate, read_cache, write_cache
-from .data import DEFAULT_BATCH, DEFAULT_SAMPLES, CalibrationData, load_calibration_data
+from .data import DEFAULT_BATCH, DEFAULT_SAMPLES, CalibrationData, calibration_data_key, load_calibration_data
 
 __all__ = [
     "DEFAULT_BATCH", "DEFAULT_SAMPLES", "METHODS", "Calibration", "CalibrationConfig", "CalibrationData",
-    "calibrate", "load_calibration_data", "read_cache", "write_cache",
+    "calibrate", "calibration_data_key", "load_calibration_data", "read_cache", "write_cache",
 ]

@@ -9,13 +9,17 @@ threshold with the least expected int8 quantization error (clipping plus roundin
 
 The cache (``calibration.json``)::
 
-    {"format": "edgevit-calibration-cache", "version": 1,
+    {"format": "edgevit-calibration-cache", "version": 2,
      "graph_sha256": "<sha256 of the fp32 ONNX file>", "method": "percentile",
      "params": {"percentile": 99.99, "num_bins": 2048}, "data": "digits train split, 512 images",
-     "num_samples": 512, "created": "...", "amax": {"tensor name": 3.25, ...}}
+     "data_key": {"source": "digits", "fingerprint": "digits", "num_samples": 512, "batch_size": 32,
+                  "seed": 0, "preprocessed": false},
+     "num_samples": 512, "warnings": [], "created": "...", "amax": {"tensor name": 3.25, ...}}
 
-It is reused when ``graph_sha256``, ``method`` and ``params`` all match, and recomputed (then
-rewritten atomically) otherwise.
+It is reused when ``graph_sha256``, ``method``, ``params`` and ``data_key`` (the data source
+-- absolute path and a fingerprint of its files' sizes and times --, sample count, batch size,
+seed; :func:`edgevit.calibration.data.calibration_data_key`) all match, and recomputed (then
+rewritten atomically) otherwise: ``--calib-data`` pointing at other data recalibrates.
 """
 
 from __future__ import annotations
@@ -25,19 +29,20 @@ import io
 import json
 import sys
 import tempfile
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from .._io import sha256_file, write_text_atomic
-from ..errors import DataError, EdgeVitError
+from ..errors import DataError, EdgeVitError, EdgeVitWarning
 from .data import CalibrationData
 
 METHODS = ("minmax", "percentile", "entropy", "mse")
 CACHE_FORMAT = "edgevit-calibration-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: keyed on the data as well (data_key)
 QUANTIZED_OP_TYPES = ("MatMul", "Gemm", "Conv")
 
 
@@ -76,16 +81,20 @@ class Calibration:
     num_samples: int
     cache_path: Path | None = None
     cache_hit: bool = False
+    data_key: dict | None = None
+    warnings: list[str] = field(default_factory=list)   # about the data (CalibrationData.warnings)
 
     def to_dict(self) -> dict:
         return {"method": self.config.method, "params": self.config.params(), "data": self.data,
                 "num_samples": self.num_samples, "tensors": len(self.amax), "graph_sha256": self.graph_sha256,
-                "cache": str(self.cache_path) if self.cache_path else None, "cache_hit": self.cache_hit}
+                "data_key": self.data_key, "cache": str(self.cache_path) if self.cache_path else None,
+                "cache_hit": self.cache_hit, "warnings": list(self.warnings)}
 
 
 # ------------------------------------------------------------------------------ cache
-def read_cache(path: Path, graph_sha256: str, config: CalibrationConfig) -> dict | None:
-    """The cached ``amax`` if ``path`` holds a cache for this graph and method, else None."""
+def read_cache(path: Path, graph_sha256: str, config: CalibrationConfig, data_key: dict | None = None) -> dict | None:
+    """The cache in ``path`` if it was computed for this graph, method and ``data_key`` (None:
+    whatever data it was computed on), else None."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -95,14 +104,15 @@ def read_cache(path: Path, graph_sha256: str, config: CalibrationConfig) -> dict
     if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
         raise DataError(f"{path}: not an edgevit calibration cache; delete it or pass another --calib-cache")
     valid = (data.get("version") == CACHE_VERSION and data.get("graph_sha256") == graph_sha256
-             and data.get("method") == config.method and data.get("params") == config.params())
+             and data.get("method") == config.method and data.get("params") == config.params()
+             and (data_key is None or data.get("data_key") == data_key))
     return data if valid else None
 
 
 def write_cache(path: Path, calib: Calibration) -> Path:
     payload = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "graph_sha256": calib.graph_sha256,
                "method": calib.config.method, "params": calib.config.params(), "data": calib.data,
-               "num_samples": calib.num_samples,
+               "data_key": calib.data_key, "num_samples": calib.num_samples, "warnings": list(calib.warnings),
                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "amax": {k: float(v) for k, v in sorted(calib.amax.items())}}
     return write_text_atomic(Path(path), json.dumps(payload, indent=1), force=True)
@@ -110,25 +120,32 @@ def write_cache(path: Path, calib: Calibration) -> Path:
 
 # ------------------------------------------------------------------------------ collection
 def calibrate(onnx_path, data: CalibrationData | None, config: CalibrationConfig | None = None, *,
-              cache: str | Path | None = None, progress: bool = True) -> Calibration:
+              cache: str | Path | None = None, data_key: dict | None = None, progress: bool = True) -> Calibration:
     """amax of every input/output of the graph's MatMul/Gemm/Conv ops.
 
-    With ``cache``: a valid cache is reused (``data`` may then be None); otherwise the ranges
-    are computed from ``data`` and the cache is (re)written. Nothing is written on error.
+    With ``cache``: a cache for this graph, method and data is reused (the data's key is
+    ``data.key``, or ``data_key`` when ``data`` is None; with neither, any cached data will do);
+    otherwise the ranges are computed from ``data`` and the cache is (re)written. Nothing is
+    written on error.
     """
     config = config or CalibrationConfig()
     onnx_path = Path(onnx_path)
     graph_sha = sha256_file(onnx_path)
+    key = data.key if data is not None and data.key is not None else data_key
     if cache is not None:
-        hit = read_cache(Path(cache), graph_sha, config)
+        hit = read_cache(Path(cache), graph_sha, config, key)
         if hit is not None:
+            for note in hit.get("warnings") or ():  # the cached ranges rest on that data still
+                warnings.warn(f"{note} (calibration reused from {cache})", EdgeVitWarning, stacklevel=2)
             return Calibration({k: float(v) for k, v in hit["amax"].items()}, config, graph_sha, hit["data"],
-                               int(hit["num_samples"]), Path(cache), cache_hit=True)
+                               int(hit["num_samples"]), Path(cache), cache_hit=True, data_key=hit.get("data_key"),
+                               warnings=list(hit.get("warnings") or []))
     if data is None:
-        raise DataError(f"no valid calibration cache at {cache} for this graph and method "
-                        f"({config.method}); give calibration data (--calib-data)")
+        raise DataError(f"no valid calibration cache at {cache} for this graph, method ({config.method}) and "
+                        f"data; give calibration data (--calib-data)")
     amax = _collect(onnx_path, data, config, progress)
-    calib = Calibration(amax, config, graph_sha, data.description, len(data.images))
+    calib = Calibration(amax, config, graph_sha, data.description, len(data.images), data_key=key,
+                        warnings=list(data.warnings))
     if cache is not None:
         calib.cache_path = write_cache(Path(cache), calib)
     return calib

@@ -6,6 +6,7 @@ from .preprocess import (
     normalize,
     preprocess_array,
     preprocess_image,
+    read_image,
     resize_shape,
 )
 from .sources import (
@@ -20,6 +21,7 @@ from .sources import (
     load_digits,
     load_image_folder,
     prepare_array,
+    read_array_file,
     split_indices,
 )
 
@@ -39,6 +41,8 @@ __all__ = [
     "prepare_array",
     "preprocess_array",
     "preprocess_image",
+    "read_array_file",
+    "read_image",
     "resize_shape",
     "split_indices",
 ]

@@ -69,8 +69,15 @@ class Preprocessing:
 # (``transforms_factory.transforms_imagenet_eval``): Resize(floor(size / crop_pct)) on the
 # shorter side, CenterCrop(size), ToTensor, Normalize -- with ``/ pixel_max`` for ToTensor's
 # fixed ``/ 255``.
+#
+# The image contract (every command reads image files through :func:`read_image`): a file's
+# values are read on its own bit depth -- 0..255 for 8-bit modes, 0..65535 for 16-bit ones
+# ("I;16*", and "I", as Pillow opens some 16-bit PNGs) -- and rescaled to the model's
+# 0..pixel_max. Float images ("F") carry no scale and are refused.
 
-_HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+EIGHT_BIT_MAX = 255.0
+SIXTEEN_BIT_MAX = 65535.0
 
 
 def resize_shape(spec: Preprocessing, height: int, width: int) -> tuple[int, int]:
@@ -123,13 +130,39 @@ def normalize(images: np.ndarray, spec: Preprocessing) -> np.ndarray:
     return ((x / np.float32(spec.pixel_max) - mean) / std).astype(np.float32, copy=False)
 
 
-def preprocess_image(image, spec: Preprocessing) -> np.ndarray:
+def image_depth_max(image, where: str = "the image") -> float:
+    """The largest value ``image``'s bit depth can hold: 255 (8-bit modes) or 65535 (16-bit).
+
+    DataError for float images (mode "F": no bit depth to scale from) and for mode "I" values
+    outside 0..65535 (a 32-bit image, not a 16-bit one).
+    """
+    from ..errors import DataError
+
+    if image.mode == "F":
+        raise DataError(
+            f"{where} is a floating-point image (mode F): it has no bit depth that says what its values "
+            f"mean; save it as an 8-bit or 16-bit image, or as a .npy array of raw pixels"
+        )
+    if image.mode not in SIXTEEN_BIT_MODES:
+        return EIGHT_BIT_MAX  # every other Pillow mode stores 8 bits per channel
+    if image.mode == "I":
+        lo, hi = image.getextrema()
+        if lo < 0 or hi > SIXTEEN_BIT_MAX:
+            raise DataError(
+                f"{where} is a 32-bit integer image with values {lo}..{hi}, outside the 16-bit range "
+                f"0..65535; save it as an 8-bit or 16-bit image, or as a .npy array of raw pixels"
+            )
+    return SIXTEEN_BIT_MAX
+
+
+def preprocess_image(image, spec: Preprocessing, where: str = "the image") -> np.ndarray:
     """One PIL image -> model input of shape ``spec.input_size`` (C, H, W), float32.
 
-    The image is converted to the model's channel count first ("L" for 1 channel, "RGB" for
-    3; 16-bit and float grey images keep their values, as mode "F"), then resized, center
-    cropped, divided by ``pixel_max`` and normalized. Pixel values are taken as stored in the
-    file: an 8-bit image needs a spec with ``pixel_max=255``.
+    Values are read on the image's own bit depth (:func:`image_depth_max`: 8-bit 0..255,
+    16-bit 0..65535) and rescaled to the model's 0..``pixel_max``, so an 8-bit and a 16-bit
+    file of the same picture give the same input. The image is converted to the model's
+    channel count first ("L" for 1 channel, "RGB" for 3; 16-bit grey images as mode "F", their
+    plane repeated for 3 channels), then resized, center cropped and normalized.
     """
     from ..errors import DataError
 
@@ -139,20 +172,46 @@ def preprocess_image(image, spec: Preprocessing) -> np.ndarray:
             f"image files can feed 1- or 3-channel models, this model takes {channels} channels; "
             f"give the data as a .npy/.npz array with {channels} channels instead"
         )
-    if image.mode in _HIGH_DEPTH_MODES:
-        image = image.convert("F")
-        if channels == 3:
-            planes = [_resize_crop(image, spec)] * 3
-        else:
-            planes = [_resize_crop(image, spec)]
-        array = np.stack([np.asarray(p, dtype=np.float32) for p in planes])
+    depth = image_depth_max(image, where)
+    if depth == SIXTEEN_BIT_MAX:
+        plane = np.asarray(_resize_crop(image.convert("F"), spec), dtype=np.float32)
+        array = np.stack([plane] * channels)
     else:
         mode = "L" if channels == 1 else "RGB"
         if image.mode != mode:
             image = image.convert(mode)
         array = np.asarray(_resize_crop(image, spec), dtype=np.float32)
         array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-    return normalize(array, spec)
+    return normalize(array * np.float32(spec.pixel_max / depth), spec)
+
+
+def read_image(path, spec: Preprocessing) -> np.ndarray:
+    """One image file -> model input (C, H, W) by :func:`preprocess_image`.
+
+    A file Pillow cannot read, and one so large that Pillow takes it for a decompression bomb
+    (more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels), raise DataError naming the file.
+    """
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    from ..errors import DataError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                image = image.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(
+            f"{path}: refused as a possible decompression bomb ({str(exc).rstrip('.')}): edgevit reads no image "
+            f"over Pillow's PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels; downscale the image, or "
+            f"raise that limit in your own code if you trust the file"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc}); remove or replace the file") from None
+    return preprocess_image(image, spec, where=str(path))
 
 
 def preprocess_array(images: np.ndarray, spec: Preprocessing) -> np.ndarray:

@@ -8,8 +8,10 @@ One entry point, :func:`load_dataset`, takes a *spec* string:
     ``digits``, write ``./digits``.)
 a directory
     ImageFolder layout, ``root/<class>/<image>``, class names sorted, their position is the
-    label. If ``root`` holds ``train/``, ``val/`` (or ``validation/``) and/or ``test/``
-    folders that are themselves ImageFolders, those are the splits. A directory of images
+    label; given the model's labels (``model_labels``, as eval, verify, bench and quantize's gate
+    pass them), a folder's label is the model's label of its name. If ``root`` holds
+    ``train/``, ``val/`` (or ``validation/``) and/or ``test/`` folders that are themselves
+    ImageFolders, those are the splits. A directory of images
     without class folders is an unlabelled set.
 a ``.npy`` / ``.npz`` file
     Arrays of images. An ``.npz`` names its images ``images``/``x``/``X``/``data``/``inputs``
@@ -26,15 +28,17 @@ splits are identical on every machine and every call, and the test split never o
 the train/val splits that training and calibration use. ``split="all"`` returns everything
 in file order. For the bundled digits that gives 1,259 train, 179 val, 359 test images.
 
-Arrays are raw pixels. Their values are divided by the spec's ``pixel_max`` and normalized
-with its mean/std, and resized / center-cropped like images when their size differs from
-the model's. Accepted layouts: (N, C, H, W), (N, H, W, C), (N, H, W) for one-channel
-models, and (N, C*H*W) flattened at exactly the model's size; uint8, integer or float.
-Values must lie in [0, pixel_max]: an array that is already normalized (negative values)
-or on another scale (values above pixel_max) is refused rather than silently mis-scaled;
-pass ``raw=False`` for arrays that are already model input (N, C, H, W) and are used as is.
-Image files are read as stored (8-bit files need ``pixel_max=255``), converted to the
-model's channel count ("L" or "RGB") and preprocessed with :func:`preprocess_image`.
+Arrays are raw pixels on the model's scale, 0..``pixel_max``, for every command. Their
+values are divided by the spec's ``pixel_max`` and normalized with its mean/std, and resized /
+center-cropped like images when their size differs from the model's. Accepted layouts:
+(N, C, H, W), (N, H, W, C), (N, H, W) for one-channel models, and (N, C*H*W) flattened at
+exactly the model's size; uint8, integer or float. Values must lie in [0, pixel_max]: an
+array that is already normalized (negative values) or on another scale (values above
+pixel_max) is refused rather than silently mis-scaled. ``preprocessed=True`` (the CLI's
+``--preprocessed``) takes arrays that are already model input, (N, C, H, W), as they are.
+Image files are read on their own bit depth (8-bit 0..255, 16-bit 0..65535) and rescaled to
+0..pixel_max, converted to the model's channel count ("L" or "RGB") and preprocessed with
+:func:`~edgevit.data.preprocess.read_image`.
 
 Every problem raises :class:`edgevit.errors.DataError` saying what, where and how to fix it.
 """
@@ -51,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .preprocess import Preprocessing, preprocess_array, preprocess_image
+from .preprocess import Preprocessing, preprocess_array, read_image
 
 SPLITS = ("train", "val", "test", "all")
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
@@ -165,13 +169,14 @@ def _check_range(array: np.ndarray, spec: Preprocessing, where: str) -> None:
         raise DataError(
             f"{where} holds negative pixel values (min {lo:.4g}); raw pixels must lie in "
             f"[0, pixel_max={spec.pixel_max:g}]. If the array is already normalized model input, "
-            f"pass raw=False; otherwise rescale it"
+            f"pass --preprocessed (preprocessed=True); otherwise rescale it"
         )
     if hi > spec.pixel_max * (1 + 1e-6):
         raise DataError(
             f"{where} holds pixel values up to {hi:.4g}, above the model's pixel_max="
-            f"{spec.pixel_max:g}; rescale the data to [0, {spec.pixel_max:g}] or use a model whose "
-            f"preprocessing has pixel_max={_suggest_max(hi):g}"
+            f"{spec.pixel_max:g}; rescale the data to [0, {spec.pixel_max:g}], use a model whose "
+            f"preprocessing has pixel_max={_suggest_max(hi):g}, or pass --preprocessed (preprocessed=True) "
+            f"if the array is already model input"
         )
 
 
@@ -295,47 +300,38 @@ def _split_layout(root: Path) -> dict[str, Path] | None:
     return found or None
 
 
-def _read_image(path: Path, spec: Preprocessing) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return preprocess_image(image, spec)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}; remove or replace the file") from exc
-
-
-def _raw_image_max(path: Path) -> float:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        extrema = image.getextrema()
-    if isinstance(extrema[0], tuple):
-        return float(max(hi for _, hi in extrema))
-    return float(extrema[1])
-
-
-def _read_images(paths: list[Path], spec: Preprocessing, where: str) -> np.ndarray:
+def _read_images(paths: list[Path], spec: Preprocessing) -> np.ndarray:
     out = np.empty((len(paths), *spec.input_size), dtype=np.float32)
-    peak = 0.0
     for i, path in enumerate(paths):
-        out[i] = _read_image(path, spec)
-        if i < 16:  # values above pixel_max mean a scale mismatch; a few files tell
-            peak = max(peak, _raw_image_max(path))
-    if peak > spec.pixel_max * (1 + 1e-6):
-        raise DataError(
-            f"images in {where} hold pixel values up to {peak:g}, above the model's pixel_max="
-            f"{spec.pixel_max:g}; use a model whose preprocessing has pixel_max={_suggest_max(peak):g} "
-            f"(8-bit files need 255), or store the images on a 0..{spec.pixel_max:g} scale"
-        )
+        out[i] = read_image(path, spec)
     return out
 
 
-def _scan_class_folder(root: Path, class_names: list[str]) -> tuple[list[Path], list[int]]:
+def _folder_labels(class_names: list[str], model_labels, where: str) -> tuple[list[int], list[str]]:
+    """(the label of each class folder, the dataset's class names). Without the model's labels a
+    folder's label is its position among the sorted folders; with them it is the model's label of
+    the same name, so folders for only some of the model's classes ("3" and "7" of a digits model)
+    are labelled 3 and 7, and the class names are the model's. A folder that names no label of the
+    model is refused."""
+    if True:
+        return list(range(len(class_names))), list(class_names)
+    names = [str(n) for n in model_labels]
+    index = {n: i for i, n in enumerate(names)}
+    unknown = [c for c in class_names if c not in index]
+    if unknown:
+        shown = ", ".join(repr(n) for n in names[:20]) + (f", ... ({len(names)} labels)" if len(names) > 20 else "")
+        raise DataError(
+            f"{where}: class folder(s) {', '.join(repr(c) for c in unknown)} are not labels of the model, whose "
+            f"labels are {shown}; name each class folder after the model's label of its images, or use a model "
+            f"trained on these classes"
+        )
+    return [index[c] for c in class_names], names
+
+
+def _scan_class_folder(root: Path, class_names: list[str], folder_labels: list[int]) -> tuple[list[Path], list[int]]:
     paths: list[Path] = []
     labels: list[int] = []
-    for label, name in enumerate(class_names):
+    for label, name in zip(folder_labels, class_names):
         folder = root / name
         if not folder.is_dir():
             continue
@@ -351,9 +347,14 @@ def _scan_class_folder(root: Path, class_names: list[str]) -> tuple[list[Path], 
 
 
 def load_image_folder(
-    root: str | os.PathLike, preprocessing: Preprocessing, split: str = "test", num_classes: int | None = None
+    root: str | os.PathLike, preprocessing: Preprocessing, split: str = "test", num_classes: int | None = None,
+    model_labels=None,
 ) -> Dataset:
-    """An ImageFolder directory (see the module docstring for the layouts and the split rule)."""
+    """An ImageFolder directory (see the module docstring for the layouts and the split rule).
+
+    ``model_labels`` (the model's class names): each class folder is labelled with the model's
+    label of its name, not with its position among the folders (DataError for a folder that is no
+    label of the model)."""
     _check_split(split)
     root = Path(root)
     if not root.exists():
@@ -364,6 +365,7 @@ def load_image_folder(
     if layout is not None:
         class_names = sorted({p.name for folder in layout.values() for p in _subdirs(folder)})
         _check_classes(class_names, str(root), num_classes)
+        folder_labels, names = _folder_labels(class_names, model_labels, str(root))
         wanted = list(layout) if split == "all" else [split]
         paths: list[Path] = []
         labels: list[int] = []
@@ -373,20 +375,21 @@ def load_image_folder(
                     f"{root} has split folders {sorted(p.name for p in layout.values())} but no "
                     f"{'/'.join(_SPLIT_DIRS[name])} folder for split {name!r}; add one or use another split"
                 )
-            p, lab = _scan_class_folder(layout[name], class_names)
+            p, lab = _scan_class_folder(layout[name], class_names, folder_labels)
             paths += p
             labels += lab
         if not paths:
             raise DataError(f"no images found for split {split!r} under {root}")
-        images = _read_images(paths, preprocessing, str(root))
+        images = _read_images(paths, preprocessing)
         images = _final_check(images, preprocessing, str(root))
-        return Dataset(images, np.asarray(labels, dtype=np.int64), class_names, str(root), split)
+        return Dataset(images, np.asarray(labels, dtype=np.int64), names, str(root), split)
 
     class_dirs = _subdirs(root)
     if class_dirs:
         class_names = [p.name for p in class_dirs]
         _check_classes(class_names, str(root), num_classes)
-        paths, label_list = _scan_class_folder(root, class_names)
+        folder_labels, class_names = _folder_labels(class_names, model_labels, str(root))
+        paths, label_list = _scan_class_folder(root, [p.name for p in class_dirs], folder_labels)
         labels = np.asarray(label_list, dtype=np.int64)
     else:
         paths = sorted(p for p in root.iterdir() if _is_image(p))
@@ -398,7 +401,7 @@ def load_image_folder(
         class_names, labels = None, None
     index = np.arange(len(paths))
     index, labels = _select(index, labels, split, str(root))
-    images = _read_images([paths[i] for i in index], preprocessing, str(root))
+    images = _read_images([paths[i] for i in index], preprocessing)
     images = _final_check(images, preprocessing, str(root))
     return Dataset(images, labels, class_names, str(root), split)
 
@@ -447,24 +450,26 @@ def _check_numeric(array: np.ndarray, what: str, where: str) -> None:
         raise DataError(f"{what} in {where} must be numeric, got dtype {array.dtype}")
 
 
-def _validate_raw(images: np.ndarray, preprocessing: Preprocessing, raw: bool, where: str) -> np.ndarray:
+def _validate_raw(images: np.ndarray, preprocessing: Preprocessing, preprocessed: bool, where: str) -> np.ndarray:
     images = np.asarray(images)
     _check_numeric(images, "images", where)
     if images.ndim == 0 or images.shape[0] == 0:
         raise DataError(f"{where} holds no images (shape {images.shape})")
     _check_finite(images.reshape(images.shape[0], -1) if images.ndim > 1 else images[:, None], where)
     images = _to_nchw(images, preprocessing, where)
-    if raw:
+    if not preprocessed:
         _check_range(images, preprocessing, where)
     return images
 
 
 def prepare_array(
-    images: np.ndarray, preprocessing: Preprocessing, raw: bool = True, where: str = "the array"
+    images: np.ndarray, preprocessing: Preprocessing, preprocessed: bool = False, where: str = "the array"
 ) -> np.ndarray:
-    """Images in any accepted layout -> model input (N, C, H, W) float32 (see module docstring)."""
-    images = _validate_raw(images, preprocessing, raw, where)
-    if not raw:
+    """Images in any accepted layout -> model input (N, C, H, W) float32 (see module docstring).
+
+    ``preprocessed=True``: the images are model input already, used as they are."""
+    images = _validate_raw(images, preprocessing, preprocessed, where)
+    if preprocessed:
         return _final_check(images.astype(np.float32), preprocessing, where)
     images = images.astype(np.float32)
     return _final_check(preprocess_array(images, preprocessing), preprocessing, where)
@@ -477,15 +482,9 @@ def _pick(keys: list[str], candidates: tuple[str, ...]) -> str | None:
     return None
 
 
-def load_arrays(
-    path: str | os.PathLike,
-    preprocessing: Preprocessing,
-    split: str = "test",
-    num_classes: int | None = None,
-    raw: bool = True,
-) -> Dataset:
-    """A ``.npy`` (images only) or ``.npz`` (images, optional labels and class names) file."""
-    _check_split(split)
+def read_array_file(path: str | os.PathLike):
+    """``(images, labels or None, class_names or None)`` as stored in a ``.npy`` (images only)
+    or ``.npz`` file, not yet checked or preprocessed; DataError for a missing or unreadable file."""
     path = Path(path)
     where = str(path)
     if not path.exists():
@@ -496,26 +495,40 @@ def load_arrays(
         raise DataError(f"cannot read {path} as a NumPy {path.suffix} file: {exc}") from exc
     labels = class_names = None
     if isinstance(loaded, np.ndarray):
-        images = loaded
-    else:
-        with loaded:
-            keys = list(loaded.files)
-            image_key = _pick(keys, IMAGE_KEYS)
-            if image_key is None and len(keys) == 1:
-                image_key = keys[0]
-            if image_key is None:
-                raise DataError(
-                    f"{path} has arrays {keys} but none named like images; name the images one of "
-                    f"{list(IMAGE_KEYS)} and the labels one of {list(LABEL_KEYS)}"
-                )
-            images = loaded[image_key]
-            label_key = _pick(keys, LABEL_KEYS)
-            if label_key is not None:
-                labels = loaded[label_key]
-                _check_numeric(labels, "labels", where)
-            names_key = _pick(keys, CLASS_NAME_KEYS)
-            if names_key is not None:
-                class_names = [str(v) for v in loaded[names_key].tolist()]
+        return loaded, None, None
+    with loaded:
+        keys = list(loaded.files)
+        image_key = _pick(keys, IMAGE_KEYS)
+        if image_key is None and len(keys) == 1:
+            image_key = keys[0]
+        if image_key is None:
+            raise DataError(
+                f"{path} has arrays {keys} but none named like images; name the images one of "
+                f"{list(IMAGE_KEYS)} and the labels one of {list(LABEL_KEYS)}"
+            )
+        images = loaded[image_key]
+        label_key = _pick(keys, LABEL_KEYS)
+        if label_key is not None:
+            labels = loaded[label_key]
+            _check_numeric(labels, "labels", where)
+        names_key = _pick(keys, CLASS_NAME_KEYS)
+        if names_key is not None:
+            class_names = [str(v) for v in loaded[names_key].tolist()]
+    return images, labels, class_names
+
+
+def load_arrays(
+    path: str | os.PathLike,
+    preprocessing: Preprocessing,
+    split: str = "test",
+    num_classes: int | None = None,
+    preprocessed: bool = False,
+) -> Dataset:
+    """A ``.npy`` (images only) or ``.npz`` (images, optional labels and class names) file."""
+    _check_split(split)
+    path = Path(path)
+    where = str(path)
+    images, labels, class_names = read_array_file(path)
     if labels is not None:
         labels = _check_labels(labels, len(images) if images.ndim else 0, where, num_classes)
         if class_names is not None and len(labels) and labels.max() >= len(class_names):
@@ -525,9 +538,9 @@ def load_arrays(
             )
     _check_classes(class_names, where, num_classes)
     # Validate the whole file (so every split fails alike), then preprocess only the split.
-    _validate_raw(images, preprocessing, raw, where)
+    _validate_raw(images, preprocessing, preprocessed, where)
     images, labels = _select(images, labels, split, where)
-    images = prepare_array(images, preprocessing, raw=raw, where=where)
+    images = prepare_array(images, preprocessing, preprocessed=preprocessed, where=where)
     return Dataset(images, labels, class_names, where, split)
 
 
@@ -540,14 +553,17 @@ def load_dataset(
     split: str = "test",
     *,
     num_classes: int | None = None,
-    raw: bool = True,
+    preprocessed: bool = False,
+    model_labels=None,
 ) -> Dataset:
     """Load ``spec`` ("digits", a directory, a .npy/.npz file or one image) as model input.
 
     ``split`` is "train", "val", "test" or "all" (see the module docstring for the fixed
-    70/10/20 rule). ``num_classes`` (the model's) makes labels beyond it an error. ``raw``
-    applies to arrays only: False means they are already normalized model input.
-    Calibration must use "train" (or "val"), never "test".
+    70/10/20 rule). ``num_classes`` (the model's) makes labels beyond it an error.
+    ``preprocessed`` applies to arrays only: True means they are already model input
+    (the CLI's ``--preprocessed``); by default they are raw pixels on 0..pixel_max.
+    ``model_labels`` (the model's class names) labels an ImageFolder's class folders by name
+    (:func:`load_image_folder`). Calibration must use "train" (or "val"), never "test".
     """
     _check_split(split)
     if not isinstance(preprocessing, Preprocessing):
@@ -556,10 +572,10 @@ def load_dataset(
         return load_digits(preprocessing, split)
     path = Path(spec)
     if path.is_dir():
-        return load_image_folder(path, preprocessing, split, num_classes)
+        return load_image_folder(path, preprocessing, split, num_classes, model_labels)
     suffix = path.suffix.lower()
     if suffix in ARRAY_EXTENSIONS:
-        return load_arrays(path, preprocessing, split, num_classes, raw=raw)
+        return load_arrays(path, preprocessing, split, num_classes, preprocessed=preprocessed)
     if not path.exists():
         raise DataError(
             f"data {str(spec)!r} not found: give 'digits', an ImageFolder directory, or a .npy/.npz file"
@@ -567,7 +583,7 @@ def load_dataset(
     if suffix in IMAGE_EXTENSIONS:
         if split != "all":
             raise DataError(f"{path} is a single image; it has no {split!r} split, use split='all'")
-        images = _final_check(_read_images([path], preprocessing, str(path)), preprocessing, str(path))
+        images = _final_check(_read_images([path], preprocessing), preprocessing, str(path))
         return Dataset(images, None, None, str(path), split)
     raise DataError(
         f"unknown data format {path.suffix!r} for {path}; give 'digits', an ImageFolder directory, "

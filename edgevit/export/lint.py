@@ -24,6 +24,8 @@ attention-scale-after-qk      warning   scale applied to Q·K^T instead of to Q:
 attention-no-scale            info      no scaling found near Q or K (folded into weights?)
 attention-head-size           warning   head size not 16/32/64: no fused MHA kernel on TensorRT
 attention-seq-len             warning   sequence > 512: INT8 fused MHA not eligible
+trt-qdq-zero-point            error     a QuantizeLinear/DequantizeLinear zero point is not 0 (asymmetric Q/DQ):
+                                        TensorRT's ONNX parser rejects it
 fp16-range-initializer        warning   weights beyond ±65504 overflow to inf in FP16
 fp16-range-activation         warning   recorded activation range (metadata ``edgevit.ranges``) beyond
                                         ±65504
@@ -333,6 +335,8 @@ def _check_ops(g: _Graph, trt: str) -> list[Finding]:
             bad = [a.name for a in node.attribute if a.name in ("sparse_value", "value_string", "value_strings")]
             if bad:
                 restricted[f"Constant: attribute(s) {bad} unsupported by TensorRT"].append(name)
+        if op in ("QuantizeLinear", "DequantizeLinear"):
+            checked = True  # the zero point: _check_qdq_zero_points (trt-qdq-zero-point)
         if op == "Attention":
             checked = True
             restricted_attention = _check_attention_op_restrictions(g, node)
@@ -707,6 +711,33 @@ def _check_external_data(g: _Graph) -> list[Finding]:
     return out
 
 
+def _check_qdq_zero_points(g: _Graph) -> list[Finding]:
+    """QuantizeLinear/DequantizeLinear with a non-zero zero point: TensorRT's ONNX parser rejects
+    them (operator table: ``y_zero_point`` / ``x_zero_point`` must be 0). ONNX Runtime's
+    ``quantize_static`` makes such (asymmetric) activations by default."""
+    bad: list[str] = []
+    for node in g.nodes:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3 or not node.input[2]:
+            continue
+        zp = g.constant(node.input[2], max_size=1 << 16)
+        if zp is not None and np.any(zp.astype(np.float64) != 0):
+            bad.append(g.node_name(node))
+    if not bad:
+        return []
+    return [Finding("error", "trt-qdq-zero-point",
+                    f"{len(bad)} QuantizeLinear/DequantizeLinear node(s) have a non-zero zero point ({_names(bad)}): "
+                    "TensorRT accepts symmetric quantization only (zero point 0). Make the int8 graph with "
+                    "edgevit quantize (symmetric), or re-quantize with symmetric activations and weights "
+                    "(ONNX Runtime quantize_static: "
+                    "extra_options={'ActivationSymmetric': True, 'WeightSymmetric': True})",
+                    tuple(bad))]
+
+
+def qdq_zero_point_findings(model, base_dir: str | os.PathLike | None = None) -> list[Finding]:
+    """The ``trt-qdq-zero-point`` findings of a model alone (``edgevit build`` runs this before TensorRT)."""
+    return _check_qdq_zero_points(_Graph(model, Path(base_dir) if base_dir is not None else None))
+
+
 # ---------------------------------------------------------------------------- entry point
 def lint_onnx(model, tensorrt_version: str = DEFAULT_TENSORRT_VERSION, base_dir: str | os.PathLike | None = None
               ) -> LintReport:
@@ -731,6 +762,7 @@ def lint_onnx(model, tensorrt_version: str = DEFAULT_TENSORRT_VERSION, base_dir:
     findings += _check_batch(g)
     findings += _check_attention(g)
     findings += _check_external_data(g)
+    findings += _check_qdq_zero_points(g)
     findings += _check_fp16_range(g)
     order = {s: i for i, s in enumerate(SEVERITIES)}
     findings.sort(key=lambda f: order[f.severity])
@@ -749,4 +781,5 @@ def lint_onnx(model, tensorrt_version: str = DEFAULT_TENSORRT_VERSION, base_dir:
     return LintReport(str(path) if path else None, tensorrt_version, findings, stats)
 
 
-__all__ = ["Finding", "LintReport", "lint_onnx", "load_onnx", "tensorrt_op_support", "tensorrt_op_table"]
+__all__ = ["Finding", "LintReport", "lint_onnx", "load_onnx", "qdq_zero_point_findings", "tensorrt_op_support",
+           "tensorrt_op_table"]

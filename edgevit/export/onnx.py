@@ -54,7 +54,9 @@ Everything is written to a temporary directory inside OUTDIR and renamed into pl
 onnx.checker, strict shape inference and the ONNX Runtime comparison against PyTorch (bundled
 digits for 1x8x8 models, random inputs at batch MIN and a larger batch; max abs <= ``atol``)
 pass; lint runs too and its findings are reported and recorded, not enforced. An export that fails leaves existing files untouched and raises :class:`ExportError` with the
-numbers. Existing artifacts are overwritten only with ``force``. Graphs whose weights exceed
+numbers. Existing artifacts are overwritten only with ``force``, which also removes what the old
+manifest listed and the new one does not (precision graphs, engines) and a calibration cache made
+for another graph. Graphs whose weights exceed
 ``external_data_threshold`` (2 GiB, protobuf's limit) keep them in ``model.onnx.data``.
 """
 
@@ -62,6 +64,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import json
 import logging
 import os
 import shutil
@@ -74,8 +78,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._io import check_writable
-from ..errors import ExportError
+from .._io import check_output_dir, check_writable, install_file, remove_stale_temporaries
+from ..errors import ExportError, ManifestError
 from ..manifest import MANIFEST_NAME, Manifest, library_versions
 from ..models.vit import VisionTransformer, count_params
 from .lint import DEFAULT_TENSORRT_VERSION, LintReport, lint_onnx
@@ -116,6 +120,22 @@ def _check_batch(values) -> None:
         raise ValueError(f"batch bounds must satisfy 1 <= MIN <= OPT <= MAX, got MIN={lo}, OPT={opt}, MAX={hi}")
 
 
+@functools.lru_cache(maxsize=None)
+def max_opset() -> int:
+    """The newest opset the installed exporter writes. torch's dynamo exporter builds the graph at its
+    own opset and converts it with onnxscript's version converter, which stops at its
+    ``SUPPORTED_MAX_ONNX_OPSET`` (25 in onnxscript 0.7: asked for 26, the graph keeps opset-18 ops and
+    fails onnx.checker); onnx's newest opset bounds it too."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    try:
+        from onnxscript.version_converter import _version_converter
+    except ImportError:
+        return newest
+    return min(newest, int(getattr(_version_converter, "SUPPORTED_MAX_ONNX_OPSET", newest)))
+
+
 @dataclass(frozen=True)
 class ExportConfig:
     """How to export. ``opset`` None means 18 for decomposed attention and 23 for fused."""
@@ -141,9 +161,12 @@ class ExportConfig:
         if self.static_batch is not None and (not isinstance(self.static_batch, int) or self.static_batch < 1):
             raise ValueError(f"static_batch must be a positive integer, got {self.static_batch!r}")
         opset = self.resolved_opset
-        if opset < MIN_OPSET:
+        newest = max_opset() if self.opset is not None else opset
+        if not MIN_OPSET <= opset <= newest:
             raise ValueError(
-                f"opset must be >= {MIN_OPSET} (LayerNormalization needs 17), got {opset}; allowed: {MIN_OPSET}..23"
+                f"--opset {opset} is out of range: opset must be >= {MIN_OPSET} (LayerNormalization needs 17) and "
+                f"<= {newest} (the newest the installed torch/onnxscript exporter writes); "
+                f"allowed: {MIN_OPSET}..{newest}"
             )
         if self.attention == "fused" and opset < ATTENTION_OPSET:
             raise ValueError(
@@ -227,16 +250,15 @@ def export_onnx(
     """
     cfg = config or ExportConfig()
     start = time.perf_counter()
-    outdir = Path(outdir)
-    if outdir.exists() and not outdir.is_dir():
-        raise ExportError(f"{outdir}: exists and is not a directory; -o/--output names a directory")
+    outdir = check_output_dir(outdir, "-o/--output")
     for name in (MODEL_FILE, DATA_FILE, MANIFEST_NAME):
         check_writable(outdir / name, force)
     model, source_desc = _prepare_model(source, arch)
 
     created_outdir = not outdir.exists()
     outdir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".edgevit-export-", dir=outdir))
+    remove_stale_temporaries(outdir)
+    work = Path(tempfile.mkdtemp(prefix=f".edgevit-export-{os.getpid()}-", dir=outdir))  # pid: for cleanup
     notes: list[str] = []
     try:
         proto, attn_note = _export_graph(model, cfg)
@@ -262,6 +284,7 @@ def export_onnx(
                               external_data=[DATA_FILE] if external else [], opset=cfg.resolved_opset,
                               attention=cfg.attention, verdict=_verdict(verification, report))
         manifest.export["seconds"] = round(time.perf_counter() - start, 2)
+        previous = _previous_manifest(outdir) if force else None
         _install(work, outdir, external, force)
         manifest_path = manifest.save(outdir, force=force)
     except Exception:
@@ -271,6 +294,11 @@ def export_onnx(
                 outdir.rmdir()
         raise
     shutil.rmtree(work, ignore_errors=True)
+    if previous is not None:
+        removed = _remove_superseded(previous, manifest, outdir)
+        if removed:
+            notes.append(f"--force: removed {', '.join(removed)} of the previous export in {outdir} "
+                         "(the new manifest does not list them)")
     return ExportResult(outdir, outdir / MODEL_FILE, manifest_path, manifest, verification, report, slim_info,
                         time.perf_counter() - start, notes)
 
@@ -683,7 +711,8 @@ def _build_manifest(model, source_desc, arch, cfg: ExportConfig, slim_info, veri
     exported_cfg = c.replace(attn_impl="math" if cfg.attention == "decomposed" else "sdpa")
     pre = model.preprocessing
     return Manifest(
-        model={"source": source_desc, "arch": arch, "config": exported_cfg.to_dict(), "params": count_params(model)},
+        model={"source": source_desc, "arch": arch, "config": exported_cfg.to_dict(), "params": count_params(model),
+               "guessed": dict(model.guessed)},
         labels=list(model.labels) if model.labels is not None else None,
         preprocessing=pre.to_dict() if pre is not None else None,
         inputs=[_tensor_spec(INPUT_NAME, [batch_dim, c.in_chans, c.img_size, c.img_size], cfg.dynamic,
@@ -709,11 +738,51 @@ def _build_manifest(model, source_desc, arch, cfg: ExportConfig, slim_info, veri
 def _install(work: Path, outdir: Path, external: bool, force: bool) -> None:
     """Move the verified files from the work directory into ``outdir`` (data first, graph last)."""
     if external:
-        os.replace(work / DATA_FILE, outdir / DATA_FILE)
-    os.replace(work / MODEL_FILE, outdir / MODEL_FILE)
+        install_file(work / DATA_FILE, outdir / DATA_FILE)
+    install_file(work / MODEL_FILE, outdir / MODEL_FILE)
     stale = outdir / DATA_FILE
     if not external and stale.exists() and force:
         stale.unlink()
+
+
+def _previous_manifest(outdir: Path) -> Manifest | None:
+    if not Manifest.path_in(outdir).exists():
+        return None
+    try:
+        return Manifest.load(outdir)
+    except ManifestError:  # unreadable: nothing is known to be ours, so nothing is removed
+        return None
+
+
+def _remove_superseded(old: Manifest, new: Manifest, outdir: Path) -> list[str]:
+    """After ``force`` replaced an export: remove what the old manifest recorded (precision graphs,
+    engines, their fusion reports) and the new one does not, and an edgevit calibration cache
+    made for another graph, so that OUTDIR holds what the new manifest lists. Other files stay."""
+    from ..calibration.calibrate import CACHE_FORMAT
+    from .quantize import CACHE_FILE
+
+    keep = {MANIFEST_NAME} | {name for a in new.artifacts for name in (a.path, *a.external_data)}
+    old_files = set()
+    for art in old.artifacts:
+        old_files.update((art.path, *art.external_data))
+        report = art.extra.get("fusion_report")
+        if isinstance(report, str) and Path(report).name == report:
+            old_files.add((Path(art.path).parent / report).as_posix())
+    stale = [name for name in sorted(old_files - keep) if (outdir / name).is_file()]
+    cache = outdir / CACHE_FILE
+    try:
+        data = json.loads(cache.read_text())
+        new_sha = new.artifact(precision="fp32", format="onnx").sha256
+        if isinstance(data, dict) and data.get("format") == CACHE_FORMAT and data.get("graph_sha256") != new_sha:
+            stale.append(CACHE_FILE)
+    except (OSError, ValueError, ManifestError):
+        pass
+    removed = []
+    for name in stale:
+        with contextlib.suppress(OSError):
+            (outdir / name).unlink()
+            removed.append(name)
+    return removed
 
 
 __all__ = [

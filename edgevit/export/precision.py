@@ -36,7 +36,7 @@ import contextlib
 import fnmatch
 import logging
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +125,19 @@ def quantizable_nodes(proto, recipe: PrecisionRecipe) -> list[str]:
                 fnmatch.fnmatchcase(node.name, p) for p in recipe.exclude):
             found.append(node.name)
     return found
+
+
+def check_exclude(proto, recipe: PrecisionRecipe, where) -> None:
+    """Refuse ``exclude`` patterns that match none of the nodes the recipe quantizes: a typo would
+    otherwise quantize every layer and record an exclusion that did nothing."""
+    candidates = quantizable_nodes(proto, replace(recipe, exclude=()))
+    unmatched = [p for p in recipe.exclude if not any(fnmatch.fnmatchcase(n, p) for n in candidates)]
+    if unmatched:
+        shown = ", ".join(candidates[:4]) + (f", ... {candidates[-1]}" if len(candidates) > 4 else "")
+        raise ValueError(
+            f"--exclude {' '.join(unmatched)} matches none of the {len(candidates)} nodes the {recipe.precision} "
+            f"recipe quantizes in {where}: {shown or 'none'} (patterns {', '.join(recipe.quantize_patterns())}; "
+            "--quantize-attention and --quantize-patch-embed add the attention MatMuls and patch_embed.proj)")
 
 
 def build_precision_graph(fp32_path: str | Path, recipe: PrecisionRecipe, amax: dict[str, float] | None = None,
@@ -356,5 +369,5 @@ def recipe_from_dict(data: dict) -> PrecisionRecipe:
     return PrecisionRecipe(**{k: v for k, v in data.items() if k in allowed})
 
 
-__all__ = ["FILES", "KEEP_FP32", "PRECISIONS", "PrecisionRecipe", "QUANTIZED", "build_precision_graph",
+__all__ = ["FILES", "KEEP_FP32", "PRECISIONS", "PrecisionRecipe", "QUANTIZED", "build_precision_graph", "check_exclude",
            "qdq_summary", "quantizable_nodes", "recipe_from_dict"]

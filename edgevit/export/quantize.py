@@ -11,12 +11,13 @@ For every precision asked for, :func:`quantize`
 2. runs it with ONNX Runtime on CPU over held-out labelled data (the digits test split by
    default) and gates it against the fp32 graph: it fails if top-1 drops more than
    ``max_drop`` points or top-1 agreement with fp32 falls below the precision's
-   ``min_agreement`` in :data:`edgevit.verify.TOLERANCES`;
+   ``min_agreement`` in :data:`edgevit.tolerances.TOLERANCES`;
 3. optionally measures per-layer sensitivity (one Linear quantized at a time) and, with
    ``auto_exclude``, keeps the most sensitive layers in higher precision one at a time until
    the gate passes;
-4. writes ``model.<precision>.onnx`` (temporary name, then rename; ``force`` to overwrite) and
-   records recipe, calibration, gate verdict and numbers in ``edgevit.json``.
+4. writes ``model.<precision>.onnx`` (temporary names, all renamed together after the last graph
+   is built, so a failure leaves none; ``force`` to overwrite) and records recipe, calibration,
+   gate verdict and numbers in ``edgevit.json``.
 
 A precision that fails the gate is written and recorded with ``"gate": "failed"``; the result's
 ``ok`` is False (the CLI exits 1). ``gate=False`` records the precision as not verified.
@@ -24,6 +25,7 @@ A precision that fails the gate is written and recorded with ``"gate": "failed"`
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -31,13 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_path, check_writable, sha256_file
-from ..calibration import (DEFAULT_BATCH, DEFAULT_SAMPLES, CalibrationConfig, calibrate, load_calibration_data,
-                           read_cache)
+from .._io import atomic_path, check_output_dir, check_writable, remove_stale_temporaries, sha256_file
+from ..calibration import (DEFAULT_BATCH, DEFAULT_SAMPLES, CalibrationConfig, calibrate, calibration_data_key,
+                           load_calibration_data, read_cache)
 from ..errors import DataError, ManifestError
 from ..manifest import Manifest
 from .onnx import compare_logits
-from .precision import FILES, PRECISIONS, QUANTIZED, PrecisionRecipe, build_precision_graph, quantizable_nodes
+from .precision import (FILES, PRECISIONS, QUANTIZED, PrecisionRecipe, build_precision_graph, check_exclude,
+                        quantizable_nodes)
 
 CACHE_FILE = "calibration.json"
 
@@ -56,11 +59,13 @@ class QuantizeConfig:
     calib_batch: int = DEFAULT_BATCH
     calib_cache: str | None = None          # None: OUTDIR/calibration.json
     data: str = "digits"                    # labelled held-out data of the gate (its test split)
+    preprocessed: bool = False              # .npy/.npz calib_data and data are model input, not raw pixels
     max_drop: float = 1.0                   # top-1 points
     gate: bool = True
     sensitivity: bool = False
     auto_exclude: bool = False
     threads: int | None = None
+    verify_hash: bool = True                # check model.onnx against the sha256 its manifest records
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -73,6 +78,17 @@ class QuantizeConfig:
             raise ValueError(f"max_drop must be >= 0 top-1 points, got {self.max_drop}")
         if self.auto_exclude and not self.gate:
             raise ValueError("auto_exclude needs the gate (it excludes layers until the gate passes); drop --no-gate")
+        # every option is checked here, before anything is written (a half-done run would leave files behind)
+        clash = [p for p in self.precisions if p in ("fp16", "bf16") and self.io_dtype not in ("fp32", p)]
+        if clash:
+            raise ValueError(f"--io-dtype {self.io_dtype} does not fit the {clash[0]} graph (its inputs and outputs "
+                             f"are fp32 or {clash[0]}); run --precision {clash[0]} separately with --io-dtype "
+                             f"{clash[0]} or fp32, or keep --io-dtype fp32 for all")
+        for precision in self.precisions:
+            self.recipe(precision)
+        if self.exclude and not any(p in QUANTIZED for p in self.precisions):
+            raise ValueError(f"--exclude {' '.join(self.exclude)} only applies to int8/fp8 graphs, and --precision "
+                             f"asks for {','.join(self.precisions)}; drop --exclude or add int8/fp8")
 
     def recipe(self, precision: str) -> PrecisionRecipe:
         io = self.io_dtype if precision in ("fp16", "bf16") or self.io_dtype == "fp32" else "fp32"
@@ -107,7 +123,7 @@ class GateData:
 
 def _run(graph, images: np.ndarray, threads: int | None) -> np.ndarray:
     from ..runtime import get_runner
-    from ..verify import run_batched
+    from ..runtime.batching import run_batched
 
     with get_runner("onnxruntime", graph, threads=threads) as runner:
         return np.asarray(run_batched(runner, images, 256)[runner.output_names()[0]], dtype=np.float32)
@@ -122,7 +138,7 @@ def gate_metrics(logits: np.ndarray, data: GateData) -> dict:
 
 
 def judge(metrics: dict, precision: str, max_drop: float) -> dict:
-    from ..verify import get_tolerance
+    from ..tolerances import get_tolerance
 
     need = get_tolerance(precision).min_agreement
     reasons = []
@@ -134,13 +150,15 @@ def judge(metrics: dict, precision: str, max_drop: float) -> dict:
             "verdict": "failed" if reasons else "passed", "reasons": reasons}
 
 
-def load_gate_data(spec: str, manifest: Manifest, fp32_path: Path, threads: int | None) -> GateData:
+def load_gate_data(spec: str, manifest: Manifest, fp32_path: Path, threads: int | None,
+                   preprocessed: bool = False) -> GateData:
     from ..data import Preprocessing, load_dataset
 
     if manifest.preprocessing is None:
         raise DataError(f"{manifest.root}: the manifest has no preprocessing, so {spec!r} cannot be read as "
                         "model input; re-export from an edgevit checkpoint or pass --no-gate")
-    ds = load_dataset(spec, Preprocessing(**manifest.preprocessing), split="test")
+    ds = load_dataset(spec, Preprocessing(**manifest.preprocessing), split="test", preprocessed=preprocessed,
+                      model_labels=manifest.labels)
     if ds.labels is None or len(ds.labels) == 0:
         raise DataError(f"gate data {spec!r} has no labels; give labelled data with --data or pass --no-gate")
     return GateData(ds.images, np.asarray(ds.labels), f"{spec} test split ({len(ds.labels)} images)",
@@ -170,30 +188,36 @@ def layer_sensitivity(fp32_path: Path, recipe: PrecisionRecipe, amax: dict, data
 
 
 # ------------------------------------------------------------------------------ orchestration
-def _fp32_artifact(source) -> tuple[Manifest, Path]:
+def _fp32_artifact(source, verify_hash: bool = True) -> tuple[Manifest, Path]:
+    """(manifest, fp32 graph) of an export OUTDIR or its model.onnx, the graph's sha256 checked."""
     path = Path(source)
     if not path.exists():
         raise ManifestError(f"{path}: no such ONNX file or export directory; run `edgevit export SOURCE -o DIR` first")
     manifest = Manifest.load(path if path.is_dir() else path.parent)
-    if path.is_dir():
-        art = manifest.artifact(precision="fp32", format="onnx")
-        return manifest, manifest.root / art.path
-    if not any(a.path == path.name for a in manifest.artifacts):
+    art = manifest.artifact(precision="fp32", format="onnx") if path.is_dir() else manifest.entry_for(path)
+    if art is None:
         raise ManifestError(f"{path} is not recorded in {manifest.root / 'edgevit.json'}; quantize the fp32 "
                             "model.onnx that edgevit export wrote")
-    return manifest, path
+    return manifest, manifest.check_artifact(art, verify_hash)
 
 
 def quantize(source, config: QuantizeConfig | None = None, *, force: bool = False) -> QuantizeResult:
     """Build, gate and record every precision of ``config`` for the export in ``source``."""
     cfg = config or QuantizeConfig()
     start = time.perf_counter()
-    manifest, fp32_path = _fp32_artifact(source)
+    manifest, fp32_path = _fp32_artifact(source, cfg.verify_hash)
     outdir = manifest.root
+    check_output_dir(outdir, "OUTDIR (copy the export somewhere writable)")
+    if cfg.calib_cache:
+        check_output_dir(Path(cfg.calib_cache).parent, "--calib-cache")
+    remove_stale_temporaries(outdir)
     wanted = [p for p in cfg.precisions if p != "fp32"]
     for p in wanted:
         check_writable(outdir / FILES[p], force)
-    gate_data = load_gate_data(cfg.data, manifest, fp32_path, cfg.threads) if cfg.gate else None
+    quantized = [p for p in wanted if p in QUANTIZED]
+    if cfg.exclude and quantized:
+        check_exclude(graph_for_names(fp32_path), cfg.recipe(quantized[0]), fp32_path)
+    gate_data = load_gate_data(cfg.data, manifest, fp32_path, cfg.threads, cfg.preprocessed) if cfg.gate else None
     calib = None
     if any(p in QUANTIZED for p in wanted):
         calib = _calibrate(cfg, manifest, fp32_path)
@@ -201,8 +225,15 @@ def quantize(source, config: QuantizeConfig | None = None, *, force: bool = Fals
     if "fp32" in cfg.precisions:
         entries["fp32"] = {"path": FILES["fp32"], "recipe": {"precision": "fp32"},
                            "gate": _gate(str(fp32_path), "fp32", cfg, gate_data)}
+    fields: dict[str, dict] = {}
+    # Every graph is written under a temporary name and all are renamed together after the last one
+    # is built: a failure on the way leaves OUTDIR as it was, with no unlisted graph to block the next run.
+    with contextlib.ExitStack() as files:
+        for precision in wanted:
+            tmp = files.enter_context(atomic_path(outdir / FILES[precision], force=True))  # checked up front
+            entries[precision], fields[precision] = _one_precision(precision, cfg, fp32_path, calib, gate_data, tmp)
     for precision in wanted:
-        entries[precision] = _one_precision(precision, cfg, manifest, fp32_path, calib, gate_data)
+        manifest.add_artifact(FILES[precision], format="onnx", precision=precision, **fields[precision])
     manifest.save(outdir, force=True)
     return QuantizeResult(outdir, entries, calib.to_dict() if calib else None, time.perf_counter() - start)
 
@@ -212,13 +243,15 @@ def _calibrate(cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path):
 
     cache = Path(cfg.calib_cache) if cfg.calib_cache else manifest.root / CACHE_FILE
     data = None
-    if read_cache(cache, sha256_file(fp32_path), cfg.calibration) is None:
+    key = calibration_data_key(cfg.calib_data, cfg.calib_samples, cfg.calib_batch, preprocessed=cfg.preprocessed)
+    if read_cache(cache, sha256_file(fp32_path), cfg.calibration, key) is None:
         if manifest.preprocessing is None:
             raise DataError(f"{manifest.root}: the manifest has no preprocessing; calibration data cannot be read")
         shape = tuple(manifest.inputs[0]["shape"][1:])
         data = load_calibration_data(cfg.calib_data, Preprocessing(**manifest.preprocessing), shape,
-                                     num_samples=cfg.calib_samples, batch_size=cfg.calib_batch)
-    return calibrate(fp32_path, data, cfg.calibration, cache=cache, progress=cfg.progress)
+                                     num_samples=cfg.calib_samples, batch_size=cfg.calib_batch,
+                                     preprocessed=cfg.preprocessed)
+    return calibrate(fp32_path, data, cfg.calibration, cache=cache, data_key=key, progress=cfg.progress)
 
 
 def _gate(graph, precision: str, cfg: QuantizeConfig, data: GateData | None) -> dict:
@@ -228,7 +261,8 @@ def _gate(graph, precision: str, cfg: QuantizeConfig, data: GateData | None) -> 
                                                precision, cfg.max_drop)}
 
 
-def _one_precision(precision: str, cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path, calib, data) -> dict:
+def _one_precision(precision: str, cfg: QuantizeConfig, fp32_path: Path, calib, data, tmp: Path) -> tuple[dict, dict]:
+    """Build, gate and save to ``tmp`` one precision graph: (result entry, manifest fields)."""
     import onnx
 
     recipe = cfg.recipe(precision)
@@ -242,10 +276,13 @@ def _one_precision(precision: str, cfg: QuantizeConfig, manifest: Manifest, fp32
         excluded: list[str] = []
         names = graph_for_names(fp32_path)
         for row in entry["sensitivity"]:
-            excluded.append(row["layer"])
-            recipe = replace(cfg.recipe(precision), exclude=cfg.exclude + tuple(excluded))
-            if not quantizable_nodes(names, recipe):
+            trial = replace(cfg.recipe(precision), exclude=cfg.exclude + tuple(excluded) + (row["layer"],))
+            if not quantizable_nodes(names, trial):  # the last quantized layer stays: graph and recipe agree
+                gate["reasons"] = [*gate["reasons"], f"--auto-exclude kept {len(excluded)} layer(s) unquantized and "
+                                   f"the gate still fails with only {row['layer']} quantized"]
                 break
+            excluded.append(row["layer"])
+            recipe = trial
             graph = build_precision_graph(fp32_path, recipe, amax)
             gate = _gate(graph, precision, cfg, data)
             if gate["verdict"] == "passed":
@@ -253,8 +290,7 @@ def _one_precision(precision: str, cfg: QuantizeConfig, manifest: Manifest, fp32
         entry["auto_excluded"] = excluded
     entry["recipe"] = recipe.to_dict()
     entry["gate"] = gate
-    with atomic_path(manifest.root / FILES[precision], force=True) as tmp:  # writability checked up front
-        onnx.save_model(graph, str(tmp))
+    onnx.save_model(graph, str(tmp))
     fields = {"recipe": entry["recipe"], "gate": gate,
               "verdict": {"verified": {"passed": True, "failed": False}.get(gate["verdict"]), "gate": gate["verdict"]}}
     if amax is not None:
@@ -262,8 +298,7 @@ def _one_precision(precision: str, cfg: QuantizeConfig, manifest: Manifest, fp32
     for key in ("sensitivity", "auto_excluded"):
         if key in entry:
             fields[key] = entry[key]
-    manifest.add_artifact(FILES[precision], format="onnx", precision=precision, **fields)
-    return entry
+    return entry, fields
 
 
 __all__ = ["CACHE_FILE", "GateData", "QuantizeConfig", "QuantizeResult", "gate_metrics", "judge",

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
 
 from .._io import atomic_path
 from ..data.preprocess import Preprocessing
-from ..errors import CheckpointError
+from ..errors import CheckpointError, EdgeVitWarning
 from . import convert
 from .registry import get_variant, list_variants
 from .vit import ViTConfig, VisionTransformer
@@ -39,10 +40,19 @@ def create_model(name: str, **overrides) -> VisionTransformer:
 
 
 def save_model(model: VisionTransformer, path: str | os.PathLike, force: bool = False) -> Path:
-    """Write weights (safetensors) with config, labels and preprocessing in its metadata, atomically."""
+    """Write weights (safetensors) with config, labels and preprocessing in its metadata, atomically.
+
+    ``path`` must end in ``.safetensors`` (how :func:`load_model` recognises the format); any other
+    name is refused with ValueError rather than written as a file that cannot be loaded back.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(
+            f"{path}: save_model writes safetensors, which load_model recognises by the .safetensors "
+            f"suffix; name the file {path.with_suffix('.safetensors').name}"
+        )
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -64,6 +74,11 @@ def load_model(source: str | os.PathLike, arch: str | None = None, **overrides) 
     Hugging Face ViT directory. ``arch`` names the variant a timm state dict belongs to
     (inferred from tensor shapes otherwise); ``overrides`` change config fields, e.g.
     ``img_size=384`` resamples a learned ``pos_embed``, ``attn_impl="math"``.
+
+    A checkpoint's config (edgevit metadata, ``config.json``, ``arch``) is checked against its
+    tensor shapes before any model is built: a contradiction raises CheckpointError. What a state
+    dict cannot tell (the head count without ``arch``) is guessed, warned about (EdgeVitWarning)
+    and listed in ``model.guessed``.
     """
     text = str(source)
     path = Path(source)
@@ -103,6 +118,7 @@ def _load_dir(path: Path, arch, overrides) -> VisionTransformer:
 def _read_safetensors(path: Path):
     from safetensors import SafetensorError, safe_open
 
+    _check_not_empty(path)
     try:
         with safe_open(str(path), framework="pt") as fh:
             metadata = fh.metadata() or {}
@@ -115,13 +131,20 @@ def _read_safetensors(path: Path):
     return tensors, metadata
 
 
+def _check_not_empty(path: Path) -> None:
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty (0 bytes), not a checkpoint; it was not written "
+                              "completely: re-download or re-save it")
+
+
 def _read_pickle(path: Path) -> dict:
+    _check_not_empty(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle, disallowed globals...
         raise CheckpointError(
             f"{path}: could not be read as a weights-only PyTorch checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200]}). The file may be truncated, or hold pickled code, "
+            f"{(str(exc).splitlines() or ['no message'])[0][:200]}). The file may be truncated, or hold pickled code, "
             "which edgevit refuses to execute: re-save it as a plain state dict or safetensors"
         ) from exc
     return obj
@@ -137,6 +160,11 @@ def _load_safetensors(path: Path, arch, overrides) -> VisionTransformer:
         pre = json.loads(metadata.get("preprocessing", "null"))
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: edgevit metadata is damaged ({exc}); re-save the model") from exc
+    conflicts = convert.shape_conflicts(cfg, _shape_fields(path, tensors))
+    if conflicts:
+        raise CheckpointError(f"{path}: the config in its edgevit metadata contradicts its weights: "
+                              f"{'; '.join(conflicts)}. The file is damaged: re-save the model")
+    _check_arch(path, tensors, arch, skip=("num_classes", *overrides))
     if overrides:
         cfg = cfg.replace(**overrides)
         tensors = convert.adapt_timm_state_dict(tensors, cfg)
@@ -154,28 +182,75 @@ def _load_state_dict(path: Path, obj, arch, overrides) -> VisionTransformer:
     if convert.is_hf_state_dict(state):
         state = convert.hf_to_timm_state_dict(state)
     base = get_variant(arch).config if arch else None
+    _check_arch(path, state, arch, skip=("num_classes", *overrides))
     try:
-        cfg = convert.config_from_timm_state_dict(state, base)
-        if overrides:
-            cfg = cfg.replace(**overrides)
+        cfg, guessed = convert.config_from_timm_state_dict(state, base)
     except KeyError as exc:
         raise CheckpointError(f"{path}: {exc.args[0]}; is this a ViT checkpoint?") from None
+    guessed = {k: v for k, v in guessed.items() if k not in overrides}
+    if overrides:
+        cfg = cfg.replace(**overrides)
     model = _build(path, cfg, convert.adapt_timm_state_dict(state, cfg))
     pre = get_variant(arch).preprocessing if arch else None
     model.preprocessing = _fit_preprocessing(pre, cfg)
+    model.guessed = guessed
+    if guessed:
+        warnings.warn(_guess_message(path, cfg, guessed), EdgeVitWarning, stacklevel=3)
     return model
 
 
-def _load_hf(path: Path, overrides) -> VisionTransformer:
+_GUESSES = {
+    "num_heads": lambda cfg: f"num_heads={cfg.num_heads} (embed_dim {cfg.embed_dim} / 64, timm's convention)",
+    "img_size": lambda cfg: f"img_size={cfg.img_size} (no learned pos_embed to read it from)",
+}
+
+
+def _guess_message(path: Path, cfg: ViTConfig, guessed: dict) -> str:
+    return (f"{path}: a state dict does not record {' or '.join(guessed)}; guessed "
+            + ", ".join(_GUESSES[k](cfg) for k in guessed)
+            + ". A wrong head count loads without error but predicts near chance: pass --arch with the variant "
+            "it was trained as (edgevit models lists them), or load_model(..., num_heads=N)")
+
+
+def _shape_fields(path: Path, state: dict) -> dict:
     try:
-        hf = json.loads((path / "config.json").read_text())
+        return convert.fields_from_state_dict(state)
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: {exc.args[0]}; is this a ViT checkpoint?") from None
+
+
+def _check_arch(path: Path, state: dict, arch: str | None, skip=()) -> None:
+    """Refuse an ``arch`` whose architecture the tensor shapes contradict (the class count may
+    differ: a fine-tuned head; ``skip`` holds it and the fields the caller overrides)."""
+    if arch is None:
+        return
+    fields = {k: v for k, v in _shape_fields(path, state).items() if k not in skip}
+    conflicts = convert.shape_conflicts(get_variant(arch).config, fields)
+    if conflicts:
+        raise CheckpointError(
+            f"{path}: does not fit --arch {arch}: {'; '.join(conflicts)}. Drop --arch to read the "
+            "architecture from the tensor shapes, or pass the variant it was trained as (edgevit models lists them)"
+        )
+
+
+def _load_hf(path: Path, overrides) -> VisionTransformer:
+    config = path / "config.json"
+    try:
+        hf = json.loads(config.read_text())
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path / 'config.json'}: not valid JSON ({exc})") from exc
+        raise CheckpointError(f"{config}: not valid JSON ({exc})") from exc
+    if not isinstance(hf, dict):
+        raise CheckpointError(f"{config}: holds {type(hf).__name__}, not a JSON object of config fields")
     if hf.get("model_type") not in (None, "vit"):
         raise CheckpointError(
             f"{path}: model_type {hf.get('model_type')!r} is not a plain ViT; supported: 'vit' "
             "(ViTForImageClassification, ViTModel)"
         )
+    try:
+        cfg = convert.config_from_hf(hf)
+        labels = convert.labels_from_hf(hf)
+    except ValueError as exc:
+        raise CheckpointError(f"{config}: {exc}; fix config.json, or use the one saved with these weights") from None
     if (path / "model.safetensors").exists():
         weights = path / "model.safetensors"
         state, _ = _read_safetensors(weights)
@@ -185,7 +260,13 @@ def _load_hf(path: Path, overrides) -> VisionTransformer:
     else:
         raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin beside config.json")
     state = convert.hf_to_timm_state_dict(state)
-    cfg = convert.config_from_hf(hf, num_classes=state["head.weight"].shape[0] if "head.weight" in state else None)
+    fields = _shape_fields(weights, state)
+    if "num_classes" in fields and not labels:  # no id2label: the classifier decides
+        cfg = cfg.replace(num_classes=fields["num_classes"])
+    conflicts = convert.shape_conflicts(cfg, fields, convert.HF_NAMES)
+    if conflicts:  # before anything is built: a config.json can ask for any size
+        raise CheckpointError(f"{config}: contradicts the weights in {weights.name}: {'; '.join(conflicts)}. "
+                              "Use the config.json saved with these weights")
     if overrides:
         cfg = cfg.replace(**overrides)
     backbone_only = "head.weight" not in state
@@ -193,10 +274,13 @@ def _load_hf(path: Path, overrides) -> VisionTransformer:
         state["head.weight"] = torch.zeros(cfg.num_classes, cfg.embed_dim)
         state["head.bias"] = torch.zeros(cfg.num_classes)
     model = _build(weights, cfg, convert.adapt_timm_state_dict(state, cfg))
-    model.labels = convert.labels_from_hf(hf)
+    model.labels = labels
     pre_file = path / "preprocessor_config.json"
-    pre = json.loads(pre_file.read_text()) if pre_file.exists() else None
-    model.preprocessing = convert.preprocessing_from_hf(pre, cfg)
+    try:
+        pre = json.loads(pre_file.read_text()) if pre_file.exists() else None
+        model.preprocessing = convert.preprocessing_from_hf(pre, cfg)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{pre_file}: not a valid preprocessor config ({exc})") from None
     return model
 
 

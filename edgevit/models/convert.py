@@ -52,14 +52,14 @@ def resample_pos_embed(pos_embed: Tensor, grid_size: int, num_prefix_tokens: int
     return torch.cat([prefix, grid], dim=1)
 
 
-def config_from_timm_state_dict(state: dict[str, Tensor], base: ViTConfig | None = None) -> ViTConfig:
-    """Infer the architecture from tensor shapes. Fields of ``base`` (an ``arch``) win over
-    guesses that shapes cannot decide: heads (default dim/64, as timm's ViTs) and image size."""
-    try:
-        proj = state["patch_embed.proj.weight"]
-        head = state["head.weight"]
-    except KeyError as exc:
-        raise KeyError(f"not a ViT state dict: no {exc.args[0]!r} tensor") from None
+def fields_from_state_dict(state: dict[str, Tensor]) -> dict:
+    """The ViTConfig fields that tensor shapes decide (timm names). Never ``num_heads``: shapes
+    cannot tell it. ``img_size`` only from a learned ``pos_embed`` (``pos_embed`` is "sincos"
+    when the table is absent), ``num_classes`` only from a ``head``. Raises KeyError for a
+    state dict that is not a ViT."""
+    if "patch_embed.proj.weight" not in state:
+        raise KeyError("not a ViT state dict: no 'patch_embed.proj.weight' tensor")
+    proj = state["patch_embed.proj.weight"]
     dim, in_chans, patch = proj.shape[0], proj.shape[1], proj.shape[2]
     depth = len({int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))})
     if depth == 0:
@@ -69,27 +69,47 @@ def config_from_timm_state_dict(state: dict[str, Tensor], base: ViTConfig | None
         in_chans=in_chans,
         patch_size=patch,
         depth=depth,
-        num_classes=head.shape[0],
         mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / dim if "blocks.0.mlp.fc1.weight" in state else 4.0,
         qkv_bias="blocks.0.attn.qkv.bias" in state,
+        pos_embed="learned" if "pos_embed" in state else "sincos",
     )
+    if "head.weight" in state:
+        fields["num_classes"] = state["head.weight"].shape[0]
     if "pos_embed" in state:
-        grid = math.isqrt(state["pos_embed"].shape[1] - 1)
-        ckpt_img = grid * patch
-        fields["pos_embed"] = "learned"
-    else:
-        ckpt_img = None
-        fields["pos_embed"] = "sincos"
-    if base is None:
-        fields["num_heads"] = max(1, dim // 64)
-        fields["img_size"] = ckpt_img or 224
-        return ViTConfig(**fields)
-    if base.embed_dim != dim:
-        fields.pop("num_heads", None)
-    else:
-        fields["num_heads"] = base.num_heads
-    fields.setdefault("num_heads", max(1, dim // 64))
-    return base.replace(**fields)
+        fields["img_size"] = math.isqrt(state["pos_embed"].shape[1] - 1) * patch
+    return fields
+
+
+def config_from_timm_state_dict(state: dict[str, Tensor], base: ViTConfig | None = None) -> tuple[ViTConfig, dict]:
+    """The architecture of a timm state dict, and the fields that had to be guessed.
+
+    Shapes decide what they can (:func:`fields_from_state_dict`); the rest comes from ``base``
+    (an ``arch``: check :func:`shape_conflicts` first), else heads are guessed as embed_dim / 64
+    (timm's ViTs) and a sincos model's image size as 224, returned as ``{field: value}``."""
+    fields = fields_from_state_dict(state)
+    if "num_classes" not in fields:
+        raise KeyError("not a ViT state dict: no 'head.weight' tensor")
+    if base is not None:
+        return base.replace(**fields), {}
+    guessed = {"num_heads": max(1, fields["embed_dim"] // 64)}
+    if "img_size" not in fields:
+        guessed["img_size"] = 224
+    return ViTConfig(**fields, **guessed), guessed
+
+
+def shape_conflicts(cfg: ViTConfig, fields: dict, names: dict[str, str] | None = None) -> list[str]:
+    """Where ``cfg`` contradicts ``fields`` read from tensor shapes, one line per field, named
+    by ``names`` (e.g. Hugging Face's) where given. The MLP is compared by its width."""
+    names = names or {}
+    out = []
+    for key, value in fields.items():
+        ours = getattr(cfg, key)
+        if key == "mlp_ratio":
+            ours, value = cfg.mlp_hidden, round(fields["embed_dim"] * value)
+        if ours != value:
+            name = names.get(key, "MLP width" if key == "mlp_ratio" else key)
+            out.append(f"{name} {ours!r} (weights: {value!r})")
+    return out
 
 
 def adapt_timm_state_dict(state: dict[str, Tensor], cfg: ViTConfig) -> dict[str, Tensor]:
@@ -158,33 +178,64 @@ def hf_to_timm_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
 _HF_ACTS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
 
 
+# ViTConfig field -> the Hugging Face config.json key it is read from (messages use the latter).
+HF_NAMES = {"img_size": "image_size", "patch_size": "patch_size", "in_chans": "num_channels",
+            "embed_dim": "hidden_size", "depth": "num_hidden_layers", "num_heads": "num_attention_heads",
+            "mlp_ratio": "intermediate_size", "qkv_bias": "qkv_bias", "num_classes": "id2label"}
+_HF_SIZES = {"image_size": 224, "patch_size": 16, "num_channels": 3, "hidden_size": 768,
+             "num_hidden_layers": 12, "num_attention_heads": 12}
+
+
+def _positive_int(hf: dict, key: str, default: int) -> int:
+    value = hf.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
 def config_from_hf(hf: dict, num_classes: int | None = None) -> ViTConfig:
-    """Build a ViTConfig from a Hugging Face ViT ``config.json`` (eps 1e-12, act, qkv_bias honoured)."""
+    """Build a ViTConfig from a Hugging Face ViT ``config.json`` (eps 1e-12, act, qkv_bias honoured).
+    Raises ValueError naming the config.json key that is wrong (Hugging Face's names)."""
     act = hf.get("hidden_act", "gelu")
-    if act not in _HF_ACTS:
+    if not isinstance(act, str) or act not in _HF_ACTS:
         raise ValueError(f"hidden_act {act!r} is not supported; supported: {sorted(_HF_ACTS)}")
-    dim = hf.get("hidden_size", 768)
-    labels = hf.get("id2label") or {}
+    size = {key: _positive_int(hf, key, default) for key, default in _HF_SIZES.items()}
+    dim, heads = size["hidden_size"], size["num_attention_heads"]
+    hidden = _positive_int(hf, "intermediate_size", 4 * dim)
+    if dim % heads:
+        raise ValueError(f"hidden_size ({dim}) must be divisible by num_attention_heads ({heads})")
+    if size["image_size"] % size["patch_size"]:
+        raise ValueError(f"image_size ({size['image_size']}) must be divisible by patch_size ({size['patch_size']})")
+    eps, qkv_bias = hf.get("layer_norm_eps", 1e-12), hf.get("qkv_bias", True)
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
+        raise ValueError(f"layer_norm_eps must be a number in (0, 1), got {eps!r}")
+    if not isinstance(qkv_bias, bool):
+        raise ValueError(f"qkv_bias must be true or false, got {qkv_bias!r}")
+    labels = labels_from_hf(hf) or ()
     return ViTConfig(
-        img_size=int(hf.get("image_size", 224)),
-        patch_size=int(hf.get("patch_size", 16)),
-        in_chans=int(hf.get("num_channels", 3)),
+        img_size=size["image_size"],
+        patch_size=size["patch_size"],
+        in_chans=size["num_channels"],
         num_classes=num_classes or len(labels) or 2,
         embed_dim=dim,
-        depth=hf.get("num_hidden_layers", 12),
-        num_heads=hf.get("num_attention_heads", 12),
-        mlp_ratio=hf.get("intermediate_size", 4 * dim) / dim,
-        qkv_bias=bool(hf.get("qkv_bias", True)),
-        norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
+        depth=size["num_hidden_layers"],
+        num_heads=heads,
+        mlp_ratio=hidden / dim,
+        qkv_bias=qkv_bias,
+        norm_eps=float(eps),
         act=_HF_ACTS[act],
     )
 
 
 def labels_from_hf(hf: dict) -> list[str] | None:
+    """Class names from ``id2label`` in index order; ValueError unless its keys are 0..N-1."""
     id2label = hf.get("id2label")
     if not id2label:
         return None
-    return [str(id2label[k]) for k in sorted(id2label, key=int)]
+    if not isinstance(id2label, dict) or sorted(map(str, id2label)) != sorted(map(str, range(len(id2label)))):
+        raise ValueError(f"id2label must map the class indices 0..N-1 to names, got {str(id2label)[:80]}")
+    names = {str(k): v for k, v in id2label.items()}
+    return [str(names[str(i)]) for i in range(len(names))]
 
 
 def preprocessing_from_hf(pre: dict | None, cfg: ViTConfig) -> Preprocessing:

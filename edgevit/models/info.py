@@ -40,6 +40,7 @@ def model_info(source: str, arch: str | None = None) -> dict:
         "depth": cfg.depth,
         "embed_dim": cfg.embed_dim,
         "num_classes": cfg.num_classes,
+        "guessed": dict(model.guessed),
         "input": {"name": "images", "shape": ["batch", *pre.input_size], "dtype": "float32",
                   "mean": pre.mean, "std": pre.std, "interpolation": pre.interpolation},
         "fused_mha": fused_mha_eligibility(cfg),

@@ -96,7 +96,8 @@ class ViTConfig:
 
     @property
     def mlp_hidden(self) -> int:
-        return int(self.embed_dim * self.mlp_ratio)
+        # timm's int(dim * ratio), robust to float error: a ratio read as width / dim gives the width back
+        return int(self.embed_dim * self.mlp_ratio + 1e-6)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -243,7 +244,7 @@ class Block(nn.Module):
 class VisionTransformer(nn.Module):
     """ViT classifier: patch embedding, class token, position encoding, blocks, norm, head.
 
-    ``preprocessing`` and ``labels`` are attached by the loaders (see edgevit.models.checkpoint).
+    ``preprocessing``, ``labels`` and ``guessed`` are attached by the loaders (see edgevit.models.checkpoint).
     """
 
     def __init__(self, cfg: ViTConfig):
@@ -265,6 +266,7 @@ class VisionTransformer(nn.Module):
         self.head = nn.Linear(cfg.embed_dim, cfg.num_classes)
         self.preprocessing = None
         self.labels: list[str] | None = None
+        self.guessed: dict = {}  # config fields a loader guessed, {field: value}: not read from the checkpoint
         self._init_weights()
 
     def _init_weights(self) -> None:

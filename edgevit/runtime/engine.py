@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import DataError, ManifestError
 from ..manifest import MANIFEST_NAME, Manifest
+from .batching import batch_range, padded_chunks
 
 ONNX_SUFFIXES = (".onnx",)
 
@@ -55,16 +56,18 @@ class Engine:
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, path: str | os.PathLike, *, threads: int | None = None, providers=None,
-             cuda_graph: bool = False, check_compat: bool = True) -> "Engine":
+             cuda_graph: bool = False, check_compat: bool = True, verify_hash: bool = True) -> "Engine":
         """Open ``path``: ``*.onnx`` through ONNX Runtime (``providers``, ``threads``), anything
-        else as a TensorRT plan (``cuda_graph``). The manifest beside it is read when present;
-        TensorRT engines are checked against this machine unless ``check_compat=False``."""
+        else as a TensorRT plan (``cuda_graph``). The manifest beside it is read when present; a
+        file it lists must match its recorded sha256 (ArtifactIntegrityError) unless
+        ``verify_hash=False``. TensorRT engines are checked against this machine unless
+        ``check_compat=False``."""
         from . import get_runner
 
         path = Path(path)
         if not path.is_file():
             raise DataError(f"{path}: no such engine or ONNX file")
-        manifest, artifact = _manifest_for(path)
+        manifest, artifact = _manifest_for(path, verify_hash)
         if path.suffix.lower() in ONNX_SUFFIXES:
             runner = get_runner("onnxruntime", path, providers=providers, threads=threads)
             backend = "onnxruntime"
@@ -115,7 +118,7 @@ class Engine:
     # ------------------------------------------------------------------ running
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Raw outputs for one batch of already preprocessed inputs (DataError outside the profile)."""
-        from ..tensorrt_rules import check_batch_in_profile
+        from ..tensorrt.rules import check_batch_in_profile
 
         profile = self.profile
         if profile is not None and feeds:
@@ -130,57 +133,69 @@ class Engine:
     def preprocess(self, images, preprocessed: bool = False) -> np.ndarray:
         """Images -> an (N, C, H, W) float32 batch as the manifest's preprocessing says.
 
-        ``images``: an image file path, a PIL image, a numpy array of raw pixels ((C, H, W) or
-        (N, C, H, W)), or a list of paths / PIL images / (C, H, W) arrays. With
-        ``preprocessed=True`` numpy input is taken as model input already.
+        ``images``: an image file path, a ``.npy``/``.npz`` array file, a PIL image, a numpy
+        array ((C, H, W) or (N, C, H, W)), or a list of them. Image files and PIL images are read
+        on their own bit depth (8-bit 0..255, 16-bit 0..65535) and rescaled to the model's
+        ``pixel_max``, as every edgevit command reads them (:func:`edgevit.data.read_image`).
+        Arrays are raw pixels on 0..pixel_max, or with ``preprocessed=True`` model input already.
         """
-        from ..data.preprocess import preprocess_array, preprocess_image
+        from ..data.sources import ARRAY_EXTENSIONS, read_array_file
 
-        spec = self.preprocessing
         if isinstance(images, np.ndarray):
-            x = images[None] if images.ndim == 3 else images
-            if x.ndim != 4:
-                raise DataError(f"a numpy input must be (C, H, W) or (N, C, H, W), got shape {images.shape}")
-            if preprocessed or spec is None:
-                return np.ascontiguousarray(x, dtype=np.float32)
-            return preprocess_array(x, spec)
+            return self._prepare(images, preprocessed, "the numpy input")
         if isinstance(images, (str, os.PathLike)) or _is_pil(images):
             images = [images]
         if not isinstance(images, Sequence) or not images:
-            raise DataError(f"predict takes a numpy array, an image path, a PIL image or a non-empty list of them, "
-                            f"got {type(images).__name__}")
-        if spec is None:
-            raise ManifestError(f"{self.path}: no manifest with preprocessing beside it; give preprocessed numpy input")
+            raise DataError(f"predict takes a numpy array, an image or array file path, a PIL image or a non-empty "
+                            f"list of them, got {type(images).__name__}")
         batch = []
         for item in images:
             if isinstance(item, np.ndarray):
-                batch.append(self.preprocess(item, preprocessed)[0])
-                continue
-            if isinstance(item, (str, os.PathLike)):
-                from PIL import Image
+                batch.append(self._prepare(item, preprocessed, "the numpy input"))
+            elif isinstance(item, (str, os.PathLike)) and str(item).lower().endswith(ARRAY_EXTENSIONS):
+                batch.append(self._prepare(read_array_file(item)[0], preprocessed, str(item), file=True))
+            else:
+                batch.append(self._read_image(item)[None])
+        return np.concatenate(batch).astype(np.float32, copy=False)
 
-                try:
-                    with Image.open(item) as im:
-                        im.load()
-                        item = im.copy()
-                except (OSError, ValueError) as exc:
-                    raise DataError(f"{item}: not a readable image ({exc})") from None
-            batch.append(preprocess_image(item, spec))
-        return np.stack(batch).astype(np.float32, copy=False)
+    def _prepare(self, array: np.ndarray, preprocessed: bool, where: str, file: bool = False) -> np.ndarray:
+        """A numpy array -> model input: raw pixels through the manifest's preprocessing (range-checked),
+        model input (``preprocessed``) as it is. An array file may use every layout the data loaders accept."""
+        from ..data.sources import prepare_array
+
+        x = array if file else (array[None] if array.ndim == 3 else array)
+        if not file and x.ndim != 4:
+            raise DataError(f"{where}: a numpy input must be (C, H, W) or (N, C, H, W), got shape {array.shape}")
+        spec = self.preprocessing
+        if spec is None:  # nothing to preprocess with: the array must be model input
+            x = x[None] if x.ndim == 3 else x
+            return np.ascontiguousarray(x, dtype=np.float32)
+        return prepare_array(x, spec, preprocessed=preprocessed, where=where)
+
+    def _read_image(self, item) -> np.ndarray:
+        from ..data.preprocess import preprocess_image, read_image
+
+        spec = self.preprocessing
+        if spec is None:
+            raise ManifestError(f"{self.path}: no manifest with preprocessing beside it; give preprocessed numpy input")
+        if isinstance(item, (str, os.PathLike)):
+            return read_image(item, spec)
+        return preprocess_image(item, spec)
 
     def predict(self, images, topk: int = 5, preprocessed: bool = False) -> list[list[dict]]:
         """Top-``topk`` ``{"label", "index", "prob"}`` per image, best first (softmax probabilities).
 
-        Inputs larger than the profile's max batch are run in chunks of max batch.
+        Any number of images runs: in chunks of at most the profile's max batch, a last chunk
+        below its min (or a static batch) padded by repeating the last image, the padding dropped.
         ``self.last_latency_ms`` is the summed inference time of the last call.
         """
         if not isinstance(topk, int) or topk < 1:
             raise ValueError(f"topk must be a positive integer, got {topk!r}")
         x = self.preprocess(images, preprocessed)
-        hi = self.profile[2] if self.profile else len(x)
+        lo, hi = batch_range(self.input_spec()[self._input][0], self.profile, len(x))
         logits, total = [], 0.0
-        for i in range(0, len(x), hi):
-            logits.append(self.infer({self._input: x[i:i + hi]})[self._output])
+        for chunk, n in padded_chunks(x, lo, hi):
+            logits.append(self.infer({self._input: chunk})[self._output][:n])
             total += self.last_latency_ms
         self.last_latency_ms = total
         probs = softmax(np.concatenate(logits))
@@ -201,9 +216,12 @@ def _is_pil(obj) -> bool:
     return type(obj).__module__.startswith("PIL.")
 
 
-def _manifest_for(path: Path) -> tuple[Manifest | None, dict | None]:
+def _manifest_for(path: Path, verify_hash: bool = True) -> tuple[Manifest | None, dict | None]:
     if not (path.parent / MANIFEST_NAME).exists():
         return None, None
     manifest = Manifest.load(path.parent)
-    found = manifest.find_artifacts(path=path.name)
-    return manifest, (found[0].to_dict() if found else None)
+    entry = manifest.entry_for(path)
+    if entry is None:
+        return manifest, None
+    manifest.check_artifact(entry, verify_hash)
+    return manifest, entry.to_dict()

@@ -1,5 +1,5 @@
 """The TensorRT runner: a serialized engine (``.plan`` / ``.engine``) run through
-:class:`edgevit.tensorrt_api.EngineSession` (``execute_async_v3`` on a CUDA stream, device
+:class:`edgevit.tensorrt.session.EngineSession` (``execute_async_v3`` on a CUDA stream, device
 buffers reused between calls, optional CUDA graph capture).
 
 Importing this module does not import tensorrt; constructing the runner does, and a machine
@@ -30,9 +30,9 @@ class TensorRTRunner(Runner):
 
     def __init__(self, source, manifest_entry: dict | None = None, cuda_graph: bool = False):
         super().__init__()
-        from .. import tensorrt_api
+        from ..tensorrt._bindings import import_tensorrt
 
-        tensorrt_api.import_tensorrt()
+        import_tensorrt()
         path = Path(source)
         if not path.is_file():
             raise OnnxModelError(f"{path}: no such TensorRT engine file")
@@ -43,14 +43,15 @@ class TensorRTRunner(Runner):
         self.name = f"tensorrt[{path.name}]"
 
     def activate_impl(self) -> None:
-        from .. import tensorrt_api
-        from ..tensorrt_rules import check_engine_compat
+        from ..tensorrt import session
+        from ..tensorrt.rules import check_engine_compat
 
-        if self.manifest_entry:
-            check_engine_compat(self.manifest_entry, tensorrt_api.device_facts(), engine=str(self.source))
-        self.session = tensorrt_api.EngineSession(
+        entry = self.manifest_entry
+        if entry:
+            check_engine_compat(entry, session.device_facts(), engine=str(self.source))
+        self.session = session.EngineSession(
             self.source.read_bytes(), cuda_graph=self.cuda_graph,
-            version_compatible=bool(self.manifest_entry.get("version_compatible")))
+            version_compatible=bool(entry.get("version_compatible")), dla_core=entry.get("dla_core"))
 
     def deactivate_impl(self) -> None:
         if self.session is not None:
@@ -73,7 +74,7 @@ class TensorRTRunner(Runner):
         return list(self.session.outputs)
 
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ..tensorrt_rules import check_batch_in_profile
+        from ..tensorrt.rules import check_batch_in_profile
 
         first = feeds[self.session.inputs[0]]
         check_batch_in_profile(int(first.shape[0]), self.profile(), where=self.name)

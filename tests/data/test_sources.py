@@ -112,9 +112,32 @@ def test_preprocess_image_values_and_modes():
     grey_as_rgb = preprocess_image(Image.new("L", (16, 16), color=51), RGB16)
     assert np.allclose(grey_as_rgb.mean(axis=(1, 2)), (0.2 - np.array(RGB16.mean)) / np.array(RGB16.std), atol=1e-5)
     assert preprocess_image(Image.new("RGB", (9, 12), color=(10, 20, 30)), GREY255).shape == (1, 8, 8)
-    deep = Image.fromarray(np.full((8, 8), 1000, dtype=np.int32))  # mode "I": values kept
+    deep = Image.fromarray(np.full((8, 8), 1000, dtype=np.int32))  # mode "I": read as 16-bit
     spec = Preprocessing(input_size=(1, 8, 8), mean=(0.0,), std=(1.0,), crop_pct=1.0, pixel_max=4000.0)
-    assert np.allclose(preprocess_image(deep, spec), 0.25)
+    assert np.allclose(preprocess_image(deep, spec), 1000 / 65535), preprocess_image(deep, spec)[0, 0, 0]
+
+
+def test_image_files_are_read_on_their_own_bit_depth(tmp_path):
+    """The image contract: 8-bit files are 0..255, 16-bit files 0..65535, both rescaled to the
+    model's 0..pixel_max; so a digit saved either way gives the bundled digit's model input."""
+    raw, _ = _raw_digits()
+    digit = raw[1]  # 0..16
+    reference = load_dataset("digits", DIGITS_PRE, "all").images[1]
+    Image.fromarray(np.round(digit * 255 / 16).astype(np.uint8), mode="L").save(tmp_path / "d8.png")
+    Image.fromarray(np.round(digit * 65535 / 16).astype(np.uint16)).save(tmp_path / "d16.png")
+    Image.fromarray(np.round(digit * 65535 / 16).astype(np.int32)).save(tmp_path / "dI.tif")  # mode "I"
+    # rounding to 8 bits moves a pixel by up to half a grey step, 0.5/255 of full scale, / std after normalizing
+    step8 = 0.5 / 255 / DIGITS_PRE.std[0] + 1e-6
+    for name, tol in (("d8.png", step8), ("d16.png", 1e-4), ("dI.tif", 1e-4)):
+        got = load_dataset(tmp_path / name, DIGITS_PRE, "all").images[0]
+        diff = float(np.abs(got - reference).max())
+        assert diff <= tol, f"{name} ({Image.open(tmp_path / name).mode}): max diff {diff:.2e} from the digit (tol {tol:.1e})"
+    Image.fromarray(digit.astype(np.float32), mode="F").save(tmp_path / "float.tif")
+    with pytest.raises(DataError, match=r"float.tif is a floating-point image .*8-bit or 16-bit"):
+        load_dataset(tmp_path / "float.tif", DIGITS_PRE, "all")
+    Image.fromarray(np.full((8, 8), 70000, dtype=np.int32)).save(tmp_path / "wide.tif")
+    with pytest.raises(DataError, match=r"wide.tif is a 32-bit integer image with values 70000..70000"):
+        load_dataset(tmp_path / "wide.tif", DIGITS_PRE, "all")
 
 
 def test_preprocess_image_center_crop():
@@ -155,8 +178,8 @@ def test_image_folder_labels_and_splits(tmp_path):
     everything = load_dataset(root, DIGITS_PRE, "all")
     assert everything.class_names == ["cat", "dog", "emu"]
     assert everything.images.shape == (30, 1, 8, 8) and everything.labels.tolist() == [0] * 10 + [1] * 10 + [2] * 10
-    raw = everything.images * DIGITS_PRE.std[0] + DIGITS_PRE.mean[0]
-    assert np.allclose(raw[:, 0, 0, 0] * 16, [c * 4 + i % 3 for c in range(3) for i in range(10)], atol=1e-4)
+    raw = everything.images * DIGITS_PRE.std[0] + DIGITS_PRE.mean[0]  # 0..1 of full scale
+    assert np.allclose(raw[:, 0, 0, 0] * 255, [c * 4 + i % 3 for c in range(3) for i in range(10)], atol=1e-4)
     parts = {s: load_dataset(root, DIGITS_PRE, s) for s in ("train", "val", "test")}
     assert [len(parts[s]) for s in ("train", "val", "test")] == [21, 3, 6], {s: len(d) for s, d in parts.items()}
     for s, d in parts.items():
@@ -205,10 +228,7 @@ def test_image_folder_errors(tmp_path):
         load_dataset(root, DIGITS_PRE, "all")
     root = _write_folder(tmp_path / "corrupt", per_class=3)
     (root / "dog" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    with pytest.raises(DataError, match="cannot read image .*bad.png"):
-        load_dataset(root, DIGITS_PRE, "all")
-    root = _write_folder(tmp_path / "bright", per_class=3, mode="RGB", scale=256)
-    with pytest.raises(DataError, match="above the model's pixel_max=16"):
+    with pytest.raises(DataError, match="bad.png: not a readable image"):
         load_dataset(root, DIGITS_PRE, "all")
     root = _write_folder(tmp_path / "few", classes=("a",), per_class=2)
     with pytest.raises(DataError, match="'test' split .* is empty"):
@@ -240,16 +260,16 @@ def test_npz_layouts_match_digits(tmp_path):
     assert d.class_names == list("abcdefghij") and d.labels.dtype == np.int64 and len(d) == 179
 
 
-def test_npy_is_unlabelled_and_raw_false_is_used_as_is(tmp_path):
+def test_npy_is_unlabelled_and_preprocessed_is_used_as_is(tmp_path):
     raw, _ = _raw_digits()
     np.save(tmp_path / "x.npy", raw[:100])
     d = load_dataset(tmp_path / "x.npy", DIGITS_PRE, "train")
     assert d.labels is None and len(d) == 70
     normalized = load_dataset("digits", DIGITS_PRE, "all").images[:20]
     np.save(tmp_path / "n.npy", normalized)
-    d = load_dataset(tmp_path / "n.npy", DIGITS_PRE, "all", raw=False)
+    d = load_dataset(tmp_path / "n.npy", DIGITS_PRE, "all", preprocessed=True)
     assert np.array_equal(d.images, normalized)
-    with pytest.raises(DataError, match="negative pixel values .*raw=False"):
+    with pytest.raises(DataError, match="negative pixel values .*pass --preprocessed"):
         load_dataset(tmp_path / "n.npy", DIGITS_PRE, "all")
 
 

@@ -282,3 +282,38 @@ def test_cli_lint_exit_codes_and_json(tmp_path):
     (tmp_path / "text.onnx").write_text("hello")
     res = runner.invoke(main, ["lint", str(tmp_path / "text.onnx")])
     assert res.exit_code == 1 and "ONNX" in res.output
+
+
+# ---------------------------------------------------------------------------- issue 11: TopK K, Swish, Q/DQ zero points
+def test_topk_with_a_runtime_k_is_not_flagged():
+    """Dynamic K is supported since TensorRT 8.6 (onnx-tensorrt Changelog); before, a computed K was an error."""
+    nodes = [helper.make_node("ReduceMax", ["x"], ["m"], name="kmax", keepdims=0),
+             helper.make_node("Cast", ["m"], ["k1"], name="kcast", to=TensorProto.INT64),
+             helper.make_node("Reshape", ["k1", "one"], ["k"], name="kshape"),
+             helper.make_node("TopK", ["x", "k"], ["v", "i"], name="topk")]
+    model = _model(nodes, [_vi("x", [1, 10])], [_vi("v", [1, None])], [_const("one", [1])])
+    report = lint_onnx(model)
+    restrictions = [f.message for f in report.findings if f.code == "trt-op-restriction" and "TopK" in f.message]
+    assert restrictions == [], restrictions
+
+
+def test_swish_is_a_tensorrt_11_op():
+    assert tensorrt_op_support("Swish", "10.3")["supported"] is False
+    assert tensorrt_op_support("Swish", "11.0") == {"supported": True, "restrictions": None, "added_in": "11.0"}
+    model = _model([helper.make_node("Swish", ["x"], ["y"], name="act")], [_vi("x", [1, 4])], [_vi("y", [1, 4])],
+                   opset=24)
+    assert "trt-unsupported-op" in _codes(lint_onnx(model, "10.3"), "error")
+    assert "trt-unsupported-op" not in _codes(lint_onnx(model, "11.0"))
+
+
+def _qdq(zero_point):
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"], name="q0"),
+             helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["y"], name="dq0")]
+    inits = [_const("s", 0.05, np.float32), _const("zp", zero_point, np.int8 if zero_point <= 127 else np.uint8)]
+    return _model(nodes, [_vi("x", [1, 4])], [_vi("y", [1, 4])], inits)
+
+
+def test_non_zero_zero_point_is_an_error():
+    f = _finding(lint_onnx(_qdq(128)), "trt-qdq-zero-point")
+    assert f.severity == "error" and set(f.nodes) == {"q0", "dq0"} and "symmetric" in f.message, f
+    assert "trt-qdq-zero-point" not in _codes(lint_onnx(_qdq(0)))

@@ -1,9 +1,11 @@
-"""Precision graphs, calibration and the accuracy gate on a (briefly) trained digits-tiny."""
+"""Precision graphs, calibration and the accuracy gate on a digits-shaped model whose verdicts are
+decided by construction (tests/_fixtures.quantization_robust_model), not by a training run."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -21,24 +23,28 @@ from edgevit.export.precision import PrecisionRecipe, build_precision_graph, qdq
 from edgevit.export.quantize import QuantizeConfig, judge, quantize
 from edgevit.manifest import Manifest
 from edgevit.runtime import get_runner
-
-@pytest.fixture(scope="module")
-def trained(trained_digits):
-    return trained_digits
+from tests._fixtures import GATE_MARGIN, decided_gate_data, quantization_robust_model
 
 
 @pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
+def exported(robust_digits, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "out"
-    export_onnx(trained, out, ExportConfig(batch=(1, 8, 64), lint=False))
+    export_onnx(robust_digits, out, ExportConfig(batch=(1, 8, 64), lint=False))
     return out
 
 
 @pytest.fixture(scope="module")
-def all_precisions(exported, tmp_path_factory):
+def gate_data(tmp_path_factory):
+    """The gate's labelled data for robust_digits: every precision keeps every label by construction."""
+    return decided_gate_data(quantization_robust_model(), tmp_path_factory.mktemp("gate") / "gate.npz", GATE_MARGIN)
+
+
+@pytest.fixture(scope="module")
+def all_precisions(exported, gate_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("all") / "out"
     shutil.copytree(exported, out)
-    result = quantize(out, QuantizeConfig(precisions=("fp16", "bf16", "int8", "fp8"), progress=False))
+    result = quantize(out, QuantizeConfig(precisions=("fp16", "bf16", "int8", "fp8"), data=str(gate_data),
+                                          progress=False))
     return out, result
 
 
@@ -144,35 +150,42 @@ def test_gate_fails_on_an_impossible_budget():
     assert low["verdict"] == "failed" and "agreement" in low["reasons"][0], low
 
 
-def _sensitive_checkpoint(trained, tmp_path, block=1, channel=3, factor=1000.0):
-    """Function-preserving change that makes one Linear's input impossible to quantize per tensor:
-    norm2's channel scaled up ``factor``x, fc1's matching weight column scaled down."""
-    from edgevit.models.checkpoint import load_model, save_model
-
-    model = load_model(trained)
+def _crafted_sensitive_model(factor: float = 1000.0):
+    """A model whose only int8-sensitive layer is ``blocks.1.mlp.fc1``, by construction: every other
+    residual branch is a quantization-robust 2% one (quantization_robust_model), block 1's MLP keeps
+    its full weight on the output, and fc1's input is made impossible to quantize per tensor by a
+    function-preserving outlier: norm2's channel 3 scaled up ``factor``x, fc1's matching weight
+    column scaled down. Quantized, fc1 sees all other channels round to zero and the MLP's output
+    turns to noise; kept in fp32, only the small rounding of the others remains."""
+    model = quantization_robust_model(depth=2, full=("blocks.1.mlp",))
     with torch.no_grad():
-        blk = model.blocks[block]
-        blk.norm2.weight[channel] *= factor
-        blk.norm2.bias[channel] *= factor
-        blk.mlp.fc1.weight[:, channel] /= factor
-    path = tmp_path / "sensitive.safetensors"
-    save_model(model, path)
-    return path
+        blk = model.blocks[1]
+        blk.norm2.weight[3] *= factor
+        blk.norm2.bias[3] *= factor
+        blk.mlp.fc1.weight[:, 3] /= factor
+    return model
 
 
-def test_auto_exclude_recovers_a_crafted_sensitive_layer(trained, tmp_path):
+def test_auto_exclude_recovers_a_crafted_sensitive_layer(tmp_path):
+    from edgevit.models.checkpoint import save_model
+
+    model = _crafted_sensitive_model()
+    gate_npz = decided_gate_data(model, tmp_path / "gate.npz", GATE_MARGIN)
     out = tmp_path / "out"
-    export_onnx(_sensitive_checkpoint(trained, tmp_path), out, ExportConfig(batch=(1, 8, 64), lint=False))
-    cfg = QuantizeConfig(precisions=("int8",), int8_base="fp32", max_drop=0.5, progress=False)
+    export_onnx(save_model(model, tmp_path / "sensitive.safetensors"), out, ExportConfig(batch=(1, 8, 64), lint=False))
+    cfg = QuantizeConfig(precisions=("int8",), int8_base="fp32", max_drop=0.5, data=str(gate_npz), progress=False)
     plain = quantize(out, cfg)
     gate = plain.entries["int8"]["gate"]
-    assert gate["verdict"] == "failed", f"the crafted layer should break int8: {gate}"
+    # decided: the crafted layer moves the logits by far more than the data's margin ...
+    assert gate["verdict"] == "failed" and gate["agreement"] < 0.5, f"the crafted layer should break int8: {gate}"
     assert Manifest.load(out).artifact(precision="int8")["verdict"]["gate"] == "failed"
-    fixed = quantize(out, QuantizeConfig(precisions=("int8",), int8_base="fp32", max_drop=0.5, auto_exclude=True,
-                                         progress=False), force=True)
+    fixed = quantize(out, replace(cfg, auto_exclude=True), force=True)
     entry = fixed.entries["int8"]
-    assert entry["gate"]["verdict"] == "passed", entry["gate"]
     assert entry["sensitivity"][0]["layer"] == "blocks.1.mlp.fc1", entry["sensitivity"][:3]
+    assert [r["drop_points"] for r in entry["sensitivity"][1:]] == [0.0] * 7, entry["sensitivity"]
+    # ... and without it the rest moves them by far less than half of it, whatever the CPU rounds
+    assert entry["gate"]["max_abs"] < GATE_MARGIN / 4, (entry["gate"]["max_abs"], GATE_MARGIN)
+    assert entry["gate"]["verdict"] == "passed" and entry["gate"]["agreement"] == 1.0, entry["gate"]
     assert entry["auto_excluded"] == ["blocks.1.mlp.fc1"], entry["auto_excluded"]
     assert "blocks.1.mlp.fc1" in entry["recipe"]["exclude"]
 
@@ -241,11 +254,12 @@ def test_bad_calibration_data_is_refused_without_a_cache(exported, tmp_path, cas
 
 
 # ------------------------------------------------------------------------------ CLI
-def test_cli_quantize_json_and_exit_codes(exported, tmp_path):
+def test_cli_quantize_json_and_exit_codes(exported, gate_data, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(exported, out)
     runner = CliRunner()
-    res = runner.invoke(main, ["quantize", str(out), "--precision", "int8", "--sensitivity", "--json"])
+    res = runner.invoke(main, ["quantize", str(out), "--precision", "int8", "--sensitivity", "--data", str(gate_data),
+                               "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
     assert data["ok"] and data["quantize"]["precisions"]["int8"]["gate"]["verdict"] == "passed", res.output

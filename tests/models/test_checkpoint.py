@@ -53,6 +53,36 @@ def test_save_refuses_to_overwrite_without_force(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p], "temporary file left behind"
 
 
+@pytest.mark.parametrize("name", ["model", "model.pth", "model.safetensors.tmp"])
+def test_save_refuses_a_name_load_cannot_read(tmp_path, name):
+    with pytest.raises(ValueError, match=r"\.safetensors suffix; name the file"):
+        edgevit.save_model(edgevit.create_model("digits-tiny"), tmp_path / name)
+    assert not os.listdir(tmp_path), "nothing may be written"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["022", "027"])
+def test_saved_files_follow_the_umask(tmp_path, umask):
+    """safetensors creates 0600 files; a checkpoint follows the umask like every other file."""
+    old = os.umask(umask)
+    try:
+        path = edgevit.save_model(edgevit.create_model("digits-tiny"), tmp_path / "m.safetensors")
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    mode, plain = path.stat().st_mode & 0o777, (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert mode == plain == 0o666 & ~umask, f"umask {umask:o}: checkpoint {mode:o}, plain file {plain:o}"
+
+
+def test_mlp_width_read_from_shapes_round_trips(tmp_path):
+    # 56 * (488 / 56) is 487.99999999999994 in floats: int() of it used to give a 487-wide MLP
+    ref = VisionTransformer(ViTConfig(img_size=16, patch_size=8, embed_dim=56, depth=1, num_heads=4,
+                                      num_classes=3, mlp_ratio=488.5 / 56)).eval()
+    assert ref.blocks[0].mlp.fc1.out_features == 488
+    torch.save(ref.state_dict(), tmp_path / "m.pth")
+    model = edgevit.load_model(tmp_path / "m.pth", num_heads=4)
+    assert model.config.mlp_hidden == 488 and model.config.mlp_ratio == 488 / 56
+
+
 @pytest.mark.parametrize("wrap", ["bare", "model", "state_dict", "module_prefix"])
 @pytest.mark.parametrize("suffix", [".pth", ".bin", ".safetensors"])
 def test_timm_layout_state_dicts_load_exactly(tmp_path, wrap, suffix):
@@ -125,9 +155,10 @@ def test_timm_at_new_image_size_matches_timm_filter(tmp_path):
     import timm
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    src = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=2).eval()
+    # full depth: an arch the shapes contradict (depth 2 vs 12) is refused
+    src = timm.create_model("deit_tiny_patch16_224", pretrained=False).eval()
     torch.save(src.state_dict(), tmp_path / "timm.pth")
-    ref = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=2, img_size=288).eval()
+    ref = timm.create_model("deit_tiny_patch16_224", pretrained=False, img_size=288).eval()
     ref.load_state_dict(checkpoint_filter_fn(src.state_dict(), ref))
     model = edgevit.load_model(tmp_path / "timm.pth", arch="deit_tiny_patch16_224", img_size=288)
     x = torch.randn(1, 3, 288, 288)

@@ -33,6 +33,11 @@ def digits():
     return raw.images[:12].astype(np.float32)[:, None], raw.target[:12]
 
 
+def as_8bit(images: np.ndarray) -> np.ndarray:
+    """Digits (0..16) as the grey levels of an ordinary 8-bit image file (0..255)."""
+    return np.round(images * 255 / 16).astype(np.uint8)
+
+
 @pytest.fixture(scope="module")
 def pngs(tmp_path_factory, digits):
     from PIL import Image
@@ -40,7 +45,7 @@ def pngs(tmp_path_factory, digits):
     folder = tmp_path_factory.mktemp("pngs")
     images, _ = digits
     for i, img in enumerate(images[:3]):
-        Image.fromarray(img[0].astype(np.uint8), mode="L").save(folder / f"digit{i}.png")
+        Image.fromarray(as_8bit(img[0]), mode="L").save(folder / f"digit{i}.png")
     return folder
 
 
@@ -111,7 +116,7 @@ def test_predict_image_files_and_pil(outdir, pngs, digits):
     with Engine.load(outdir / "model.onnx", threads=1) as engine:
         from_files = engine.predict([str(f) for f in files], topk=2)
         from_pil = engine.predict([Image.open(f) for f in files], topk=2)
-        from_array = engine.predict(images[:3], topk=2)
+        from_array = engine.predict(as_8bit(images[:3]) * np.float32(16 / 255), topk=2)  # 8-bit files: 0..255 -> 0..16
     assert from_files == from_pil, (from_files, from_pil)
     for a, b in zip(from_files, from_array):
         assert a[0]["index"] == b[0]["index"] and abs(a[0]["prob"] - b[0]["prob"]) < 1e-5, (a, b)
@@ -142,7 +147,7 @@ def test_bad_inputs(outdir, tmp_path):
 
 def test_engine_file_goes_to_tensorrt_runner(outdir, tmp_path):
     """A non-ONNX file is opened as a TensorRT plan: without TensorRT that fails with the install advice."""
-    from edgevit.tensorrt_api import import_tensorrt
+    from edgevit.tensorrt._bindings import import_tensorrt
 
     try:
         import_tensorrt()
@@ -189,7 +194,7 @@ def test_engine_predict_matches_onnx(outdir, digits, tmp_path):
     """Built with TensorRT where it exists: the engine's top-1 agrees with the ONNX graph."""
     import shutil
 
-    from edgevit.export.tensorrt import EngineBuildConfig, build_engine
+    from edgevit.tensorrt.build import EngineBuildConfig, build_engine
 
     work = tmp_path / "out"
     shutil.copytree(outdir, work)
@@ -199,3 +204,90 @@ def test_engine_predict_matches_onnx(outdir, digits, tmp_path):
         a, b = ref.predict(images, topk=1), eng.predict(images, topk=1)
         agree = np.mean([x[0]["index"] == y[0]["index"] for x, y in zip(a, b)])
         assert agree >= 0.9, f"top-1 agreement engine vs ONNX {agree:.3f}"
+
+
+@pytest.fixture(scope="module")
+def digit_reader(tmp_path_factory):
+    """A digits-shaped model that reads real digits without a training run: seeded ViT features and
+    a head fitted to the digits' train split by least squares (the same numbers on every machine).
+    Returns (model, its checkpoint, its export directory)."""
+    import torch
+
+    from edgevit.data import load_dataset
+    from edgevit.export.onnx import ExportConfig, export_onnx
+    from edgevit.models import save_model
+    from tests._fixtures import digits_like_model
+
+    model = digits_like_model(0, pool="mean").eval()
+    train = load_dataset("digits", model.preprocessing, "train")
+    with torch.no_grad():
+        feats = model.forward_features(torch.from_numpy(train.images))[:, 1:].mean(1).double()
+        feats = torch.cat([feats, torch.ones(len(feats), 1, dtype=torch.float64)], 1)
+        onehot = torch.eye(10, dtype=torch.float64)[torch.from_numpy(train.labels)]
+        w = torch.linalg.solve(feats.T @ feats + 1e-3 * torch.eye(feats.shape[1], dtype=torch.float64), feats.T @ onehot)
+        model.head.weight.copy_(w[:-1].T.float())
+        model.head.bias.copy_(w[-1].float())
+    root = tmp_path_factory.mktemp("digit_reader")
+    ckpt = save_model(model, root / "reader.safetensors")
+    export_onnx(model, root / "out", ExportConfig(batch=(1, 2, 16), verify=False, lint=False), force=True)
+    return model, str(ckpt), root / "out"
+
+
+def test_predict_and_eval_read_8_and_16_bit_pngs(digit_reader, tmp_path):
+    """One image contract for every command: ordinary 8-bit and 16-bit PNGs of real digits are read
+    on their own bit depth and rescaled to the model's 0..16, so `predict` names the right digit
+    (it used to take 0..255 as 0..16) and `eval` on the same files agrees (it used to refuse them)."""
+    import torch
+    from PIL import Image
+    from sklearn.datasets import load_digits as sk_digits
+
+    from edgevit.data import load_dataset, split_indices
+
+    model, ckpt, out = digit_reader
+    test = load_dataset("digits", model.preprocessing, "test")
+    with torch.no_grad():
+        logits = model(torch.from_numpy(test.images))
+    top2 = logits.topk(2, dim=1).values
+    margin = torch.where(logits.argmax(1) == torch.from_numpy(test.labels), top2[:, 0] - top2[:, 1], -1.0).numpy()
+    # per digit, the test image the model reads right (from the bundled array) by the widest margin:
+    # 8-bit rounding (half a grey step) cannot flip it, so every label below must be the digit itself
+    chosen = [int(np.flatnonzero(test.labels == d)[np.argmax(margin[test.labels == d])]) for d in range(10)]
+    assert min(margin[chosen]) > 0.05, f"top-1 margins {margin[chosen]}"
+    bunch = sk_digits()
+    raw = bunch.images[split_indices(bunch.target)["test"]]  # the same images, 0..16
+    runner = CliRunner()
+    for bits, dtype, mode in ((8, np.uint8, "L"), (16, np.uint16, "I;16")):
+        folder, files = tmp_path / f"png{bits}", []
+        for d, i in enumerate(chosen):
+            (folder / str(d)).mkdir(parents=True)
+            files.append(folder / str(d) / f"{i}.png")
+            Image.fromarray(np.round(raw[i] * (2 ** bits - 1) / 16).astype(dtype)).save(files[-1])
+        assert Image.open(files[0]).mode == mode
+        res = runner.invoke(main, ["predict", str(out / "model.onnx"), *map(str, files), "--topk", "1",
+                                   "--threads", "1", "--json"])
+        assert res.exit_code == 0, res.output
+        got = [p["topk"][0]["label"] for p in json.loads(res.stdout)["predictions"]]
+        assert got == [str(d) for d in range(10)], f"{bits}-bit PNGs of the digits 0..9 predicted as {got}"
+        human = runner.invoke(main, ["predict", str(out / "model.onnx"), str(files[3]), "--threads", "1"])
+        assert human.exit_code == 0 and f"{files[3].name} │ 3 " in human.output, human.output
+        res = runner.invoke(main, ["eval", ckpt, "--data", str(folder), "--split", "all", "--json"])
+        assert res.exit_code == 0, res.output
+        report = json.loads(res.stdout)
+        assert (report["samples"], report["top1"]) == (10, 1.0), f"{bits}-bit eval: {report['top1']} of {report['samples']}"
+        human = runner.invoke(main, ["eval", ckpt, "--data", str(folder), "--split", "all"])
+        assert human.exit_code == 0 and "top-1 1.0000" in human.output, human.output
+
+
+@pytest.mark.parametrize("limit", [1000, 2500])  # 3,600 pixels: over twice the limit (Pillow's error), or over it (its warning)
+def test_decompression_bomb_is_a_data_error(outdir, tmp_path, monkeypatch, limit):
+    from PIL import Image
+
+    Image.new("L", (60, 60)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    res = CliRunner().invoke(main, ["predict", str(outdir / "model.onnx"), str(tmp_path / "huge.png"), "--json"])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    err = json.loads(res.output.splitlines()[0])
+    assert err["type"] == "DataError" and str(tmp_path / "huge.png") in err["message"], err
+    assert "decompression bomb" in err["message"] and "MAX_IMAGE_PIXELS" in err["message"], err
+    human = CliRunner().invoke(main, ["predict", str(outdir / "model.onnx"), str(tmp_path / "huge.png")])
+    assert human.exit_code == 1 and "huge.png: refused as a possible decompression bomb" in human.output, human.output

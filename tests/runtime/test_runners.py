@@ -181,7 +181,7 @@ def test_tensorrt_runner_missing_dependency(tmp_path):
         pytest.skip("tensorrt is installed here")
     except ImportError:
         pass
-    with pytest.raises(MissingDependencyError, match=r"pip install 'edgevit\[trt\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'edgevit\[trt-cu12\]'"):
         get_runner("tensorrt", tmp_path / "model.plan")
 
 

@@ -1,0 +1,314 @@
+"""``edgevit build``: an exported ONNX graph -> a TensorRT engine, its fusion report and manifest entry.
+
+    from edgevit.tensorrt.build import EngineBuildConfig, build_engine
+    result = build_engine("out", "out/model.plan", EngineBuildConfig())
+
+:func:`build_engine` resolves the inputs from the manifest, refuses what TensorRT would reject or
+silently get wrong (asymmetric Q/DQ, DLA for a graph DLA cannot run, a hardware-compatibility
+level this TensorRT lacks) before TensorRT is called, builds with :func:`build_plan`, writes the
+plan raw (no prepended bytes: trtexec and C++ loaders read it as is) under a temporary name and
+renames it, and records the engine in the manifest beside it. The decisions are in
+:mod:`edgevit.tensorrt.rules`; the TensorRT names used are checked per version by tests/tensorrt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .._io import atomic_path, check_output_dir, check_writable, write_text_atomic
+from ..errors import ManifestError, OnnxModelError, TensorRTError
+from ..manifest import MANIFEST_NAME, Manifest
+from . import rules
+from ._bindings import import_tensorrt, logger
+from .fusion import FusionReport, fusion_report
+
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+# ------------------------------------------------------------------ TensorRT calls
+@dataclass
+class BuildOptions:
+    precision: str = "fp32"
+    has_qdq: bool = False
+    profile: tuple[int, int, int] = (1, 1, 1)
+    input_name: str = "images"
+    input_shape: tuple = ()  # per-sample shape (C, H, W)
+    workspace_mib: int | None = None
+    optimization_level: int | None = None
+    timing_cache: str | None = None
+    dla_core: int | None = None
+    version_compatible: bool = False
+    hardware_compatibility: str = "none"  # a key of rules.HW_COMPAT_LEVELS
+    weakly_typed: bool = False
+
+
+@dataclass
+class BuildResult:
+    plan: bytes
+    facts: dict
+    mode: dict
+    report: FusionReport
+    dla_fallback: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _parser_errors(parser) -> str:
+    lines = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        lines.append(f"node {err.node()} {err.node_name()!r} ({err.code()}): {err.desc()}")
+    return "; ".join(lines) or "no parser error recorded"
+
+
+def _load_timing_cache(config, path: str):
+    """Give the builder the timing cache at ``path`` (an empty one when the file does not exist yet).
+
+    ``set_timing_cache(..., ignore_mismatch=False)`` returns False for a cache made by another
+    TensorRT or GPU; that is an error here, never a silent replacement of the user's file.
+    """
+    data = Path(path).read_bytes() if Path(path).exists() else b""
+    cache = config.create_timing_cache(data)
+    if not config.set_timing_cache(cache, False):
+        raise TensorRTError(f"--timing-cache {path} was made by another TensorRT version or GPU and cannot be used "
+                            "here; give another --timing-cache path (or delete this file to start a new cache)")
+    return cache
+
+
+def build_plan(onnx_path: str | os.PathLike, opts: BuildOptions) -> BuildResult:
+    """Parse ``onnx_path`` and build a serialized engine (plan bytes) with ``opts``."""
+    from .session import deserialize, device_facts
+
+    trt = import_tensorrt()
+    start = time.perf_counter()
+    facts = device_facts(trt)
+    version = trt.__version__
+    mode = rules.build_mode(version, opts.precision, opts.has_qdq, opts.weakly_typed)
+    rules.check_dla(version, facts, opts.dla_core, opts.precision)
+    hw_level = rules.hardware_level_name(version, opts.hardware_compatibility)
+
+    builder = trt.Builder(logger(trt))
+    flags = 0
+    if mode.strongly_typed and not rules.at_least(version, 11):  # 11: always strongly typed, the flag is ignored
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger(trt))
+    if not parser.parse_from_file(str(onnx_path)):  # finds external data beside the file
+        raise TensorRTError(f"TensorRT {version} could not parse {onnx_path}: {_parser_errors(parser)}")
+
+    config = builder.create_builder_config()
+    for name in mode.flags:  # "FP16" / "BF16": weak typing, which rules.build_mode allows on TensorRT 10 only
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    if opts.workspace_mib is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace_mib) << 20)
+    if opts.optimization_level is not None:
+        config.builder_optimization_level = int(opts.optimization_level)
+    if opts.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if hw_level is not None:  # looked up by name: SAME_COMPUTE_CAPABILITY exists from TensorRT 10.9 only
+        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, hw_level)
+
+    lo, opt, hi = opts.profile
+    profile = builder.create_optimization_profile()
+    shape = tuple(opts.input_shape)
+    profile.set_shape(opts.input_name, (lo, *shape), (opt, *shape), (hi, *shape))
+    config.add_optimization_profile(profile)
+
+    if opts.timing_cache:
+        _load_timing_cache(config, opts.timing_cache)
+
+    dla_fallback = []
+    if opts.dla_core is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = int(opts.dla_core)
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            if not config.can_run_on_DLA(layer):
+                dla_fallback.append({"layer": layer.name, "type": str(layer.type).split(".")[-1]})
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise TensorRTError(f"TensorRT {version} failed to build an engine from {onnx_path} "
+                            "(see the TensorRT log above)")
+    plan = bytes(plan)
+    if opts.timing_cache:
+        with atomic_path(opts.timing_cache, force=True) as tmp:
+            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+
+    _, engine = deserialize(trt, plan, opts.version_compatible, opts.dla_core)
+    info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+    report = fusion_report(info, dla=opts.dla_core is not None)
+    rules.check_realized_precision(report, opts.precision)
+    if opts.dla_core is not None and not report.placement.get("dla"):
+        raise TensorRTError(f"the engine was built for DLA core {opts.dla_core}, but the inspector shows no layer "
+                            f"running on DLA (all {len(report.placement.get('gpu', []))} on the GPU); "
+                            "leave out --dla-core")
+    return BuildResult(plan, facts, mode.to_dict(), report, dla_fallback, time.perf_counter() - start)
+
+
+def inspect_plan(plan: bytes, version_compatible: bool = False, trt=None) -> str:
+    """Layer information of a plan as JSON (detailed if it was built with DETAILED verbosity)."""
+    from .session import deserialize
+
+    trt = trt or import_tensorrt()
+    _, engine = deserialize(trt, plan, version_compatible)
+    return engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+
+
+# ------------------------------------------------------------------ edgevit build
+@dataclass(frozen=True)
+class EngineBuildConfig:
+    """Options of :func:`build_engine` (``batch`` overrides the manifest's min/opt/max)."""
+
+    precision: str | None = None  # which ONNX artifact of an OUTDIR; default: the only one, else fp32
+    batch: tuple[int, int, int] | None = None
+    workspace_mib: int | None = None
+    optimization_level: int | None = None
+    timing_cache: str | None = None
+    dla_core: int | None = None
+    version_compatible: bool = False
+    hardware_compatibility: str = "none"
+    weakly_typed: bool = False  # TensorRT 10 only: FP16/BF16 builder flags instead of strong typing
+
+    def __post_init__(self) -> None:
+        if self.hardware_compatibility not in rules.HW_COMPAT_LEVELS:
+            raise ValueError(f"hardware_compatibility must be one of {list(rules.HW_COMPAT_LEVELS)}, "
+                             f"got {self.hardware_compatibility!r}")
+        if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
+            raise ValueError(f"builder optimization level must be 0..5, got {self.optimization_level}")
+        if self.workspace_mib is not None and self.workspace_mib < 1:
+            raise ValueError(f"workspace must be >= 1 MiB, got {self.workspace_mib}")
+
+
+@dataclass
+class EngineBuildResult:
+    engine_path: Path
+    report_path: Path
+    manifest_path: Path
+    artifact: dict
+    report: dict
+    dla_fallback: list
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"ok": True, "engine": str(self.engine_path), "fusion_report": str(self.report_path),
+                "manifest": str(self.manifest_path), "artifact": self.artifact, "report": self.report,
+                "dla_fallback": self.dla_fallback, "seconds": round(self.seconds, 2)}
+
+
+def resolve_onnx(source: str | os.PathLike, precision: str | None = None,
+                 verify_hash: bool = True) -> tuple[Manifest, Path, object]:
+    """(manifest, onnx path, artifact) of an export OUTDIR or an ONNX file inside one; the file is
+    checked against the manifest (``Manifest.check_artifact``) before use."""
+    src = Path(source)
+    if not src.exists():
+        raise OnnxModelError(f"{src}: no such ONNX file or export directory")
+    root = src if src.is_dir() else src.parent
+    if not (root / MANIFEST_NAME).exists():
+        raise ManifestError(f"{root / MANIFEST_NAME}: no manifest beside the model; build from an `edgevit export` "
+                            "output directory (it records the batch range, input shape and precision)")
+    manifest = Manifest.load(root)
+    if src.is_dir():
+        candidates = manifest.find_artifacts(precision=precision, format="onnx")
+        if len(candidates) > 1:
+            candidates = [a for a in candidates if a.precision == (precision or "fp32")] or candidates
+        if len(candidates) != 1:
+            manifest.artifact(precision=precision or "fp32", format="onnx")  # raises with the list
+        art = candidates[0]
+    else:
+        found = manifest.find_artifacts(format="onnx", path=src.name)
+        if not found:
+            raise ManifestError(f"{src.name} is not recorded in {root / MANIFEST_NAME}; build from the export directory")
+        art = found[0]
+        if precision is not None and art.precision != precision:
+            raise ValueError(f"{src.name} is a {art.precision} graph, but --precision {precision} was given")
+    return manifest, manifest.check_artifact(art, verify_hash), art
+
+
+def check_graph_for_tensorrt(onnx_path: Path) -> bool:
+    """Whether the graph holds Q/DQ nodes; refuses (TensorRTError) Q/DQ with non-zero zero points,
+    which TensorRT's ONNX parser rejects -- the same check as ``edgevit lint`` (trt-qdq-zero-point)."""
+    from ..export.lint import load_onnx, qdq_zero_point_findings
+
+    model = load_onnx(onnx_path)
+    has_qdq = any(n.op_type in QDQ_OPS for n in model.graph.node)
+    if has_qdq:
+        bad = qdq_zero_point_findings(model, base_dir=onnx_path.parent)
+        if bad:
+            raise TensorRTError(f"{onnx_path}: {bad[0].message}")
+    return has_qdq
+
+
+def build_engine(source: str | os.PathLike, output: str | os.PathLike, config: EngineBuildConfig | None = None,
+                 *, force: bool = False, verify_hash: bool = True) -> EngineBuildResult:
+    """Build a TensorRT engine from ``source`` (export OUTDIR or its ONNX file) into ``output``.
+
+    Writes ``output`` (the raw plan), ``output + ".fusion.json"`` and an artifact entry in the
+    ``edgevit.json`` of ``output``'s directory (created from the source manifest when the engine
+    goes elsewhere). The ONNX file is checked against its manifest sha256 unless
+    ``verify_hash=False`` (``--no-verify-hash``). Raises MissingDependencyError (TensorRT absent,
+    with install advice) before anything is written, ArtifactExistsError without ``force``, TensorRTError when the graph or
+    options cannot give a correct engine, or on build failure.
+    """
+    cfg = config or EngineBuildConfig()
+    output = Path(output)
+    report_path = output.with_name(output.name + ".fusion.json")
+    check_output_dir(output.parent, "-o/--output")
+    check_writable(output, force)
+    check_writable(report_path, force)
+    manifest, onnx_path, art = resolve_onnx(source, cfg.precision, verify_hash)
+    profile = rules.profile_from_manifest(manifest.batch, cfg.batch)
+    if not manifest.inputs:
+        raise ManifestError("the manifest records no inputs; re-export the model")
+    inp = manifest.inputs[0]
+    input_shape = tuple(int(d) for d in inp["shape"][1:])
+    has_qdq = check_graph_for_tensorrt(onnx_path)
+    if cfg.dla_core is not None:
+        rules.check_dla_graph(art.precision)
+    import_tensorrt()  # fail early, before any file is touched
+
+    opts = BuildOptions(
+        precision=art.precision, has_qdq=has_qdq, profile=profile, input_name=inp["name"],
+        input_shape=input_shape, workspace_mib=cfg.workspace_mib, optimization_level=cfg.optimization_level,
+        timing_cache=cfg.timing_cache, dla_core=cfg.dla_core, version_compatible=cfg.version_compatible,
+        hardware_compatibility=cfg.hardware_compatibility, weakly_typed=cfg.weakly_typed)
+    built = build_plan(onnx_path, opts)
+    report = built.report.to_dict()
+
+    with atomic_path(output, force=force) as tmp:
+        tmp.write_bytes(built.plan)  # raw plan, nothing prepended
+    write_text_atomic(report_path, json.dumps(report, indent=2) + "\n", force=force)
+
+    facts = built.facts
+    fields = {
+        "tensorrt_version": facts["tensorrt_version"], "tensorrt_cuda_major": facts.get("tensorrt_cuda_major"),
+        "cuda_driver_version": facts.get("cuda_driver_version"),
+        "gpu_name": facts["gpu_name"], "compute_capability": facts["compute_capability"],
+        "jetson": facts.get("jetson"), "profile": {"min": profile[0], "opt": profile[1], "max": profile[2]},
+        "build_mode": built.mode, "weakly_typed": not built.mode["strongly_typed"],
+        "onnx": {"path": art.path, "sha256": art.sha256},
+        "version_compatible": cfg.version_compatible, "hardware_compatibility_level": cfg.hardware_compatibility,
+        "dla_core": cfg.dla_core, "dla_fallback_layers": len(built.dla_fallback),
+        "fused_attention_blocks": built.report.fused_attention_blocks,
+        "unfused_attention_blocks": built.report.unfused_attention_blocks, "fusion_report": report_path.name,
+        "build_options": {k: v for k, v in asdict(cfg).items() if k not in ("precision", "batch")},
+    }
+    out_dir = output.parent.resolve()
+    if out_dir == Path(manifest.root).resolve():
+        target = manifest
+    elif (out_dir / MANIFEST_NAME).exists():
+        target = Manifest.load(out_dir)
+    else:
+        target = Manifest.from_dict(manifest.to_dict())
+        target.artifacts = []
+        target.extra["source_manifest"] = str(Path(manifest.root).resolve() / MANIFEST_NAME)
+    target.root = out_dir
+    entry = target.add_artifact(output.name, format="tensorrt", precision=art.precision, **fields)
+    manifest_path = target.save(out_dir, force=True)
+    return EngineBuildResult(output, report_path, manifest_path, entry.to_dict(), report, built.dla_fallback,
+                             built.seconds)

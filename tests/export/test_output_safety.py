@@ -1,0 +1,234 @@
+"""What export, quantize and train leave on disk when an option, an output path or a step is wrong:
+refused up front with a message that names the option, never a traceback, never a stray file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+
+import edgevit
+from edgevit.cli import main
+from edgevit.errors import ExportError
+from edgevit.export.onnx import max_opset
+from edgevit.export.precision import qdq_summary, quantizable_nodes, recipe_from_dict
+from edgevit.manifest import Manifest
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _refused(res, code: int, *words: str) -> None:
+    """Exit ``code`` through edgevit's error handler (no traceback), the message holding ``words``."""
+    assert isinstance(res.exception, SystemExit) and res.exit_code == code, \
+        f"exit {res.exit_code}, exception {res.exception!r}, want {code}:\n{res.output}"
+    assert "Traceback" not in res.output, res.output
+    missing = [w for w in words if w not in res.output]
+    assert not missing, f"{missing} not in the message:\n{res.output}"
+
+
+def _files(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir())
+
+
+def _must_not_run(what: str):
+    def fail(*args, **kwargs):
+        raise AssertionError(f"{what} ran before the bad option/path was refused")
+    return fail
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """digits-tiny (untrained) exported through the CLI; tests copy it."""
+    out = tmp_path_factory.mktemp("export") / "out"
+    res = _cli("export", "digits-tiny", "-o", out)
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.fixture
+def out(exported, tmp_path):
+    copy = tmp_path / "out"
+    shutil.copytree(exported, copy)
+    return copy
+
+
+# ------------------------------------------------------------------------------ output paths, --opset
+def test_export_train_quantize_refuse_an_output_under_a_file(out, tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("not a directory")
+    monkeypatch.setattr("edgevit.export.onnx._prepare_model", _must_not_run("model loading"))
+    monkeypatch.setattr("edgevit.train._load_splits", _must_not_run("data loading"))
+    monkeypatch.setattr("edgevit.export.quantize.load_gate_data", _must_not_run("gate data loading"))
+    monkeypatch.setattr("edgevit.export.quantize._calibrate", _must_not_run("calibration"))
+    target = tmp_path / "file" / "out"
+    _refused(_cli("export", "digits-tiny", "-o", target), 1, str(target), "is a file", "-o/--output")
+    _refused(_cli("train", "-o", target, "--epochs", "1"), 1, str(target), "is a file", "-o/--output")
+    _refused(_cli("quantize", out, "--precision", "int8", "--calib-cache", target / "calib.json"), 1,
+             "is a file", "--calib-cache")
+    assert _files(tmp_path) == ["file", "out"]
+
+
+@pytest.mark.parametrize("command", ["export", "train", "quantize"])
+def test_read_only_output_is_refused_up_front(command, out, tmp_path, monkeypatch):
+    """Tests run as root, where a read-only mode does not block writes: os.access says what a user would meet."""
+    read_only = out if command == "quantize" else tmp_path / "ro"
+    read_only.mkdir(exist_ok=True)
+    real_access = os.access
+    monkeypatch.setattr("os.access", lambda p, mode, **kw: False if (mode & os.W_OK and Path(p) == read_only)
+                        else real_access(p, mode, **kw))
+    monkeypatch.setattr("edgevit.export.onnx._prepare_model", _must_not_run("model loading"))
+    monkeypatch.setattr("edgevit.train._load_splits", _must_not_run("data loading"))
+    monkeypatch.setattr("edgevit.export.quantize.load_gate_data", _must_not_run("gate data loading"))
+    before = _files(read_only)
+    if command == "export":
+        _refused(_cli("export", "digits-tiny", "-o", read_only / "new"), 1, "not writable", "-o/--output")
+    elif command == "train":
+        _refused(_cli("train", "-o", read_only / "run", "--epochs", "1"), 1, "not writable", "-o/--output")
+    else:
+        _refused(_cli("quantize", out, "--precision", "fp16"), 1, "not writable", "OUTDIR")
+    assert _files(read_only) == before
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only directories")
+def test_read_only_directory_for_real(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        _refused(_cli("export", "digits-tiny", "-o", ro / "out"), 1, "not writable", "-o/--output")
+    finally:
+        ro.chmod(0o755)
+
+
+def test_opset_out_of_range_is_refused_before_the_export(tmp_path, monkeypatch):
+    monkeypatch.setattr("edgevit.export.onnx._prepare_model", _must_not_run("model loading"))
+    newest = max_opset()
+    assert newest >= 23, f"the installed exporter writes opsets up to {newest}; fused attention needs 23"
+    for opset in (99, newest + 1, 16):
+        _refused(_cli("export", "digits-tiny", "-o", tmp_path / "new", "--opset", opset), 2,
+                 f"--opset {opset}", f"17..{newest}")
+    assert not (tmp_path / "new").exists()
+
+
+# ------------------------------------------------------------------------------ options checked before writing
+def test_io_dtype_that_fits_no_graph_is_refused_before_anything_is_written(out, tmp_path):
+    before = _files(out)
+    res = _cli("quantize", out, "--io-dtype", "fp16", "--no-gate")
+    assert _files(out) == before, "a refused run wrote files"
+    _refused(res, 2, "--io-dtype fp16", "bf16")
+    new = tmp_path / "new"
+    res = _cli("export", "digits-tiny", "-o", new, "--precision", "fp16,bf16", "--io-dtype", "bf16")
+    assert not new.exists(), f"export wrote {_files(new)} before refusing an option"
+    _refused(res, 2, "--io-dtype bf16", "fp16")
+
+
+def test_failure_mid_way_leaves_no_graph_that_blocks_the_next_run(out, monkeypatch):
+    import edgevit.export.quantize as quantize_module
+
+    real = quantize_module.build_precision_graph
+
+    def int8_breaks(fp32_path, recipe, *args, **kwargs):
+        if recipe.precision == "int8":
+            raise ExportError("simulated int8 failure")
+        return real(fp32_path, recipe, *args, **kwargs)
+
+    monkeypatch.setattr(quantize_module, "build_precision_graph", int8_breaks)
+    before = set(_files(out))
+    _refused(_cli("quantize", out, "--precision", "fp16,int8", "--no-gate"), 1, "simulated int8 failure")
+    left = set(_files(out)) - before - {"calibration.json"}  # the cache is reused, never blocks
+    assert not left, f"a failed run left {sorted(left)}"
+    monkeypatch.setattr(quantize_module, "build_precision_graph", real)
+    res = _cli("quantize", out, "--precision", "fp16,int8", "--no-gate")
+    assert res.exit_code == 0, res.output
+    assert {a.path for a in Manifest.load(out).artifacts} == {"model.onnx", "model.fp16.onnx", "model.int8.onnx"}
+
+
+def test_exclude_that_matches_nothing_is_refused(out):
+    before = _files(out)
+    _refused(_cli("quantize", out, "--precision", "int8", "--exclude", "blocks.99.*", "--no-gate"), 2,
+             "--exclude blocks.99.*", "blocks.0.mlp.fc1", "blocks.*.mlp.fc1")
+    _refused(_cli("quantize", out, "--precision", "int8", "--exclude", "blocks.0.attn.matmul_qk", "--no-gate"), 2,
+             "--quantize-attention")
+    _refused(_cli("quantize", out, "--precision", "fp16", "--exclude", "blocks.0.*", "--no-gate"), 2,
+             "--exclude", "int8/fp8")
+    assert _files(out) == before
+    res = _cli("quantize", out, "--precision", "int8", "--exclude", "blocks.0.*", "--no-gate", "--json")
+    assert res.exit_code == 0, res.output
+
+
+# ------------------------------------------------------------------------------ the manifest describes the file
+def test_auto_exclude_that_runs_out_of_layers_records_the_graph_on_disk(out, monkeypatch):
+    """Every gate fails, so auto-exclude goes down the whole sensitivity list: the recipe recorded must
+    be the one of the graph written (before the fix it listed one more layer than the graph excluded)."""
+    import edgevit.export.quantize as quantize_module
+
+    real = quantize_module.judge
+    monkeypatch.setattr(quantize_module, "judge", lambda metrics, precision, max_drop: {
+        **real(metrics, precision, max_drop), "verdict": "failed", "reasons": ["simulated: always fails"]})
+    user = ["blocks.[0-2].*", "blocks.3.attn.*"]  # leaves blocks.3.mlp.fc1 and fc2 to quantize
+    res = _cli("quantize", out, "--precision", "int8", "--auto-exclude", "--exclude", user[0], "--exclude", user[1])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    art = Manifest.load(out).artifact(precision="int8", format="onnx")
+    recipe = recipe_from_dict(art["recipe"])
+    on_disk = set(qdq_summary(onnx.load(str(out / "model.int8.onnx")))["weight_axes"])
+    recorded = set(quantizable_nodes(onnx.load(str(out / "model.onnx")), recipe))
+    assert on_disk == recorded and len(on_disk) == 1, \
+        f"graph quantizes {sorted(on_disk)}, manifest recipe (exclude {recipe.exclude}) says {sorted(recorded)}"
+    assert list(recipe.exclude) == user + art["auto_excluded"], (recipe.exclude, art["auto_excluded"])
+    assert "--auto-exclude kept 1 layer(s) unquantized" in res.output, res.output
+
+
+# ------------------------------------------------------------------------------ leftovers
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_temporaries_of_killed_runs_are_removed(out):
+    dead = _dead_pid()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale_dir = out / f".edgevit-export-{dead}-abc123"
+        stale_dir.mkdir()
+        (stale_dir / "model.onnx").write_bytes(b"half")
+        names = {f".model.int8.onnx.tmp-{dead}": False, f".edgevit.json.tmp-{dead}": False,
+                 f".model.fp16.onnx.tmp-{live.pid}": True, "notes.tmp-1": True}
+        for name in names:
+            (out / name).write_bytes(b"x")
+        res = _cli("quantize", out, "--precision", "fp16", "--no-gate")
+        assert res.exit_code == 0, res.output
+        assert not stale_dir.exists(), "the temporary directory of a dead export is still there"
+        left = {name: (out / name).exists() for name in names}
+        assert left == names, f"kept (True) / removed (False): {left}, want {names}"
+        (out / f".edgevit-export-{dead}-def456").mkdir()
+        res = _cli("export", "digits-tiny", "-o", out, "--force")
+        assert res.exit_code == 0, res.output
+        assert not [p for p in out.iterdir() if p.name.startswith(".edgevit-export-")], _files(out)
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_force_over_another_model_leaves_only_what_the_new_manifest_lists(out, tmp_path):
+    res = _cli("quantize", out, "--precision", "fp16,int8", "--no-gate")
+    assert res.exit_code == 0, res.output
+    assert {"model.fp16.onnx", "model.int8.onnx", "calibration.json"} <= set(_files(out)), _files(out)
+    (out / "notes.txt").write_text("the user's own file")
+    torch.manual_seed(7)
+    other = edgevit.save_model(edgevit.create_model("digits-tiny"), tmp_path / "other.safetensors")
+    res = _cli("export", other, "-o", out, "--force")
+    assert res.exit_code == 0, res.output
+    manifest = Manifest.load(out)
+    assert [a.path for a in manifest.artifacts] == ["model.onnx"]
+    assert _files(out) == ["edgevit.json", "model.onnx", "notes.txt"], _files(out)
+    assert manifest.verify_checksums() == []
+    assert "removed" in res.output and "model.int8.onnx" in res.output, res.output
