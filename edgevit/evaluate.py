@@ -39,7 +39,8 @@ def accuracy_report(logits: np.ndarray, labels: np.ndarray, class_names: list[st
         raise DataError(f"{data}: {len(labels)} labels for {len(logits)} samples")
     num_classes = logits.shape[1]
     # one name per model class: names the data lacks (fewer classes than the model) are the index
-    names = class_names or [str(i) for i in range(num_classes)]
+    names = list(class_names or [])[:num_classes]
+    names += [str(i) for i in range(len(names), num_classes)]
     pred = logits.argmax(axis=1)
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(matrix, (labels, pred), 1)
@@ -86,5 +87,5 @@ def evaluate(source: str, data: str = "digits", split: str = "test", arch: str |
     if dataset.labels is None:
         raise DataError(f"{data}: has no labels; evaluation needs labelled data (an ImageFolder, digits, or .npz with labels)")
     logits = predict_logits(model, dataset.images, batch_size)
-    names = dataset.class_names or model.labels
+    names = model.labels or dataset.class_names
     return accuracy_report(logits, dataset.labels, names, source=str(source), data=f"{dataset.source}:{split}")

@@ -313,7 +313,7 @@ def _folder_labels(class_names: list[str], model_labels, where: str) -> tuple[li
     the same name, so folders for only some of the model's classes ("3" and "7" of a digits model)
     are labelled 3 and 7, and the class names are the model's. A folder that names no label of the
     model is refused."""
-    if True:
+    if not model_labels:
         return list(range(len(class_names))), list(class_names)
     names = [str(n) for n in model_labels]
     index = {n: i for i, n in enumerate(names)}

@@ -123,12 +123,12 @@ def test_train_takes_preprocessed_npz(setup, tmp_path):
 def test_decompression_bomb_in_an_image_folder(tmp_path, monkeypatch):
     from PIL import Image
 
-    for name in ("a", "b"):
+    for name in ("0", "1"):  # class folders named after digits-tiny's labels
         (tmp_path / "data" / name).mkdir(parents=True)
         Image.new("L", (8, 8)).save(tmp_path / "data" / name / "small.png")
-    Image.new("L", (60, 60)).save(tmp_path / "data" / "b" / "huge.png")
+    Image.new("L", (60, 60)).save(tmp_path / "data" / "1" / "huge.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     res, data = _run("eval", "digits-tiny", "--data", tmp_path / "data", "--split", "all")
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
-    assert data["type"] == "DataError" and str(tmp_path / "data" / "b" / "huge.png") in data["message"], data
+    assert data["type"] == "DataError" and str(tmp_path / "data" / "1" / "huge.png") in data["message"], data
     assert "decompression bomb" in data["message"], data
