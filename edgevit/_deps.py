@@ -23,7 +23,7 @@ def require(module: str, extra: str | None = None, purpose: str | None = None) -
     except ImportError as exc:
         known_extra, known_purpose = _EXTRAS.get(module, (None, None))
         extra = extra or known_extra
-        purpose = purpose or known_purpose or f"this feature"
+        purpose = purpose or known_purpose or "this feature"
         fix = f"pip install 'edgevit[{extra}]'" if extra else f"pip install {module}"
         raise MissingDependencyError(
             f"{module} is needed for {purpose} but could not be imported ({exc}). "

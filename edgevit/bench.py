@@ -54,7 +54,8 @@ JSON schema (``BenchReport.to_dict()``, ``bench.json``, ``edgevit bench --json``
                                     "jetson_clocks": {"at_max": bool|null, "clocks": [...]}|null,
                                     "warnings": [str]}},
       "config": {BenchConfig fields, "threads": the thread count used},
-      "data": {"source": str, "description": str, "samples": int, "labelled": bool},
+      "data": {"source": str, "description": str, "samples": int, "labelled": bool,
+               "output": "logits"|"features"|"tokens", "agreement": str (what the agreement column measures)},
       "reference": {"row": name|null, "source": str|null, "note": str},
       "rows": [ROW, ...],
       "warnings": [str],
@@ -67,8 +68,10 @@ JSON schema (``BenchReport.to_dict()``, ``bench.json``, ``edgevit bench --json``
       "precision": "fp32"|"fp16"|"bf16"|"int8"|"fp8"|..., "artifact": path|null, "reference": bool,
       "status": "ok"|"failed"|"skipped", "reason": str|null,
       "size_mb": float|null (10^6 bytes, external data included),
-      "top1": float|null (labelled data only), "agreement": float|null (top-1 agreement with the reference),
-      "max_abs": float|null, "cosine_min": float|null (lowest per-sample cosine of the logits),
+      "top1": float|null (labelled data, logits only),
+      "agreement": float|null (top-1 agreement with the reference; for features/tokens, which have no labels,
+                               the k-NN agreement: edgevit.metrics.neighbour_agreement),
+      "max_abs": float|null, "cosine_min": float|null, "cosine_mean": float|null (per-sample cosine of the outputs),
       "within_tolerance": bool|null (verify's TOLERANCES row for the precision),
       "latency_ms": STATS|null (batch 1), "throughput": {"batch": int, "img_per_s": float, "latency_ms": STATS}|null,
       "speedup": float|null (reference p50 / this p50, batch 1),
@@ -99,8 +102,6 @@ import math
 import os
 import platform
 import re
-import shutil
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -110,7 +111,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import DataError, EdgeVitError, ManifestError, MissingDependencyError, OnnxModelError
-from .tensorrt.jetson import jetson_info, jetson_warnings, parse_jetson_clocks, parse_nvpmodel  # noqa: F401
+from .metrics import KNN_AGREEMENT
+from .tensorrt.jetson import command_output, jetson_info, jetson_warnings, parse_jetson_clocks, parse_nvpmodel  # noqa: F401
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "edgevit.json"
@@ -122,7 +124,7 @@ PHASES = ("h2d", "compute", "d2h")
 
 CSV_COLUMNS = [
     "name", "backend", "device", "provider", "variant", "format", "precision", "artifact", "reference",
-    "status", "reason", "size_mb", "top1", "agreement", "max_abs", "cosine_min", "within_tolerance",
+    "status", "reason", "size_mb", "top1", "agreement", "max_abs", "cosine_min", "cosine_mean", "within_tolerance",
     "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_cv", "noisy", "iterations",
     "throughput_batch", "throughput_img_s", "speedup", "throughput_speedup",
     "h2d_p50_ms", "compute_p50_ms", "d2h_p50_ms", "sweep_p50_ms",
@@ -183,16 +185,6 @@ def measure(call: Callable[[], dict | None], *, warmup_s: float = 0.2, iteration
 # The Jetson parsers live in edgevit.tensorrt.jetson (imported at the top of this module).
 
 
-def _run_text(cmd: list[str]) -> str | None:
-    if shutil.which(cmd[0]) is None:
-        return None
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return res.stdout if res.returncode == 0 else None
-
-
 def _cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -232,7 +224,7 @@ def machine_info() -> dict:
                 info["cudnn"] = str(torch.backends.cudnn.version())
     except ImportError:
         pass
-    smi = _run_text(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"])
+    smi = command_output(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"])
     if smi and smi.strip():
         name, _, driver = smi.strip().splitlines()[0].partition(",")
         info["gpu"] = info["gpu"] or name.strip()
@@ -283,6 +275,7 @@ class BenchConfig:
     cuda_graphs: bool = True
     reference: str | None = None
     arch: str | None = None
+    model_overrides: dict = field(default_factory=dict)  # config fields for load_model of --reference
     attention: bool = False
     attention_samples: int = 32
     include_reference: bool = True
@@ -385,6 +378,7 @@ class BenchReport:
                  f"- torch {m.get('torch')}; onnxruntime {m.get('onnxruntime')}; numpy {m.get('numpy')}; "
                  f"python {m.get('python')}",
                  f"- data: {self.data.get('description')}",
+                 *([f"- accuracy: {self.data['agreement']}"] if _features(self) else []),
                  f"- timing: warm-up {self.config.get('warmup_s')} s, "
                  + (f"{self.config.get('iterations')} iterations" if self.config.get('duration_s') is None
                     else f"{self.config.get('duration_s')} s") + f" per measurement; reference: "
@@ -454,7 +448,8 @@ def csv_record(r: dict) -> dict:
         "variant": r.get("variant"), "format": r["format"], "precision": r["precision"], "artifact": r.get("artifact"),
         "reference": r.get("reference"), "status": r["status"], "reason": r.get("reason"),
         "size_mb": r.get("size_mb"), "top1": r.get("top1"), "agreement": r.get("agreement"),
-        "max_abs": r.get("max_abs"), "cosine_min": r.get("cosine_min"), "within_tolerance": r.get("within_tolerance"),
+        "max_abs": r.get("max_abs"), "cosine_min": r.get("cosine_min"), "cosine_mean": r.get("cosine_mean"),
+        "within_tolerance": r.get("within_tolerance"),
         "latency_p50_ms": lat.get("p50"), "latency_p90_ms": lat.get("p90"), "latency_p99_ms": lat.get("p99"),
         "latency_cv": lat.get("cv"), "noisy": lat.get("noisy"), "iterations": lat.get("iterations"),
         "throughput_batch": thr.get("batch"), "throughput_img_s": thr.get("img_per_s"),
@@ -466,9 +461,15 @@ def csv_record(r: dict) -> dict:
     }
 
 
+def _features(report: BenchReport) -> bool:
+    """The artifacts output features or tokens: no labels, agreement is k-NN agreement."""
+    return report.data.get("output", "logits") != "logits"
+
+
 def table_columns(report: BenchReport) -> list[str]:
-    cols = ["row", "status", "MB", "top-1", "agree", "max abs", "cos min", "p50 ms", "p90 ms", "p99 ms", "cv",
-            "img/s (batch)", "speed-up"]
+    accuracy = ["k-NN@5 agree", "max abs", "cos min", "cos mean"] if _features(report) else \
+        ["top-1", "agree", "max abs", "cos min"]
+    cols = ["row", "status", "MB", *accuracy, "p50 ms", "p90 ms", "p99 ms", "cv", "img/s (batch)", "speed-up"]
     if any(r.get("phases_ms") for r in report.rows):
         cols.append("h2d/compute/d2h ms")
     if any(r.get("attention") for r in report.rows):
@@ -484,9 +485,12 @@ def format_row(r: dict, report: BenchReport) -> list[str]:
     thr = r.get("throughput") or {}
     status = r["status"]  # the reason is printed under the table and kept in the JSON/CSV
     noisy = " noisy" if lat.get("noisy") else ""
-    cells = [r["name"] + (" (ref)" if r.get("reference") else ""), status, f(r.get("size_mb"), ".2f"),
-             f(r.get("top1"), ".4f"), f(r.get("agreement"), ".4f"), f(r.get("max_abs"), ".2e"),
-             f(r.get("cosine_min"), ".6f"), f(lat.get("p50"), ".3f"), f(lat.get("p90"), ".3f"), f(lat.get("p99"), ".3f"),
+    accuracy = ([f(r.get("agreement"), ".4f"), f(r.get("max_abs"), ".2e"), f(r.get("cosine_min"), ".6f"),
+                 f(r.get("cosine_mean"), ".6f")] if _features(report) else
+                [f(r.get("top1"), ".4f"), f(r.get("agreement"), ".4f"), f(r.get("max_abs"), ".2e"),
+                 f(r.get("cosine_min"), ".6f")])
+    cells = [r["name"] + (" (ref)" if r.get("reference") else ""), status, f(r.get("size_mb"), ".2f"), *accuracy,
+             f(lat.get("p50"), ".3f"), f(lat.get("p90"), ".3f"), f(lat.get("p99"), ".3f"),
              (f(lat.get("cv"), ".2f") + noisy) if lat else "-",
              f"{thr['img_per_s']:.1f} ({thr['batch']})" if thr else "-",
              f"{r['speedup']:.2f}x" if r.get("speedup") is not None else "-"]
@@ -542,7 +546,8 @@ def write_plot(report: BenchReport, path: str | os.PathLike, force: bool = False
     ax2.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax2.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax2.set_xlabel("p50 latency at batch 1 (ms)")
-    ax2.set_ylabel("top-1 accuracy" if labelled else "top-1 agreement with the reference")
+    ax2.set_ylabel("top-1 accuracy" if labelled else
+                   "k-NN@5 agreement with the reference" if _features(report) else "top-1 agreement with the reference")
     ax2.set_title("accuracy vs latency")
     ax2.grid(True, alpha=0.3)
     fig.suptitle(f"edgevit bench: {report.machine.get('gpu') or report.machine.get('cpu')}", fontsize=9)
@@ -611,10 +616,11 @@ class _TorchCudaTarget(_Target):
     """PyTorch on CUDA: inputs copied from pinned host memory, CUDA events split the phases;
     ``graph=True`` captures the forward pass once per batch size and replays it."""
 
-    def __init__(self, model, dtype: str, graph: bool, device: str = "cuda"):
+    def __init__(self, model, dtype: str, graph: bool, device: str = "cuda", tokens: bool = False):
         self.source_model = model
         self.dtype_name = dtype
         self.graph = graph
+        self.tokens = tokens  # run model.forward_tokens (the patch tokens) instead of model.forward
         self.device = device
         self._graphs: dict = {}
 
@@ -630,6 +636,7 @@ class _TorchCudaTarget(_Target):
         model = copy.deepcopy(self.source_model)
         model.set_attn_impl("sdpa")
         self.model = model.to(self.device, self.dtype).eval()
+        self._call = self.model.forward_tokens if self.tokens else self.model
         self.stream = torch.cuda.current_stream()
 
     def close(self) -> None:
@@ -642,7 +649,7 @@ class _TorchCudaTarget(_Target):
         """A function running the model on a static device input of ``batch`` images."""
         torch = self.torch
         if not self.graph:
-            return lambda x: self.model(x)
+            return lambda x: self._call(x)
         if batch not in self._graphs:
             shape = (batch, *self._shape)
             static_x = torch.zeros(shape, device=self.device, dtype=self.dtype)
@@ -650,11 +657,11 @@ class _TorchCudaTarget(_Target):
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side), torch.inference_mode():
                 for _ in range(3):
-                    self.model(static_x)
+                    self._call(static_x)
             torch.cuda.current_stream().wait_stream(side)
             g = torch.cuda.CUDAGraph()
             with torch.inference_mode(), torch.cuda.graph(g):
-                static_y = self.model(static_x)
+                static_y = self._call(static_x)
             self._graphs[batch] = (g, static_x, static_y)
         g, static_x, static_y = self._graphs[batch]
 
@@ -726,7 +733,8 @@ def _new_row(name, backend, device, fmt, precision, artifact=None, provider=None
     return {"name": name, "backend": backend, "device": device, "provider": provider, "variant": variant,
             "format": fmt, "precision": precision, "artifact": artifact, "reference": reference,
             "status": "ok", "reason": None, "size_mb": size_mb, "top1": None, "agreement": None, "max_abs": None,
-            "cosine_min": None, "within_tolerance": None, "latency_ms": None, "throughput": None, "speedup": None,
+            "cosine_min": None, "cosine_mean": None, "within_tolerance": None, "latency_ms": None, "throughput": None,
+            "speedup": None,
             "throughput_speedup": None, "sweep": [], "phases_ms": None, "attention": None, "seconds": 0.0}
 
 
@@ -819,9 +827,10 @@ def _check_batch(b: int, profile: dict | None, what: str) -> None:
 def _reference_model(manifests: list, cfg: BenchConfig):
     """(model, source, reason): the PyTorch reference, or None and why not."""
     from .models import list_variants, load_model
+    from .models.hub import is_hub_name
 
     if cfg.reference:
-        return load_model(cfg.reference, arch=cfg.arch), cfg.reference, None
+        return load_model(cfg.reference, arch=cfg.arch, **cfg.model_overrides), cfg.reference, None
     tried = []
     for m in manifests:
         if m is None:
@@ -834,9 +843,10 @@ def _reference_model(manifests: list, cfg: BenchConfig):
             tried.append(f"manifest source {src!r} is a variant name (random weights, not the exported ones)")
             continue
         for cand in (Path(src), m.root / src):
-            if cand.exists():
+            if cand.exists() or is_hub_name(src):
                 try:
-                    return load_model(cand, arch=(m.model or {}).get("arch") or cfg.arch), str(cand), None
+                    return load_model(cand, arch=(m.model or {}).get("arch") or cfg.arch,
+                                      **((m.model or {}).get("overrides") or cfg.model_overrides)), str(cand), None
                 except EdgeVitError as exc:
                     tried.append(f"{cand}: {exc}")
                     break
@@ -855,9 +865,35 @@ def _ort_providers(cfg: BenchConfig, machine: dict) -> list[str]:
     return out
 
 
-def _plan(resolved, model, ref_source, ref_reason, cfg: BenchConfig, machine: dict, threads: int) -> list[_Plan]:
+def _output_kind(manifests: list, model, resolved=()) -> str:
+    """What the benchmarked artifacts output: the manifests' ``model.output`` (logits before it was
+    recorded), else the reference model's ``output_kind``, else an ONNX graph's output name."""
+    from .metrics import FEATURE_OUTPUTS
+
+    recorded = {m.output_kind for m in manifests if m is not None}
+    if len(recorded) > 1:
+        raise ValueError(f"the sources output {' and '.join(sorted(recorded))}: their rows cannot be compared; "
+                         "benchmark the exports of each output kind separately")
+    if recorded:
+        return recorded.pop()
+    if model is not None:
+        return model.output_kind
+    with contextlib.suppress(Exception):
+        import onnx
+
+        for _, root, arts in resolved:
+            for art in arts:
+                if art.format == "onnx":
+                    names = [o.name for o in onnx.load(str(Path(root) / art.path), load_external_data=False).graph.output]
+                    return names[0] if names and names[0] in FEATURE_OUTPUTS else "logits"
+    return "logits"
+
+
+def _plan(resolved, model, ref_source, ref_reason, cfg: BenchConfig, machine: dict, threads: int,
+          output: str = "logits") -> list[_Plan]:
     from .runtime import get_runner
 
+    tokens = output == "tokens"  # the PyTorch rows run model.forward_tokens, as the tokens graph does
     plans: list[_Plan] = []
     if cfg.include_reference:
         size = None
@@ -869,7 +905,8 @@ def _plan(resolved, model, ref_source, ref_reason, cfg: BenchConfig, machine: di
             plans.append(_Plan(row, status="skipped", error=f"no PyTorch reference: {ref_reason}"))
         else:
             plans.append(_Plan(row, make=lambda: _RunnerTarget(
-                lambda: get_runner("torch", model, attention="sdpa", device="cpu", dtype="fp32"))))
+                lambda: get_runner("torch", model, attention="sdpa", device="cpu", dtype="fp32",
+                                   output="tokens" if tokens else None))))
     cuda = False
     if cfg.device != "cpu":
         try:
@@ -888,7 +925,7 @@ def _plan(resolved, model, ref_source, ref_reason, cfg: BenchConfig, machine: di
                 row = _new_row(name, "torch", "cuda", "checkpoint", dtype, artifact=ref_source, variant=variant,
                                size_mb=plans[0].row["size_mb"] if plans else None)
                 plans.append(_Plan(row, kind="torch-cuda",
-                                   make=lambda d=dtype, g=graph: _TorchCudaTarget(model, d, g)))
+                                   make=lambda d=dtype, g=graph: _TorchCudaTarget(model, d, g, tokens=tokens)))
     providers = _ort_providers(cfg, machine)
     seen = set()
     for manifest, root, arts in resolved:
@@ -986,7 +1023,9 @@ def _bench_one(plan: _Plan, images: np.ndarray, cfg: BenchConfig, batch: int, sw
     return row, logits
 
 
-def _accuracy(row: dict, logits: np.ndarray, ref_logits: np.ndarray | None, labels) -> None:
+def _accuracy(row: dict, logits: np.ndarray, ref_logits: np.ndarray | None, labels, output: str = "logits") -> None:
+    """Accuracy columns of one row against the reference row's outputs. ``output`` "features" or
+    "tokens": no top-1; ``agreement`` is the k-NN agreement (:func:`edgevit.metrics.neighbour_agreement`)."""
     from .verify import compare_outputs, get_tolerance
 
     if logits is None:
@@ -994,18 +1033,19 @@ def _accuracy(row: dict, logits: np.ndarray, ref_logits: np.ndarray | None, labe
     if row["precision"] == "unknown":  # an engine no manifest lists: no tolerance row to judge it by
         row["reason"] = "no edgevit.json records this engine's precision, so its accuracy is not judged against " \
                         "a tolerance row; benchmark the directory `edgevit build` wrote it to"
-    if labels is not None and logits.ndim == 2:
+    if labels is not None and logits.ndim == 2 and output == "logits":
         row["top1"] = float((logits.argmax(1) == labels).mean())
     if ref_logits is not None and ref_logits.shape == logits.shape:
         prec = row["precision"] if row["precision"] in ("fp32", "fp16", "bf16", "int8", "fp8") else "int8"
-        tol = get_tolerance(prec)  # the row of the precision the manifest records for the artifact
-        stats = compare_outputs(ref_logits, logits, tol)
-        row["agreement"] = stats.get("top1_agreement")
+        tol = get_tolerance(prec, output)  # the row of the precision the manifest records for the artifact
+        stats = compare_outputs(ref_logits, logits, tol, output=output)
+        row["agreement"] = stats.get("knn_agreement", stats.get("top1_agreement"))
         row["max_abs"] = stats["max_abs"]
         row["cosine_min"] = stats["cosine_min"]
+        row["cosine_mean"] = stats["cosine_mean"]
         within = stats["violations"] == 0 and stats["nonfinite"] == 0 and stats["cosine_min"] >= tol.min_cosine
-        if "top1_agreement" in stats:
-            within = within and stats["top1_agreement"] >= tol.min_agreement
+        if row["agreement"] is not None:
+            within = within and row["agreement"] >= tol.min_agreement
         row["within_tolerance"] = None if row["precision"] == "unknown" else bool(within)
     elif ref_logits is not None:
         row["reason"] = (row["reason"] + "; " if row["reason"] else "") + \
@@ -1074,6 +1114,7 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
         report.warnings.extend(machine["jetson"]["warnings"])
 
     model, ref_source, ref_reason = _reference_model(manifests, cfg)
+    output = _output_kind(manifests, model, resolved)
     shape = None
     pre = None
     for m in manifests:
@@ -1107,9 +1148,12 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
     inputs = load_inputs(data, shape, cfg.samples, cfg.seed, pre, cfg.preprocessed, labels)
     images = np.ascontiguousarray(inputs.images, dtype=np.float32)
     report.data = {"source": data, "description": inputs.description, "samples": int(len(images)),
-                   "labelled": inputs.labels is not None}
+                   "labelled": inputs.labels is not None and output == "logits", "output": output,
+                   "agreement": "top-1 agreement with the reference" if output == "logits" else
+                   f"{output} have no labels: judged against the reference row by per-sample cosine and "
+                   f"{KNN_AGREEMENT}"}
 
-    plans = _plan(resolved, model, ref_source, ref_reason, cfg, machine, threads)
+    plans = _plan(resolved, model, ref_source, ref_reason, cfg, machine, threads, output)
     logits_by_row: dict[str, np.ndarray] = {}
     with _torch_threads(threads):
         for plan in plans:
@@ -1140,7 +1184,7 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
     ref_logits = logits_by_row.get(ref_row["name"]) if ref_row else None
     for row in report.rows:
         if row["name"] in logits_by_row:
-            _accuracy(row, logits_by_row[row["name"]], ref_logits, inputs.labels)
+            _accuracy(row, logits_by_row[row["name"]], ref_logits, inputs.labels, output)
         if ref_row and row["status"] == "ok" and row["latency_ms"] and ref_row["latency_ms"]:
             row["speedup"] = ref_row["latency_ms"]["p50"] / row["latency_ms"]["p50"]
             if row["throughput"] and ref_row["throughput"]:

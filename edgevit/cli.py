@@ -123,6 +123,54 @@ verify_hash_option = click.option(
     help="Check each file an edgevit.json lists against its recorded sha256 before use.")
 
 
+class _ActivationChoice(click.Choice):
+    """click.Choice over ``edgevit.models.vit.ACTIVATIONS``, read when the option is parsed or its
+    help shown: importing the CLI must not import torch (``edgevit predict`` runs without it)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple:
+        from .models.vit import ACTIVATIONS
+
+        return tuple(ACTIVATIONS)
+
+    @choices.setter
+    def choices(self, value) -> None:  # click.Choice.__init__ assigns; the list is read when used
+        pass
+
+
+MODEL_OVERRIDES = ("num_heads", "act", "img_size")
+
+
+def model_override_options(fn):
+    """--num-heads, --act, --img-size: what a checkpoint's tensors cannot tell (and the size to
+    deploy at), passed to :func:`edgevit.load_model` as config overrides. The command receives
+    them as one ``model_overrides`` dict (only the options given)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        overrides = {}
+        for name in MODEL_OVERRIDES:
+            value = kwargs.pop(name)
+            if value is not None:
+                overrides[name] = value
+        return fn(*args, model_overrides=overrides, **kwargs)
+
+    opts = [
+        click.option("--num-heads", type=click.IntRange(min=1), metavar="N",
+                     help="Attention heads of a checkpoint that does not record them (a state dict: guessed as "
+                          "dim/64 otherwise)."),
+        click.option("--act", type=_ActivationChoice(),
+                     help="MLP activation the weights cannot tell, e.g. quick_gelu for OpenAI CLIP towers."),
+        click.option("--img-size", type=click.IntRange(min=1), metavar="PX",
+                     help="Load at this input size (a learned pos_embed is resampled, as timm does).")]
+    for opt in reversed(opts):
+        wrapper = opt(wrapper)
+    return wrapper
+
+
 def finish(data, as_json: bool, render, ok: bool, failure: str, lines: list[str]) -> None:
     """Print ``data`` as JSON or ``render()`` it; when not ``ok``, list ``lines`` on stderr and exit 1."""
     if as_json:
@@ -188,34 +236,38 @@ def table(title: str, columns: list[str], rows: list[list]) -> None:
 @handle_errors
 def models_cmd(as_json: bool) -> None:
     """List the named model variants."""
-    from .models import count_params, get_variant, list_variants, macs_per_image
-    from .models.vit import VisionTransformer
+    from .models import get_variant, list_variants, macs_per_image
+    from .models.info import model_family, output_kind
 
     rows = []
     for name in list_variants():
         v = get_variant(name)
         c = v.config
-        rows.append({"name": name, "img_size": c.img_size, "patch_size": c.patch_size, "embed_dim": c.embed_dim,
-                     "depth": c.depth, "num_heads": c.num_heads, "num_classes": c.num_classes,
+        rows.append({"name": name, "family": model_family(c), "img_size": c.img_size, "patch_size": c.patch_size,
+                     "embed_dim": c.embed_dim, "depth": c.depth, "num_heads": c.num_heads, "tokens": c.num_tokens,
+                     "num_classes": c.num_classes, "output": output_kind(c),
                      "gmacs": round(macs_per_image(c) / 1e9, 4), "description": v.description})
     if as_json:
         emit_json(rows)
         return
-    table("edgevit model variants", ["name", "img", "patch", "dim", "depth", "heads", "classes", "GMACs"],
-          [[r["name"], r["img_size"], r["patch_size"], r["embed_dim"], r["depth"], r["num_heads"],
-            r["num_classes"], r["gmacs"]] for r in rows])
+    table("edgevit model variants (tokens: patches + class/distillation/register tokens)",
+          ["name", "family", "img", "patch", "dim", "depth", "heads", "tokens", "classes", "output", "GMACs"],
+          [[r["name"], r["family"], r["img_size"], r["patch_size"], r["embed_dim"], r["depth"], r["num_heads"],
+            r["tokens"], r["num_classes"], r["output"], r["gmacs"]] for r in rows])
 
 
 @main.command("info")
 @click.argument("source")
 @click.option("--arch", help="Variant name for a timm state dict (inferred from shapes otherwise).")
+@model_override_options
 @json_option
 @handle_errors
-def info_cmd(source: str, arch: str | None, as_json: bool) -> None:
-    """Parameters, GMACs, tokens, heads, input spec and TensorRT fused-MHA eligibility of SOURCE."""
+def info_cmd(source: str, arch: str | None, as_json: bool, model_overrides: dict) -> None:
+    """Family, output (logits or features), parameters, GMACs, tokens, heads, input spec and TensorRT
+    fused-MHA eligibility of SOURCE (a checkpoint, variant or hub name)."""
     from .models.info import model_info
 
-    info = model_info(source, arch=arch)
+    info = model_info(source, arch=arch, model_overrides=model_overrides)
     if as_json:
         emit_json(info)
         return
@@ -227,7 +279,7 @@ def info_cmd(source: str, arch: str | None, as_json: bool) -> None:
 
 # ---------------------------------------------------------------- train, eval
 @main.command("train")
-@click.option("--model", help="Variant name or checkpoint to fine-tune.")
+@click.option("--model", help="Variant name, or checkpoint / hub name (timm/NAME.TAG, hf-hub:ORG/REPO) to fine-tune.")
 @click.option("--arch", help="Variant a timm state dict belongs to.")
 @click.option("--data", help="'digits' (bundled), an ImageFolder, or a .npz (raw pixels; see --preprocessed).")
 @click.option("--epochs", type=int, help="Epochs (default: the tuned default for digits-tiny).")
@@ -246,6 +298,7 @@ def info_cmd(source: str, arch: str | None, as_json: bool) -> None:
 @click.option("-o", "--output", help="Run directory (default: runs/train-<timestamp>).")
 @click.option("--resume", help="Continue the run in this directory (with its recorded --model, --data, ...).")
 @click.option("--force", is_flag=True, help="Write into a run directory that already holds checkpoints.")
+@model_override_options
 @preprocessed_option
 @json_option
 @handle_errors
@@ -275,15 +328,17 @@ def train_cmd(as_json: bool, **opts) -> None:
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
 @click.option("--arch", help="Variant a timm state dict belongs to.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
+@model_override_options
 @preprocessed_option
 @json_option
 @handle_errors
 def eval_cmd(source: str, data: str, split: str, arch: str | None, batch_size: int, preprocessed: bool,
-             as_json: bool) -> None:
+             as_json: bool, model_overrides: dict) -> None:
     """Top-1/top-5 accuracy of SOURCE on labelled data, with a confusion summary."""
     from .evaluate import evaluate
 
-    report = evaluate(source, data=data, split=split, arch=arch, batch_size=batch_size, preprocessed=preprocessed)
+    report = evaluate(source, data=data, split=split, arch=arch, batch_size=batch_size, preprocessed=preprocessed,
+                      model_overrides=model_overrides)
     if as_json:
         emit_json(report.to_dict())
         return
@@ -347,6 +402,10 @@ def _precision_options(fn):
 @click.option("--batch", "batch", metavar="MIN,OPT,MAX",
               help="Dynamic batch bounds, recorded for TensorRT profiles (default 1,1,32).")
 @click.option("--static-batch", type=int, metavar="N", help="Fix the batch to N instead of a dynamic batch.")
+@click.option("--output-kind", "output_kind", type=click.Choice(["logits", "features", "tokens"]),
+              help="The graph's output: logits (a classifier, the default for one), features (a headless model's "
+                   "pooled embedding, its default) or tokens (the patch tokens (batch, patches, dim), class and "
+                   "register tokens dropped, for dense heads).")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim.")
 @click.option("--force", is_flag=True, help="Overwrite model.onnx / edgevit.json in OUTPUT.")
 @click.option("--engine", "engine", is_flag=True,
@@ -354,12 +413,14 @@ def _precision_options(fn):
 @click.option("--precision", "precision", default="fp32", show_default=True,
               help="Comma list of fp32, fp16, bf16, int8, fp8: graphs to write (see edgevit quantize).")
 @_precision_options
+@model_override_options
 @json_option
 @handle_errors
 def export_cmd(source: str, output: str, arch: str | None, opset: int | None, attention: str | None,
-               batch: str | None, static_batch: int | None, no_simplify: bool, force: bool, engine: bool,
-               precision: str, as_json: bool, **qopts) -> None:
-    """Export SOURCE (variant name or checkpoint) to OUTPUT/model.onnx, verified against PyTorch."""
+               batch: str | None, static_batch: int | None, output_kind: str | None, no_simplify: bool, force: bool,
+               engine: bool, precision: str, as_json: bool, model_overrides: dict, **qopts) -> None:
+    """Export SOURCE (variant name, checkpoint, or hub name: timm/NAME.TAG, hf-hub:ORG/REPO) to
+    OUTPUT/model.onnx, verified against PyTorch."""
     from .export.onnx import DEFAULT_ATTENTION, ExportConfig, export_onnx, parse_batch
     from .export.quantize import quantize
 
@@ -370,13 +431,14 @@ def export_cmd(source: str, output: str, arch: str | None, opset: int | None, at
     if batch is not None and static_batch is not None:
         raise ValueError("give either --batch MIN,OPT,MAX or --static-batch N, not both")
     options = {"attention": attention or DEFAULT_ATTENTION, "opset": opset, "static_batch": static_batch,
-               "simplify": not no_simplify}
+               "simplify": not no_simplify, "output": output_kind}
     if batch is not None:
         options["batch"] = parse_batch(batch)
     precisions = _parse_precisions(precision)
     # every option is checked before the export writes anything
     qconfig = _quantize_config(precisions, qopts, not as_json) if precisions != ("fp32",) else None
-    result = export_onnx(source, output, ExportConfig(**options), arch=arch, force=force)
+    result = export_onnx(source, output, ExportConfig(**options), arch=arch, force=force,
+                         model_overrides=model_overrides)
     if qconfig is not None:
         quantized = quantize(output, qconfig, force=force)
         _finish_quantize(quantized, as_json, {**result.to_dict(), "ok": quantized.ok})
@@ -397,10 +459,14 @@ def export_cmd(source: str, output: str, arch: str | None, opset: int | None, at
             ["batch", f"dynamic {b['min']}..{b['max']} (opt {b['opt']})" if b["dynamic"] else f"static {b['min']}"],
             ["sha256", art.sha256[:16] + "..."], ["external data", ", ".join(art.external_data) or "no"],
             ["simplified", "yes" if result.simplify.get("applied") else "no"]]
+    out = result.manifest.outputs[0]
+    rows.insert(2, ["output", f"{out['name']} [{', '.join(map(str, out['shape']))}]"])
     for check in result.verification.get("checks", []):
+        agree = (f"top-1 agree {check['top1_agree']:.3f}" if "top1_agree" in check else
+                 f"cos min {check['min_cosine']:.6f}" + (f", k-NN@{check['knn_k']} agree {check['knn_agree']:.3f}"
+                                                          if check["knn_k"] else ""))
         rows.append([f"vs PyTorch: {check['input']}",
-                     f"max abs {check['max_abs']:.2e}, rel {check['max_rel_to_scale']:.1e}, "
-                     f"top-1 agree {check['top1_agree']:.3f}"])
+                     f"max abs {check['max_abs']:.2e}, rel {check['max_rel_to_scale']:.1e}, {agree}"])
     table(f"edgevit export: {source}", ["field", "value"], rows)
     for note in result.warnings:
         click.secho(f"note: {note}", fg="yellow", err=True)
@@ -426,20 +492,37 @@ def _quantize_config(precisions, opts: dict, progress: bool):
 
 
 def _render_quantize(result) -> None:
+    output = next((e["gate"]["output"] for e in result.entries.values() if e["gate"].get("output")), "logits")
+    features = output != "logits"  # features / tokens: no labels, judged by cosine and k-NN agreement with fp32
+    knn = next((e["gate"]["agreement_metric"] for e in result.entries.values() if "agreement_metric" in e["gate"]),
+               "k-NN")
     rows = []
     for p, e in result.entries.items():
         g = e["gate"]
+        verdict = g["verdict"] + (": " + "; ".join(g["reasons"]) if g.get("reasons") else "")
         if "top1" in g:
             rows.append([p, e["path"], f"{g['top1']:.4f}", f"{g['drop_points']:+.2f}", f"{g['agreement']:.4f}",
-                         f"{g['max_abs']:.3g}", g["verdict"] + (": " + "; ".join(g["reasons"]) if g["reasons"] else "")])
+                         f"{g['max_abs']:.3g}", verdict])
+        elif "min_cosine" in g:
+            rows.append([p, e["path"], f"{g['min_cosine']:.5f}", f"{g['mean_cosine']:.5f}", f"{g['agreement']:.4f}",
+                         f"{g['max_abs']:.3g}", verdict])
         else:
             rows.append([p, e["path"], "-", "-", "-", "-", g["verdict"]])
+    accuracy = ["cos min", "cos mean", f"{knn} agree"] if features else ["top-1", "drop (pts)", "agree"]
     table(f"precision graphs in {result.outdir} (gate vs fp32 on ONNX Runtime CPU)",
-          ["precision", "file", "top-1", "drop (pts)", "agree", "max |d|", "gate"], rows)
+          ["precision", "file", *accuracy, "max |d|", "gate"], rows)
+    if features:
+        from .metrics import KNN_AGREEMENT
+
+        click.echo(f"{output} have no labels: the gate compares each graph's {output} with the fp32 graph's: lowest "
+                   f"per-sample cosine >= min_cosine and {knn} agreement >= min_agreement of the precision's "
+                   f"tolerance ({KNN_AGREEMENT})")
     for p, e in result.entries.items():
         if e.get("sensitivity"):
-            table(f"{p} sensitivity: one layer quantized at a time (worst first)", ["layer", "drop (pts)", "agree"],
-                  [[r["layer"], f"{r['drop_points']:+.2f}", f"{r['agreement']:.4f}"] for r in e["sensitivity"][:8]])
+            table(f"{p} sensitivity: one layer quantized at a time (worst first)",
+                  ["layer", "cos min" if features else "drop (pts)", "agree"],
+                  [[r["layer"], f"{r['min_cosine']:.5f}" if features else f"{r['drop_points']:+.2f}",
+                    f"{r['agreement']:.4f}"] for r in e["sensitivity"][:8]])
         if e.get("auto_excluded"):
             click.echo(f"{p}: auto-excluded {', '.join(e['auto_excluded'])}")
     if result.calibration:
@@ -549,6 +632,7 @@ def _csv(value: str | None) -> tuple | None:
               help="ONNX Runtime execution provider.")
 @click.option("--threads", type=int, help="ONNX Runtime intra-op threads.")
 @click.option("--arch", help="Variant a timm state dict belongs to.")
+@model_override_options
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --report file.")
 @verify_hash_option
@@ -586,17 +670,31 @@ def _render_verify(report) -> None:
 
     tol = report.tolerance
     rows = []
+    features = report.output != "logits"
     for name, s in report.outputs.items():
+        if features:
+            rows.append([name, e(s["max_abs"]), e(s["max_rel"]), e(s["mean_abs"]), cos(s["cosine_min"]),
+                         cos(s["cosine_mean"]), f"{s['knn_agreement']:.4f}" if s.get("knn_k") else "-"])
+            continue
         agree = (f"{s['top1_agreement']:.4f}/{s['top5_agreement']:.4f}" if "top1_agreement" in s else "-")
         acc = (f"{s['accuracy_reference']:.4f}/{s['accuracy_candidate']:.4f}" if "accuracy_reference" in s else "-")
         rows.append([name, e(s["max_abs"]), e(s["max_rel"]), e(s["mean_abs"]), cos(s["cosine_min"]), agree, acc])
     click.echo(f"reference {report.reference['source']} [{report.reference.get('runner')}]")
     click.echo(f"candidate {report.candidate['source']} [{report.candidate.get('runner')}], precision "
                f"{report.precision}")
+    agreement = "k-NN agreement" if features else "top-1 agreement"
     click.echo(f"data: {report.data['description']}; tolerance: atol {tol['atol']:g}, rtol {tol['rtol']:g}, "
-               f"min cosine {tol['min_cosine']:g}, min top-1 agreement {tol['min_agreement']:g}")
-    table("final outputs", ["output", "max abs", "max rel", "mean abs", "cos min", "agree t1/t5",
-                            "acc ref/cand"], rows)
+               f"min cosine {tol['min_cosine']:g}, min {agreement} {tol['min_agreement']:g}")
+    if features:
+        k = next((s.get("knn_k") for s in report.outputs.values()), None) or "k"
+        table("final outputs", ["output", "max abs", "max rel", "mean abs", "cos min", "cos mean",
+                                f"k-NN@{k} agree"], rows)
+        from .metrics import KNN_AGREEMENT
+
+        click.echo(f"{report.output} have no labels: judged by per-sample cosine similarity and {KNN_AGREEMENT}")
+    else:
+        table("final outputs", ["output", "max abs", "max rel", "mean abs", "cos min", "agree t1/t5",
+                                "acc ref/cand"], rows)
     att = report.attention
     if att:
         title = f"attention vs float64 math reference (block inputs: {att['block_input_source']})"
@@ -706,9 +804,14 @@ def build_cmd(source: str, output: str, batch: str | None, force: bool, verify_h
 def predict_cmd(model: str, images: tuple[str, ...], topk: int, preprocessed: bool, threads: int | None,
                 verify_hash: bool, as_json: bool) -> None:
     """Top-k labels and latency for IMAGE files (PNG, JPEG, ...; 8- or 16-bit) or .npy/.npz arrays."""
+    from .errors import OutputKindError
     from .runtime import Engine
 
     with Engine.load(model, threads=threads, verify_hash=verify_hash) as engine:
+        if engine.output_kind != "logits":
+            raise OutputKindError(f"{model} outputs {engine.output_kind}, not class logits, so there is nothing to "
+                                  f"rank; run `edgevit embed {model} IMAGE... -o embeddings.npy` for its "
+                                  f"{engine.output_kind}")
         rows = []
         for item in images:
             top = engine.predict(item, topk=topk, preprocessed=preprocessed)
@@ -722,6 +825,56 @@ def predict_cmd(model: str, images: tuple[str, ...], topk: int, preprocessed: bo
               [[r["input"], r["topk"][0]["label"], f"{r['topk'][0]['prob']:.4f}",
                 ", ".join(f"{t['label']}:{t['prob']:.3f}" for t in r["topk"]), f"{r['latency_ms']:.2f}"]
                for r in rows])
+
+
+@main.command("embed")
+@click.argument("model", metavar="ENGINE|ONNX")
+@click.argument("images", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Write the embeddings to this .npy file: float32 (inputs, dim), or (inputs, patches, dim) for "
+                   "a tokens export, in input order.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --output file.")
+@preprocessed_option
+@click.option("--threads", type=int, help="ONNX Runtime intra-op threads.")
+@verify_hash_option
+@json_option
+@handle_errors
+def embed_cmd(model: str, images: tuple[str, ...], output: str | None, force: bool, preprocessed: bool,
+              threads: int | None, verify_hash: bool, as_json: bool) -> None:
+    """Embeddings of IMAGE files (PNG, JPEG, ...) or .npy/.npz arrays from a headless model's engine or
+    ONNX (its features, or its patch tokens): shape and L2 norm per input; -o saves them as .npy."""
+    import numpy as np
+
+    from ._io import atomic_path, check_writable
+    from .runtime import Engine
+
+    if output is not None:
+        if not output.endswith(".npy"):
+            raise ValueError(f"-o/--output {output}: embeddings are written as a numpy array; give a .npy file name")
+        check_writable(output, force)  # before the run
+    with Engine.load(model, threads=threads, verify_hash=verify_hash) as engine:
+        kind, rows, arrays = engine.output_kind, [], []
+        for item in images:
+            emb = engine.embed(item, preprocessed=preprocessed)
+            for i, vector in enumerate(emb):
+                norm = np.linalg.norm(vector, axis=-1).mean()  # tokens: the mean per-token norm
+                rows.append({"input": item if len(emb) == 1 else f"{item}[{i}]", "shape": list(vector.shape),
+                             "norm": float(norm), "latency_ms": engine.last_latency_ms / len(emb)})
+            arrays.append(emb)
+        backend = engine.backend
+    result = np.concatenate(arrays)
+    if output is not None:
+        with atomic_path(output, force=force) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, result)
+    if as_json:
+        emit_json({"ok": True, "model": model, "backend": backend, "output": kind, "shape": list(result.shape),
+                   "file": output, "embeddings": rows})
+        return
+    norm = "mean token L2 norm" if kind == "tokens" else "L2 norm"
+    table(f"edgevit embed: {model} ({backend}, {kind})", ["input", "shape", norm, "latency ms"],
+          [[r["input"], "x".join(map(str, r["shape"])), f"{r['norm']:.4f}", f"{r['latency_ms']:.2f}"] for r in rows])
+    click.echo(f"{kind} {list(result.shape)}" + (f" written to {output}" if output else
+                                                   "; pass -o FILE.npy to save them"))
 
 
 # ---------------------------------------------------------------- bench
@@ -762,6 +915,7 @@ def _int_list(value: str | None, option: str) -> tuple:
 @click.option("--no-cuda-graphs", is_flag=True, help="Skip the PyTorch CUDA-graph rows.")
 @click.option("--reference", help="Checkpoint of the PyTorch reference (default: the manifest's model.source).")
 @click.option("--arch", help="Variant a timm state dict belongs to.")
+@model_override_options
 @click.option("--attention", is_flag=True, help="Append the per-block attention check for each ONNX artifact.")
 @click.option("--report-dir", type=click.Path(file_okay=False),
               help="Where bench.json/.csv/.md/.png go (default: the first OUTDIR, or the first artifact's directory).")
@@ -818,6 +972,8 @@ def _render_bench(report) -> None:
     for row in cells:
         tbl.add_row(*row)
     _console().print(tbl)
+    if report.data.get("output", "logits") != "logits":
+        click.echo(report.data["agreement"])
     for row in report.rows:
         if row["status"] != "ok":
             click.echo(f"{row['status']}: {row['name']}: {row['reason']}")

@@ -40,6 +40,11 @@ class OnnxModelError(EdgeVitError):
     """An ONNX file is missing, corrupt, or not a model edgevit can run."""
 
 
+class OutputKindError(EdgeVitError):
+    """A model's output does not fit the call: class predictions asked of a model that outputs
+    features or tokens (use embed), or embeddings of one that outputs logits."""
+
+
 class ManifestError(EdgeVitError):
     """An edgevit.json manifest is missing, unreadable, or lacks the artifact asked for."""
 

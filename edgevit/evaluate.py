@@ -74,14 +74,15 @@ def predict_logits(model, images: np.ndarray, batch_size: int = 256, device: str
 
 
 def evaluate(source: str, data: str = "digits", split: str = "test", arch: str | None = None,
-             batch_size: int = 256, preprocessed: bool = False) -> EvalReport:
+             batch_size: int = 256, preprocessed: bool = False, model_overrides: dict | None = None) -> EvalReport:
     """Load SOURCE and measure it on labelled data (the bundled digits' test split by default).
 
-    ``preprocessed``: a .npz holds model input already, not raw pixels (``--preprocessed``)."""
+    ``preprocessed``: a .npz holds model input already, not raw pixels (``--preprocessed``).
+    ``model_overrides``: config fields for :func:`edgevit.load_model` (``--num-heads``, ``--act``, ...)."""
     from .data import load_dataset
     from .models import load_model
 
-    model = load_model(source, arch=arch)
+    model = load_model(source, arch=arch, **(model_overrides or {}))
     dataset = load_dataset(data, model.preprocessing, split=split, num_classes=model.config.num_classes,
                            preprocessed=preprocessed, model_labels=model.labels)
     if dataset.labels is None:

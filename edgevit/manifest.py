@@ -18,12 +18,15 @@ Schema (``schema_version`` 1; every key is always present)::
       "created": "2025-01-01T12:00:00+00:00",
       "edgevit_version": "0.1.0",
       "model": {"source": ..., "arch": ..., "config": {ViTConfig fields}, "params": int,
-                "guessed": {config field: value the loader guessed, e.g. "num_heads": 3}},
+                "guessed": {config field: value the loader guessed, e.g. "num_heads": 3},
+                "overrides": {config field: value given to the loader, e.g. "num_heads": 6 (--num-heads)},
+                "output": "logits" | "features" | "tokens"},   # what outputs[0] holds (absent: logits)
       "labels": [str, ...] | null,
       "preprocessing": {Preprocessing fields} | null,
       "inputs":  [{"name": "images", "dtype": "float32", "shape": ["batch", 3, 224, 224],
                    "dynamic_axes": {"0": "batch"}, "layout": "NCHW", "normalized": true}],
       "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", 1000], "dynamic_axes": {"0": "batch"}}],
+                 # a headless model: "features" ["batch", D]; --output-kind tokens: "tokens" ["batch", N, D]
       "batch": {"dynamic": true, "min": 1, "opt": 1, "max": 32},   # TensorRT optimization profile
       "export": {"exporter": "torch.onnx (dynamo)", "opset": 18, "attention": "decomposed", ...},
       "artifacts": [{"path": "model.onnx", "format": "onnx", "precision": "fp32", "sha256": "...",
@@ -187,6 +190,13 @@ class Manifest:
         path = write_text_atomic(self.path_in(outdir), self.to_json(), force=force)
         self.root = outdir
         return path
+
+    @property
+    def output_kind(self) -> str:
+        """What the model's graphs output: "logits", "features" (the pooled embedding of a headless
+        model) or "tokens" (its patch tokens), as ``model.output`` records; a manifest written before
+        edgevit recorded it is a classifier's."""
+        return (self.model or {}).get("output") or "logits"
 
     # ------------------------------------------------------------------ artifacts
     def add_artifact(

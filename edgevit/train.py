@@ -112,6 +112,7 @@ class TrainConfig:
     threads: int | None = None          # torch CPU threads per process; None: cores / local processes
     eval_batch_size: int = 512
     arch: str | None = None             # variant a foreign (timm) checkpoint belongs to
+    model_overrides: dict = field(default_factory=dict)  # config fields for load_model (--num-heads, --act, ...)
 
     def validate(self) -> "TrainConfig":
         if self.schedule not in SCHEDULES:
@@ -477,7 +478,9 @@ def _load_state(run: Path) -> dict:
 
 
 def _is_checkpoint_path(text: str) -> bool:
-    return Path(text).exists() or text.endswith((".safetensors", ".pt", ".pth", ".bin", ".ckpt"))
+    from .models.hub import is_hub_name
+
+    return Path(text).exists() or text.endswith((".safetensors", ".pt", ".pth", ".bin", ".ckpt")) or is_hub_name(text)
 
 
 def _initial_model(cfg: TrainConfig):
@@ -486,8 +489,8 @@ def _initial_model(cfg: TrainConfig):
 
     torch.manual_seed(cfg.seed)
     if _is_checkpoint_path(cfg.model):
-        return load_model(cfg.model, arch=cfg.arch)
-    return create_model(cfg.model)
+        return load_model(cfg.model, arch=cfg.arch, **cfg.model_overrides)
+    return create_model(cfg.model, **cfg.model_overrides)
 
 
 def _fit_classes(model, cfg: TrainConfig, class_names: list[str] | None, num_classes: int):
@@ -497,10 +500,7 @@ def _fit_classes(model, cfg: TrainConfig, class_names: list[str] | None, num_cla
     if model.config.num_classes != num_classes:
         if _is_checkpoint_path(cfg.model):
             # fine-tuning on other classes: a fresh head, everything else kept
-            model.config = model.config.replace(num_classes=num_classes)
-            model.head = nn.Linear(model.config.embed_dim, num_classes)
-            nn.init.trunc_normal_(model.head.weight, std=0.02)
-            nn.init.zeros_(model.head.bias)
+            model.reset_classifier(num_classes)
         else:
             torch.manual_seed(cfg.seed)
             model = create_model(cfg.model, num_classes=num_classes)

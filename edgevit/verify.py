@@ -39,6 +39,7 @@ import numpy as np
 from .errors import DataError, OnnxModelError, VerificationError
 from .runtime.batching import batch_range, padded_chunks, run_batched
 from .runtime.batching import single_input as _single_input
+from .metrics import FEATURE_OUTPUTS, KNN_AGREEMENT, neighbour_agreement  # noqa: F401  (re-exported)
 from .tolerances import TOLERANCES, Tolerance, get_tolerance  # noqa: F401  (re-exported: the table lives there)
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
@@ -148,13 +149,19 @@ def topk_agreement(ref: np.ndarray, cand: np.ndarray, k: int = 5) -> tuple[float
     return top1, float(np.mean(overlap)) if overlap else 1.0, k
 
 
-def compare_outputs(ref: np.ndarray, cand: np.ndarray, tolerance: Tolerance, labels=None) -> dict:
-    """All metrics of one output (first axis = samples) against ``tolerance``'s atol/rtol."""
+def compare_outputs(ref: np.ndarray, cand: np.ndarray, tolerance: Tolerance, labels=None,
+                    output: str = "logits") -> dict:
+    """All metrics of one output (first axis = samples) against ``tolerance``'s atol/rtol.
+
+    ``output`` "features" or "tokens" (no classes): k-NN agreement (:func:`neighbour_agreement`)
+    instead of top-1/top-5 agreement and accuracy."""
     acc = _Accumulator(tolerance.atol, tolerance.rtol)
     acc.update(ref, cand)
     stats = acc.to_dict()
     stats["shape"] = list(np.shape(ref))
-    if np.ndim(ref) == 2 and np.shape(ref)[1] > 1:
+    if output in FEATURE_OUTPUTS:
+        stats["knn_agreement"], stats["knn_k"] = neighbour_agreement(ref, cand)
+    elif np.ndim(ref) == 2 and np.shape(ref)[1] > 1:
         top1, topk, k = topk_agreement(ref, np.nan_to_num(np.asarray(cand, np.float64), nan=-np.inf))
         stats.update(top1_agreement=top1, top5_agreement=topk, topk=k)
         if labels is not None:
@@ -209,6 +216,10 @@ def output_checks(name: str, stats: dict, tol: Tolerance, prefix: str = "") -> l
     if "top1_agreement" in stats:
         checks.append(Check(f"{label}.top1_agreement", float(stats["top1_agreement"]), tol.min_agreement, ">=",
                             stats["top1_agreement"] >= tol.min_agreement))
+    if stats.get("knn_k"):
+        checks.append(Check(f"{label}.knn{stats['knn_k']}_agreement", float(stats["knn_agreement"]),
+                            tol.min_agreement, ">=", stats["knn_agreement"] >= tol.min_agreement,
+                            f"no labels; {KNN_AGREEMENT}"))
     return checks
 
 
@@ -280,7 +291,8 @@ def detect_onnx_precision(path: str | os.PathLike) -> str:
 
 
 def resolve_artifact(source, precision: str | None = None, role: str = "candidate", arch: str | None = None,
-                     format: str | None = None, verify_hash: bool = True) -> Artifact:
+                     format: str | None = None, verify_hash: bool = True, model_overrides: dict | None = None
+                     ) -> Artifact:
     """Classify ``source`` (checkpoint / variant / ONNX / engine / export OUTDIR with manifest).
 
     An OUTDIR gives its manifest's artifact of ``precision`` (fp32 by default), the ONNX one
@@ -329,7 +341,7 @@ def resolve_artifact(source, precision: str | None = None, role: str = "candidat
         raise ValueError("'torch' as CANDIDATE is resolved by verify() (the reference model in PyTorch)")
     if precision is not None and precision not in TORCH_DTYPES:
         raise ValueError(f"a PyTorch {role} runs in {list(TORCH_DTYPES)}, not {precision!r}")
-    model = load_model(text, arch=arch)
+    model = load_model(text, arch=arch, **(model_overrides or {}))
     return Artifact("torch", text, precision or "fp32", path=path if path.exists() else None, model=model)
 
 
@@ -342,11 +354,32 @@ def _listed(path: Path, verify_hash: bool):
     return manifest, entry
 
 
-def _runner_for(art: Artifact, role: str, device: str, providers, threads, attention: str | None):
+def _output_kind(art: Artifact) -> str:
+    """What ``art`` outputs: "logits", "features" or "tokens" (a PyTorch model's ``output_kind``, the
+    manifest's ``model.output``, else the ONNX graph's output name)."""
+    if art.kind == "torch":
+        return art.model.output_kind
+    if art.manifest is not None:
+        return art.manifest.output_kind
+    if art.kind == "onnx":
+        import onnx
+
+        try:
+            names = [o.name for o in onnx.load(str(art.path), load_external_data=False).graph.output]
+        except Exception:  # unreadable: the runner reports it properly
+            names = []
+        if len(names) == 1 and names[0] in FEATURE_OUTPUTS:
+            return names[0]
+    return "logits"
+
+
+def _runner_for(art: Artifact, role: str, device: str, providers, threads, attention: str | None,
+                output: str = "logits"):
     from .runtime import get_runner
 
     if art.kind == "torch":
-        return get_runner("torch", art.model, attention=attention, device=device, dtype=art.precision)
+        return get_runner("torch", art.model, attention=attention, device=device, dtype=art.precision,
+                          output="tokens" if output == "tokens" else None)
     if art.kind == "onnx":
         return get_runner("onnxruntime", art.path, providers=providers, threads=threads)
     entry = art.manifest.entry_for(art.path) if art.manifest is not None else None
@@ -471,6 +504,7 @@ class VerifyReport:
     checks: list = field(default_factory=list)
     attention: dict | None = None
     seconds: float = 0.0
+    output: str = "logits"  # what was compared: logits, features or tokens (FEATURE_OUTPUTS: judged without labels)
 
     @property
     def ok(self) -> bool:
@@ -491,6 +525,7 @@ class VerifyReport:
             "reference": self.reference,
             "candidate": self.candidate,
             "precision": self.precision,
+            "output": self.output,
             "tolerance": self.tolerance,
             "data": self.data,
             "outputs": self.outputs,
@@ -525,6 +560,7 @@ class VerifyConfig:
     providers: object = None
     threads: int | None = None
     arch: str | None = None
+    model_overrides: dict = field(default_factory=dict)  # config fields for load_model of a checkpoint
     format: str | None = None
     candidate_attention: str = "sdpa"
     verify_hash: bool = True  # check manifest-listed files against their recorded sha256
@@ -562,7 +598,8 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
     """
     cfg = replace(config, **options) if config is not None else VerifyConfig(**options)
     started = time.perf_counter()
-    ref = resolve_artifact(reference, None, role="reference", arch=cfg.arch, verify_hash=cfg.verify_hash)
+    ref = resolve_artifact(reference, None, role="reference", arch=cfg.arch, verify_hash=cfg.verify_hash,
+                           model_overrides=cfg.model_overrides)
     if ref.kind == "engine":
         raise ValueError(f"REFERENCE must be a checkpoint or an ONNX file, not an engine ({reference})")
     ref.precision = "fp32"
@@ -574,24 +611,33 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
             raise ValueError(f"a PyTorch candidate runs in {list(TORCH_DTYPES)}, not {prec!r}")
         cand = Artifact("torch", f"{ref.source} (PyTorch)", prec, path=ref.path, model=ref.model)
     else:
-        if ref.kind == "torch" and ref.path is None and isinstance(reference, str):
+        from .models.hub import is_hub_name
+
+        if ref.kind == "torch" and ref.path is None and isinstance(reference, str) and not is_hub_name(reference):
             raise ValueError(
                 f"REFERENCE {reference!r} is a variant name: freshly initialized random weights, not the weights "
                 "of any exported artifact. Give the checkpoint the candidate was exported from"
             )
         cand = resolve_artifact(candidate, cfg.precision, role="candidate", arch=cfg.arch, format=cfg.format,
-                                verify_hash=cfg.verify_hash)
+                                verify_hash=cfg.verify_hash, model_overrides=cfg.model_overrides)
     precision = cfg.precision or cand.precision
     if precision not in TOLERANCES:
         raise ValueError(f"{cand.source}: its manifest records precision {precision!r}, which has no tolerance row; "
                          f"pass --precision (one of {', '.join(TOLERANCES)}) to pick the row to judge it by")
-    tol = get_tolerance(precision, atol=cfg.atol, rtol=cfg.rtol, min_cosine=cfg.min_cosine,
+    output = _output_kind(cand)
+    ref_output = "tokens" if ref.kind == "torch" and output == "tokens" else _output_kind(ref)
+    if ref_output != output:
+        raise VerificationError(
+            f"the reference {ref.source} outputs {ref_output} but the candidate {cand.source} outputs {output}: "
+            "they cannot be compared; give the checkpoint (or ONNX) the candidate was exported from")
+    tol = get_tolerance(precision, output, atol=cfg.atol, rtol=cfg.rtol, min_cosine=cfg.min_cosine,
                         min_agreement=cfg.min_agreement, **_attn_overrides(cfg))
 
     # The final-output check always runs on the unmodified artifacts.
-    ref_runner = _runner_for(ref, "reference", cfg.device, cfg.providers, cfg.threads, attention="math")
+    ref_runner = _runner_for(ref, "reference", cfg.device, cfg.providers, cfg.threads, attention="math",
+                             output=output)
     cand_runner = _runner_for(cand, "candidate", cfg.device, cfg.providers, cfg.threads,
-                              attention=cfg.candidate_attention)
+                              attention=cfg.candidate_attention, output=output)
     with ref_runner, cand_runner:
         _, ref_shape = _single_input(ref_runner.input_spec(), f"reference {ref_runner.name}")
         _, cand_shape = _single_input(cand_runner.input_spec(), f"candidate {cand_runner.name}")
@@ -612,9 +658,9 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
     report = VerifyReport(reference=ref_desc, candidate=cand_desc, precision=precision, tolerance=tol.to_dict(),
                           data={"source": cfg.data, "description": inputs.description, "samples": len(inputs.images),
                                 "batch_size": cfg.batch_size, "seed": cfg.seed,
-                                "labelled": inputs.labels is not None})
+                                "labelled": inputs.labels is not None}, output=output)
     for ref_name, cand_name in pairs:
-        stats = compare_outputs(ref_out[ref_name], cand_out[cand_name], tol, inputs.labels)
+        stats = compare_outputs(ref_out[ref_name], cand_out[cand_name], tol, inputs.labels, output)
         report.outputs[cand_name] = stats
         report.checks.extend(output_checks(cand_name, stats, tol))
 
@@ -659,6 +705,7 @@ def _reference_model_for_attention(ref: Artifact, cand: Artifact, cfg: VerifyCon
     """The PyTorch model whose weights the float64 attention reference uses: the REFERENCE
     checkpoint, or the checkpoint a manifest says the ONNX was exported from."""
     from .models import list_variants, load_model
+    from .models.hub import is_hub_name
 
     if ref.kind == "torch":
         return ref.model
@@ -671,8 +718,9 @@ def _reference_model_for_attention(ref: Artifact, cand: Artifact, cfg: VerifyCon
             continue  # a variant name means random weights: not the weights in this ONNX
         for candidate in (Path(src), art.manifest.root / src):
             tried.append(str(candidate))
-            if candidate.exists():
-                return load_model(candidate, arch=(art.manifest.model or {}).get("arch") or cfg.arch)
+            if candidate.exists() or is_hub_name(src):
+                return load_model(candidate, arch=(art.manifest.model or {}).get("arch") or cfg.arch,
+                                  **((art.manifest.model or {}).get("overrides") or cfg.model_overrides))
     raise VerificationError(
         "--attention computes its float64 reference with the PyTorch weights: give the checkpoint as "
         "REFERENCE" + (f" (the manifest's source was not found: {tried})" if tried else

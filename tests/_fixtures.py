@@ -26,7 +26,8 @@ def trained_like(model: VisionTransformer, seed: int = 0, qk_gain: float = 2.0) 
                 p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
             else:
                 p.copy_(0.1 * torch.randn(p.shape, generator=gen))
-        model.cls_token.copy_(torch.randn(model.cls_token.shape, generator=gen))
+        if model.cls_token is not None:  # class-token-free families (SigLIP, gap) have none
+            model.cls_token.copy_(torch.randn(model.cls_token.shape, generator=gen))
     return model.eval()
 
 

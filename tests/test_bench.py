@@ -26,7 +26,7 @@ from edgevit.manifest import Manifest
 
 FAST = dict(iterations=3, warmup_s=0.0, samples=64)
 ROW_KEYS = {"name", "backend", "device", "provider", "variant", "format", "precision", "artifact", "reference",
-            "status", "reason", "size_mb", "top1", "agreement", "max_abs", "cosine_min", "within_tolerance",
+            "status", "reason", "size_mb", "top1", "agreement", "max_abs", "cosine_min", "cosine_mean", "within_tolerance",
             "latency_ms", "throughput", "speedup", "throughput_speedup", "sweep", "phases_ms", "attention", "seconds"}
 STATS_KEYS = {"batch", "iterations", "p50", "p90", "p99", "mean", "std", "min", "max", "cv", "noisy"}
 TOP_KEYS = {"schema_version", "kind", "created", "ok", "seconds", "machine", "config", "data", "reference", "rows",

@@ -77,8 +77,8 @@ def test_models_table():
     rows = {r[0]: r for r in rich_table(_ok(_run("models")).stdout, "name")}
     assert sorted(rows) == sorted(v["name"] for v in data), (sorted(rows), data)
     for v in data:
-        want = [v[k] for k in ("name", "img_size", "patch_size", "embed_dim", "depth", "num_heads", "num_classes",
-                               "gmacs")]
+        want = [v[k] for k in ("name", "family", "img_size", "patch_size", "embed_dim", "depth", "num_heads",
+                               "tokens", "num_classes", "output", "gmacs")]
         assert rows[v["name"]] == [str(x) for x in want], (rows[v["name"]], want)
 
 

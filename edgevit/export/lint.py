@@ -22,8 +22,9 @@ static-batch                  info      a static-batch graph bakes its batch N >
 attention-scale-after-qk      warning   scale applied to Q·K^T instead of to Q: TensorRT's MHA fusion
                                         wants Q (or K) pre-scaled
 attention-no-scale            info      no scaling found near Q or K (folded into weights?)
-attention-head-size           warning   head size not 16/32/64: no fused MHA kernel on TensorRT
-attention-seq-len             warning   sequence > 512: INT8 fused MHA not eligible
+attention-head-size           warning   head size not 16/32/64: TensorRT's INT8 fused MHA does not take it
+attention-seq-len             warning   sequence (query or key/value) > 512 tokens, e.g. DINOv2 at 518 px
+                                        (1,370): TensorRT's INT8 fused MHA does not take it
 trt-qdq-zero-point            error     a QuantizeLinear/DequantizeLinear zero point is not 0 (asymmetric Q/DQ):
                                         TensorRT's ONNX parser rejects it
 fp16-range-initializer        warning   weights beyond ±65504 overflow to inf in FP16
@@ -542,7 +543,28 @@ def _walk_back_for_scale(g: _Graph, tensor: str, hops: int = 8):
     return None
 
 
+def _dequantized(g: _Graph, tensor: str, hops: int = 4) -> bool:
+    """Whether ``tensor`` comes from a DequantizeLinear through layout ops (a Q/DQ-quantized input)."""
+    for _ in range(hops):
+        node = g.producer.get(tensor)
+        if node is None:
+            return False
+        if node.op_type == "DequantizeLinear":
+            return True
+        if node.op_type not in _PASS_THROUGH:
+            return False
+        tensor = node.input[0]
+    return False
+
+
+def _longest(*lengths) -> int | None:
+    """The longest of the known (integer) sequence lengths, or None."""
+    known = [n for n in lengths if isinstance(n, int)]
+    return max(known) if known else None
+
+
 def _check_attention(g: _Graph) -> list[Finding]:
+    quantized: set[str] = set()  # attention blocks whose MatMul inputs are Q/DQ-quantized
     scale_after: list[str] = []
     no_scale: list[str] = []
     head_bad: dict[int, list[str]] = defaultdict(list)
@@ -566,12 +588,16 @@ def _check_attention(g: _Graph) -> list[Finding]:
             scale_after.extend(names)
         elif _walk_back_for_scale(g, src.input[0]) is None and _walk_back_for_scale(g, src.input[1]) is None:
             no_scale.extend(names)
-        q_dims = g.shapes.get(src.input[0])
+        if any(_dequantized(g, t) for t in (*src.input[:2], *av[0].input[:2])):
+            quantized.update(names)
+        q_dims, kt_dims = g.shapes.get(src.input[0]), g.shapes.get(src.input[1])
         if q_dims and len(q_dims) >= 2:
-            head, seq = q_dims[-1], q_dims[-2]
+            # Q (.., S_q, head), K^T (.., head, S_kv): a pooling query (SigLIP's MAP head) has S_q = 1
+            head = q_dims[-1]
+            seq = _longest(q_dims[-2], kt_dims[-1] if kt_dims and len(kt_dims) >= 2 else None)
             if isinstance(head, int) and head not in FUSED_MHA_HEAD_SIZES:
                 head_bad[head].extend(names)
-            if isinstance(seq, int) and seq > INT8_FUSED_MHA_MAX_SEQ:
+            if seq is not None and seq > INT8_FUSED_MHA_MAX_SEQ:
                 seq_bad[seq].extend(names)
     for node in g.nodes:
         if node.op_type != "Attention":
@@ -580,13 +606,16 @@ def _check_attention(g: _Graph) -> list[Finding]:
         from onnx import helper
 
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        q_dims = g.shapes.get(node.input[0])
+        q_dims, k_dims = g.shapes.get(node.input[0]), g.shapes.get(node.input[1])
         head = seq = None
         if q_dims and len(q_dims) == 4:
-            head, seq = q_dims[3], q_dims[2]
+            head, seq = q_dims[3], _longest(q_dims[2], k_dims[2] if k_dims and len(k_dims) == 4 else None)
         elif q_dims and len(q_dims) == 3 and attrs.get("q_num_heads") and isinstance(q_dims[2], int):
-            head, seq = q_dims[2] // attrs["q_num_heads"], q_dims[1]
+            head = q_dims[2] // attrs["q_num_heads"]
+            seq = _longest(q_dims[1], k_dims[1] if k_dims and len(k_dims) == 3 else None)
         name = g.node_name(node)
+        if any(_dequantized(g, t) for t in node.input[:3] if t):
+            quantized.add(name)
         if isinstance(head, int) and head not in FUSED_MHA_HEAD_SIZES:
             head_bad[head].append(name)
         if isinstance(seq, int) and seq > INT8_FUSED_MHA_MAX_SEQ:
@@ -602,16 +631,25 @@ def _check_attention(g: _Graph) -> list[Finding]:
         out.append(Finding("info", "attention-no-scale",
                            f"no Mul/Div by a scalar found on Q, K or Q·K^T ({_names(no_scale)}); fine if the "
                            "scale is folded into the Q weights", tuple(no_scale)))
+    def unfused(nodes) -> str:
+        if quantized & set(nodes):
+            return "this graph quantizes that attention, so TensorRT runs it unfused"
+        return "an int8 graph that quantizes attention (--quantize-attention) runs it unfused"
+
     for head, nodes in head_bad.items():
         out.append(Finding(
             "warning", "attention-head-size",
-            f"head size {head} is not one of {list(FUSED_MHA_HEAD_SIZES)}: TensorRT has no fused MHA kernel for it "
-            f"({len(nodes)} node(s): {_names(nodes)})", tuple(nodes)))
+            f"head size {head} is not one of {list(FUSED_MHA_HEAD_SIZES)}, the head sizes TensorRT's INT8 fused MHA "
+            f"takes ({len(nodes)} node(s): {_names(nodes)}): {unfused(nodes)}; fp16/fp32 attention fusion depends on "
+            "the TensorRT version and GPU (edgevit build's fusion report shows which blocks fused)", tuple(nodes)))
     for seq, nodes in seq_bad.items():
         out.append(Finding(
             "warning", "attention-seq-len",
-            f"sequence length {seq} > {INT8_FUSED_MHA_MAX_SEQ}: INT8 fused MHA is not eligible on TensorRT "
-            f"({_names(nodes)})", tuple(nodes)))
+            f"sequence length {seq} > {INT8_FUSED_MHA_MAX_SEQ}: {seq} tokens per image reach attention "
+            f"({_names(nodes)}), more than TensorRT's INT8 fused MHA takes: {unfused(nodes)}. Keep attention in fp16 "
+            "(quantize without --quantize-attention), or export at a smaller --img-size (at most "
+            f"{INT8_FUSED_MHA_MAX_SEQ} tokens, class and register tokens included: edgevit info shows them)",
+            tuple(nodes)))
     g.attention_blocks = blocks
     return out
 

@@ -17,30 +17,36 @@ def _initializers(proto) -> set[str]:
     return {t.name for t in proto.graph.initializer}
 
 
-def name_vit_nodes(proto, depth: int) -> dict[str, int]:
+def name_vit_nodes(proto, depth: int, linears: list[str] | None = None,
+                   norms: list[str] | None = None) -> dict[str, int]:
     """Rename the ViT's nodes in place (graph order = block order). Returns counts per kind.
 
-    Nodes are renamed only when the graph has exactly the ViT's structure (4 weighted MatMuls
-    per block plus the head, two LayerNorms per block plus the final one); otherwise nothing is
-    renamed and the counts say what was found.
+    ``linears`` / ``norms``: the module names of the Linear / LayerNorm calls of one forward pass in
+    call order (:func:`module_calls`); None means a classifier's (4 Linears per block plus the head,
+    two LayerNorms per block plus the final one). Nodes are renamed only when the graph has exactly
+    as many weighted MatMuls and LayerNorms; otherwise nothing is renamed and the counts say what
+    was found.
     """
+    if linears is None:
+        linears = [f"blocks.{b}.{part}" for b in range(depth) for part in LINEARS_PER_BLOCK] + ["head"]
+    if norms is None:
+        norms = [f"blocks.{b}.norm{k}" for b in range(depth) for k in (1, 2)] + ["norm"]
     inits = _initializers(proto)
     nodes = list(proto.graph.node)
     weighted = [n for n in nodes if n.op_type in ("MatMul", "Gemm") and any(i in inits for i in n.input[:2])]
     activation_mm = [n for n in nodes if n.op_type == "MatMul" and not any(i in inits for i in n.input[:2])]
-    norms = [n for n in nodes if n.op_type == "LayerNormalization"]
+    norm_nodes = [n for n in nodes if n.op_type == "LayerNormalization"]
     softmax = [n for n in nodes if n.op_type == "Softmax"]
     attention = [n for n in nodes if n.op_type == "Attention"]
     convs = [n for n in nodes if n.op_type == "Conv"]
-    counts = {"linear": len(weighted), "norm": len(norms), "softmax": len(softmax),
+    counts = {"linear": len(weighted), "norm": len(norm_nodes), "softmax": len(softmax),
               "attention_matmul": len(activation_mm), "attention": len(attention), "conv": len(convs)}
-    if len(weighted) != 4 * depth + 1 or len(norms) != 2 * depth + 1:
+    if len(weighted) != len(linears) or len(norm_nodes) != len(norms):
         counts["renamed"] = 0
         return counts
-    names = [f"blocks.{b}.{part}" for b in range(depth) for part in LINEARS_PER_BLOCK] + ["head"]
-    for node, name in zip(weighted, names):
+    for node, name in zip(weighted, linears):
         node.name = name
-    for node, name in zip(norms, [f"blocks.{b}.norm{k}" for b in range(depth) for k in (1, 2)] + ["norm"]):
+    for node, name in zip(norm_nodes, norms):
         node.name = name
     if len(softmax) == depth and len(activation_mm) == 2 * depth:
         for b in range(depth):
@@ -52,5 +58,25 @@ def name_vit_nodes(proto, depth: int) -> dict[str, int]:
             node.name = f"blocks.{b}.attn.attention"
     if len(convs) == 1:
         convs[0].name = "patch_embed.proj"
-    counts["renamed"] = len(weighted) + len(norms)
+    counts["renamed"] = len(weighted) + len(norm_nodes)
     return counts
+
+
+def module_calls(module, example, kinds: tuple) -> tuple[object, dict[type, list[str]]]:
+    """(output, calls) of one forward pass of ``module`` on ``example``: per module class in
+    ``kinds``, the names of its instances in the order the pass calls them (twice if called twice)."""
+    import torch
+
+    calls: dict = {kind: [] for kind in kinds}
+    handles = []
+    for name, sub in module.named_modules():
+        kind = next((k for k in kinds if isinstance(sub, k)), None)
+        if kind is not None:
+            handles.append(sub.register_forward_hook(lambda _m, _i, _o, k=kind, n=name: calls[k].append(n)))
+    try:
+        with torch.no_grad():
+            out = module(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return out, calls

@@ -7,7 +7,13 @@
 What the graph looks like
 -------------------------
 * torch's dynamo exporter (``torch.onnx.export(..., dynamo=True)``), opset >= 17;
-* input ``images`` (float32, NCHW, already normalized), output ``logits``;
+* input ``images`` (float32, NCHW, already normalized); one output named for what it holds
+  (``ExportConfig.output``, recorded as the manifest's ``model.output``): ``logits`` (batch,
+  classes) for a classifier, ``features`` (batch, D) for a headless model (``num_classes=0``: the
+  pooled, final-normed embedding its ``forward`` returns), or with ``output="tokens"``
+  (``edgevit export --output-kind tokens``) ``tokens`` (batch, patches, D): ``model.forward_tokens``,
+  the patch tokens after the final norm with the class/register/distillation tokens dropped, for
+  dense heads;
 * LayerNorm is always the ``LayerNormalization`` op (opset >= 17), never a Pow/ReduceMean chain:
   that chain overflows FP16 (design.md §3);
 * the batch dim is dynamic between ``batch=(MIN, OPT, MAX)`` (recorded in the manifest for
@@ -81,9 +87,10 @@ import torch
 from .._io import check_output_dir, check_writable, install_file, remove_stale_temporaries
 from ..errors import ExportError, ManifestError
 from ..manifest import MANIFEST_NAME, Manifest, library_versions
+from ..metrics import FEATURE_OUTPUTS, neighbour_agreement
 from ..models.vit import VisionTransformer, count_params
 from .lint import DEFAULT_TENSORRT_VERSION, LintReport, lint_onnx
-from .names import name_vit_nodes
+from .names import module_calls, name_vit_nodes
 
 ATTENTION_FORMS = ("decomposed", "fused")
 DEFAULT_ATTENTION = "decomposed"
@@ -96,7 +103,8 @@ EXTERNAL_TENSOR_MIN_BYTES = 1024  # smaller tensors (shape constants) stay inlin
 MODEL_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
 INPUT_NAME = "images"
-OUTPUT_NAME = "logits"
+OUTPUT_NAME = "logits"  # a classifier's; the graph output is named after ExportConfig's resolved output kind
+OUTPUT_KINDS = ("logits", "features", "tokens")
 DEFAULT_ATOL = 1e-4
 LARGER_BATCH = 8
 
@@ -150,8 +158,12 @@ class ExportConfig:
     lint: bool = True
     tensorrt_version: str = DEFAULT_TENSORRT_VERSION
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD
+    output: str | None = None  # None: the model's own (logits, or features when headless); "tokens": patch tokens
 
     def __post_init__(self) -> None:
+        if self.output is not None and self.output not in OUTPUT_KINDS:
+            raise ValueError(f"--output-kind must be one of {list(OUTPUT_KINDS)} (default: logits for a classifier, "
+                             f"features for a headless model), got {self.output!r}")
         if self.attention not in ATTENTION_FORMS:
             raise ValueError(f"attention must be one of {list(ATTENTION_FORMS)}, got {self.attention!r}")
         object.__setattr__(self, "batch", tuple(int(b) for b in self.batch))
@@ -200,7 +212,7 @@ class ExportConfig:
             "attention": self.attention, "opset": self.resolved_opset, "batch": list(self.batch_bounds),
             "dynamic_batch": self.dynamic, "simplify": self.simplify, "verify": self.verify, "atol": self.atol,
             "lint": self.lint, "tensorrt_version": self.tensorrt_version,
-            "external_data_threshold": self.external_data_threshold,
+            "external_data_threshold": self.external_data_threshold, "output": self.output,
         }
 
 
@@ -223,6 +235,8 @@ class ExportResult:
             "onnx": str(self.onnx_path),
             "manifest": str(self.manifest_path),
             "artifacts": [a.to_dict() for a in self.manifest.artifacts],
+            "output": self.manifest.output_kind,
+            "outputs": self.manifest.outputs,
             "export": self.manifest.export,
             "batch": self.manifest.batch,
             "verification": self.verification,
@@ -241,9 +255,11 @@ def export_onnx(
     *,
     arch: str | None = None,
     force: bool = False,
+    model_overrides: dict | None = None,
 ) -> ExportResult:
     """Export ``source`` (anything :func:`edgevit.load_model` takes, or a VisionTransformer) to
-    ``outdir/model.onnx`` with its manifest ``outdir/edgevit.json``.
+    ``outdir/model.onnx`` with its manifest ``outdir/edgevit.json``. ``arch`` and ``model_overrides``
+    (config fields: ``num_heads``, ``act``, ``img_size``...) go to load_model and into the manifest.
 
     Raises ArtifactExistsError (existing outputs without ``force``), ExportError (export,
     check or verification failed: nothing in ``outdir`` is changed), CheckpointError (source).
@@ -253,7 +269,10 @@ def export_onnx(
     outdir = check_output_dir(outdir, "-o/--output")
     for name in (MODEL_FILE, DATA_FILE, MANIFEST_NAME):
         check_writable(outdir / name, force)
-    model, source_desc = _prepare_model(source, arch)
+    model_overrides = dict(model_overrides or {})
+    model, source_desc = _prepare_model(source, arch, model_overrides)
+    output = _output_kind(model, cfg, source_desc)
+    graph = _GraphInfo.of(model, output)
 
     created_outdir = not outdir.exists()
     outdir.mkdir(parents=True, exist_ok=True)
@@ -261,22 +280,23 @@ def export_onnx(
     work = Path(tempfile.mkdtemp(prefix=f".edgevit-export-{os.getpid()}-", dir=outdir))  # pid: for cleanup
     notes: list[str] = []
     try:
-        proto, attn_note = _export_graph(model, cfg)
+        proto, attn_note = _export_graph(model, cfg, output)
         if attn_note:
             notes.append(attn_note)
         proto, gelus = canonicalize_gelu(proto)
         proto, slim_info = _simplify(proto, cfg)
         if slim_info.get("warning"):
             notes.append(slim_info["warning"])
-        node_names = name_vit_nodes(proto, model.config.depth)
-        _check_structure(proto, model, cfg)
-        _stamp(proto, model, cfg)
+        node_names = name_vit_nodes(proto, model.config.depth, graph.linears, graph.norms)
+        _check_structure(proto, graph, cfg)
+        _stamp(proto, model, cfg, output)
         tmp_onnx, external = _save(proto, work, cfg.external_data_threshold)
         del proto
-        _check_file(tmp_onnx, model, cfg)
-        verification = _verify(model, tmp_onnx, cfg) if cfg.verify else {"skipped": True}
+        _check_file(tmp_onnx, graph, cfg)
+        verification = _verify(model, tmp_onnx, cfg, output) if cfg.verify else {"skipped": True}
         report = lint_onnx(tmp_onnx, cfg.tensorrt_version) if cfg.lint else None
-        manifest = _build_manifest(model, source_desc, arch, cfg, slim_info, verification, report, external)
+        manifest = _build_manifest(model, source_desc, arch, cfg, slim_info, verification, report, external, graph)
+        manifest.model["overrides"] = model_overrides  # bench / verify reload the reference with them
         manifest.export["gelu_reordered"] = gelus
         manifest.export["node_names"] = node_names
         manifest.root = work
@@ -304,19 +324,75 @@ def export_onnx(
 
 
 # ---------------------------------------------------------------------------- steps
-def _prepare_model(source, arch) -> tuple[VisionTransformer, str]:
+def _prepare_model(source, arch, model_overrides: dict) -> tuple[VisionTransformer, str]:
     if isinstance(source, VisionTransformer):
+        if model_overrides:
+            raise ValueError(f"model_overrides {model_overrides} apply when loading a checkpoint; change an "
+                             "in-memory model's config before exporting it")
         model = copy.deepcopy(source)
         desc = "<in-memory VisionTransformer>"
     else:
         from ..models.checkpoint import load_model
 
-        model = load_model(source, arch=arch)
+        model = load_model(source, arch=arch, **model_overrides)
         desc = str(source)
     model = model.float().eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model, desc
+
+
+def _output_kind(model: VisionTransformer, cfg: ExportConfig, source_desc: str) -> str:
+    """The graph's output: ``cfg.output``, else the model's own (logits, or features when headless)."""
+    own = model.output_kind
+    if cfg.output in (None, own, "tokens"):
+        return cfg.output or own
+    what = "a classifier (it outputs logits)" if own == "logits" else "headless (num_classes=0: it outputs features)"
+    raise ValueError(f"--output-kind {cfg.output}: {source_desc} is {what}; use --output-kind {own} (the default) "
+                     "or tokens (the patch tokens, for dense heads)")
+
+
+class _TokensOutput(torch.nn.Module):
+    """``model.forward_tokens`` as the module's forward: the graph of ``--output-kind tokens``."""
+
+    def __init__(self, model: VisionTransformer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_tokens(x)
+
+
+def _output_module(model: VisionTransformer, output: str) -> torch.nn.Module:
+    """What the graph computes: ``model`` itself, or its patch tokens for ``output="tokens"``."""
+    return _TokensOutput(model) if output == "tokens" else model
+
+
+@dataclass(frozen=True)
+class _GraphInfo:
+    """What the exported graph must hold, from one PyTorch forward pass of what it computes: the
+    output's name and dims after the batch, and the Linear / LayerNorm modules in call order
+    (names for :func:`name_vit_nodes`; their counts for :func:`_check_structure`)."""
+
+    output: str
+    dims: tuple[int, ...]
+    linears: list[str]
+    norms: list[str]
+    attentions: int  # self-attention blocks: Softmax (decomposed) or Attention (fused) ops
+    pools: int       # attention pools (SigLIP's MAP head): one Softmax each, in either form
+
+    @classmethod
+    def of(cls, model: VisionTransformer, output: str) -> "_GraphInfo":
+        from ..models.vit import Attention, AttentionPool
+
+        c = model.config
+        module = _output_module(model, output)
+        example = torch.zeros(1, c.in_chans, c.img_size, c.img_size)
+        kinds = (torch.nn.Linear, torch.nn.LayerNorm, Attention, AttentionPool)
+        out, calls = module_calls(module, example, kinds)
+        strip = (lambda n: n.removeprefix("model.")) if module is not model else (lambda n: n)
+        return cls(output, tuple(out.shape[1:]), [strip(n) for n in calls[torch.nn.Linear]],
+                   [strip(n) for n in calls[torch.nn.LayerNorm]], len(calls[Attention]), len(calls[AttentionPool]))
 
 
 @contextlib.contextmanager
@@ -335,9 +411,9 @@ def _quiet_exporter():
             lg.setLevel(level)
 
 
-def _dynamo_export(model: VisionTransformer, cfg: ExportConfig, attn_impl: str, opset: int):
+def _dynamo_export(model: VisionTransformer, cfg: ExportConfig, attn_impl: str, opset: int, output: str = "logits"):
     c = model.config
-    m = copy.deepcopy(model).set_attn_impl(attn_impl)
+    m = _output_module(copy.deepcopy(model).set_attn_impl(attn_impl), output)
     lo, opt, hi = cfg.batch_bounds
     if cfg.dynamic:
         example = min(max(2, lo), hi)  # 0 and 1 would be specialized by torch.export
@@ -348,7 +424,7 @@ def _dynamo_export(model: VisionTransformer, cfg: ExportConfig, attn_impl: str, 
     try:
         with _quiet_exporter(), torch.no_grad():
             program = torch.onnx.export(
-                m, (x,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                m, (x,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME], output_names=[output],
                 dynamic_shapes=dynamic_shapes, optimize=True, verbose=False, report=False,
             )
     except Exception as exc:
@@ -365,17 +441,17 @@ def _count(proto, op_type: str) -> int:
     return sum(1 for n in proto.graph.node if n.op_type == op_type)
 
 
-def _export_graph(model: VisionTransformer, cfg: ExportConfig):
+def _export_graph(model: VisionTransformer, cfg: ExportConfig, output: str):
     """The ONNX graph in the requested attention form; (proto, note or None)."""
     opset = cfg.resolved_opset
     depth = model.config.depth
     if cfg.attention == "decomposed":
-        return _dynamo_export(model, cfg, "math", opset), None
-    proto = _dynamo_export(model, cfg, "sdpa", opset)
+        return _dynamo_export(model, cfg, "math", opset, output), None
+    proto = _dynamo_export(model, cfg, "sdpa", opset, output)
     if _count(proto, "Attention") == depth:
         return proto, None
     # This exporter did not emit the Attention op: export Q-pre-scaled math and fuse it ourselves.
-    proto = _dynamo_export(model, cfg, "math", opset)
+    proto = _dynamo_export(model, cfg, "math", opset, output)
     proto, fused = fuse_attention(proto)
     if fused != depth:
         raise ExportError(
@@ -522,31 +598,31 @@ def _simplify(proto, cfg: ExportConfig):
     return slimmed, info
 
 
-def _check_structure(proto, model: VisionTransformer, cfg: ExportConfig) -> None:
+def _check_structure(proto, graph: _GraphInfo, cfg: ExportConfig) -> None:
     """The graph has the form promised: LayerNormalization ops, the attention form, I/O names."""
-    depth = model.config.depth
-    ln = _count(proto, "LayerNormalization")
-    if ln != 2 * depth + 1:
-        raise ExportError(f"expected {2 * depth + 1} LayerNormalization ops (2 per block + final), found {ln}; "
-                          f"use opset >= {MIN_OPSET}")
+    depth = graph.attentions
+    ln, want = _count(proto, "LayerNormalization"), len(graph.norms)
+    if ln != want:
+        raise ExportError(f"expected {want} LayerNormalization ops (one per nn.LayerNorm call of the model), "
+                          f"found {ln}; use opset >= {MIN_OPSET}")
     attn, softmax = _count(proto, "Attention"), _count(proto, "Softmax")
     if cfg.attention == "fused" and attn != depth:
         raise ExportError(f"attention='fused': expected {depth} Attention ops, found {attn}")
-    if cfg.attention == "decomposed" and (attn or softmax != depth):
-        raise ExportError(f"attention='decomposed': expected {depth} Softmax and 0 Attention ops, "
+    if cfg.attention == "decomposed" and (attn or softmax != depth + graph.pools):
+        raise ExportError(f"attention='decomposed': expected {depth + graph.pools} Softmax and 0 Attention ops, "
                           f"found {softmax} and {attn}")
     names = ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output])
-    if names != ([INPUT_NAME], [OUTPUT_NAME]):
-        raise ExportError(f"graph inputs/outputs are {names}, expected [{INPUT_NAME!r}] -> [{OUTPUT_NAME!r}]")
+    if names != ([INPUT_NAME], [graph.output]):
+        raise ExportError(f"graph inputs/outputs are {names}, expected [{INPUT_NAME!r}] -> [{graph.output!r}]")
 
 
-def _stamp(proto, model: VisionTransformer, cfg: ExportConfig) -> None:
+def _stamp(proto, model: VisionTransformer, cfg: ExportConfig, output: str) -> None:
     from .. import __version__
 
     proto.producer_name = "edgevit"
     proto.producer_version = __version__
     proto.doc_string = (f"edgevit ViT export: attention={cfg.attention}, opset={cfg.resolved_opset}, "
-                        f"input {INPUT_NAME} float32 NCHW normalized, output {OUTPUT_NAME}")
+                        f"input {INPUT_NAME} float32 NCHW normalized, output {output}")
     meta = {"edgevit.attention": cfg.attention, "edgevit.version": __version__}
     for key, value in meta.items():
         entry = proto.metadata_props.add()
@@ -580,8 +656,8 @@ def _save(proto, work: Path, threshold: int) -> tuple[Path, bool]:
     return path, external
 
 
-def _check_file(path: Path, model: VisionTransformer, cfg: ExportConfig) -> None:
-    """onnx.checker (full) and strict shape inference; the output must be (batch, num_classes)."""
+def _check_file(path: Path, graph: _GraphInfo, cfg: ExportConfig) -> None:
+    """onnx.checker (full) and strict shape inference; the output must be (batch, *dims of PyTorch's)."""
     import onnx
 
     try:
@@ -594,10 +670,10 @@ def _check_file(path: Path, model: VisionTransformer, cfg: ExportConfig) -> None
     dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in out]
     lo, _, _ = cfg.batch_bounds
     want_batch = lo if not cfg.dynamic else None
-    if len(dims) != 2 or dims[1] != model.config.num_classes or (want_batch and dims[0] != want_batch) or (
+    if len(dims) != 1 + len(graph.dims) or tuple(dims[1:]) != graph.dims or (want_batch and dims[0] != want_batch) or (
             cfg.dynamic and isinstance(dims[0], int) and dims[0] > 0):
-        raise ExportError(f"shape inference gives logits {dims}, expected "
-                          f"[{'batch' if cfg.dynamic else lo}, {model.config.num_classes}]")
+        raise ExportError(f"shape inference gives {graph.output} {dims}, expected "
+                          f"[{'batch' if cfg.dynamic else lo}, {', '.join(map(str, graph.dims))}] (PyTorch's)")
 
 
 def _reference_images(model: VisionTransformer, n: int) -> np.ndarray | None:
@@ -616,28 +692,37 @@ def _reference_images(model: VisionTransformer, n: int) -> np.ndarray | None:
     return np.ascontiguousarray(images, dtype=np.float32)
 
 
-def compare_logits(ref: np.ndarray, got: np.ndarray) -> dict:
-    """max abs error, error relative to the logits' scale, worst per-sample cosine, top-1 agreement."""
+def compare_logits(ref: np.ndarray, got: np.ndarray, output: str = "logits") -> dict:
+    """max abs error, error relative to the outputs' scale, per-sample cosine over the flattened
+    output (worst and mean); for logits the top-1 agreement, for ``output`` "features"/"tokens"
+    (no classes) the k-NN agreement (:func:`edgevit.metrics.neighbour_agreement`) instead."""
     ref = ref.astype(np.float64)
     got = got.astype(np.float64)
     err = np.abs(ref - got)
     scale = float(np.max(np.abs(ref))) if ref.size else 0.0
-    num = (ref * got).sum(axis=1)
-    den = np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
+    a, b = ref.reshape(len(ref), -1), got.reshape(len(got), -1)
+    num = (a * b).sum(axis=1)
+    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     cosine = np.where(den > 0, num / np.maximum(den, 1e-300), 1.0)
-    return {
+    result = {
         "max_abs": float(err.max()) if err.size else 0.0,
         "mean_abs": float(err.mean()) if err.size else 0.0,
         "logits_scale": scale,
         "max_rel_to_scale": float(err.max() / scale) if scale > 0 else 0.0,
         "min_cosine": float(cosine.min()) if cosine.size else 1.0,
-        "top1_agree": float((ref.argmax(1) == got.argmax(1)).mean()) if ref.size else 1.0,
+        "mean_cosine": float(cosine.mean()) if cosine.size else 1.0,
     }
+    if output in FEATURE_OUTPUTS:
+        result["knn_agree"], result["knn_k"] = neighbour_agreement(ref, got)
+    else:
+        result["top1_agree"] = float((ref.argmax(1) == got.argmax(1)).mean()) if ref.size else 1.0
+    return result
 
 
-def _verify(model: VisionTransformer, path: Path, cfg: ExportConfig) -> dict:
-    """Run the graph on ONNX Runtime and compare with the PyTorch reference ("math" attention)."""
-    reference = copy.deepcopy(model).set_attn_impl("math").eval()
+def _verify(model: VisionTransformer, path: Path, cfg: ExportConfig, output: str = "logits") -> dict:
+    """Run the graph on ONNX Runtime and compare its ``output`` with what the PyTorch reference
+    ("math" attention) computes for it: logits, features or ``forward_tokens``."""
+    reference = _output_module(copy.deepcopy(model).set_attn_impl("math").eval(), output)
     c = model.config
     lo, _, hi = cfg.batch_bounds
     batches = [lo] if not cfg.dynamic else sorted({lo, min(hi, max(lo + 1, LARGER_BATCH))})
@@ -661,17 +746,18 @@ def _verify(model: VisionTransformer, path: Path, cfg: ExportConfig) -> dict:
         with torch.no_grad():
             ref = reference(torch.from_numpy(x)).numpy()
         try:
-            got = session.infer({INPUT_NAME: x})[OUTPUT_NAME]
+            got = session.infer({INPUT_NAME: x})[output]
         except Exception as exc:
             raise ExportError(f"ONNX Runtime failed on {name} input of shape {x.shape}: {str(exc)[:500]}") from exc
         if got.shape != ref.shape:
-            raise ExportError(f"ONNX Runtime logits have shape {got.shape} on {name}, PyTorch {ref.shape}")
-        checks.append({"input": name, "batch": int(x.shape[0]), **compare_logits(ref, got)})
+            raise ExportError(f"ONNX Runtime {output} have shape {got.shape} on {name}, PyTorch {ref.shape}")
+        checks.append({"input": name, "batch": int(x.shape[0]), **compare_logits(ref, got, output)})
     session.deactivate()
     worst = max(ch["max_abs"] for ch in checks)
     result = {
         "runtime": "onnxruntime CPUExecutionProvider",
-        "reference": "PyTorch eager fp32, attn_impl=math",
+        "reference": "PyTorch eager fp32, attn_impl=math" + (", forward_tokens" if output == "tokens" else ""),
+        "output": output,
         "atol": cfg.atol,
         "max_abs": worst,
         "passed": worst <= cfg.atol,
@@ -679,8 +765,11 @@ def _verify(model: VisionTransformer, path: Path, cfg: ExportConfig) -> dict:
         "checks": checks,
     }
     if not result["passed"]:
+        def agree(ch):
+            return f"top-1 agree {ch['top1_agree']:.3f}" if "top1_agree" in ch else f"k-NN agree {ch['knn_agree']:.3f}"
+
         lines = "; ".join(f"{ch['input']}: max abs {ch['max_abs']:.3e} (rel to scale {ch['max_rel_to_scale']:.2e}, "
-                          f"cosine {ch['min_cosine']:.6f}, top-1 agree {ch['top1_agree']:.3f})" for ch in checks)
+                          f"cosine {ch['min_cosine']:.6f}, {agree(ch)})" for ch in checks)
         raise ExportError(
             f"ONNX Runtime disagrees with PyTorch beyond atol {cfg.atol:g}: worst max abs {worst:.3e}. {lines}. "
             "Nothing was written."
@@ -704,7 +793,8 @@ def _tensor_spec(name: str, dims: list, dynamic: bool, **extra) -> dict:
     return spec
 
 
-def _build_manifest(model, source_desc, arch, cfg: ExportConfig, slim_info, verification, report, external):
+def _build_manifest(model, source_desc, arch, cfg: ExportConfig, slim_info, verification, report, external,
+                    graph: _GraphInfo):
     c = model.config
     lo, opt, hi = cfg.batch_bounds
     batch_dim = "batch" if cfg.dynamic else lo
@@ -712,12 +802,12 @@ def _build_manifest(model, source_desc, arch, cfg: ExportConfig, slim_info, veri
     pre = model.preprocessing
     return Manifest(
         model={"source": source_desc, "arch": arch, "config": exported_cfg.to_dict(), "params": count_params(model),
-               "guessed": dict(model.guessed)},
+               "guessed": dict(model.guessed), "output": graph.output},
         labels=list(model.labels) if model.labels is not None else None,
         preprocessing=pre.to_dict() if pre is not None else None,
         inputs=[_tensor_spec(INPUT_NAME, [batch_dim, c.in_chans, c.img_size, c.img_size], cfg.dynamic,
                              layout="NCHW", normalized=True)],
-        outputs=[_tensor_spec(OUTPUT_NAME, [batch_dim, c.num_classes], cfg.dynamic)],
+        outputs=[_tensor_spec(graph.output, [batch_dim, *graph.dims], cfg.dynamic)],
         batch={"dynamic": cfg.dynamic, "min": lo, "opt": opt, "max": hi},
         export={
             "exporter": "torch.onnx.export(dynamo=True)",
@@ -786,6 +876,7 @@ def _remove_superseded(old: Manifest, new: Manifest, outdir: Path) -> list[str]:
 
 
 __all__ = [
-    "ATTENTION_FORMS", "DEFAULT_ATTENTION", "DEFAULT_OPSET", "ExportConfig", "ExportResult", "canonicalize_gelu",
+    "ATTENTION_FORMS", "DEFAULT_ATTENTION", "DEFAULT_OPSET", "OUTPUT_KINDS", "ExportConfig", "ExportResult",
+    "canonicalize_gelu",
     "compare_logits", "export_onnx", "fuse_attention", "parse_batch",
 ]

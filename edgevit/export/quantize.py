@@ -11,7 +11,11 @@ For every precision asked for, :func:`quantize`
 2. runs it with ONNX Runtime on CPU over held-out labelled data (the digits test split by
    default) and gates it against the fp32 graph: it fails if top-1 drops more than
    ``max_drop`` points or top-1 agreement with fp32 falls below the precision's
-   ``min_agreement`` in :data:`edgevit.tolerances.TOLERANCES`;
+   ``min_agreement`` in :data:`edgevit.tolerances.TOLERANCES`. A model without classes (the
+   manifest's ``model.output`` is ``features`` or ``tokens``) needs no labels: it fails if the
+   lowest per-sample cosine with the fp32 outputs falls below ``min_cosine`` or the k-NN
+   agreement (:func:`edgevit.metrics.neighbour_agreement`) below ``min_agreement`` of
+   :data:`edgevit.tolerances.FEATURE_TOLERANCES`;
 3. optionally measures per-layer sensitivity (one Linear quantized at a time) and, with
    ``auto_exclude``, keeps the most sensitive layers in higher precision one at a time until
    the gate passes;
@@ -116,9 +120,10 @@ class QuantizeResult:
 @dataclass
 class GateData:
     images: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None  # None for features/tokens: judged without labels
     description: str
-    reference: np.ndarray      # fp32 graph's logits
+    reference: np.ndarray      # fp32 graph's outputs
+    output: str = "logits"     # the manifest's model.output: logits, features or tokens
 
 
 def _run(graph, images: np.ndarray, threads: int | None) -> np.ndarray:
@@ -130,6 +135,10 @@ def _run(graph, images: np.ndarray, threads: int | None) -> np.ndarray:
 
 
 def gate_metrics(logits: np.ndarray, data: GateData) -> dict:
+    if data.output != "logits":  # no labels: per-sample cosine and nearest-neighbour agreement with fp32
+        diff = compare_logits(data.reference, logits, data.output)
+        return {"output": data.output, "agreement": diff["knn_agree"], "agreement_metric": f"k-NN@{diff['knn_k']}",
+                "max_abs": diff["max_abs"], "min_cosine": diff["min_cosine"], "mean_cosine": diff["mean_cosine"]}
     ref_top1 = float((data.reference.argmax(1) == data.labels).mean())
     top1 = float((logits.argmax(1) == data.labels).mean())
     diff = compare_logits(data.reference, logits)
@@ -140,8 +149,19 @@ def gate_metrics(logits: np.ndarray, data: GateData) -> dict:
 def judge(metrics: dict, precision: str, max_drop: float) -> dict:
     from ..tolerances import get_tolerance
 
-    need = get_tolerance(precision).min_agreement
+    output = metrics.get("output", "logits")
+    tol = get_tolerance(precision, output)
+    need = tol.min_agreement
     reasons = []
+    if output != "logits":
+        if metrics["min_cosine"] < tol.min_cosine:
+            reasons.append(f"lowest per-sample cosine with fp32 {metrics['min_cosine']:.5f} < {tol.min_cosine} "
+                           f"({precision} {output} tolerance)")
+        if metrics["agreement"] < need:
+            reasons.append(f"{metrics['agreement_metric']} agreement with fp32 {metrics['agreement']:.4f} < {need} "
+                           f"({precision} {output} tolerance)")
+        return {**metrics, "min_cosine_limit": tol.min_cosine, "min_agreement": need,
+                "verdict": "failed" if reasons else "passed", "reasons": reasons}
     if metrics["drop_points"] > max_drop + 1e-9:
         reasons.append(f"top-1 drops {metrics['drop_points']:.2f} points > budget {max_drop:g}")
     if metrics["agreement"] < need:
@@ -152,6 +172,8 @@ def judge(metrics: dict, precision: str, max_drop: float) -> dict:
 
 def load_gate_data(spec: str, manifest: Manifest, fp32_path: Path, threads: int | None,
                    preprocessed: bool = False) -> GateData:
+    """The gate's held-out data (its test split) and the fp32 graph's outputs on it; labels are
+    needed for logits only."""
     from ..data import Preprocessing, load_dataset
 
     if manifest.preprocessing is None:
@@ -159,10 +181,16 @@ def load_gate_data(spec: str, manifest: Manifest, fp32_path: Path, threads: int 
                         "model input; re-export from an edgevit checkpoint or pass --no-gate")
     ds = load_dataset(spec, Preprocessing(**manifest.preprocessing), split="test", preprocessed=preprocessed,
                       model_labels=manifest.labels)
-    if ds.labels is None or len(ds.labels) == 0:
+    output = manifest.output_kind
+    if output == "logits" and (ds.labels is None or len(ds.labels) == 0):
         raise DataError(f"gate data {spec!r} has no labels; give labelled data with --data or pass --no-gate")
-    return GateData(ds.images, np.asarray(ds.labels), f"{spec} test split ({len(ds.labels)} images)",
-                    _run(str(fp32_path), ds.images, threads))
+    if len(ds.images) < 2:
+        raise DataError(f"gate data {spec!r} holds {len(ds.images)} image(s) in its test split; the gate needs "
+                        "at least 2 (k-NN agreement compares samples with each other): give more with --data")
+    labels = np.asarray(ds.labels) if output == "logits" else None
+    note = "" if output == "logits" else f"; {output}: no labels used, judged by cosine and k-NN agreement with fp32"
+    return GateData(ds.images, labels, f"{spec} test split ({len(ds.images)} images{note})",
+                    _run(str(fp32_path), ds.images, threads), output)
 
 
 # ------------------------------------------------------------------------------ sensitivity
@@ -182,9 +210,9 @@ def layer_sensitivity(fp32_path: Path, recipe: PrecisionRecipe, amax: dict, data
     for layer in tqdm(layers, desc=f"sensitivity ({recipe.precision})", disable=not progress, file=sys.stderr):
         graph = build_precision_graph(fp32_path, replace(recipe, base="fp32"), amax, nodes=[layer])
         m = gate_metrics(_run(graph, data.images, threads), data)
-        rows.append({"layer": layer, "drop_points": m["drop_points"], "agreement": m["agreement"],
-                     "max_abs": m["max_abs"]})
-    return sorted(rows, key=lambda r: (-r["drop_points"], r["agreement"], -r["max_abs"]))
+        rows.append({"layer": layer, "drop_points": m.get("drop_points"), "agreement": m["agreement"],
+                     "min_cosine": m["min_cosine"], "max_abs": m["max_abs"]})
+    return sorted(rows, key=lambda r: (-(r["drop_points"] or 0.0), r["agreement"], -r["max_abs"]))
 
 
 # ------------------------------------------------------------------------------ orchestration

@@ -16,7 +16,7 @@ import torch
 from .._io import atomic_path
 from ..data.preprocess import Preprocessing
 from ..errors import CheckpointError, EdgeVitWarning
-from . import convert
+from . import convert, hub
 from .registry import get_variant, list_variants
 from .vit import ViTConfig, VisionTransformer
 
@@ -71,7 +71,8 @@ def load_model(source: str | os.PathLike, arch: str | None = None, **overrides) 
 
     ``source``: a registered variant name (fresh weights), one of our ``.safetensors`` files,
     a timm state dict (.pth/.pt/.bin/.safetensors, possibly nested or DDP-prefixed), or a
-    Hugging Face ViT directory. ``arch`` names the variant a timm state dict belongs to
+    Hugging Face directory (ViT, DeiT, Dinov2, CLIPVision, SiglipVision). ``arch`` names the variant a
+    timm state dict belongs to
     (inferred from tensor shapes otherwise); ``overrides`` change config fields, e.g.
     ``img_size=384`` resamples a learned ``pos_embed``, ``attn_impl="math"``.
 
@@ -81,13 +82,15 @@ def load_model(source: str | os.PathLike, arch: str | None = None, **overrides) 
     and listed in ``model.guessed``.
     """
     text = str(source)
+    if hub.handles(text):  # timm/NAME.TAG, hf-hub:ORG/REPO, a directory timm wrote
+        return hub.load(text, arch, overrides).eval()
     path = Path(source)
     if not path.exists():
         if text in list_variants():
             return create_model(text, **overrides).eval()
         raise CheckpointError(
-            f"{text}: no such file or directory, and not a model variant. "
-            f"Give a checkpoint path or one of: {', '.join(list_variants())}"
+            f"{text}: no such file or directory, and not a model variant. Give a checkpoint path, a hub name "
+            f"(timm/NAME.TAG, hf-hub:ORG/REPO) or one of: {', '.join(list_variants())}"
         )
     if path.is_dir():
         model = _load_dir(path, arch, overrides)
@@ -180,7 +183,8 @@ def _load_state_dict(path: Path, obj, arch, overrides) -> VisionTransformer:
     except TypeError as exc:
         raise CheckpointError(f"{path}: unknown checkpoint format: {exc}") from None
     if convert.is_hf_state_dict(state):
-        state = convert.hf_to_timm_state_dict(state)
+        state = _drop_pooler(path, convert.hf_to_timm_state_dict(state))
+    state = _check_supported(path, convert.timm_layout(state))
     base = get_variant(arch).config if arch else None
     _check_arch(path, state, arch, skip=("num_classes", *overrides))
     try:
@@ -200,6 +204,7 @@ def _load_state_dict(path: Path, obj, arch, overrides) -> VisionTransformer:
 
 
 _GUESSES = {
+    "act": lambda cfg: f"act={cfg.act!r} (a CLIP tower: OpenAI's own use quick-GELU)",
     "num_heads": lambda cfg: f"num_heads={cfg.num_heads} (embed_dim {cfg.embed_dim} / 64, timm's convention)",
     "img_size": lambda cfg: f"img_size={cfg.img_size} (no learned pos_embed to read it from)",
 }
@@ -208,8 +213,13 @@ _GUESSES = {
 def _guess_message(path: Path, cfg: ViTConfig, guessed: dict) -> str:
     return (f"{path}: a state dict does not record {' or '.join(guessed)}; guessed "
             + ", ".join(_GUESSES[k](cfg) for k in guessed)
-            + ". A wrong head count loads without error but predicts near chance: pass --arch with the variant "
-            "it was trained as (edgevit models lists them), or load_model(..., num_heads=N)")
+            + ". A wrong guess loads without error but gives wrong outputs (a wrong head count predicts near chance): "
+            + "pass " + "".join(_FIXES[k] for k in guessed if k in _FIXES)
+            + "or --arch with the variant it was trained as (edgevit models lists them)")
+
+
+_FIXES = {"num_heads": "--num-heads N (load_model(..., num_heads=N)), ",
+          "act": "--act quick_gelu or gelu (load_model(..., act='quick_gelu')), "}
 
 
 def _shape_fields(path: Path, state: dict) -> dict:
@@ -241,11 +251,10 @@ def _load_hf(path: Path, overrides) -> VisionTransformer:
         raise CheckpointError(f"{config}: not valid JSON ({exc})") from exc
     if not isinstance(hf, dict):
         raise CheckpointError(f"{config}: holds {type(hf).__name__}, not a JSON object of config fields")
-    if hf.get("model_type") not in (None, "vit"):
-        raise CheckpointError(
-            f"{path}: model_type {hf.get('model_type')!r} is not a plain ViT; supported: 'vit' "
-            "(ViTForImageClassification, ViTModel)"
-        )
+    try:
+        family = convert.hf_family(hf.get("model_type"))
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     try:
         cfg = convert.config_from_hf(hf)
         labels = convert.labels_from_hf(hf)
@@ -259,29 +268,57 @@ def _load_hf(path: Path, overrides) -> VisionTransformer:
         state = convert.unwrap_state_dict(_read_pickle(weights))
     else:
         raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin beside config.json")
-    state = convert.hf_to_timm_state_dict(state)
+    state = _drop_pooler(weights, _check_supported(weights, convert.hf_to_timm_state_dict(state)))
     fields = _shape_fields(weights, state)
-    if "num_classes" in fields and not labels:  # no id2label: the classifier decides
+    if not labels or not fields["num_classes"]:  # no id2label, or no classifier (ViTModel): the weights decide
         cfg = cfg.replace(num_classes=fields["num_classes"])
-    conflicts = convert.shape_conflicts(cfg, fields, convert.HF_NAMES)
+    checked = {k: v for k, v in fields.items() if k in convert.HF_NAMES}
+    conflicts = convert.shape_conflicts(cfg, checked, convert.HF_NAMES)
     if conflicts:  # before anything is built: a config.json can ask for any size
         raise CheckpointError(f"{config}: contradicts the weights in {weights.name}: {'; '.join(conflicts)}. "
                               "Use the config.json saved with these weights")
-    if overrides:
-        cfg = cfg.replace(**overrides)
-    backbone_only = "head.weight" not in state
-    if backbone_only:  # ViTModel: no classifier. Zero head; compare forward_features instead.
-        state["head.weight"] = torch.zeros(cfg.num_classes, cfg.embed_dim)
-        state["head.bias"] = torch.zeros(cfg.num_classes)
-    model = _build(weights, cfg, convert.adapt_timm_state_dict(state, cfg))
-    model.labels = labels
+    # the prefix tokens, LayerScale, norms, pooling and projection: what the weights hold
+    cfg = cfg.replace(**{k: v for k, v in fields.items() if k not in checked and k != "no_embed_class"})
     pre_file = path / "preprocessor_config.json"
     try:
         pre = json.loads(pre_file.read_text()) if pre_file.exists() else None
+    except ValueError as exc:
+        raise CheckpointError(f"{pre_file}: not valid JSON ({exc})") from None
+    crop = convert.hf_crop_size(pre if isinstance(pre, dict) else None)
+    if family.startswith("dinov2") and crop and crop % cfg.patch_size == 0:
+        # DINOv2 runs at its processor's crop (224), its position table (518) interpolated to it
+        cfg = cfg.replace(img_size=crop)
+    if overrides:
+        cfg = cfg.replace(**overrides)
+    # resample the position table as transformers interpolates it at run time
+    antialias = family == "dinov2_with_registers"
+    model = _build(weights, cfg, convert.adapt_timm_state_dict(state, cfg, antialias=antialias))
+    model.labels = labels if cfg.num_classes else None  # a headless model's id2label is the LABEL_0/1 default
+    try:
         model.preprocessing = convert.preprocessing_from_hf(pre, cfg)
     except (ValueError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{pre_file}: not a valid preprocessor config ({exc})") from None
     return model
+
+
+def _check_supported(path: Path, state: dict) -> dict:
+    """Refuse a state dict (timm names) of a ViT family edgevit does not implement, naming it."""
+    feature = convert.unsupported_family(state)
+    if feature:
+        raise CheckpointError(f"{path}: holds {feature}, which edgevit's ViT does not implement. "
+                              f"edgevit loads: {convert.SUPPORTED_FAMILIES}")
+    return state
+
+
+def _drop_pooler(path: Path, state: dict) -> dict:
+    """HF ViTModel / DeiTModel carry a tanh ``pooler`` that neither their classifiers nor timm read:
+    drop it, and say so: the features are the final-normed class token (last_hidden_state[:, 0])."""
+    pooler = [k for k in state if convert.HF_POOLER.match(k)]
+    if pooler:
+        warnings.warn(f"{path}: the Hugging Face pooler ({', '.join(pooler)}, pooler_output = tanh(dense(...))) is not "
+                      "deployed; the model's features are the final-normed class token, last_hidden_state[:, 0], "
+                      "as timm's and the ImageClassification heads read it", EdgeVitWarning, stacklevel=4)
+    return {k: v for k, v in state.items() if k not in pooler}
 
 
 def _fit_preprocessing(pre: Preprocessing | None, cfg: ViTConfig) -> Preprocessing:
@@ -314,7 +351,7 @@ def _build(path: Path, cfg: ViTConfig, state: dict) -> VisionTransformer:
     if problems:
         raise CheckpointError(
             f"{path}: does not fit a ViT with {_describe(cfg)}; " + "; ".join(problems)
-            + ". Check --arch, or that this is a plain ViT checkpoint"
+            + f". Check --arch; edgevit loads: {convert.SUPPORTED_FAMILIES}"
         )
     model.load_state_dict(state, strict=True)
     return model

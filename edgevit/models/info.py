@@ -26,20 +26,48 @@ def fused_mha_eligibility(cfg: ViTConfig) -> dict:
     }
 
 
-def model_info(source: str, arch: str | None = None) -> dict:
-    model = load_model(source, arch=arch)
+def model_family(cfg: ViTConfig) -> str:
+    """The ViT family a config looks like: deit-distilled (a distillation token), siglip (attention
+    pooling), clip (norm_pre or quick-GELU), gap (no class token, or mean pooling), dinov2 (LayerScale
+    with patch 14 or register tokens), else vit. Read from the config fields alone."""
+    if getattr(cfg, "distilled", False):
+        return "deit-distilled"
+    pool = getattr(cfg, "pool", "cls")
+    if pool == "map":
+        return "siglip"
+    if getattr(cfg, "pre_norm", False) or cfg.act == "quick_gelu":
+        return "clip"
+    if not getattr(cfg, "class_token", True) or pool == "mean":
+        return "gap"
+    if getattr(cfg, "init_values", None) is not None and (cfg.patch_size == 14 or getattr(cfg, "reg_tokens", 0)):
+        return "dinov2"
+    return "vit"
+
+
+def output_kind(cfg: ViTConfig) -> str:
+    """"logits" for a classifier, "features" for a headless model (num_classes=0)."""
+    return getattr(cfg, "output_kind", "logits" if cfg.num_classes else "features")
+
+
+def model_info(source: str, arch: str | None = None, model_overrides: dict | None = None) -> dict:
+    model = load_model(source, arch=arch, **(model_overrides or {}))
     cfg = model.config
     pre = model.preprocessing
     return {
         "source": str(source),
+        "family": model_family(cfg),
+        "output": output_kind(cfg),
         "params": count_params(model),
         "gmacs_per_image": round(macs_per_image(cfg) / 1e9, 6),
         "tokens": cfg.num_tokens,
+        "prefix_tokens": getattr(cfg, "num_prefix_tokens", 1),
         "heads": cfg.num_heads,
         "head_dim": cfg.head_dim,
         "depth": cfg.depth,
         "embed_dim": cfg.embed_dim,
         "num_classes": cfg.num_classes,
+        "pool": cfg.pool,
+        "act": cfg.act,
         "guessed": dict(model.guessed),
         "input": {"name": "images", "shape": ["batch", *pre.input_size], "dtype": "float32",
                   "mean": pre.mean, "std": pre.std, "interpolation": pre.interpolation},

@@ -4,6 +4,13 @@ Parameter names follow timm's ``VisionTransformer`` (patch_embed.proj, cls_token
 blocks.N.norm1 / attn.qkv / attn.proj / norm2 / mlp.fc1 / mlp.fc2, norm, head), so timm
 checkpoints load without a key mapping.
 
+Each ViT family people ship is a handful of config fields, not a copy of the model:
+``class_token`` / ``reg_tokens`` / ``distilled`` (the prefix tokens), ``no_embed_class`` (the position
+table skips them), ``init_values`` (LayerScale), ``pre_norm`` (CLIP's ``norm_pre``), ``pool``
+(cls / mean / map attention pool / cls_mean / cls_dist), ``fc_norm``, ``act`` (incl. quick-GELU),
+``proj_dim`` (CLIP's projection to the image embedding) and ``num_classes=0`` (headless: ``forward``
+returns the pooled, final-normed features, timm's ``forward_head(pre_logits=True)``).
+
 The attention implementation is a config field and can be switched per instance after
 construction (``model.set_attn_impl("math")``):
 
@@ -15,7 +22,6 @@ construction (``model.set_attn_impl("math")``):
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
@@ -23,9 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 
 ATTN_IMPLS = ("sdpa", "math")
-ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
+ACTIVATIONS = ("gelu", "gelu_tanh", "quick_gelu", "relu")
 POS_EMBEDS = ("learned", "sincos")
-POOLS = ("cls", "mean")
+# cls: the class token; mean: the patch tokens' mean; map: attention pooling with a learned query
+# (SigLIP); cls_mean: [class token, patch mean] concatenated (HF Dinov2ForImageClassification);
+# cls_dist: the mean of the class and distillation tokens, each with its own head (DeiT distilled).
+POOLS = ("cls", "mean", "map", "cls_mean", "cls_dist")
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,14 @@ class ViTConfig:
     act: str = "gelu"
     pos_embed: str = "learned"
     pool: str = "cls"
+    class_token: bool = True
+    reg_tokens: int = 0
+    distilled: bool = False  # a distillation token after the class token (DeiT)
+    no_embed_class: bool = False  # pos_embed covers the patches only; prefix tokens are added unembedded
+    init_values: float | None = None  # LayerScale (ls1 / ls2 .gamma) when set
+    pre_norm: bool = False  # norm_pre before the blocks (CLIP); the patch projection then has no bias
+    fc_norm: bool = False  # the final norm applied after pooling instead of to every token
+    proj_dim: int = 0  # a bias-free projection of the pooled features (CLIP's image embedding)
     drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
@@ -55,10 +72,23 @@ class ViTConfig:
         _check_choice("act", self.act, ACTIVATIONS)
         _check_choice("pos_embed", self.pos_embed, POS_EMBEDS)
         _check_choice("pool", self.pool, POOLS)
-        for name in ("img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depth", "num_heads"):
+        for name in ("img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depth", "num_heads",
+                     "reg_tokens", "proj_dim"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"ViTConfig.{name} must be a positive integer, got {value!r}")
+            low = 0 if name in ("num_classes", "reg_tokens", "proj_dim") else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                kind = "a non-negative" if low == 0 else "a positive"
+                raise ValueError(f"ViTConfig.{name} must be {kind} integer, got {value!r}")
+        if self.pool in ("cls", "cls_mean", "cls_dist") and not self.class_token:
+            raise ValueError(f"pool={self.pool!r} reads the class token, but class_token is False; "
+                             "use pool='mean' or 'map'")
+        if self.distilled and self.pool not in ("cls", "cls_dist") or self.pool == "cls_dist" and not self.distilled:
+            raise ValueError("pool='cls_dist' needs a distillation token (distilled=True), and a distilled model "
+                             f"pools 'cls' or 'cls_dist'; got distilled={self.distilled}, pool={self.pool!r}")
+        if self.pool == "map" and self.fc_norm:
+            raise ValueError("pool='map' normalises inside the attention pool: fc_norm must be False")
+        if self.init_values is not None and not isinstance(self.init_values, (int, float)):
+            raise ValueError(f"init_values (LayerScale) must be a number or None, got {self.init_values!r}")
         if self.embed_dim % self.num_heads:
             raise ValueError(
                 f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads}); "
@@ -90,9 +120,31 @@ class ViTConfig:
         return self.grid_size**2
 
     @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patches: class, distillation, registers (in that order)."""
+        return int(self.class_token) + int(self.distilled) + self.reg_tokens
+
+    @property
     def num_tokens(self) -> int:
-        """Sequence length seen by attention: the patches plus the class token."""
-        return self.num_patches + 1
+        """Sequence length seen by attention: the patches plus the prefix tokens."""
+        return self.num_patches + self.num_prefix_tokens
+
+    @property
+    def pos_embed_len(self) -> int:
+        return self.num_patches + (0 if self.no_embed_class else self.num_prefix_tokens)
+
+    @property
+    def pooled_dim(self) -> int:
+        return 2 * self.embed_dim if self.pool == "cls_mean" else self.embed_dim
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of the features a headless model returns (the head's input)."""
+        return self.proj_dim or self.pooled_dim
+
+    @property
+    def output_kind(self) -> str:
+        return "logits" if self.num_classes else "features"
 
     @property
     def mlp_hidden(self) -> int:
@@ -123,11 +175,11 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def sincos_pos_embed(embed_dim: int, grid_size: int, cls_token: bool = True) -> torch.Tensor:
-    """Fixed 2-D sine-cosine position encoding (MAE / "Simple ViT"), shape (1, N[+1], D).
+def sincos_pos_embed(embed_dim: int, grid_size: int, cls_token: bool | int = True) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position encoding (MAE / "Simple ViT"), shape (1, prefix + N, D).
 
     Half the channels encode the row, half the column; each half is [sin, cos] of the
-    position times 10000^(-k/(D/4)). The class token gets zeros.
+    position times 10000^(-k/(D/4)). The ``cls_token`` (a count of prefix rows) get zeros.
     """
     if embed_dim % 4:
         raise ValueError(f"sincos position encoding needs embed_dim divisible by 4, got {embed_dim}")
@@ -142,7 +194,7 @@ def sincos_pos_embed(embed_dim: int, grid_size: int, cls_token: bool = True) -> 
 
     emb = torch.cat([encode(rows), encode(cols)], dim=1)
     if cls_token:
-        emb = torch.cat([torch.zeros(1, embed_dim, dtype=emb.dtype), emb], dim=0)
+        emb = torch.cat([torch.zeros(int(cls_token), embed_dim, dtype=emb.dtype), emb], dim=0)
     return emb.unsqueeze(0).float()
 
 
@@ -153,7 +205,9 @@ class PatchEmbed(nn.Module):
         super().__init__()
         self.img_size = cfg.img_size
         self.in_chans = cfg.in_chans
-        self.proj = nn.Conv2d(cfg.in_chans, cfg.embed_dim, cfg.patch_size, stride=cfg.patch_size)
+        # timm: no bias before a pre-norm (CLIP), whose norm_pre would cancel it anyway
+        self.proj = nn.Conv2d(cfg.in_chans, cfg.embed_dim, cfg.patch_size, stride=cfg.patch_size,
+                              bias=not cfg.pre_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x).flatten(2).transpose(1, 2)
@@ -194,6 +248,13 @@ class Attention(nn.Module):
         return self.proj_drop(self.proj(x))
 
 
+class QuickGELU(nn.Module):
+    """x * sigmoid(1.702 x): the GELU approximation OpenAI's CLIP was trained with."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
 class Mlp(nn.Module):
     def __init__(self, cfg: ViTConfig):
         super().__init__()
@@ -201,6 +262,7 @@ class Mlp(nn.Module):
         self.act = {
             "gelu": nn.GELU(),
             "gelu_tanh": nn.GELU(approximate="tanh"),
+            "quick_gelu": QuickGELU(),
             "relu": nn.ReLU(),
         }[cfg.act]
         self.drop = nn.Dropout(cfg.drop_rate)
@@ -225,24 +287,66 @@ class DropPath(nn.Module):
         return x * mask / keep
 
 
+class LayerScale(nn.Module):
+    """Per-channel learned scale of a residual branch (CaiT / DINOv2): x * gamma."""
+
+    def __init__(self, dim: int, init_values: float):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init_values)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
+    """Pre-norm transformer block: x + ls1(attn(norm1(x))), then x + ls2(mlp(norm2(x)))."""
 
     def __init__(self, cfg: ViTConfig, drop_path: float = 0.0):
         super().__init__()
+        scale = (lambda: LayerScale(cfg.embed_dim, cfg.init_values)) if cfg.init_values is not None else nn.Identity
         self.norm1 = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps)
         self.attn = Attention(cfg)
+        self.ls1 = scale()
         self.norm2 = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps)
         self.mlp = Mlp(cfg)
+        self.ls2 = scale()
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.ls1(self.attn(self.norm1(x))))
+        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+
+
+class AttentionPool(nn.Module):
+    """Multi-head attention pooling (MAP, SigLIP): one learned query attends over the tokens,
+    then a residual MLP. timm's ``AttentionPoolLatent`` names: latent, q, kv, proj, norm, mlp."""
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        dim = cfg.embed_dim
+        self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
+        self.latent = nn.Parameter(torch.zeros(1, 1, dim))
+        self.q = nn.Linear(dim, dim, bias=cfg.qkv_bias)
+        self.kv = nn.Linear(dim, 2 * dim, bias=cfg.qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.mlp = Mlp(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        q = self.q(self.latent.expand(B, -1, -1)).reshape(B, 1, self.num_heads, self.head_dim).transpose(1, 2)
+        k, v = self.kv(x).reshape(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = ((q * self.head_dim**-0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+        x = self.proj((attn @ v).transpose(1, 2).reshape(B, 1, C))
+        x = x + self.mlp(self.norm(x))
+        return x[:, 0]
 
 
 class VisionTransformer(nn.Module):
-    """ViT classifier: patch embedding, class token, position encoding, blocks, norm, head.
+    """ViT: patch embedding, prefix tokens, position encoding, blocks, norm, pooling, head.
+
+    Headless (``num_classes=0``): ``forward`` returns the pooled, final-normed (and, for CLIP,
+    projected) features; ``forward_tokens`` the final-normed patch tokens for dense heads.
 
     ``preprocessing``, ``labels`` and ``guessed`` are attached by the loaders (see edgevit.models.checkpoint).
     """
@@ -250,20 +354,26 @@ class VisionTransformer(nn.Module):
     def __init__(self, cfg: ViTConfig):
         super().__init__()
         self.config = cfg
+        dim = cfg.embed_dim
         self.patch_embed = PatchEmbed(cfg)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if cfg.class_token else None
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, dim)) if cfg.distilled else None
+        self.reg_token = nn.Parameter(torch.zeros(1, cfg.reg_tokens, dim)) if cfg.reg_tokens else None
         if cfg.pos_embed == "learned":
-            self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_tokens, cfg.embed_dim))
+            self.pos_embed = nn.Parameter(torch.zeros(1, cfg.pos_embed_len, dim))
         else:
-            self.register_buffer(
-                "pos_embed", sincos_pos_embed(cfg.embed_dim, cfg.grid_size), persistent=False
-            )
+            prefix = cfg.pos_embed_len - cfg.num_patches
+            self.register_buffer("pos_embed", sincos_pos_embed(dim, cfg.grid_size, prefix), persistent=False)
         self.pos_drop = nn.Dropout(cfg.drop_rate)
-        rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
+        self.norm_pre = nn.LayerNorm(dim, eps=cfg.norm_eps) if cfg.pre_norm else nn.Identity()
+        rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # meta-device safe
         self.blocks = nn.Sequential(*[Block(cfg, rate) for rate in rates])
-        self.norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps)
+        self.norm = nn.Identity() if cfg.fc_norm else nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.attn_pool = AttentionPool(cfg) if cfg.pool == "map" else None
+        self.fc_norm = nn.LayerNorm(cfg.pooled_dim, eps=cfg.norm_eps) if cfg.fc_norm else nn.Identity()
+        self.proj = nn.Linear(cfg.pooled_dim, cfg.proj_dim, bias=False) if cfg.proj_dim else None
         self.head_drop = nn.Dropout(cfg.drop_rate)
-        self.head = nn.Linear(cfg.embed_dim, cfg.num_classes)
+        self.head, self.head_dist = self._heads(cfg)
         self.preprocessing = None
         self.labels: list[str] | None = None
         self.guessed: dict = {}  # config fields a loader guessed, {field: value}: not read from the checkpoint
@@ -272,7 +382,11 @@ class VisionTransformer(nn.Module):
     def _init_weights(self) -> None:
         if isinstance(self.pos_embed, nn.Parameter):
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.normal_(self.cls_token, std=1e-6)
+        for token in (self.cls_token, self.dist_token, self.reg_token):
+            if token is not None:
+                nn.init.normal_(token, std=1e-6)
+        if self.attn_pool is not None:
+            nn.init.trunc_normal_(self.attn_pool.latent, std=self.config.embed_dim**-0.5)
         # Xavier-uniform Linears (the original ViT / timm "jax" init): on the small digits model
         # trunc-normal(0.02) stalls near chance for ~10 epochs, xavier does not.
         for module in self.modules():
@@ -285,7 +399,26 @@ class VisionTransformer(nn.Module):
                 nn.init.zeros_(module.bias)
         w = self.patch_embed.proj.weight
         nn.init.trunc_normal_(w.view(w.shape[0], -1), std=0.02)
-        nn.init.zeros_(self.patch_embed.proj.bias)
+        if self.patch_embed.proj.bias is not None:
+            nn.init.zeros_(self.patch_embed.proj.bias)
+
+    @staticmethod
+    def _heads(cfg: ViTConfig) -> tuple[nn.Module, nn.Module | None]:
+        """The classifier on the features (Identity when headless), and DeiT's distillation head."""
+        if not cfg.num_classes:
+            return nn.Identity(), None
+        head = nn.Linear(cfg.feature_dim, cfg.num_classes)
+        return head, nn.Linear(cfg.feature_dim, cfg.num_classes) if cfg.pool == "cls_dist" else None
+
+    def reset_classifier(self, num_classes: int) -> "VisionTransformer":
+        """A fresh head of ``num_classes`` outputs (0: headless), everything else kept (fine-tuning)."""
+        self.config = self.config.replace(num_classes=num_classes)
+        self.head, self.head_dist = self._heads(self.config)
+        for head in (self.head, self.head_dist):
+            if isinstance(head, nn.Linear):
+                nn.init.trunc_normal_(head.weight, std=0.02)
+                nn.init.zeros_(head.bias)
+        return self
 
     @property
     def attn_impl(self) -> str:
@@ -299,24 +432,69 @@ class VisionTransformer(nn.Module):
             block.attn.attn_impl = impl
         return self
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(x)
-        cls = self.cls_token.expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1) + self.pos_embed
-        x = self.blocks(self.pos_drop(x))
-        return self.norm(x)
+    @property
+    def num_prefix_tokens(self) -> int:
+        return self.config.num_prefix_tokens
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[:, 0] if self.config.pool == "cls" else x[:, 1:].mean(dim=1)
-        return self.head(self.head_drop(x))
+    @property
+    def output_kind(self) -> str:
+        """"logits" for a classifier, "features" for a headless model (num_classes=0)."""
+        return self.config.output_kind
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_input(self, x: torch.Tensor) -> None:
         cfg = self.config
         if x.ndim != 4 or x.shape[1:] != (cfg.in_chans, cfg.img_size, cfg.img_size):
             raise ValueError(
                 f"expected input of shape (batch, {cfg.in_chans}, {cfg.img_size}, {cfg.img_size}), "
                 f"got {tuple(x.shape)}"
             )
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """All tokens (B, prefix + N, D) after the blocks and the final norm (timm's forward_features)."""
+        x = self.patch_embed(x)
+        prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.dist_token, self.reg_token)
+                  if t is not None]
+        if self.config.no_embed_class:  # the table covers the patches only
+            x = torch.cat([*prefix, x + self.pos_embed], dim=1)
+        else:
+            x = torch.cat([*prefix, x], dim=1) + self.pos_embed
+        x = self.blocks(self.norm_pre(self.pos_drop(x)))
+        return self.norm(x)
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        pool, patches = self.config.pool, x[:, self.num_prefix_tokens:]
+        if pool == "cls":
+            return x[:, 0]
+        if pool == "mean":
+            return patches.mean(dim=1)
+        if pool == "map":
+            return self.attn_pool(patches)  # timm: the prefix tokens (registers) do not take part
+        if pool == "cls_mean":
+            return torch.cat([x[:, 0], patches.mean(dim=1)], dim=-1)
+        return x[:, 0], x[:, 1]  # cls_dist
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool, fc_norm, projection, then the head; ``pre_logits`` stops before the head."""
+        pooled = self.pool(x)
+        if isinstance(pooled, tuple):  # distilled: two tokens, two heads, averaged (eval)
+            cls, dist = (self.head_drop(t) for t in pooled)
+            if pre_logits or self.head_dist is None:
+                return (cls + dist) / 2
+            return (self.head(cls) + self.head_dist(dist)) / 2
+        x = self.fc_norm(pooled)
+        if self.proj is not None:
+            x = self.proj(x)
+        x = self.head_drop(x)
+        return x if pre_logits else self.head(x)
+
+    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch tokens (B, N, D) after the final norm, prefix tokens dropped: for dense heads."""
+        self._check_input(x)
+        return self.forward_features(x)[:, self.num_prefix_tokens:]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, num_classes), or for a headless model the features (B, feature_dim)."""
+        self._check_input(x)
         return self.forward_head(self.forward_features(x))
 
 
@@ -329,4 +507,7 @@ def macs_per_image(cfg: ViTConfig) -> int:
     n, d, h = cfg.num_tokens, cfg.embed_dim, cfg.mlp_hidden
     patch = cfg.num_patches * d * cfg.in_chans * cfg.patch_size**2
     per_block = n * d * 3 * d + 2 * n * n * d + n * d * d + 2 * n * d * h
-    return patch + cfg.depth * per_block + d * cfg.num_classes
+    pool = (d * d + n * d * 2 * d + 2 * n * d + d * d + 2 * d * h) if cfg.pool == "map" else 0
+    heads = 2 if cfg.pool == "cls_dist" else 1
+    head = cfg.pooled_dim * cfg.proj_dim + heads * cfg.feature_dim * cfg.num_classes
+    return patch + cfg.depth * per_block + pool + head

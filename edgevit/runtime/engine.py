@@ -7,6 +7,9 @@
         top[0][0]    # {"label": "cat", "index": 3, "prob": 0.91}
         logits = engine.infer({"images": x})["logits"]
 
+    with Engine.load("dino/model.onnx") as engine:     # a headless model: its graph outputs features
+        vectors = engine.embed(["cat.png", "dog.png"])  # (2, D) float32; tokens exports: (2, patches, D)
+
 The manifest beside the file (``edgevit.json``) gives the labels, the preprocessing and the
 batch range; a TensorRT engine's entry is checked against this machine (TensorRT version, GPU,
 compute capability) before it loads. Needs numpy and Pillow, plus tensorrt + cuda-python for
@@ -25,8 +28,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import DataError, ManifestError
+from ..errors import DataError, ManifestError, OutputKindError
 from ..manifest import MANIFEST_NAME, Manifest
+from ..metrics import FEATURE_OUTPUTS
 from .batching import batch_range, padded_chunks
 
 ONNX_SUFFIXES = (".onnx",)
@@ -115,6 +119,13 @@ class Engine:
     def input_spec(self) -> dict:
         return self.runner.input_spec()
 
+    @property
+    def output_kind(self) -> str:
+        """"logits", "features" or "tokens": the manifest's ``model.output``, else the graph's output name."""
+        if self.manifest is not None and self.artifact:
+            return self.manifest.output_kind
+        return self._output if self._output in FEATURE_OUTPUTS else "logits"
+
     # ------------------------------------------------------------------ running
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Raw outputs for one batch of already preprocessed inputs (DataError outside the profile)."""
@@ -182,23 +193,35 @@ class Engine:
             return read_image(item, spec)
         return preprocess_image(item, spec)
 
+    def _run(self, images, preprocessed: bool) -> np.ndarray:
+        """The output of every image: in chunks of at most the profile's max batch, a last chunk
+        below its min (or a static batch) padded by repeating the last image, the padding dropped.
+        ``self.last_latency_ms`` becomes the summed inference time."""
+        x = self.preprocess(images, preprocessed)
+        lo, hi = batch_range(self.input_spec()[self._input][0], self.profile, len(x))
+        outputs, total = [], 0.0
+        for chunk, n in padded_chunks(x, lo, hi):
+            outputs.append(self.infer({self._input: chunk})[self._output][:n])
+            total += self.last_latency_ms
+        self.last_latency_ms = total
+        return np.concatenate(outputs)
+
     def predict(self, images, topk: int = 5, preprocessed: bool = False) -> list[list[dict]]:
         """Top-``topk`` ``{"label", "index", "prob"}`` per image, best first (softmax probabilities).
 
-        Any number of images runs: in chunks of at most the profile's max batch, a last chunk
-        below its min (or a static batch) padded by repeating the last image, the padding dropped.
-        ``self.last_latency_ms`` is the summed inference time of the last call.
+        Any number of images runs (see :meth:`embed`); ``self.last_latency_ms`` is the summed
+        inference time of the last call. A model that outputs features or tokens has no classes:
+        OutputKindError, pointing to :meth:`embed`.
         """
         if not isinstance(topk, int) or topk < 1:
             raise ValueError(f"topk must be a positive integer, got {topk!r}")
-        x = self.preprocess(images, preprocessed)
-        lo, hi = batch_range(self.input_spec()[self._input][0], self.profile, len(x))
-        logits, total = [], 0.0
-        for chunk, n in padded_chunks(x, lo, hi):
-            logits.append(self.infer({self._input: chunk})[self._output][:n])
-            total += self.last_latency_ms
-        self.last_latency_ms = total
-        probs = softmax(np.concatenate(logits))
+        kind = self.output_kind
+        if kind != "logits":
+            raise OutputKindError(
+                f"{self.path}: this model outputs {kind} ({self._output!r}), not class logits, so there is nothing "
+                f"to rank; get its {kind} with Engine.embed(images) (CLI: `edgevit embed {self.path} IMAGE... "
+                "-o embeddings.npy`)")
+        probs = softmax(self._run(images, preprocessed))
         labels = self.labels
         k = min(topk, probs.shape[-1])
         results = []
@@ -207,6 +230,23 @@ class Engine:
             results.append([{"label": labels[i] if labels and i < len(labels) else str(int(i)), "index": int(i),
                              "prob": float(row[i])} for i in idx])
         return results
+
+    def embed(self, images, preprocessed: bool = False) -> np.ndarray:
+        """The embeddings of ``images`` (anything :meth:`preprocess` takes): float32 (N, D) for a
+        headless model's ``features`` export, (N, patches, D) for a ``tokens`` export, in input order.
+
+        Same preprocessing and batching as :meth:`predict`: any number of images runs, in chunks of
+        at most the profile's max batch, a short last chunk padded by repeating the last image and
+        the padding dropped; ``self.last_latency_ms`` is the summed inference time. A classifier's
+        graph (output ``logits``) raises OutputKindError: use :meth:`predict`.
+        """
+        kind = self.output_kind
+        if kind == "logits":
+            raise OutputKindError(
+                f"{self.path}: this model outputs class logits, not embeddings; use Engine.predict (CLI: "
+                "`edgevit predict`), or export a headless model (num_classes=0), or any model with "
+                "`edgevit export --output-kind tokens`, for embeddings")
+        return np.ascontiguousarray(self._run(images, preprocessed), dtype=np.float32)
 
     def __repr__(self) -> str:
         return f"<Engine {self.path.name} backend={self.backend} profile={self.profile}>"

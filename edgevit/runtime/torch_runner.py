@@ -14,7 +14,7 @@ ATTENTIONS = ("math", "sdpa")
 DEVICES = ("cpu", "cuda")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 INPUT_NAME = "images"
-OUTPUT_NAME = "logits"
+OUTPUT_NAME = "logits"  # a headless model's output is "features" (its ``output_kind``), or "tokens" when asked
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -45,13 +45,20 @@ class TorchRunner(Runner):
     ``attention``: "math" or "sdpa" (None keeps the model's); ``device``: "cpu" or "cuda";
     ``dtype``: "fp32", "fp16" or "bf16" — the weights and activations run in that dtype, while
     feeds and outputs stay float32 so every runner has the same input spec.
+    The output is named like the exported graph's: ``logits`` for a classifier, ``features`` for a
+    headless model (``model.output_kind``); ``output="tokens"`` returns ``model.forward_tokens``
+    (the patch tokens, what ``edgevit export --output-kind tokens`` writes) as ``tokens``.
     """
 
     def __init__(self, source, attention: str | None = None, device: str = "cpu", dtype: str = "fp32",
-                 arch: str | None = None):
+                 arch: str | None = None, output: str | None = None):
         super().__init__()
         if attention is not None and attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {list(ATTENTIONS)}, got {attention!r}")
+        if output not in (None, "tokens"):
+            raise ValueError(f"output must be None (the model's own) or 'tokens', got {output!r}")
+        self.output = output
+        self._output_name = output or OUTPUT_NAME
         self.source = source
         self.attention = attention
         self.device = resolve_device(device)
@@ -80,6 +87,7 @@ class TorchRunner(Runner):
         if self.attention is not None:
             model.set_attn_impl(self.attention)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self._output_name = self.output or self.model.output_kind
         cfg = self.model.config
         self._spec = {INPUT_NAME: (("batch", cfg.in_chans, cfg.img_size, cfg.img_size), np.dtype(np.float32))}
 
@@ -90,10 +98,10 @@ class TorchRunner(Runner):
         return dict(self._spec)
 
     def output_names(self) -> list[str]:
-        return [OUTPUT_NAME]
+        return [self._output_name]
 
     @torch.inference_mode()
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = torch.from_numpy(np.ascontiguousarray(feeds[INPUT_NAME])).to(self.device, self.dtype)
-        logits = self.model(x)
-        return {OUTPUT_NAME: logits.float().cpu().numpy()}
+        out = self.model.forward_tokens(x) if self.output == "tokens" else self.model(x)
+        return {self._output_name: out.float().cpu().numpy()}

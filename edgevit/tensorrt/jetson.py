@@ -133,7 +133,8 @@ def jetson_warnings(nvpmodel: dict | None, clocks: dict | None) -> list[str]:
     return out
 
 
-def _command_output(cmd: list[str]) -> str | None:
+def command_output(cmd: list[str]) -> str | None:
+    """stdout of ``cmd`` when it exists and succeeds within 10 s; None otherwise."""
     if shutil.which(cmd[0]) is None:
         return None
     try:
@@ -149,9 +150,9 @@ def jetson_info() -> dict | None:
     release = read_tegra_release()
     if not (release or (model and "jetson" in model.lower())):
         return None
-    nv_text = _command_output(["nvpmodel", "-q"])
+    nv_text = command_output(["nvpmodel", "-q"])
     nv = parse_nvpmodel(nv_text) if nv_text else None
-    jc_text = _command_output(["jetson_clocks", "--show"])
+    jc_text = command_output(["jetson_clocks", "--show"])
     jc = parse_jetson_clocks(jc_text) if jc_text else None
     return {"model": model, "release": release, "nvpmodel": nv, "jetson_clocks": jc,
             "warnings": jetson_warnings(nv, jc)}

@@ -269,12 +269,12 @@ def test_unknown_format(tmp_path):
 def test_missing_unexpected_and_mismatched_keys_are_listed(tmp_path):
     state = _tiny_deit().state_dict()
     del state["blocks.1.mlp.fc2.bias"]
-    state["blocks.0.ls1.gamma"] = torch.ones(192)
+    state["blocks.0.attn.extra.weight"] = torch.ones(192)  # no part of any supported family
     torch.save(state, tmp_path / "m.pth")
     with pytest.raises(CheckpointError) as info:
         edgevit.load_model(tmp_path / "m.pth")
     msg = str(info.value)
-    assert "m.pth" in msg and "missing keys: blocks.1.mlp.fc2.bias" in msg and "blocks.0.ls1.gamma" in msg, msg
+    assert "m.pth" in msg and "missing keys: blocks.1.mlp.fc2.bias" in msg and "blocks.0.attn.extra.weight" in msg, msg
 
     state = _tiny_deit().state_dict()
     state["blocks.0.attn.proj.weight"] = torch.zeros(192, 100)

@@ -16,8 +16,10 @@ def test_variant_shapes(name):
     x = torch.randn(2, cfg.in_chans, cfg.img_size, cfg.img_size)
     with torch.no_grad():
         out = model(x)
-    assert out.shape == (2, cfg.num_classes), f"{name}: logits {tuple(out.shape)}"
-    assert model.pos_embed.shape == (1, cfg.num_tokens, cfg.embed_dim)
+    width = cfg.num_classes or cfg.feature_dim  # headless: the features
+    assert out.shape == (2, width), f"{name}: {model.output_kind} {tuple(out.shape)}"
+    assert model.pos_embed.shape == (1, cfg.pos_embed_len, cfg.embed_dim)
+    assert model.forward_tokens(x).shape == (2, cfg.num_patches, cfg.embed_dim)
 
 
 def test_param_count_matches_known_vit_base():
@@ -100,3 +102,38 @@ def test_relu_activation_and_wrong_input_shape():
     assert isinstance(model.blocks[0].mlp.act, torch.nn.ReLU)
     with pytest.raises(ValueError, match=r"\(batch, 3, 32, 32\)"):
         model(torch.randn(1, 3, 16, 16))
+
+
+@pytest.mark.parametrize("family", [dict(), dict(pool="cls_mean", init_values=1e-5),
+                                    dict(distilled=True, pool="cls_dist"), dict(pre_norm=True, proj_dim=16)])
+def test_reset_classifier_gives_a_head_on_the_features_or_none(family):
+    model = VisionTransformer(ViTConfig(**{**SMALL, "num_classes": 0}, **family)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        features = model(x)
+        model.reset_classifier(5)
+        logits = model(x)
+        assert (model.output_kind, logits.shape) == ("logits", (2, 5))
+        assert (model.head_dist is None) == (model.config.pool != "cls_dist"), "DeiT distilled: two heads"
+        assert torch.equal(model.forward_head(model.forward_features(x), pre_logits=True), features)
+        assert model.reset_classifier(0).output_kind == "features" and torch.equal(model(x), features)
+
+
+@pytest.mark.parametrize("fields,words", [
+    (dict(class_token=False), "reads the class token"),
+    (dict(pool="cls_dist"), "needs a distillation token"),
+    (dict(distilled=True, pool="mean"), "distilled model pools"),
+    (dict(pool="map", fc_norm=True), "fc_norm must be False"),
+    (dict(reg_tokens=-1), "reg_tokens must be a non-negative integer"),
+    (dict(act="swiglu"), "quick_gelu"),
+])
+def test_family_fields_that_contradict_each_other_are_refused(fields, words):
+    with pytest.raises(ValueError, match=words):
+        ViTConfig(**{**SMALL, **fields})
+
+
+def test_prefix_tokens_count_in_the_sequence():
+    cfg = ViTConfig(**{**SMALL, "num_classes": 0}, distilled=True, pool="cls_dist", reg_tokens=4, no_embed_class=True)
+    model = VisionTransformer(cfg)
+    assert (cfg.num_prefix_tokens, cfg.num_tokens, cfg.pos_embed_len) == (6, 16 + 6, 16)
+    assert model.num_prefix_tokens == 6 and model.output_kind == "features"

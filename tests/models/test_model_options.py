@@ -1,0 +1,129 @@
+"""--num-heads, --act and --img-size: what a checkpoint's tensors cannot tell, given on the command
+line of every command that loads one (info, eval, export, train, bench --reference, verify), and
+recorded in the manifest so that bench / verify reload the exported reference the same way."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import edgevit
+from edgevit.cli import main
+
+from .._fixtures import rich_table
+
+
+def _run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _assert_exit(res, code: int) -> None:
+    escaped = res.exception if not isinstance(res.exception, SystemExit) else None
+    assert escaped is None and res.exit_code == code, (
+        f"exit {res.exit_code} (want {code}), escaped {escaped!r}\n{res.output}")
+    assert "Traceback" not in res.output, res.output
+
+
+@pytest.fixture
+def digits_pth(tmp_path):
+    """A digits-tiny state dict (dim 64, 4 heads of 16): the dim/64 guess says 1 head."""
+    path = tmp_path / "digits.pth"
+    torch.save(edgevit.create_model("digits-tiny").state_dict(), path)
+    return path
+
+
+def test_the_guess_warning_names_num_heads(digits_pth):
+    res = _run("info", digits_pth, "--json")
+    _assert_exit(res, 0)
+    assert json.loads(res.stdout)["guessed"] == {"num_heads": 1}
+    assert "guessed num_heads=1" in res.stderr and "pass --num-heads N" in res.stderr, res.stderr
+
+
+def test_num_heads_replaces_the_guess_in_info(digits_pth):
+    res = _run("info", digits_pth, "--num-heads", "4", "--json")
+    _assert_exit(res, 0)
+    info = json.loads(res.stdout)
+    assert (info["heads"], info["head_dim"], info["guessed"]) == (4, 16, {}), info
+    assert "warning" not in res.stderr, res.stderr
+
+    human = _run("info", digits_pth, "--num-heads", "4", "--img-size", "16")
+    _assert_exit(human, 0)
+    rows = dict((r[0], r[1]) for r in rich_table(human.stdout, "field") if len(r) == 2)
+    assert (rows["heads"], rows["tokens"]) == ("4", "65"), rows  # (16/2)^2 patches + the class token
+
+
+def test_num_heads_in_eval_gives_the_models_own_accuracy(tmp_path, digits_pth):
+    # the same load in Python, saved in our format (which records the 4 heads and the preprocessing)
+    edgevit.save_model(edgevit.load_model(digits_pth, num_heads=4), tmp_path / "ours.safetensors")
+    ours = _run("eval", tmp_path / "ours.safetensors", "--json")
+    given = _run("eval", digits_pth, "--num-heads", "4", "--json")
+    guessed = _run("eval", digits_pth, "--json")
+    _assert_exit(ours, 0), _assert_exit(given, 0), _assert_exit(guessed, 0)
+    ours, given, guessed = (json.loads(r.stdout) for r in (ours, given, guessed))
+    assert (given["top1"], given["per_class"]) == (ours["top1"], ours["per_class"]), (given, ours)
+    assert guessed["per_class"] != ours["per_class"], "one head and four heads gave the same predictions"
+
+
+def test_act_is_checked_against_the_model_activations(digits_pth):
+    res = _run("info", digits_pth, "--act", "swish")
+    _assert_exit(res, 2)
+    assert "--act" in res.output and "quick_gelu" in res.output, res.output
+
+
+def test_export_records_the_overrides_and_verify_bench_reload_them(tmp_path, digits_pth):
+    out = tmp_path / "out"
+    res = _run("export", digits_pth, "-o", out, "--num-heads", "4", "--act", "quick_gelu", "--img-size", "16",
+               "--json")
+    _assert_exit(res, 0)
+    model = json.loads((out / "edgevit.json").read_text())["model"]
+    assert model["overrides"] == {"num_heads": 4, "act": "quick_gelu", "img_size": 16}, model
+    assert (model["config"]["num_heads"], model["config"]["act"], model["config"]["img_size"]) == \
+        (4, "quick_gelu", 16), model["config"]
+    assert model["guessed"] == {}, model
+
+    # verify: the checkpoint as REFERENCE needs the same options; without them it is another model
+    same = _run("verify", digits_pth, out, "--samples", "8", "--num-heads", "4", "--act", "quick_gelu",
+                "--img-size", "16", "--json")
+    _assert_exit(same, 0)
+    assert json.loads(same.stdout)["ok"] is True
+    other = _run("verify", digits_pth, out, "--samples", "8")
+    _assert_exit(other, 1)
+
+    # bench: the reference comes from the manifest, with the recorded overrides
+    bench = _run("bench", out, "--iterations", "2", "--samples", "16", "--warmup-s", "0", "--no-report", "--json")
+    _assert_exit(bench, 0)
+    rows = {r["name"]: r for r in json.loads(bench.stdout)["rows"]}
+    torch_row = next(r for n, r in rows.items() if n.startswith("torch cpu fp32"))
+    onnx_row = next(r for n, r in rows.items() if n.startswith("ort cpu fp32"))
+    assert torch_row["status"] == onnx_row["status"] == "ok" and torch_row["top1"] == onnx_row["top1"], rows
+
+
+def test_bench_reference_takes_the_options(tmp_path, digits_pth):
+    out = tmp_path / "out"
+    _assert_exit(_run("export", digits_pth, "-o", out, "--num-heads", "4", "--img-size", "16"), 0)
+    bench = _run("bench", out / "model.onnx", "--reference", digits_pth, "--num-heads", "4", "--img-size", "16",
+                 "--iterations", "2", "--samples", "16", "--warmup-s", "0", "--no-report", "--json")
+    _assert_exit(bench, 0)
+    report = json.loads(bench.stdout)
+    assert report["reference"]["source"] == str(digits_pth), report["reference"]
+    assert all(r["status"] == "ok" for r in report["rows"]), report["rows"]
+
+
+def test_train_fine_tunes_with_the_options(tmp_path, digits_pth):
+    res = _run("train", "--model", digits_pth, "--num-heads", "4", "--epochs", "1", "-o", tmp_path / "run", "--json")
+    _assert_exit(res, 0)
+    trained = edgevit.load_model(json.loads(res.stdout)["checkpoint"])
+    assert trained.config.num_heads == 4, trained.config
+    assert "guessed num_heads" not in res.stderr, res.stderr
+
+
+def test_importing_the_cli_does_not_import_torch():
+    """--act lists the model's activations without importing torch when the CLI loads."""
+    code = "import sys, edgevit.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr
