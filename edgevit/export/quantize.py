@@ -170,17 +170,31 @@ def judge(metrics: dict, precision: str, max_drop: float) -> dict:
             "verdict": "failed" if reasons else "passed", "reasons": reasons}
 
 
+def input_preprocessing(manifest: Manifest, spec: str, preprocessed: bool, option: str):
+    """How ``spec`` becomes model input: the manifest's preprocessing, or, for arrays that already are
+    model input (``--preprocessed``), none at all (an identity of the graph's input shape)."""
+    from ..data import Preprocessing
+
+    if manifest.preprocessing is not None:
+        return Preprocessing(**manifest.preprocessing)
+    if preprocessed:
+        channels = int(manifest.inputs[0]["shape"][1])
+        return Preprocessing(input_size=tuple(int(v) for v in manifest.inputs[0]["shape"][1:]),
+                             mean=(0.0,) * channels, std=(1.0,) * channels, pixel_max=1.0, crop_pct=1.0)
+    raise DataError(f"{manifest.root}: the manifest records no preprocessing (the model was exported without one), "
+                    f"so {option} {spec!r} cannot be turned into model input; give arrays that already are model "
+                    "input with --preprocessed, re-export from a checkpoint that records its preprocessing, "
+                    "or pass --no-gate")
+
+
 def load_gate_data(spec: str, manifest: Manifest, fp32_path: Path, threads: int | None,
                    preprocessed: bool = False) -> GateData:
     """The gate's held-out data (its test split) and the fp32 graph's outputs on it; labels are
     needed for logits only."""
-    from ..data import Preprocessing, load_dataset
+    from ..data import load_dataset
 
-    if manifest.preprocessing is None:
-        raise DataError(f"{manifest.root}: the manifest has no preprocessing, so {spec!r} cannot be read as "
-                        "model input; re-export from an edgevit checkpoint or pass --no-gate")
-    ds = load_dataset(spec, Preprocessing(**manifest.preprocessing), split="test", preprocessed=preprocessed,
-                      model_labels=manifest.labels)
+    ds = load_dataset(spec, input_preprocessing(manifest, spec, preprocessed, "--data"), split="test",
+                      preprocessed=preprocessed, model_labels=manifest.labels)
     output = manifest.output_kind
     if output == "logits" and (ds.labels is None or len(ds.labels) == 0):
         raise DataError(f"gate data {spec!r} has no labels; give labelled data with --data or pass --no-gate")
@@ -267,16 +281,13 @@ def quantize(source, config: QuantizeConfig | None = None, *, force: bool = Fals
 
 
 def _calibrate(cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path):
-    from ..data import Preprocessing
-
     cache = Path(cfg.calib_cache) if cfg.calib_cache else manifest.root / CACHE_FILE
     data = None
     key = calibration_data_key(cfg.calib_data, cfg.calib_samples, cfg.calib_batch, preprocessed=cfg.preprocessed)
     if read_cache(cache, sha256_file(fp32_path), cfg.calibration, key) is None:
-        if manifest.preprocessing is None:
-            raise DataError(f"{manifest.root}: the manifest has no preprocessing; calibration data cannot be read")
         shape = tuple(manifest.inputs[0]["shape"][1:])
-        data = load_calibration_data(cfg.calib_data, Preprocessing(**manifest.preprocessing), shape,
+        preprocessing = input_preprocessing(manifest, cfg.calib_data, cfg.preprocessed, "--calib-data")
+        data = load_calibration_data(cfg.calib_data, preprocessing, shape,
                                      num_samples=cfg.calib_samples, batch_size=cfg.calib_batch,
                                      preprocessed=cfg.preprocessed)
     return calibrate(fp32_path, data, cfg.calibration, cache=cache, data_key=key, progress=cfg.progress)

@@ -376,6 +376,34 @@ def test_headless_family_exports_features_that_onnxruntime_reproduces(tmp_path, 
     err = float(np.abs(got - want).max())
     assert err <= 1e-4, f"{family}: ONNX Runtime vs eager max abs error {err:.2e} > 1e-4"
 
+    # the int8 graph of each family runs and passes its gate (features: cosine and k-NN agreement)
+    # on preprocessed data of the model's input shape, through the CLI as a user runs it
+    import json
+
+    from click.testing import CliRunner
+
+    from edgevit.cli import main
+
+    data = tmp_path / "inputs.npy"
+    np.save(data, np.random.default_rng(0).standard_normal((64, 3, size, size)).astype(np.float32))
+    if family == "dinov2":  # no preprocessing recorded: raw arrays are refused, naming the option that fixes it
+        res = CliRunner().invoke(main, ["quantize", str(tmp_path / "out"), "--precision", "int8",
+                                        "--calib-data", str(data), "--data", str(data)])
+        assert res.exit_code == 1 and "--preprocessed" in res.output and "Traceback" not in res.output, res.output
+    res = CliRunner().invoke(main, ["quantize", str(tmp_path / "out"), "--precision", "int8", "--preprocessed",
+                                    "--calib-data", str(data), "--data", str(data), "--json"])
+    assert res.exit_code == 0, f"{family}: int8 quantize exit {res.exit_code}: {res.output[-2000:]}"
+    entry = json.loads(res.stdout)["quantize"]["precisions"]["int8"]
+    gate = entry["gate"]
+    assert gate["verdict"] == "passed", f"{family}: int8 gate {gate}"
+    int8 = ort.InferenceSession(str(tmp_path / "out" / entry["path"]), providers=["CPUExecutionProvider"])
+    ops = {n.op_type for n in __import__("onnx").load(str(tmp_path / "out" / entry["path"])).graph.node}
+    assert "QuantizeLinear" in ops, f"{family}: the int8 graph holds no Q/DQ: {sorted(ops)}"
+    (q,) = int8.run(None, {int8.get_inputs()[0].name: x.numpy()})
+    assert q.shape == want.shape and np.isfinite(q).all(), f"{family}: int8 output {q.shape}, finite {np.isfinite(q).all()}"
+    cos = (q * want).sum(1) / (np.linalg.norm(q, axis=1) * np.linalg.norm(want, axis=1))
+    assert cos.min() >= 0.99, f"{family}: int8 vs eager features cosine min {cos.min():.4f} < 0.99"
+
 
 @pytest.mark.parametrize("family", sorted(EXPORTED))
 def test_family_models_round_trip_through_our_format(tmp_path, family):
