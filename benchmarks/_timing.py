@@ -1,9 +1,14 @@
-"""Timing helpers shared by the benchmark scripts (not part of the edgevit package)."""
+"""Timing helpers shared by the benchmark scripts (not part of the edgevit package): an ONNX Runtime
+session configured like edgevit's, and the block-cycled timing on top of edgevit bench's per-call
+harness (:func:`edgevit.bench.time_calls`), so the scripts and ``edgevit bench`` time calls alike."""
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
+
+from edgevit.bench import time_calls
 
 
 def ort_session(path, threads: int, level: str = "all", spinning: bool = False):
@@ -40,11 +45,18 @@ def blocks(paths: dict, runs: int, warmup: int, cycles: int = 3) -> dict[str, tu
     for _ in range(cycles):
         for name, fn in paths.items():
             time.sleep(0.2)  # let the previous runtime's threads go idle
-            for _ in range(warmup):
-                fn()
-            for _ in range(per_block):
-                c, t = time.process_time(), time.perf_counter()
-                fn()
-                wall[name].append((time.perf_counter() - t) * 1e3)
-                cpu[name].append((time.process_time() - c) * 1e3)
+            times, extra = time_calls(_with_cpu_time(fn), warmup_s=0.0, warmup_calls=warmup, iterations=per_block,
+                                      time_limit_s=math.inf)
+            wall[name].extend(times)
+            cpu[name].extend(extra["cpu"])
     return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in paths}
+
+
+def _with_cpu_time(fn):
+    """``fn`` returning its process CPU time in ms, which time_calls collects beside the wall time."""
+    def call():
+        c = time.process_time()
+        fn()
+        return {"cpu": (time.process_time() - c) * 1e3}
+
+    return call

@@ -78,7 +78,7 @@ def run(args, tmp: Path) -> int:
     import edgevit
     from edgevit.data.preprocess import preprocess_array
     from edgevit.export import ExportConfig, export_onnx
-    from edgevit.export.quantize import QuantizeConfig, quantize
+    from edgevit.precision import QuantizeConfig, quantize
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)

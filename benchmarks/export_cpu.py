@@ -10,8 +10,8 @@ runtime's spinning threads overlapping another's timed calls; the table reports 
 against PyTorch eager (sdpa attention, the model's default) from this one run. With timm
 installed, timm's own ``deit_small_patch16_224`` eager time is printed as a peer too.
 
-Target (design.md §5): >= 2.0x over eager at batch 1 (anchor: 51 ms eager vs 24-30 ms ORT on
-the project's Zen 5 machine).
+Target (benchmarks/README.md, "Targets and reference measurements"): >= 2.0x over eager at
+batch 1 (anchor: 51 ms eager vs 24-30 ms ORT on the project's Zen 5 machine).
 """
 
 from __future__ import annotations

@@ -165,9 +165,8 @@ def _edgevit_precision(fp32_path: Path, workdir: Path, calib: np.ndarray, notes:
     """
     import onnx
 
-    from edgevit.calibration import CalibrationConfig, calibrate
-    from edgevit.calibration.data import CalibrationData
-    from edgevit.export.precision import PrecisionRecipe, build_precision_graph
+    from edgevit.precision import PrecisionRecipe, build_precision_graph
+    from edgevit.precision.calibration import CalibrationConfig, CalibrationData, calibrate
     from edgevit.runtime.bf16_emulation import emulate_bf16
 
     data = CalibrationData(images=calib, description="peers.py calibration images", batch_size=min(32, len(calib)))

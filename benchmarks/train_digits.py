@@ -10,8 +10,8 @@ time of the whole call (data, model, training, checkpoints, test). As peers, mea
 same run on the same split and the same normalized pixels: scikit-learn's
 LogisticRegression, an RBF SVC and an MLPClassifier (accuracy and fit+predict time).
 
-Target (design.md §5, the brief): >= 98 % test accuracy in <= 120 s wall on 2 CPU cores,
-single process. Machine load from other processes slows the wall time (not the accuracy);
+Target (benchmarks/README.md, "Targets and reference measurements"): >= 98 % test accuracy
+in <= 120 s wall on 2 CPU cores, single process. Machine load from other processes slows the wall time (not the accuracy);
 the load average before and after is printed with the results.
 """
 

@@ -9,7 +9,7 @@ Steps, each reported as it finishes:
    checkpoint (``$EDGEVIT_CACHE`` or ``~/.cache/edgevit``, keyed by edgevit's version and the
    training defaults) or ``checkpoint=``;
 2. **export** ``model.onnx`` and the fp16, bf16, int8 and fp8 graphs with calibration and the
-   accuracy gate (:func:`edgevit.export.quantize.quantize`);
+   accuracy gate (:func:`edgevit.precision.quantize`);
 3. **engines**: TensorRT engines from the fp16 and int8 graphs when TensorRT and a GPU exist;
    otherwise the step is ``skipped`` with the reason;
 4. **verify** every ONNX precision against the PyTorch checkpoint on the digits test split,
@@ -37,8 +37,8 @@ from pathlib import Path
 
 from ._io import check_output_dir, write_text_atomic
 from .errors import ArtifactExistsError, EdgeVitError
+from .formats import ONNX_FILES, ONNX_PRECISIONS, engine_file
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
 ENGINE_PRECISIONS = ("fp16", "int8")
 
 
@@ -147,10 +147,10 @@ def _train(cfg: DemoConfig, run: Path, ckpt: Path) -> dict:
 
 def _export(cfg: DemoConfig, ckpt: Path, export_dir: Path) -> dict:
     from .export.onnx import ExportConfig, export_onnx
-    from .export.quantize import QuantizeConfig, quantize
+    from .precision import QuantizeConfig, quantize
 
     export_onnx(ckpt, export_dir, ExportConfig(), force=cfg.force)
-    q = quantize(export_dir, QuantizeConfig(precisions=PRECISIONS, progress=cfg.progress), force=cfg.force)
+    q = quantize(export_dir, QuantizeConfig(precisions=ONNX_PRECISIONS, progress=cfg.progress), force=cfg.force)
     gates = {p: {k: e["gate"].get(k) for k in ("verdict", "top1", "drop_points", "agreement")}
              for p, e in q.entries.items()}
     failed = [p for p, g in gates.items() if g["verdict"] == "failed"]
@@ -180,7 +180,7 @@ def _engines(export_dir: Path, force: bool) -> dict:
 
     built = {}
     for p in ENGINE_PRECISIONS:
-        res = build_engine(export_dir, export_dir / f"model.{p}.plan", EngineBuildConfig(precision=p), force=force)
+        res = build_engine(export_dir, export_dir / engine_file(p), EngineBuildConfig(precision=p), force=force)
         built[p] = {"engine": str(res.engine_path), "fused_attention_layers": res.report.get("fused_attention_layers")}
     return {"engines": built, "gpu": facts.get("gpu_name"), "tensorrt": facts.get("tensorrt_version")}
 
@@ -189,10 +189,9 @@ def _verify(ckpt: Path, export_dir: Path, reports: Path, cfg: DemoConfig) -> dic
     from .verify import VerifyConfig, verify
 
     out, failed = {}, []
-    for p in PRECISIONS:
-        name = "model.onnx" if p == "fp32" else f"model.{p}.onnx"
-        rep = verify(str(ckpt), str(export_dir / name), VerifyConfig(data="digits", samples=cfg.verify_samples,
-                                                                       precision=p, attention=True))
+    for p in ONNX_PRECISIONS:
+        rep = verify(str(ckpt), str(export_dir / ONNX_FILES[p]),
+                     VerifyConfig(data="digits", samples=cfg.verify_samples, precision=p, attention=True))
         d = rep.to_dict()
         out[p] = {"ok": rep.ok, "failures": rep.failures}
         for key in ("outputs", "attention"):

@@ -47,15 +47,14 @@ import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._io import sha256_file, write_text_atomic
-from .errors import ArtifactIntegrityError, ManifestError
+from .errors import ArtifactIntegrityError, ManifestError, OnnxModelError
+from .formats import ARTIFACT_FORMATS as FORMATS
+from .formats import MANIFEST_NAME, PRECISIONS
 
-MANIFEST_NAME = "edgevit.json"
 SCHEMA_VERSION = 1
-FORMATS = ("onnx", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8", "int4", "mixed")
 
 _ARTIFACT_KEYS = ("path", "format", "precision", "sha256", "size_bytes", "external_data")
 
@@ -120,6 +119,15 @@ class Artifact:
             )
         except ValueError as exc:
             raise ManifestError(f"artifact entry {data.get('path')!r}: {exc}") from None
+
+
+class Resolved(NamedTuple):
+    """What :meth:`Manifest.resolve` found: the manifest (None for a file no manifest sits beside),
+    the artifact's entry (None for a file the manifest does not record) and the checked file."""
+
+    manifest: "Manifest | None"
+    artifact: Artifact | None
+    path: Path
 
 
 def library_versions() -> dict[str, str | None]:
@@ -263,11 +271,67 @@ class Manifest:
         wanted = ", ".join(f"{k}={v!r}" for k, v in {"precision": precision, "format": format, **fields}.items()
                            if v is not None) or "any"
         have = ", ".join(f"{a.path} ({a.format}, {a.precision})" for a in self.artifacts) or "none"
+        where = f"{self.path_in(self.root)}: " if self.root is not None else ""
         if not found:
-            raise ManifestError(f"no artifact with {wanted} in the manifest; recorded: {have}")
+            raise ManifestError(f"{where}no artifact with {wanted} in the manifest; recorded: {have}. "
+                                "Pick one with --precision (--format), or write it first (edgevit quantize / build)")
         if len(found) > 1:
-            raise ManifestError(f"{len(found)} artifacts match {wanted}: {have}; add criteria (e.g. path=)")
+            raise ManifestError(f"{where}{len(found)} artifacts match {wanted}: {have}; "
+                                "pick one with --precision (--format), or name its file")
         return found[0]
+
+    @classmethod
+    def resolve(cls, path: str | os.PathLike, precision: str | None = None, format: str | None = None, *,
+                verify_hash: bool = True, listed: bool = True) -> "Resolved":
+        """Which artifact ``path`` names: ``(manifest, artifact, file)``, the file checked
+        (:meth:`check_artifact`: it exists and, with ``verify_hash``, matches its sha256).
+
+        ``path`` is an export OUTDIR, its ``edgevit.json``, or an artifact file. A directory or
+        manifest gives the one artifact of ``precision`` and ``format``; where several match, an
+        ONNX graph is preferred when no ``format`` is given, then fp32 when no ``precision`` is.
+        A file gives the entry of the manifest beside it; ``precision`` / ``format``, when given,
+        must be the recorded ones (ValueError). With ``listed=False`` a file no manifest records
+        is accepted: ``(manifest beside it or None, None, file)``.
+
+        Raises:
+            OnnxModelError: ``path`` does not exist.
+            ManifestError: no manifest, no (or several) matching artifacts, the file is not recorded
+                or missing; ArtifactIntegrityError when its sha256 differs.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise OnnxModelError(f"{path}: no such artifact file, manifest or export directory; "
+                                 "run `edgevit export SOURCE -o DIR` first")
+        if path.is_dir() or path.suffix == ".json":
+            manifest = cls.load(path)
+            found = manifest.find_artifacts(precision, format)
+            for keep in ((lambda a: a.format == "onnx") if format is None else None,
+                         (lambda a: a.precision == "fp32") if precision is None else None):
+                if keep is not None and len(found) > 1:
+                    found = [a for a in found if keep(a)] or found
+            art = found[0] if len(found) == 1 else manifest.artifact(precision, format)  # raises, naming what is there
+            return Resolved(manifest, art, manifest.check_artifact(art, verify_hash))
+        beside = cls.path_in(path.parent)
+        if not beside.is_file():
+            if not listed:
+                return Resolved(None, None, path)
+            raise ManifestError(f"{beside}: no manifest beside {path.name}; give the `edgevit export` output "
+                                "directory (its manifest records the batch range, input shape and precision)")
+        manifest = cls.load(beside)
+        art = manifest.entry_for(path)
+        if art is None:
+            if not listed:
+                return Resolved(manifest, None, path)
+            raise ManifestError(f"{path.name} is not recorded in {beside}; give the export directory "
+                                "(or a file edgevit wrote there)")
+        kind = "graph" if art.format == "onnx" else "engine"
+        if precision is not None and art.precision != precision:
+            raise ValueError(f"{path.name} is a {art.precision} {kind}, not the {precision} one asked for "
+                             "(--precision); give the export directory or that file")
+        if format is not None and art.format != format:
+            raise ValueError(f"{path.name} is a {art.format} {kind}, not the {format} artifact needed here; "
+                             "give the export directory or that file")
+        return Resolved(manifest, art, manifest.check_artifact(art, verify_hash))
 
     def entry_for(self, file: str | os.PathLike) -> Artifact | None:
         """The artifact entry recording ``file`` (a path to a file in ``root``), or None."""
@@ -383,4 +447,4 @@ class Manifest:
         )
 
 
-__all__ = ["Artifact", "MANIFEST_NAME", "Manifest", "SCHEMA_VERSION", "library_versions"]
+__all__ = ["Artifact", "MANIFEST_NAME", "Manifest", "Resolved", "SCHEMA_VERSION", "library_versions"]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from edgevit._io import sha256_file
-from edgevit.errors import ArtifactExistsError, ManifestError
+from edgevit.errors import ArtifactExistsError, ArtifactIntegrityError, ManifestError, OnnxModelError
 from edgevit.manifest import MANIFEST_NAME, SCHEMA_VERSION, Artifact, Manifest
 
 
@@ -142,3 +142,80 @@ def test_add_artifact_without_root_needs_a_hash():
     assert art.path == "model.plan"
     with pytest.raises(ValueError, match="output directory"):
         m.save()
+
+
+def _export_dir(tmp_path) -> Manifest:
+    """An OUTDIR with fp32 and fp16 graphs and an fp16 engine, saved."""
+    m = _manifest(tmp_path)
+    for name, fmt, prec in [("model.fp16.onnx", "onnx", "fp16"), ("model.fp16.plan", "tensorrt", "fp16")]:
+        (tmp_path / name).write_bytes(name.encode())
+        m.add_artifact(name, format=fmt, precision=prec)
+    m.save(tmp_path)
+    return m
+
+
+@pytest.mark.parametrize("given", ["dir", "manifest file"])
+def test_resolve_picks_from_an_outdir_or_its_manifest(tmp_path, given):
+    _export_dir(tmp_path)
+    source = tmp_path if given == "dir" else tmp_path / MANIFEST_NAME
+    picks = {(p, f): Manifest.resolve(source, p, f).artifact.path
+             for p, f in [(None, None), ("fp16", None), ("fp16", "tensorrt"), (None, "tensorrt"), ("fp32", "onnx")]}
+    assert picks == {(None, None): "model.onnx",             # ONNX before engines, then fp32
+                     ("fp16", None): "model.fp16.onnx",
+                     ("fp16", "tensorrt"): "model.fp16.plan",
+                     (None, "tensorrt"): "model.fp16.plan",  # the only engine, whatever its precision
+                     ("fp32", "onnx"): "model.onnx"}, picks
+    manifest, art, file = Manifest.resolve(source, "fp16")
+    assert manifest.root == tmp_path and file == tmp_path / "model.fp16.onnx" and art.precision == "fp16"
+
+
+def test_resolve_an_artifact_file_takes_its_entry(tmp_path):
+    _export_dir(tmp_path)
+    manifest, art, file = Manifest.resolve(tmp_path / "model.fp16.plan")
+    assert (art.format, art.precision, file) == ("tensorrt", "fp16", tmp_path / "model.fp16.plan")
+    assert Manifest.resolve(tmp_path / "model.onnx", "fp32", "onnx").artifact.path == "model.onnx"
+    with pytest.raises(ValueError, match="is a fp32 graph, not the fp16 one asked for"):
+        Manifest.resolve(tmp_path / "model.onnx", "fp16")
+    with pytest.raises(ValueError, match="not the onnx artifact"):
+        Manifest.resolve(tmp_path / "model.fp16.plan", format="onnx")
+
+
+def test_resolve_errors_say_what_is_there(tmp_path):
+    _export_dir(tmp_path)
+    with pytest.raises(ManifestError, match=r"edgevit.json: no artifact with precision='int8'.*model.onnx \(onnx, fp32\)"):
+        Manifest.resolve(tmp_path, "int8")
+    (tmp_path / "model.int8.plan").write_bytes(b"engine")
+    m = Manifest.load(tmp_path)
+    m.add_artifact("model.int8.plan", format="tensorrt", precision="int8")
+    m.save(force=True)
+    with pytest.raises(ManifestError, match="2 artifacts match format='tensorrt'"):  # ambiguous: no fp32 engine
+        Manifest.resolve(tmp_path, format="tensorrt")
+    with pytest.raises(OnnxModelError, match="no such artifact file"):
+        Manifest.resolve(tmp_path / "missing.onnx")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ManifestError, match="no manifest here"):
+        Manifest.resolve(tmp_path / "empty")
+    (tmp_path / "stray.onnx").write_bytes(b"x")
+    with pytest.raises(ManifestError, match="stray.onnx is not recorded in"):
+        Manifest.resolve(tmp_path / "stray.onnx")
+    assert Manifest.resolve(tmp_path / "stray.onnx", listed=False)[1:] == (None, tmp_path / "stray.onnx")
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "model.onnx").write_bytes(b"x")
+    with pytest.raises(ManifestError, match="no manifest beside model.onnx"):
+        Manifest.resolve(bare / "model.onnx")
+    assert Manifest.resolve(bare / "model.onnx", listed=False) == (None, None, bare / "model.onnx")
+    (tmp_path / "model.fp16.onnx").unlink()
+    with pytest.raises(ManifestError, match="listed in .* but missing"):
+        Manifest.resolve(tmp_path, "fp16")
+
+
+def test_resolve_checks_the_sha256_unless_told_not_to(tmp_path):
+    _export_dir(tmp_path)
+    (tmp_path / "model.fp16.onnx").write_bytes(b"changed after export")
+    for source in (tmp_path, tmp_path / "model.fp16.onnx"):
+        with pytest.raises(ArtifactIntegrityError, match="differs from"):
+            Manifest.resolve(source, "fp16", "onnx")
+        assert Manifest.resolve(source, "fp16", "onnx", verify_hash=False).path == tmp_path / "model.fp16.onnx"
+    with pytest.raises(ArtifactIntegrityError):
+        Manifest.resolve(tmp_path / "model.fp16.onnx", listed=False)  # a listed file is checked either way

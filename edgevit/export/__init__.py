@@ -1,4 +1,9 @@
-"""ONNX export, lint, and (later) precision graphs and TensorRT builds.
+"""PyTorch ViT -> verified ONNX graph, and the TensorRT lint of ONNX graphs.
+
+onnx.py (export_onnx, ExportConfig), rewrites.py (onnxscript rules applied at export), names.py
+(module names on nodes), checks.py (what the graph must hold, ORT vs PyTorch), artifacts.py
+(manifest, install), lint.py (checks on :mod:`edgevit.onnx_graph`), findings.py (the report),
+tensorrt_ops.py (TensorRT's ONNX operator table).
 
 ``import edgevit.export`` imports torch and onnx but neither onnxruntime nor tensorrt.
 """

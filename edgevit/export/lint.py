@@ -15,7 +15,7 @@ trt-op-restriction            error     an op breaks a documented TensorRT restr
 trt-op-note                   info      an op with a documented restriction edgevit does not check
 trt-opset                     warning   opset above the range the TensorRT version documents
 decomposed-layernorm          error     LayerNorm as ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div: the
-                                        squares overflow in FP16 (design.md §3)
+                                        squares overflow in FP16 (docs/design.md §5.1)
 baked-batch                   error     a Reshape constant fixes the batch of a dynamic-batch graph
 baked-batch-output            error     the input batch is dynamic but an output's batch dim is fixed
 static-batch                  info      a static-batch graph bakes its batch N > 1 into Reshape constants
@@ -34,8 +34,9 @@ external-data-missing         error     an external-data file is absent or short
 external-data-unchecked       info      external data referenced but no directory to look in
 ============================  ========  ================================================================
 
-The TensorRT operator table is one data file, ``tensorrt_onnx_ops.json`` beside this module;
-it names its source (onnx-tensorrt ``docs/operators.md`` at a commit) and the TensorRT version.
+The checks walk the graph through :class:`edgevit.onnx_graph.Graph`. The TensorRT operator table
+is one data file, ``tensorrt_onnx_ops.json``, read by :mod:`edgevit.export.tensorrt_ops`; it
+names its source (onnx-tensorrt ``docs/operators.md`` at a commit) and the TensorRT version.
 """
 
 from __future__ import annotations
@@ -43,244 +44,21 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
-from ..errors import OnnxModelError
+from ..onnx_graph import LAYOUT_OPS, Graph, load_onnx
+from ..onnx_graph import dims as value_dims
+from .findings import SEVERITIES, Finding, LintReport
+from .tensorrt_ops import DEFAULT_TENSORRT_VERSION, tensorrt_op_support, tensorrt_op_table, version
 
-SEVERITIES = ("error", "warning", "info")
-DEFAULT_TENSORRT_VERSION = "10.3"
 FP16_MAX = 65504.0
 FUSED_MHA_HEAD_SIZES = (16, 32, 64)
 INT8_FUSED_MHA_MAX_SEQ = 512
 RANGES_METADATA_KEY = "edgevit.ranges"
 """metadata_props key holding JSON ``{tensor name: [min, max]}`` (written by calibration)."""
-
-_PASS_THROUGH = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Gather", "Split", "Identity",
-                 "Cast", "Flatten", "Expand"}
-
-
-@dataclass(frozen=True)
-class Finding:
-    severity: str
-    code: str
-    message: str
-    nodes: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {list(SEVERITIES)}, got {self.severity!r}")
-
-    def to_dict(self) -> dict:
-        return {"severity": self.severity, "code": self.code, "message": self.message, "nodes": list(self.nodes)}
-
-
-@dataclass
-class LintReport:
-    path: str | None
-    tensorrt_version: str
-    findings: list[Finding] = field(default_factory=list)
-    stats: dict = field(default_factory=dict)
-
-    def by_severity(self, severity: str) -> list[Finding]:
-        return [f for f in self.findings if f.severity == severity]
-
-    @property
-    def errors(self) -> list[Finding]:
-        return self.by_severity("error")
-
-    @property
-    def warnings(self) -> list[Finding]:
-        return self.by_severity("warning")
-
-    @property
-    def ok(self) -> bool:
-        """True when there is no error (warnings and infos allowed)."""
-        return not self.errors
-
-    def codes(self) -> set[str]:
-        return {f.code for f in self.findings}
-
-    def to_dict(self) -> dict:
-        return {
-            "path": self.path,
-            "tensorrt_version": self.tensorrt_version,
-            "ok": self.ok,
-            "counts": {s: len(self.by_severity(s)) for s in SEVERITIES},
-            "findings": [f.to_dict() for f in self.findings],
-            "stats": self.stats,
-        }
-
-
-# ---------------------------------------------------------------------------- the op table
-@lru_cache(maxsize=1)
-def tensorrt_op_table() -> dict:
-    """The parsed ``tensorrt_onnx_ops.json`` (op table, source, version, later additions)."""
-    text = resources.files("edgevit.export").joinpath("tensorrt_onnx_ops.json").read_text()
-    return json.loads(text)
-
-
-def _version(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(p) for p in str(text).split("."))
-    except ValueError:
-        raise ValueError(f"TensorRT version must look like '10.3', got {text!r}") from None
-
-
-def tensorrt_op_support(op: str, tensorrt_version: str = DEFAULT_TENSORRT_VERSION) -> dict:
-    """``{"supported": bool, "restrictions": str|None, "added_in": str|None}`` for a default-domain op."""
-    table = tensorrt_op_table()
-    target = _version(tensorrt_version)
-    later = table["later_additions"].get(op)
-    if later and target >= _version(later["added_in"]):
-        return {"supported": True, "restrictions": later.get("restrictions"), "added_in": later["added_in"]}
-    entry = table["ops"].get(op)
-    if entry is None:
-        return {"supported": False, "restrictions": None, "added_in": later["added_in"] if later else None,
-                "known": False}
-    restrictions = entry.get("restrictions")
-    change = table.get("restriction_changes", {}).get(op)
-    if restrictions and change and target >= _version(change["tensorrt_version"]):
-        restrictions = None
-    return {"supported": bool(entry["supported"]), "restrictions": restrictions,
-            "added_in": later["added_in"] if later else None, "known": True}
-
-
-# ---------------------------------------------------------------------------- loading
-def load_onnx(path: str | os.PathLike, load_external_data: bool = False):
-    """Read an ONNX file, or raise OnnxModelError saying why it is not one."""
-    import onnx
-
-    path = Path(path)
-    if not path.exists():
-        raise OnnxModelError(f"{path}: no such file; give the path of an .onnx model")
-    if path.is_dir():
-        candidate = path / "model.onnx"
-        if candidate.exists():
-            path = candidate
-        else:
-            raise OnnxModelError(f"{path}: is a directory without model.onnx; give the .onnx file")
-    try:
-        model = onnx.load(str(path), load_external_data=load_external_data)
-    except Exception as exc:  # DecodeError, RuntimeError, OSError...
-        raise OnnxModelError(
-            f"{path}: not a readable ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
-            "is it truncated or another format?"
-        ) from exc
-    if model.ir_version <= 0 or not model.graph.node or not model.graph.output:
-        raise OnnxModelError(
-            f"{path}: parses but holds no ONNX graph (ir_version {model.ir_version}, {len(model.graph.node)} nodes); "
-            "not an ONNX model"
-        )
-    return model
-
-
-# ---------------------------------------------------------------------------- graph helpers
-class _Graph:
-    """Producer/consumer maps, constants and inferred shapes of one ONNX model."""
-
-    def __init__(self, model, base_dir: Path | None):
-        import onnx
-
-        self.model = model
-        self.base_dir = base_dir
-        self.nodes = list(_all_nodes(model.graph))
-        self.producer = {}
-        self.consumers: dict[str, list] = defaultdict(list)
-        for node in self.nodes:
-            for out in node.output:
-                if out:
-                    self.producer[out] = node
-            for inp in node.input:
-                if inp:
-                    self.consumers[inp].append(node)
-        self.initializers = {t.name: t for t in model.graph.initializer}
-        self.graph_outputs = {o.name for o in model.graph.output}
-        self.shapes: dict[str, list] = {}
-        try:
-            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-            infos = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
-        except Exception:  # shape inference is a help, never a requirement
-            infos = list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)
-        for vi in infos:
-            dims = _dims(vi)
-            if dims is not None:
-                self.shapes[vi.name] = dims
-        for name, t in self.initializers.items():
-            self.shapes.setdefault(name, list(t.dims))
-
-    def node_name(self, node) -> str:
-        return node.name or f"{node.op_type}({node.output[0] if node.output else '?'})"
-
-    def is_constant(self, name: str) -> bool:
-        if name in self.initializers:
-            return True
-        node = self.producer.get(name)
-        return node is not None and node.op_type == "Constant"
-
-    def constant(self, name: str, max_size: int = 64) -> np.ndarray | None:
-        """The value of an initializer or Constant output (small ones only), else None."""
-        from onnx import helper, numpy_helper
-
-        if name in self.initializers:
-            t = self.initializers[name]
-            if int(np.prod(t.dims)) > max_size:
-                return None
-            try:
-                return numpy_helper.to_array(t, base_dir=str(self.base_dir) if self.base_dir else "")
-            except Exception:
-                return None
-        node = self.producer.get(name)
-        if node is None or node.op_type != "Constant":
-            return None
-        for attr in node.attribute:
-            value = helper.get_attribute_value(attr)
-            if attr.name == "value":
-                arr = numpy_helper.to_array(value)
-                return arr if arr.size <= max_size else None
-            if attr.name in ("value_float", "value_int"):
-                return np.array(value)
-            if attr.name in ("value_floats", "value_ints"):
-                return np.array(list(value))
-        return None
-
-    def scalar(self, name: str) -> float | None:
-        arr = self.constant(name, max_size=1)
-        return float(arr.reshape(-1)[0]) if arr is not None and arr.size == 1 else None
-
-
-def _all_nodes(graph) -> Iterator:
-    from onnx import AttributeProto
-
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == AttributeProto.GRAPH:
-                yield from _all_nodes(attr.g)
-            elif attr.type == AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    yield from _all_nodes(g)
-
-
-def _dims(value_info) -> list | None:
-    t = value_info.type
-    if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
-        return None
-    out = []
-    for d in t.tensor_type.shape.dim:
-        if d.HasField("dim_value"):
-            out.append(int(d.dim_value))
-        elif d.HasField("dim_param"):
-            out.append(d.dim_param)
-        else:
-            out.append(None)
-    return out
-
 
 def _group(findings: dict, severity: str, code: str) -> Iterable[Finding]:
     """Turn {message: [node names]} into findings."""
@@ -294,7 +72,7 @@ def _names(nodes: list[str], limit: int = 4) -> str:
 
 
 # ---------------------------------------------------------------------------- checks
-def _check_ops(g: _Graph, trt: str) -> list[Finding]:
+def _check_ops(g: Graph, trt: str) -> list[Finding]:
     table = tensorrt_op_table()
     checks = table.get("edgevit_checks", {})
     constant_inputs = checks.get("constant_inputs", {})
@@ -368,7 +146,7 @@ def _check_ops(g: _Graph, trt: str) -> list[Finding]:
 
     lo, hi = table["documented_opset_range"]
     for opset in g.model.opset_import:
-        if opset.domain in ("", "ai.onnx") and opset.version > hi and _version(trt) <= _version(table["tensorrt_version"]):
+        if opset.domain in ("", "ai.onnx") and opset.version > hi and version(trt) <= version(table["tensorrt_version"]):
             out.append(Finding("warning", "trt-opset",
                                f"opset {opset.version} is above TensorRT {table['tensorrt_version']}'s documented "
                                f"range (opset {lo} to {hi}); export with --opset {min(hi, 18)} for this target"))
@@ -398,7 +176,7 @@ def _check_attribute_values(node, allowed: dict) -> list[str]:
     return problems
 
 
-def _check_attention_op_restrictions(g: _Graph, node) -> list[str]:
+def _check_attention_op_restrictions(g: Graph, node) -> list[str]:
     """The documented restrictions of ONNX Attention on TensorRT (>= 10.14)."""
     problems = []
     inputs = {4: "past_key", 5: "past_value", 6: "nonpad_kv_seqlen"}
@@ -423,7 +201,7 @@ def _check_attention_op_restrictions(g: _Graph, node) -> list[str]:
     return problems
 
 
-def _check_decomposed_layernorm(g: _Graph) -> list[Finding]:
+def _check_decomposed_layernorm(g: Graph) -> list[Finding]:
     """ReduceMean -> Sub -> Pow(2)|Mul(d,d) -> ReduceMean [-> Add -> Sqrt -> Div] on one tensor."""
     matches: list[list[str]] = []
     for sub in g.nodes:
@@ -464,13 +242,13 @@ def _check_decomposed_layernorm(g: _Graph) -> list[Finding]:
     )]
 
 
-def _batch_dims(g: _Graph) -> tuple[bool, set]:
+def _batch_dims(g: Graph) -> tuple[bool, set]:
     """(dynamic, {static batch values}) over the graph's real inputs."""
     dynamic, static = False, set()
     for inp in g.model.graph.input:
         if inp.name in g.initializers:
             continue
-        dims = _dims(inp)
+        dims = value_dims(inp)
         if not dims:
             continue
         if isinstance(dims[0], int) and dims[0] > 0:
@@ -480,7 +258,7 @@ def _batch_dims(g: _Graph) -> tuple[bool, set]:
     return dynamic, static
 
 
-def _check_batch(g: _Graph) -> list[Finding]:
+def _check_batch(g: Graph) -> list[Finding]:
     dynamic, static = _batch_dims(g)
     baked: dict[str, list[str]] = defaultdict(list)
     static_baked: list[str] = []
@@ -509,7 +287,7 @@ def _check_batch(g: _Graph) -> list[Finding]:
                            "MIN,OPT,MAX for a dynamic one)", tuple(static_baked)))
     if dynamic:
         for out_vi in g.model.graph.output:
-            dims = g.shapes.get(out_vi.name) or _dims(out_vi)
+            dims = g.shapes.get(out_vi.name) or value_dims(out_vi)
             if dims and isinstance(dims[0], int) and dims[0] > 0:
                 producer = g.producer.get(out_vi.name)
                 out.append(Finding(
@@ -519,42 +297,15 @@ def _check_batch(g: _Graph) -> list[Finding]:
     return out
 
 
-def _scalar_operand(g: _Graph, node) -> int | None:
-    """For a Mul (either side) or Div (divisor) by a scalar constant: the index of the other input."""
-    if node.op_type not in ("Mul", "Div") or len(node.input) != 2:
-        return None
-    for i in ((1,) if node.op_type == "Div" else (1, 0)):
-        if g.scalar(node.input[i]) is not None:
-            return 1 - i
-    return None
-
-
-def _walk_back_for_scale(g: _Graph, tensor: str, hops: int = 8):
+def _scale_before(g: Graph, tensor: str):
     """The Mul/Div-by-scalar node feeding ``tensor`` through layout ops, or None."""
-    for _ in range(hops):
-        node = g.producer.get(tensor)
-        if node is None:
-            return None
-        if node.op_type in ("Mul", "Div"):
-            return node if _scalar_operand(g, node) is not None else None
-        if node.op_type not in _PASS_THROUGH:
-            return None
-        tensor = node.input[0]
-    return None
+    node = g.producer_through(tensor, ("Mul", "Div"), hops=8, through=LAYOUT_OPS)
+    return node if node is not None and g.scalar_operand(node) is not None else None
 
 
-def _dequantized(g: _Graph, tensor: str, hops: int = 4) -> bool:
+def _dequantized(g: Graph, tensor: str) -> bool:
     """Whether ``tensor`` comes from a DequantizeLinear through layout ops (a Q/DQ-quantized input)."""
-    for _ in range(hops):
-        node = g.producer.get(tensor)
-        if node is None:
-            return False
-        if node.op_type == "DequantizeLinear":
-            return True
-        if node.op_type not in _PASS_THROUGH:
-            return False
-        tensor = node.input[0]
-    return False
+    return g.producer_through(tensor, ("DequantizeLinear",), hops=4, through=LAYOUT_OPS) is not None
 
 
 def _longest(*lengths) -> int | None:
@@ -563,7 +314,7 @@ def _longest(*lengths) -> int | None:
     return max(known) if known else None
 
 
-def _check_attention(g: _Graph) -> list[Finding]:
+def _check_attention(g: Graph) -> list[Finding]:
     quantized: set[str] = set()  # attention blocks whose MatMul inputs are Q/DQ-quantized
     scale_after: list[str] = []
     no_scale: list[str] = []
@@ -575,8 +326,8 @@ def _check_attention(g: _Graph) -> list[Finding]:
             continue
         src = g.producer.get(sm.input[0])
         scaler = None
-        if src is not None and _scalar_operand(g, src) is not None:
-            scaler, src = src, g.producer.get(src.input[_scalar_operand(g, src)])
+        if src is not None and g.scalar_operand(src) is not None:
+            scaler, src = src, g.producer.get(src.input[g.scalar_operand(src)])
         if src is None or src.op_type != "MatMul":
             continue
         av = [n for n in g.consumers.get(sm.output[0], []) if n.op_type == "MatMul" and n.input[0] == sm.output[0]]
@@ -586,7 +337,7 @@ def _check_attention(g: _Graph) -> list[Finding]:
         names = [g.node_name(src)] + ([g.node_name(scaler)] if scaler else []) + [g.node_name(sm), g.node_name(av[0])]
         if scaler is not None:
             scale_after.extend(names)
-        elif _walk_back_for_scale(g, src.input[0]) is None and _walk_back_for_scale(g, src.input[1]) is None:
+        elif _scale_before(g, src.input[0]) is None and _scale_before(g, src.input[1]) is None:
             no_scale.extend(names)
         if any(_dequantized(g, t) for t in (*src.input[:2], *av[0].input[:2])):
             quantized.update(names)
@@ -654,7 +405,7 @@ def _check_attention(g: _Graph) -> list[Finding]:
     return out
 
 
-def _float_initializers(g: _Graph):
+def _float_initializers(g: Graph):
     from onnx import TensorProto, numpy_helper
 
     floats = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
@@ -675,7 +426,7 @@ def _float_initializers(g: _Graph):
                 yield node.output[0], arr
 
 
-def _check_fp16_range(g: _Graph) -> list[Finding]:
+def _check_fp16_range(g: Graph) -> list[Finding]:
     out = []
     big = []
     for name, arr in _float_initializers(g):
@@ -716,7 +467,7 @@ def _check_fp16_range(g: _Graph) -> list[Finding]:
     return out
 
 
-def _check_external_data(g: _Graph) -> list[Finding]:
+def _check_external_data(g: Graph) -> list[Finding]:
     from onnx import TensorProto
 
     needed: dict[str, int] = {}
@@ -749,7 +500,7 @@ def _check_external_data(g: _Graph) -> list[Finding]:
     return out
 
 
-def _check_qdq_zero_points(g: _Graph) -> list[Finding]:
+def _check_qdq_zero_points(g: Graph) -> list[Finding]:
     """QuantizeLinear/DequantizeLinear with a non-zero zero point: TensorRT's ONNX parser rejects
     them (operator table: ``y_zero_point`` / ``x_zero_point`` must be 0). ONNX Runtime's
     ``quantize_static`` makes such (asymmetric) activations by default."""
@@ -773,7 +524,7 @@ def _check_qdq_zero_points(g: _Graph) -> list[Finding]:
 
 def qdq_zero_point_findings(model, base_dir: str | os.PathLike | None = None) -> list[Finding]:
     """The ``trt-qdq-zero-point`` findings of a model alone (``edgevit build`` runs this before TensorRT)."""
-    return _check_qdq_zero_points(_Graph(model, Path(base_dir) if base_dir is not None else None))
+    return _check_qdq_zero_points(Graph(model, Path(base_dir) if base_dir is not None else None))
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -784,7 +535,7 @@ def lint_onnx(model, tensorrt_version: str = DEFAULT_TENSORRT_VERSION, base_dir:
     External data is not loaded; its files are checked for presence and size next to the model
     (or in ``base_dir`` for a ModelProto).
     """
-    _version(tensorrt_version)
+    version(tensorrt_version)
     path = None
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
@@ -793,7 +544,7 @@ def lint_onnx(model, tensorrt_version: str = DEFAULT_TENSORRT_VERSION, base_dir:
             path = path / "model.onnx"
         base_dir = path.parent
     base = Path(base_dir) if base_dir is not None else None
-    g = _Graph(model, base)
+    g = Graph(model, base)
     findings: list[Finding] = []
     findings += _check_ops(g, tensorrt_version)
     findings += _check_decomposed_layernorm(g)

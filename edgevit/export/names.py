@@ -10,11 +10,9 @@ with them, so an engine's per-layer report reads like the model.
 
 from __future__ import annotations
 
+from ..onnx_graph import Graph, rename_nodes
+
 LINEARS_PER_BLOCK = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
-
-
-def _initializers(proto) -> set[str]:
-    return {t.name for t in proto.graph.initializer}
 
 
 def name_vit_nodes(proto, depth: int, linears: list[str] | None = None,
@@ -31,33 +29,27 @@ def name_vit_nodes(proto, depth: int, linears: list[str] | None = None,
         linears = [f"blocks.{b}.{part}" for b in range(depth) for part in LINEARS_PER_BLOCK] + ["head"]
     if norms is None:
         norms = [f"blocks.{b}.norm{k}" for b in range(depth) for k in (1, 2)] + ["norm"]
-    inits = _initializers(proto)
-    nodes = list(proto.graph.node)
-    weighted = [n for n in nodes if n.op_type in ("MatMul", "Gemm") and any(i in inits for i in n.input[:2])]
-    activation_mm = [n for n in nodes if n.op_type == "MatMul" and not any(i in inits for i in n.input[:2])]
-    norm_nodes = [n for n in nodes if n.op_type == "LayerNormalization"]
-    softmax = [n for n in nodes if n.op_type == "Softmax"]
-    attention = [n for n in nodes if n.op_type == "Attention"]
-    convs = [n for n in nodes if n.op_type == "Conv"]
+    g = Graph(proto, subgraphs=False)
+    weighted = [n for n in g.nodes_of("MatMul", "Gemm") if g.is_weighted(n)]
+    activation_mm = [n for n in g.nodes_of("MatMul") if not g.is_weighted(n)]
+    norm_nodes = g.nodes_of("LayerNormalization")
+    softmax = g.nodes_of("Softmax")
+    attention = g.nodes_of("Attention")
+    convs = g.nodes_of("Conv")
     counts = {"linear": len(weighted), "norm": len(norm_nodes), "softmax": len(softmax),
               "attention_matmul": len(activation_mm), "attention": len(attention), "conv": len(convs)}
     if len(weighted) != len(linears) or len(norm_nodes) != len(norms):
         counts["renamed"] = 0
         return counts
-    for node, name in zip(weighted, linears):
-        node.name = name
-    for node, name in zip(norm_nodes, norms):
-        node.name = name
+    rename_nodes(weighted, linears)
+    rename_nodes(norm_nodes, norms)
     if len(softmax) == depth and len(activation_mm) == 2 * depth:
-        for b in range(depth):
-            softmax[b].name = f"blocks.{b}.attn.softmax"
-            activation_mm[2 * b].name = f"blocks.{b}.attn.matmul_qk"
-            activation_mm[2 * b + 1].name = f"blocks.{b}.attn.matmul_av"
+        rename_nodes(softmax, (f"blocks.{b}.attn.softmax" for b in range(depth)))
+        rename_nodes(activation_mm, (f"blocks.{b}.attn.matmul_{part}" for b in range(depth) for part in ("qk", "av")))
     if len(attention) == depth:
-        for b, node in enumerate(attention):
-            node.name = f"blocks.{b}.attn.attention"
+        rename_nodes(attention, (f"blocks.{b}.attn.attention" for b in range(depth)))
     if len(convs) == 1:
-        convs[0].name = "patch_embed.proj"
+        rename_nodes(convs, ["patch_embed.proj"])
     counts["renamed"] = len(weighted) + len(norm_nodes)
     return counts
 

@@ -69,17 +69,27 @@ def save_model(model: VisionTransformer, path: str | os.PathLike, force: bool = 
 def load_model(source: str | os.PathLike, arch: str | None = None, **overrides) -> VisionTransformer:
     """Load a model in eval mode, with ``.preprocessing`` and ``.labels`` attached.
 
-    ``source``: a registered variant name (fresh weights), one of our ``.safetensors`` files,
-    a timm state dict (.pth/.pt/.bin/.safetensors, possibly nested or DDP-prefixed), or a
-    Hugging Face directory (ViT, DeiT, Dinov2, CLIPVision, SiglipVision). ``arch`` names the variant a
-    timm state dict belongs to
-    (inferred from tensor shapes otherwise); ``overrides`` change config fields, e.g.
-    ``img_size=384`` resamples a learned ``pos_embed``, ``attn_impl="math"``.
-
     A checkpoint's config (edgevit metadata, ``config.json``, ``arch``) is checked against its
-    tensor shapes before any model is built: a contradiction raises CheckpointError. What a state
-    dict cannot tell (the head count without ``arch``) is guessed, warned about (EdgeVitWarning)
-    and listed in ``model.guessed``.
+    tensor shapes before any model is built. What a state dict cannot tell (the head count without
+    ``arch``) is guessed, warned about (EdgeVitWarning) and listed in ``model.guessed``.
+
+    Args:
+        source: a registered variant name (fresh weights, :func:`list_variants`), one of our
+            ``.safetensors`` files, a timm state dict (.pth/.pt/.bin/.safetensors, possibly nested
+            or DDP-prefixed), a Hugging Face directory (ViT, DeiT, Dinov2, CLIPVision,
+            SiglipVision), or a hub name (``timm/NAME.TAG``, ``hf-hub:ORG/REPO``).
+        arch: the registered variant a timm state dict belongs to (CLI ``--arch``); inferred from
+            the tensor shapes when None.
+        **overrides: config fields to change, e.g. ``img_size=384`` (resamples a learned
+            ``pos_embed``), ``num_heads=6``, ``act="quick_gelu"``, ``attn_impl="math"``.
+
+    Returns:
+        VisionTransformer: in eval mode, with ``.preprocessing``, ``.labels`` and ``.guessed``.
+
+    Raises:
+        CheckpointError: no such file, variant or hub name; an unknown format; a config that
+            contradicts the tensor shapes; a tensor no part of the model takes.
+        ValueError: an invalid config field in ``overrides``.
     """
     text = str(source)
     if hub.handles(text):  # timm/NAME.TAG, hf-hub:ORG/REPO, a directory timm wrote

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .checkpoint import load_model
 from .vit import ViTConfig, count_params, macs_per_image
 
-# TensorRT's fused multi-head attention kernels (design.md §3): head sizes it supports and
+# TensorRT's fused multi-head attention kernels (docs/design.md §5.4): head sizes it supports and
 # the longest sequence the INT8 fused MHA accepts.
 FUSED_MHA_HEAD_SIZES = (16, 32, 64)
 INT8_FUSED_MHA_MAX_SEQ = 512

@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError, ManifestError, OutputKindError
-from ..manifest import MANIFEST_NAME, Manifest
+from ..manifest import Manifest
 from ..metrics import FEATURE_OUTPUTS
 from .batching import batch_range, padded_chunks
 
@@ -44,7 +44,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class Engine:
-    """A loaded model (TensorRT engine or ONNX graph) with its manifest; see the module docstring."""
+    """A loaded model (TensorRT engine or ONNX graph) with its manifest; see the module docstring.
+
+    Open one with :meth:`load`; the constructor takes an already built runner.
+
+    Args:
+        path: the engine or ONNX file.
+        runner: a runner of :func:`edgevit.runtime.get_runner` for ``path``, not yet active
+            (the Engine activates it and :meth:`close` releases it).
+        manifest: the manifest of ``path``'s directory, or None (then no labels or preprocessing).
+        artifact: ``path``'s entry in the manifest, or None.
+        backend: ``"onnxruntime"`` or ``"tensorrt"``.
+    """
 
     def __init__(self, path: Path, runner, manifest: Manifest | None, artifact: dict | None, backend: str):
         self.path = path
@@ -61,17 +72,35 @@ class Engine:
     @classmethod
     def load(cls, path: str | os.PathLike, *, threads: int | None = None, providers=None,
              cuda_graph: bool = False, check_compat: bool = True, verify_hash: bool = True) -> "Engine":
-        """Open ``path``: ``*.onnx`` through ONNX Runtime (``providers``, ``threads``), anything
-        else as a TensorRT plan (``cuda_graph``). The manifest beside it is read when present; a
-        file it lists must match its recorded sha256 (ArtifactIntegrityError) unless
-        ``verify_hash=False``. TensorRT engines are checked against this machine unless
-        ``check_compat=False``."""
+        """Open ``path``: ``*.onnx`` through ONNX Runtime, anything else as a TensorRT plan. The
+        manifest beside it (``edgevit.json``) is read when present.
+
+        Args:
+            path: an ``.onnx`` file or a TensorRT engine (``.plan``, ``.engine``, ...).
+            threads: ONNX Runtime intra-op threads (None: ONNX Runtime's default).
+            providers: ONNX Runtime execution providers: ``"cpu"`` (default), ``"cuda"``,
+                ``"tensorrt"`` or a list of ORT provider names.
+            cuda_graph: TensorRT only: capture the execution in a CUDA graph and replay it.
+            check_compat: TensorRT only: check the engine's manifest entry (TensorRT version, GPU,
+                compute capability) against this machine before it loads.
+            verify_hash: check a file the manifest lists against its recorded sha256.
+
+        Returns:
+            Engine: active; use it as a context manager or call :meth:`close`.
+
+        Raises:
+            DataError: ``path`` is not a file.
+            ArtifactIntegrityError: the file does not match the manifest's sha256.
+            EngineMismatchError: the engine was built for another TensorRT, GPU or CUDA.
+            MissingDependencyError: onnxruntime, or tensorrt and cuda-python, are not installed.
+        """
         from . import get_runner
 
         path = Path(path)
         if not path.is_file():
             raise DataError(f"{path}: no such engine or ONNX file")
-        manifest, artifact = _manifest_for(path, verify_hash)
+        manifest, entry, _ = Manifest.resolve(path, verify_hash=verify_hash, listed=False)
+        artifact = entry.to_dict() if entry is not None else None
         if path.suffix.lower() in ONNX_SUFFIXES:
             runner = get_runner("onnxruntime", path, providers=providers, threads=threads)
             backend = "onnxruntime"
@@ -254,14 +283,3 @@ class Engine:
 
 def _is_pil(obj) -> bool:
     return type(obj).__module__.startswith("PIL.")
-
-
-def _manifest_for(path: Path, verify_hash: bool = True) -> tuple[Manifest | None, dict | None]:
-    if not (path.parent / MANIFEST_NAME).exists():
-        return None, None
-    manifest = Manifest.load(path.parent)
-    entry = manifest.entry_for(path)
-    if entry is None:
-        return manifest, None
-    manifest.check_artifact(entry, verify_hash)
-    return manifest, entry.to_dict()

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .._io import atomic_path, check_output_dir, check_writable, write_text_atomic
-from ..errors import ManifestError, OnnxModelError, TensorRTError
+from ..errors import ManifestError, TensorRTError
 from ..manifest import MANIFEST_NAME, Manifest
 from . import rules
 from ._bindings import import_tensorrt, logger
@@ -203,31 +203,10 @@ class EngineBuildResult:
 
 def resolve_onnx(source: str | os.PathLike, precision: str | None = None,
                  verify_hash: bool = True) -> tuple[Manifest, Path, object]:
-    """(manifest, onnx path, artifact) of an export OUTDIR or an ONNX file inside one; the file is
-    checked against the manifest (``Manifest.check_artifact``) before use."""
-    src = Path(source)
-    if not src.exists():
-        raise OnnxModelError(f"{src}: no such ONNX file or export directory")
-    root = src if src.is_dir() else src.parent
-    if not (root / MANIFEST_NAME).exists():
-        raise ManifestError(f"{root / MANIFEST_NAME}: no manifest beside the model; build from an `edgevit export` "
-                            "output directory (it records the batch range, input shape and precision)")
-    manifest = Manifest.load(root)
-    if src.is_dir():
-        candidates = manifest.find_artifacts(precision=precision, format="onnx")
-        if len(candidates) > 1:
-            candidates = [a for a in candidates if a.precision == (precision or "fp32")] or candidates
-        if len(candidates) != 1:
-            manifest.artifact(precision=precision or "fp32", format="onnx")  # raises with the list
-        art = candidates[0]
-    else:
-        found = manifest.find_artifacts(format="onnx", path=src.name)
-        if not found:
-            raise ManifestError(f"{src.name} is not recorded in {root / MANIFEST_NAME}; build from the export directory")
-        art = found[0]
-        if precision is not None and art.precision != precision:
-            raise ValueError(f"{src.name} is a {art.precision} graph, but --precision {precision} was given")
-    return manifest, manifest.check_artifact(art, verify_hash), art
+    """(manifest, onnx path, artifact) of an export OUTDIR or an ONNX file inside one, checked
+    against the manifest before use (:meth:`edgevit.manifest.Manifest.resolve`)."""
+    manifest, art, onnx_path = Manifest.resolve(source, precision, "onnx", verify_hash=verify_hash)
+    return manifest, onnx_path, art
 
 
 def check_graph_for_tensorrt(onnx_path: Path) -> bool:

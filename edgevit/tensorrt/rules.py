@@ -21,10 +21,9 @@ import re
 from dataclasses import dataclass
 
 from ..errors import DataError, EngineMismatchError, TensorRTError
+from ..formats import PRECISIONS
 
 MIN_TENSORRT = (10, 0)
-LOWER_PRECISIONS = ("fp16", "bf16", "int8", "fp8", "int4", "mixed")
-PRECISIONS = ("fp32",) + LOWER_PRECISIONS
 
 
 # ------------------------------------------------------------------ versions

@@ -83,7 +83,7 @@ def test_a_folder_that_is_no_model_label_is_refused(setup, command):
 
 def test_bench_verify_and_gate_data_carry_the_models_labels(setup):
     """load_inputs (verify, bench) and quantize's gate data: the test split of the subset holds digits 3 and 7."""
-    from edgevit.export.quantize import load_gate_data
+    from edgevit.precision.gate import load_gate_data
     from edgevit.manifest import Manifest
     from edgevit.models import load_model
     from edgevit.verify import load_inputs

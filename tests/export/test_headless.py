@@ -16,7 +16,7 @@ from edgevit.cli import main
 from edgevit.data.preprocess import preprocess_array
 from edgevit.errors import OutputKindError
 from edgevit.export.onnx import ExportConfig, export_onnx
-from edgevit.export.quantize import GateData, gate_metrics, judge
+from edgevit.precision.gate import GateData, gate_metrics, judge
 from edgevit.manifest import Manifest
 from edgevit.metrics import neighbour_agreement
 from edgevit.models.checkpoint import save_model

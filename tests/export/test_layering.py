@@ -1,5 +1,5 @@
-"""Export is below verification: nothing under edgevit/export imports the verification harness
-(edgevit.verify); what both need lives lower (edgevit.runtime.batching, edgevit.tolerances)."""
+"""Export and precision are below verification: nothing under edgevit/export or edgevit/precision
+imports the verification harness (edgevit.verify); what they need lives lower (edgevit.runtime.batching, edgevit.tolerances)."""
 
 from __future__ import annotations
 
@@ -32,15 +32,15 @@ def _imported_modules(path: Path) -> list[tuple[int, str]]:
 
 def test_export_modules_do_not_import_the_verification_harness():
     bad = [f"{file.relative_to(ROOT)}:{line} imports {name}"
-           for file in sorted((PACKAGE / "export").glob("*.py"))
+           for folder in ("export", "precision") for file in sorted((PACKAGE / folder).rglob("*.py"))
            for line, name in _imported_modules(file) if name == "edgevit.verify" or name.startswith("edgevit.verify.")]
-    assert not bad, "export must not import edgevit.verify:\n" + "\n".join(bad)
+    assert not bad, "export and precision must not import edgevit.verify:\n" + "\n".join(bad)
 
 
 def test_quantize_gate_runs_without_loading_verify():
     """The gate's verdict takes min_agreement from edgevit.tolerances, the same table verify re-exports."""
     code = ("import sys\n"
-            "from edgevit.export.quantize import judge\n"
+            "from edgevit.precision.gate import judge\n"
             "r = judge({'drop_points': 0.0, 'agreement': 0.5}, 'int8', 1.0)\n"
             "loaded = sorted(m for m in sys.modules if m == 'edgevit.verify')\n"
             "assert not loaded, f'the gate loaded {loaded}'\n"

@@ -18,7 +18,7 @@ import edgevit
 from edgevit.cli import main
 from edgevit.errors import ExportError
 from edgevit.export.onnx import max_opset
-from edgevit.export.precision import qdq_summary, quantizable_nodes, recipe_from_dict
+from edgevit.precision import qdq_summary, quantizable_nodes, recipe_from_dict
 from edgevit.manifest import Manifest
 
 
@@ -65,9 +65,9 @@ def out(exported, tmp_path):
 def test_export_train_quantize_refuse_an_output_under_a_file(out, tmp_path, monkeypatch):
     (tmp_path / "file").write_text("not a directory")
     monkeypatch.setattr("edgevit.export.onnx._prepare_model", _must_not_run("model loading"))
-    monkeypatch.setattr("edgevit.train._load_splits", _must_not_run("data loading"))
-    monkeypatch.setattr("edgevit.export.quantize.load_gate_data", _must_not_run("gate data loading"))
-    monkeypatch.setattr("edgevit.export.quantize._calibrate", _must_not_run("calibration"))
+    monkeypatch.setattr("edgevit.train.loop._load_splits", _must_not_run("data loading"))
+    monkeypatch.setattr("edgevit.precision.pipeline.load_gate_data", _must_not_run("gate data loading"))
+    monkeypatch.setattr("edgevit.precision.pipeline._calibrate", _must_not_run("calibration"))
     target = tmp_path / "file" / "out"
     _refused(_cli("export", "digits-tiny", "-o", target), 1, str(target), "is a file", "-o/--output")
     _refused(_cli("train", "-o", target, "--epochs", "1"), 1, str(target), "is a file", "-o/--output")
@@ -85,8 +85,8 @@ def test_read_only_output_is_refused_up_front(command, out, tmp_path, monkeypatc
     monkeypatch.setattr("os.access", lambda p, mode, **kw: False if (mode & os.W_OK and Path(p) == read_only)
                         else real_access(p, mode, **kw))
     monkeypatch.setattr("edgevit.export.onnx._prepare_model", _must_not_run("model loading"))
-    monkeypatch.setattr("edgevit.train._load_splits", _must_not_run("data loading"))
-    monkeypatch.setattr("edgevit.export.quantize.load_gate_data", _must_not_run("gate data loading"))
+    monkeypatch.setattr("edgevit.train.loop._load_splits", _must_not_run("data loading"))
+    monkeypatch.setattr("edgevit.precision.pipeline.load_gate_data", _must_not_run("gate data loading"))
     before = _files(read_only)
     if command == "export":
         _refused(_cli("export", "digits-tiny", "-o", read_only / "new"), 1, "not writable", "-o/--output")
@@ -131,7 +131,7 @@ def test_io_dtype_that_fits_no_graph_is_refused_before_anything_is_written(out, 
 
 
 def test_failure_mid_way_leaves_no_graph_that_blocks_the_next_run(out, monkeypatch):
-    import edgevit.export.quantize as quantize_module
+    import edgevit.precision.pipeline as quantize_module
 
     real = quantize_module.build_precision_graph
 
@@ -168,10 +168,10 @@ def test_exclude_that_matches_nothing_is_refused(out):
 def test_auto_exclude_that_runs_out_of_layers_records_the_graph_on_disk(out, monkeypatch):
     """Every gate fails, so auto-exclude goes down the whole sensitivity list: the recipe recorded must
     be the one of the graph written (before the fix it listed one more layer than the graph excluded)."""
-    import edgevit.export.quantize as quantize_module
+    import edgevit.precision.gate as gate_module
 
-    real = quantize_module.judge
-    monkeypatch.setattr(quantize_module, "judge", lambda metrics, precision, max_drop: {
+    real = gate_module.judge
+    monkeypatch.setattr(gate_module, "judge", lambda metrics, precision, max_drop: {
         **real(metrics, precision, max_drop), "verdict": "failed", "reasons": ["simulated: always fails"]})
     user = ["blocks.[0-2].*", "blocks.3.attn.*"]  # leaves blocks.3.mlp.fc1 and fc2 to quantize
     res = _cli("quantize", out, "--precision", "int8", "--auto-exclude", "--exclude", user[0], "--exclude", user[1])

@@ -93,6 +93,7 @@ def test_batch_range_and_padded_chunks():
 
 def test_verify_uses_the_runtime_batching():
     import edgevit.runtime.batching as batching
-    import edgevit.verify as verify
+    import edgevit.verify.attention as attention
+    import edgevit.verify.run as run
 
-    assert verify.run_batched is batching.run_batched
+    assert run.run_batched is batching.run_batched and attention.padded_chunks is batching.padded_chunks

@@ -1,0 +1,312 @@
+"""What bench reports: the typed rows, the report, and its JSON, CSV, Markdown and table forms.
+
+``bench.json`` (``BenchReport.to_dict()``, ``edgevit bench --json``)::
+
+    {"schema_version": 1, "kind": "edgevit.bench", "created": ISO-8601, "ok": bool (no failed row),
+     "seconds": float, "machine": machine_info(), "config": {BenchConfig fields, "threads", "throughput_batch"},
+     "data": {"source", "description", "samples", "labelled", "output": "logits"|"features"|"tokens",
+              "agreement": what the agreement column measures},
+     "reference": {"row": name|null, "source": str|null, "note": str},
+     "rows": [BenchRow.to_dict(), ...], "warnings": [str],
+     "files": {"json", "csv", "markdown", "plot": path|null}}          # after write()
+
+Non-finite floats (an artifact producing NaN/Inf) become null. ``bench.csv``: one line per row,
+the columns of :data:`CSV_COLUMNS` (empty where null): latency columns are batch-1 milliseconds,
+``sweep_p50_ms`` is ``batch=ms`` pairs joined by ``;``. ``bench.md``: the machine block, then the
+same table as the terminal. ``bench.png``: :mod:`edgevit.bench.plot`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import MissingDependencyError
+from .measure import PHASES, LatencyStats, Record
+
+SCHEMA_VERSION = 1
+REPORT_FILES = {"json": "bench.json", "csv": "bench.csv", "markdown": "bench.md", "plot": "bench.png"}
+
+CSV_COLUMNS = [
+    "name", "backend", "device", "provider", "variant", "format", "precision", "artifact", "reference",
+    "status", "reason", "size_mb", "top1", "agreement", "max_abs", "cosine_min", "cosine_mean", "within_tolerance",
+    "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_cv", "noisy", "iterations",
+    "throughput_batch", "throughput_img_s", "speedup", "throughput_speedup",
+    "h2d_p50_ms", "compute_p50_ms", "d2h_p50_ms", "sweep_p50_ms",
+    "attention_status", "attention_max_abs", "attention_cosine_min",
+]
+
+
+@dataclass(frozen=True)
+class Throughput(Record):
+    """One batch size's measurement: ``batch`` images per call, ``img_per_s`` from the p50."""
+
+    batch: int
+    img_per_s: float
+    latency_ms: LatencyStats
+
+    @classmethod
+    def of(cls, stats: LatencyStats) -> "Throughput":
+        return cls(batch=stats.batch, img_per_s=stats.batch / (stats.p50 / 1e3), latency_ms=stats)
+
+
+@dataclass(kw_only=True, eq=False)
+class BenchRow(Record):
+    """One row of the bench table (``ROW`` in bench.json, keys in this order).
+
+    Attributes:
+        name: "torch cpu fp32", "ort cpu int8 model.int8.onnx", "tensorrt fp16 model.plan", ...
+        backend: "torch", "onnxruntime" or "tensorrt".
+        device: "cpu" or "cuda".
+        provider: The ONNX Runtime provider ("cpu", "cuda", "tensorrt"); None for other backends.
+        variant: "eager" or "cuda-graph" for PyTorch rows; None otherwise.
+        format: "checkpoint", "onnx" or "tensorrt".
+        precision: "fp32", "fp16", "bf16", "int8", "fp8" (the manifest's), or "unknown" for an
+            engine no manifest lists.
+        artifact: The file benchmarked (None without one).
+        reference: This row's outputs and p50 are what the others are compared with.
+        status: "ok", "failed" (could not load or run: ``reason`` says why) or "skipped" (the
+            backend is not available here: ``reason``).
+        reason: Why the row failed or was skipped, or a note on an ok row.
+        size_mb: File size in 10^6 bytes, external data included.
+        top1: Top-1 accuracy (labelled data, logits only).
+        agreement: Top-1 agreement with the reference; for features/tokens, which have no labels,
+            the k-NN agreement (:func:`edgevit.metrics.neighbour_agreement`).
+        max_abs, cosine_min, cosine_mean: Max abs difference and per-sample cosine of the outputs
+            against the reference.
+        within_tolerance: The outputs pass the tolerance row of the precision
+            (:func:`edgevit.tolerances.get_tolerance`); None when not judged.
+        latency_ms: Batch-1 statistics.
+        throughput: At the throughput batch (the profile's max unless ``--batch``).
+        speedup: Reference p50 / this p50, batch 1.
+        throughput_speedup: This img/s / the reference's img/s.
+        sweep: One entry per ``--batch-sweep`` size.
+        phases_ms: h2d / compute / d2h statistics at batch 1 (CUDA paths), else None.
+        attention: ``--attention``: {"status": "pass"|"FAIL"|"skipped"|"failed", "reason", "blocks",
+            "max_abs", "cosine_min", "form", "block_input_source", "rows": [verify's attention rows]}.
+        seconds: Wall time this row took.
+    """
+
+    name: str
+    backend: str
+    device: str
+    provider: str | None = None
+    variant: str | None = None
+    format: str
+    precision: str
+    artifact: str | None = None
+    reference: bool = False
+    status: str = "ok"
+    reason: str | None = None
+    size_mb: float | None = None
+    top1: float | None = None
+    agreement: float | None = None
+    max_abs: float | None = None
+    cosine_min: float | None = None
+    cosine_mean: float | None = None
+    within_tolerance: bool | None = None
+    latency_ms: LatencyStats | None = None
+    throughput: Throughput | None = None
+    speedup: float | None = None
+    throughput_speedup: float | None = None
+    sweep: list = field(default_factory=list)
+    phases_ms: dict | None = None
+    attention: dict | None = None
+    seconds: float = 0.0
+
+    def add_reason(self, text: str) -> None:
+        self.reason = f"{self.reason}; {text}" if self.reason else text
+
+    def csv_record(self) -> dict:
+        """The values of :data:`CSV_COLUMNS` (None where empty)."""
+        lat = self.latency_ms or {}
+        thr = self.throughput or {}
+        ph = self.phases_ms or {}
+        att = self.attention or {}
+        sweep = ";".join(f"{s.batch}={s.latency_ms.p50:.4g}" for s in self.sweep)
+        return {
+            "name": self.name, "backend": self.backend, "device": self.device, "provider": self.provider,
+            "variant": self.variant, "format": self.format, "precision": self.precision, "artifact": self.artifact,
+            "reference": self.reference, "status": self.status, "reason": self.reason,
+            "size_mb": self.size_mb, "top1": self.top1, "agreement": self.agreement,
+            "max_abs": self.max_abs, "cosine_min": self.cosine_min, "cosine_mean": self.cosine_mean,
+            "within_tolerance": self.within_tolerance,
+            "latency_p50_ms": lat.get("p50"), "latency_p90_ms": lat.get("p90"), "latency_p99_ms": lat.get("p99"),
+            "latency_cv": lat.get("cv"), "noisy": lat.get("noisy"), "iterations": lat.get("iterations"),
+            "throughput_batch": thr.get("batch"), "throughput_img_s": thr.get("img_per_s"),
+            "speedup": self.speedup, "throughput_speedup": self.throughput_speedup,
+            "h2d_p50_ms": (ph.get("h2d") or {}).get("p50"), "compute_p50_ms": (ph.get("compute") or {}).get("p50"),
+            "d2h_p50_ms": (ph.get("d2h") or {}).get("p50"), "sweep_p50_ms": sweep or None,
+            "attention_status": att.get("status"), "attention_max_abs": att.get("max_abs"),
+            "attention_cosine_min": att.get("cosine_min"),
+        }
+
+
+@dataclass
+class BenchReport:
+    """Everything :func:`edgevit.bench.run_bench` measured (the schema is the module docstring's)."""
+
+    rows: list[BenchRow] = field(default_factory=list)
+    machine: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    reference: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+    files: dict = field(default_factory=dict)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not any(r.status == "failed" for r in self.rows)
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"{r.name}: {r.reason}" for r in self.rows if r.status == "failed"]
+
+    @property
+    def features(self) -> bool:
+        """The artifacts output features or tokens: no labels, agreement is k-NN agreement."""
+        return self.data.get("output", "logits") != "logits"
+
+    def row(self, name: str) -> BenchRow:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(f"no row named {name!r}; rows: {[r.name for r in self.rows]}")
+
+    def to_dict(self) -> dict:
+        """The documented JSON schema; non-finite floats (an artifact producing NaN/Inf) become null."""
+        return _finite({"schema_version": SCHEMA_VERSION, "kind": "edgevit.bench", "created": self.created,
+                        "ok": self.ok, "seconds": round(self.seconds, 3), "machine": self.machine,
+                        "config": self.config, "data": self.data, "reference": self.reference,
+                        "rows": [r.to_dict() for r in self.rows], "warnings": self.warnings, "files": self.files})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=_jsonable) + "\n"
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for r in self.rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in r.csv_record().items()})
+        return buf.getvalue()
+
+    def table_columns(self) -> list[str]:
+        accuracy = ["k-NN@5 agree", "max abs", "cos min", "cos mean"] if self.features else \
+            ["top-1", "agree", "max abs", "cos min"]
+        cols = ["row", "status", "MB", *accuracy, "p50 ms", "p90 ms", "p99 ms", "cv", "img/s (batch)", "speed-up"]
+        if any(r.phases_ms for r in self.rows):
+            cols.append("h2d/compute/d2h ms")
+        if any(r.attention for r in self.rows):
+            cols.append("attention")
+        return cols
+
+    def format_row(self, r: BenchRow, cols: list[str] | None = None) -> list[str]:
+        """The table cells of ``r``; the reason is printed under the table and kept in the JSON/CSV."""
+        def f(v, spec):
+            return "-" if v is None else format(v, spec)
+
+        lat, thr = r.latency_ms, r.throughput
+        noisy = " noisy" if lat is not None and lat.noisy else ""
+        accuracy = ([f(r.agreement, ".4f"), f(r.max_abs, ".2e"), f(r.cosine_min, ".6f"), f(r.cosine_mean, ".6f")]
+                    if self.features else
+                    [f(r.top1, ".4f"), f(r.agreement, ".4f"), f(r.max_abs, ".2e"), f(r.cosine_min, ".6f")])
+        cells = [r.name + (" (ref)" if r.reference else ""), r.status, f(r.size_mb, ".2f"), *accuracy,
+                 *((f(lat.p50, ".3f"), f(lat.p90, ".3f"), f(lat.p99, ".3f"), f(lat.cv, ".2f") + noisy)
+                   if lat is not None else ("-",) * 4),
+                 f"{thr.img_per_s:.1f} ({thr.batch})" if thr is not None else "-",
+                 f"{r.speedup:.2f}x" if r.speedup is not None else "-"]
+        cols = cols if cols is not None else self.table_columns()
+        if "h2d/compute/d2h ms" in cols:
+            ph = r.phases_ms or {}
+            cells.append("/".join(f(ph[k].p50 if k in ph else None, ".3f") for k in PHASES) if ph else "-")
+        if "attention" in cols:
+            att = r.attention
+            cells.append("-" if not att else (att["status"] if att.get("max_abs") is None
+                                              else f"{att['status']} {att['max_abs']:.1e}"))
+        return cells
+
+    def table_rows(self) -> tuple[list[str], list[list[str]]]:
+        """Columns and formatted cells of the summary table (terminal and Markdown)."""
+        cols = self.table_columns()
+        return cols, [self.format_row(r, cols) for r in self.rows]
+
+    def to_markdown(self) -> str:
+        cols, cells = self.table_rows()
+        m = self.machine
+        lines = ["# edgevit bench", "",
+                 f"- CPU: {m.get('cpu')} ({m.get('cpu_cores')} cores, {self.config.get('threads')} threads used)",
+                 f"- GPU: {m.get('gpu') or 'none'}; driver {m.get('driver')}; CUDA {m.get('cuda')}; "
+                 f"TensorRT {m.get('tensorrt')}",
+                 f"- torch {m.get('torch')}; onnxruntime {m.get('onnxruntime')}; numpy {m.get('numpy')}; "
+                 f"python {m.get('python')}",
+                 f"- data: {self.data.get('description')}",
+                 *([f"- accuracy: {self.data['agreement']}"] if self.features else []),
+                 f"- timing: warm-up {self.config.get('warmup_s')} s, "
+                 + (f"{self.config.get('iterations')} iterations" if self.config.get('duration_s') is None
+                    else f"{self.config.get('duration_s')} s") + f" per measurement; reference: "
+                 f"{self.reference.get('row')}", ""]
+        lines.append("| " + " | ".join(cols) + " |")
+        lines.append("|" + "|".join("---" for _ in cols) + "|")
+        for row in cells:
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+        notes = [f"{r.name}: {r.status}: {r.reason}" for r in self.rows if r.reason]
+        if notes or self.warnings:
+            lines.append("")
+            lines.extend(f"- {n}" for n in notes + list(self.warnings))
+        return "\n".join(lines) + "\n"
+
+    def write(self, report_dir: str | os.PathLike, force: bool = False, plot: bool = True) -> dict:
+        """Write bench.json/.csv/.md (and bench.png when matplotlib is installed) atomically."""
+        from .._io import check_writable, write_text_atomic
+        from .plot import write_plot
+
+        report_dir = Path(report_dir)
+        paths = {k: report_dir / v for k, v in REPORT_FILES.items()}
+        for p in paths.values():
+            check_writable(p, force)
+        report_dir.mkdir(parents=True, exist_ok=True)
+        files = {"json": str(paths["json"]), "csv": str(paths["csv"]), "markdown": str(paths["markdown"]),
+                 "plot": None}
+        if plot:
+            try:
+                write_plot(self, paths["plot"], force=force)
+                files["plot"] = str(paths["plot"])
+            except MissingDependencyError as exc:
+                self.warnings.append(f"plot not written: {exc}")
+        self.files = files
+        write_text_atomic(paths["csv"], self.to_csv(), force=force)
+        write_text_atomic(paths["markdown"], self.to_markdown(), force=force)
+        write_text_atomic(paths["json"], self.to_json(), force=force)
+        return files
+
+
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _jsonable(obj):
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "__fspath__"):
+        return str(obj)
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+__all__ = ["CSV_COLUMNS", "REPORT_FILES", "SCHEMA_VERSION", "BenchReport", "BenchRow", "Throughput"]

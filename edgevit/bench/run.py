@@ -1,0 +1,402 @@
+"""``run_bench``: benchmark every artifact of one or more export OUTDIRs (or artifact files) next to
+the PyTorch reference, and judge each row's outputs against the reference row.
+
+A row's ``status`` is ``ok``, ``failed`` (the artifact could not be loaded or run: ``reason``
+says why; never an exception) or ``skipped`` (the backend is not available here: ``reason``).
+Each row gets batch-1 latency (with h2d/compute/d2h phases where the target splits them), the
+throughput at one batch, the ``--batch-sweep`` sizes, and its accuracy columns (top-1,
+agreement, max abs, cosine) against the reference row at the precision's tolerance row. The
+thread count is set for PyTorch (``torch.set_num_threads``) and ONNX Runtime (intra-op threads)
+and reported; ``machine.env`` records ``OMP_WAIT_POLICY``, which the ``edgevit`` CLI sets to PASSIVE
+unless the environment sets it (spin-waiting OpenMP threads distort timings on a busy machine;
+benchmarks/README.md has the measurement).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+
+from ..errors import DataError, EdgeVitError, MissingDependencyError
+from ..formats import ONNX_PRECISIONS
+from ..metrics import KNN_AGREEMENT, compare_outputs
+from ..runtime.batching import padded_chunks
+from ..tolerances import get_tolerance
+from .measure import available_cpus, machine_info, measure
+from .plan import (
+    Plan,
+    batch_profile,
+    check_batch,
+    output_kind,
+    plan_rows,
+    reference_model,
+    resolve_sources,
+    shape_from_onnx,
+)
+from .report import BenchReport, BenchRow, Throughput
+
+DEFAULT_BATCH = 32
+
+
+@dataclass
+class BenchConfig:
+    """Options of :func:`run_bench` (the CLI builds one from its flags).
+
+    Args:
+        data: Images for the accuracy columns: "digits" (labelled), "random", or a .npy/.npz file.
+        preprocessed: A .npy/.npz ``data`` file is model input already, not raw pixels.
+        samples: At most this many images for accuracy.
+        seed: Seed for "random" data and sampling.
+        warmup_s: Warm-up seconds per measurement (at least one call).
+        iterations: Timed calls per measurement (default 50); exclusive with ``duration_s``.
+        duration_s: Time each measurement for this many seconds instead.
+        time_limit_s: Stop a measurement after this many seconds once ``min_iterations`` calls ran.
+        min_iterations: Calls a measurement times before ``time_limit_s`` may stop it.
+        noise_cv: A measurement whose coefficient of variation exceeds this is flagged noisy.
+        threads: CPU threads for PyTorch and ONNX Runtime (default: all this process may use).
+        batch: Throughput batch (default: the manifest profile's max, or 32).
+        batch_sweep: Also measure latency at these batch sizes.
+        device: "auto" (PyTorch CUDA rows when a GPU is visible), "cpu" (none) or "cuda" (required).
+        providers: ONNX Runtime providers among "cpu", "cuda", "tensorrt" (default cpu, plus cuda
+            when installed).
+        cuda_graphs: Add the replayed CUDA-graph PyTorch rows.
+        reference: Checkpoint of the PyTorch reference (default: the manifest's ``model.source``).
+        arch: Variant a timm state dict belongs to.
+        model_overrides: Config fields for ``load_model`` of ``reference``.
+        attention: Add the per-block attention check (:func:`edgevit.verify.verify_attention_onnx`)
+            to each ONNX Runtime row.
+        attention_samples: Images for that check.
+        include_reference: Run the PyTorch CPU reference row.
+        verify_hash: A manifest-listed file whose sha256 differs becomes a failed row.
+
+    Raises:
+        ValueError: A value out of range (``iterations`` and ``duration_s`` together, a batch < 1,
+            an unknown device or provider).
+    """
+
+    data: str = "digits"
+    preprocessed: bool = False
+    samples: int = 512
+    seed: int = 0
+    warmup_s: float = 0.2
+    iterations: int | None = None
+    duration_s: float | None = None
+    time_limit_s: float = 10.0
+    min_iterations: int = 5
+    noise_cv: float = 0.10
+    threads: int | None = None
+    batch: int | None = None
+    batch_sweep: tuple = ()
+    device: str = "auto"
+    providers: tuple | None = None
+    cuda_graphs: bool = True
+    reference: str | None = None
+    arch: str | None = None
+    model_overrides: dict = field(default_factory=dict)
+    attention: bool = False
+    attention_samples: int = 32
+    include_reference: bool = True
+    verify_hash: bool = True
+
+    def __post_init__(self) -> None:
+        if self.iterations is not None and self.duration_s is not None:
+            raise ValueError("give either iterations or duration_s, not both")
+        if self.iterations is None and self.duration_s is None:
+            self.iterations = 50
+        for name in ("iterations", "samples", "min_iterations", "attention_samples"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("warmup_s", "time_limit_s", "noise_cv"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if self.duration_s is not None and not (self.duration_s > 0 and math.isfinite(self.duration_s)):
+            raise ValueError(f"duration_s must be > 0, got {self.duration_s!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"threads must be a positive integer, got {self.threads!r}")
+        if self.batch is not None and (not isinstance(self.batch, int) or self.batch < 1):
+            raise ValueError(f"batch must be a positive integer, got {self.batch!r}")
+        self.batch_sweep = tuple(int(b) for b in (self.batch_sweep or ()))
+        if any(b < 1 for b in self.batch_sweep):
+            raise ValueError(f"batch_sweep values must be positive integers, got {list(self.batch_sweep)}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be one of ['auto', 'cpu', 'cuda'], got {self.device!r}")
+        if self.providers is not None:
+            self.providers = tuple(self.providers)
+            for p in self.providers:
+                if p not in ("cpu", "cuda", "tensorrt"):
+                    raise ValueError(f"providers must be among ['cpu', 'cuda', 'tensorrt'], got {p!r}")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["batch_sweep"] = list(self.batch_sweep)
+        data["providers"] = list(self.providers) if self.providers is not None else None
+        return data
+
+    def timing(self) -> dict:
+        """The keyword arguments of :func:`edgevit.bench.measure.measure` these options give."""
+        return {"warmup_s": self.warmup_s, "iterations": self.iterations, "duration_s": self.duration_s,
+                "time_limit_s": self.time_limit_s, "min_iterations": self.min_iterations, "noise_cv": self.noise_cv}
+
+
+def _describe_exc(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _first_batch(images: np.ndarray, batch: int) -> np.ndarray:
+    """The first ``batch`` images, padded by repeating the last when there are fewer."""
+    return next(padded_chunks(images[:batch], batch, batch))[0]
+
+
+def _bench_one(plan: Plan, images: np.ndarray, cfg: BenchConfig, batch: int, sweep: tuple
+               ) -> tuple[BenchRow, np.ndarray | None]:
+    row = plan.row
+    started = time.perf_counter()
+    logits = None
+    target = None
+    try:
+        target = plan.make()
+        target.open()
+        eff_batch = target.fixed_batch or batch
+        logits = target.infer(images, eff_batch)
+        one = _first_batch(images, target.fixed_batch or 1)
+        stats = measure(target.timed_call(one), batch=len(one), **cfg.timing())
+        row.phases_ms = stats.phases
+        row.latency_ms = stats = replace(stats, phases=None)
+        tstats = measure(target.timed_call(_first_batch(images, eff_batch)), batch=eff_batch, **cfg.timing())
+        row.throughput = Throughput.of(replace(tstats, phases=None))
+        for b in sweep:
+            if target.fixed_batch and b != target.fixed_batch:
+                continue
+            if b == len(one):
+                s = stats
+            elif b == eff_batch:
+                s = row.throughput.latency_ms
+            else:
+                s = replace(measure(target.timed_call(_first_batch(images, b)), batch=b, **cfg.timing()), phases=None)
+            row.sweep.append(Throughput.of(s))
+    except MissingDependencyError as exc:
+        row.status, row.reason = "skipped", " ".join(str(exc).split())[:800]
+    except Exception as exc:  # a failing artifact is a failed row, never a crash
+        row.status, row.reason = "failed", _describe_exc(exc)
+        logits = None
+    finally:
+        if target is not None:
+            with contextlib.suppress(Exception):
+                target.close()
+    row.seconds = round(time.perf_counter() - started, 3)
+    return row, logits
+
+
+def _tolerance_precision(precision: str) -> str:
+    """The tolerance row a precision is judged by (an unknown engine precision: int8's, the loosest)."""
+    return precision if precision in ONNX_PRECISIONS else "int8"
+
+
+def _accuracy(row: BenchRow, logits: np.ndarray, ref_logits: np.ndarray | None, labels,
+              output: str = "logits") -> None:
+    """Accuracy columns of one row against the reference row's outputs. ``output`` "features" or
+    "tokens": no top-1; ``agreement`` is the k-NN agreement (:func:`edgevit.metrics.neighbour_agreement`)."""
+    if logits is None:
+        return
+    if row.precision == "unknown":  # an engine no manifest lists: no tolerance row to judge it by
+        row.reason = "no edgevit.json records this engine's precision, so its accuracy is not judged against " \
+                     "a tolerance row; benchmark the directory `edgevit build` wrote it to"
+    if labels is not None and logits.ndim == 2 and output == "logits":
+        row.top1 = float((logits.argmax(1) == labels).mean())
+    if ref_logits is not None and ref_logits.shape == logits.shape:
+        tol = get_tolerance(_tolerance_precision(row.precision), output)  # the manifest's precision for the artifact
+        stats = compare_outputs(ref_logits, logits, tol, output=output)
+        row.agreement = stats.get("knn_agreement", stats.get("top1_agreement"))
+        row.max_abs = stats["max_abs"]
+        row.cosine_min = stats["cosine_min"]
+        row.cosine_mean = stats["cosine_mean"]
+        within = stats["violations"] == 0 and stats["nonfinite"] == 0 and stats["cosine_min"] >= tol.min_cosine
+        if row.agreement is not None:
+            within = within and row.agreement >= tol.min_agreement
+        row.within_tolerance = None if row.precision == "unknown" else bool(within)
+    elif ref_logits is not None:
+        row.add_reason(f"output shape {list(logits.shape)} differs from the reference {list(ref_logits.shape)}")
+
+
+def _attention(plan: Plan, model, images: np.ndarray, cfg: BenchConfig, threads: int) -> dict:
+    from ..verify import verify_attention_onnx
+
+    if plan.row.status != "ok":
+        return {"status": "skipped", "reason": f"row {plan.row.status}"}
+    if model is None:
+        return {"status": "skipped", "reason": "no PyTorch reference (give --reference CHECKPOINT)"}
+    try:
+        att = verify_attention_onnx(plan.onnx_path, model, images[:cfg.attention_samples],
+                                    precision=_tolerance_precision(plan.row.precision),
+                                    batch_size=min(32, cfg.attention_samples), providers=plan.row.provider,
+                                    threads=threads)
+    except Exception as exc:
+        return {"status": "failed", "reason": _describe_exc(exc)}
+    rows = att["rows"]
+    return {"status": "pass" if all(r["passed"] for r in rows) else "FAIL", "reason": None, "blocks": len(rows),
+            "max_abs": max(r["max_abs"] for r in rows), "cosine_min": min(r["cosine_min"] for r in rows),
+            "form": att.get("form"), "block_input_source": att.get("block_input_source"), "rows": rows}
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _input_shape_and_preprocessing(manifests: list, model, resolved) -> tuple:
+    shape = None
+    pre = None
+    for m in manifests:
+        if m is not None and m.inputs:
+            shape = tuple(m.inputs[0]["shape"][1:])
+        if m is not None and isinstance(m.preprocessing, dict) and pre is None:
+            from ..data.preprocess import Preprocessing
+
+            with contextlib.suppress(TypeError, ValueError):
+                pre = Preprocessing.from_dict(m.preprocessing)
+    if model is not None:
+        c = model.config
+        shape = shape or (c.in_chans, c.img_size, c.img_size)
+        pre = pre or model.preprocessing
+    if shape is None:
+        shape = shape_from_onnx(resolved)
+    if shape is None or not all(isinstance(d, int) for d in shape):
+        raise DataError("cannot tell the model's input shape: no manifest and no loadable ONNX input spec; "
+                        "benchmark an export OUTDIR or give --reference CHECKPOINT")
+    return shape, pre
+
+
+def _choose_reference(report: BenchReport, ref_reason: str | None) -> tuple[BenchRow | None, str]:
+    """The PyTorch CPU row, else the first ok fp32 ONNX row (marked ``reference``); and the note."""
+    ref_row = next((r for r in report.rows if r.reference and r.status == "ok"), None)
+    note = "PyTorch eager fp32 on CPU (SDPA attention) from the manifest's checkpoint"
+    if ref_row is None:
+        ref_row = next((r for r in report.rows if r.status == "ok" and r.format == "onnx"
+                        and r.precision == "fp32"), None)
+        note = (f"the PyTorch reference is unavailable ({ref_reason}); agreement and speed-up are relative to "
+                f"{ref_row.name}" if ref_row else f"no reference row ran ({ref_reason})")
+        if ref_row is not None:
+            ref_row.reference = True
+        report.warnings.append(note)
+    return ref_row, note
+
+
+def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[str], None] | None = None,
+              **options) -> BenchReport:
+    """Benchmark every artifact of ``sources`` and the PyTorch reference (rows:
+    :mod:`edgevit.bench.plan`; timing: :mod:`edgevit.bench.measure`; schema: :mod:`edgevit.bench.report`)::
+
+        report = run_bench(["out"], BenchConfig(iterations=50, batch_sweep=(1, 8, 32)))
+        report.rows[0].latency_ms.p50
+        report.write("out", force=True)          # bench.json, bench.csv, bench.md, bench.png
+
+    Args:
+        sources: An export OUTDIR (each artifact its manifest lists), an artifact file (.onnx or a
+            TensorRT engine), or a list of them.
+        config: The options; default ``BenchConfig()``.
+        progress: Called with each row's name before it runs.
+        **options: :class:`BenchConfig` fields that replace those of ``config``.
+
+    Returns:
+        The :class:`BenchReport`; ``report.ok`` is False when a row failed.
+
+    Raises:
+        ManifestError: A directory without an edgevit.json manifest, or one listing no artifacts.
+        OnnxModelError: A source that does not exist.
+        DataError: The input shape cannot be told, or bad ``data``.
+        ValueError: A batch outside the export's profile, a file that is not an artifact, sources
+            of different output kinds, a bad option.
+        EdgeVitError: ``device="cuda"`` without a visible GPU.
+        An artifact that cannot be loaded or run becomes a ``failed`` row instead.
+    """
+    from ..verify import load_inputs
+
+    cfg = replace(config, **options) if config is not None else BenchConfig(**options)
+    started = time.perf_counter()
+    resolved = resolve_sources(sources)
+    manifests = [m for m, _, _ in resolved]
+    profile = batch_profile(manifests)
+    batch = cfg.batch or (int(profile["max"]) if profile and profile.get("max") else DEFAULT_BATCH)
+    check_batch(batch, profile, "batch")
+    for b in cfg.batch_sweep:
+        check_batch(b, profile, "--batch-sweep value")
+    sweep = tuple(dict.fromkeys(cfg.batch_sweep))
+    threads = cfg.threads or available_cpus()
+    machine = machine_info()
+    report = BenchReport(machine=machine, config={**cfg.to_dict(), "threads": threads, "throughput_batch": batch})
+    if machine.get("jetson"):
+        report.warnings.extend(machine["jetson"]["warnings"])
+
+    model, ref_source, ref_reason = reference_model(manifests, cfg)
+    output = output_kind(manifests, model, resolved)
+    shape, pre = _input_shape_and_preprocessing(manifests, model, resolved)
+    data = cfg.data
+    if data == "digits" and pre is None:
+        report.warnings.append("no preprocessing is known (no manifest or checkpoint): using random inputs")
+        data = "random"
+    if data == "digits" and tuple(pre.input_size) != tuple(shape):
+        report.warnings.append(f"the model input {list(shape)} is not digits-shaped: using random inputs "
+                               "(give --data with labelled data of the model's shape)")
+        data = "random"
+    labels = next((m.labels for m in manifests if m is not None and m.labels), None) or getattr(model, "labels", None)
+    inputs = load_inputs(data, shape, cfg.samples, cfg.seed, pre, cfg.preprocessed, labels)
+    images = np.ascontiguousarray(inputs.images, dtype=np.float32)
+    report.data = {"source": data, "description": inputs.description, "samples": int(len(images)),
+                   "labelled": inputs.labels is not None and output == "logits", "output": output,
+                   "agreement": "top-1 agreement with the reference" if output == "logits" else
+                   f"{output} have no labels: judged against the reference row by per-sample cosine and "
+                   f"{KNN_AGREEMENT}"}
+
+    plans = plan_rows(resolved, model, ref_source, ref_reason, cfg, machine, threads, output)
+    logits_by_row: dict[str, np.ndarray] = {}
+    with _torch_threads(threads):
+        for plan in plans:
+            if plan.status:
+                plan.row.status, plan.row.reason = plan.status, plan.error
+                report.rows.append(plan.row)
+                continue
+            if progress:
+                progress(plan.row.name)
+            row, logits = _bench_one(plan, images, cfg, batch, sweep)
+            if logits is not None:
+                logits_by_row[row.name] = logits
+            report.rows.append(row)
+            if cfg.attention and row.backend == "onnxruntime":
+                row.attention = _attention(plan, model, images, cfg, threads)
+
+    ref_row, note = _choose_reference(report, ref_reason)
+    ref_logits = logits_by_row.get(ref_row.name) if ref_row else None
+    for row in report.rows:
+        if row.name in logits_by_row:
+            _accuracy(row, logits_by_row[row.name], ref_logits, inputs.labels, output)
+        if ref_row and row.status == "ok" and row.latency_ms is not None and ref_row.latency_ms is not None:
+            row.speedup = ref_row.latency_ms.p50 / row.latency_ms.p50
+            if row.throughput is not None and ref_row.throughput is not None:
+                row.throughput_speedup = row.throughput.img_per_s / ref_row.throughput.img_per_s
+        if row.latency_ms is not None and row.latency_ms.noisy:
+            report.warnings.append(f"{row.name}: noisy timing (cv {row.latency_ms.cv:.2f} > "
+                                   f"{cfg.noise_cv}); rerun on an idle machine or with more iterations")
+    report.reference = {"row": ref_row.name if ref_row else None, "source": ref_source, "note": note}
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+__all__ = ["BenchConfig", "DEFAULT_BATCH", "run_bench"]

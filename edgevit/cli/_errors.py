@@ -1,0 +1,109 @@
+"""The CLI's error table: which exception exits with which status and message (usage errors 2,
+failures 1), :func:`handle_errors` that applies it to a command, and the one-line printing of
+edgevit's own warnings. Nothing a user can type prints a traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import sys
+import warnings
+
+import click
+
+from ..errors import EdgeVitError, EdgeVitWarning
+
+# importing the CLI does not import that library.
+_EXIT_CODES: list[tuple] = [
+    (EdgeVitError, 1, "error"),
+    (ValueError, 2, "invalid value"),
+    (FileNotFoundError, 1, "file not found", "check the path"),
+    (PermissionError, 1, "permission denied", "check the path's permissions, or use another path"),
+    (NotADirectoryError, 1, "not a directory", "a part of the path is a file; use another path"),
+    (IsADirectoryError, 1, "is a directory", "give a file, not a directory"),
+    ("PIL.UnidentifiedImageError", 1, "not a readable image",  # an OSError: before OSError
+     "give a PNG, JPEG, BMP, ... image or a .npy array"),
+    ("PIL.Image.DecompressionBombError", 1, "image too large", "downscale the image first"),
+    (OSError, 1, "system error", "check the path, its permissions and the free disk space"),
+]
+
+
+def _exit_entry(exc: BaseException) -> tuple | None:
+    """The first ``_EXIT_CODES`` entry that matches ``exc``, or None."""
+    names = {f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__}
+    for entry in _EXIT_CODES:
+        kind = entry[0]
+        if kind in names if isinstance(kind, str) else isinstance(exc, kind):
+            return entry
+    return None
+
+
+def _error_message(exc: BaseException, hint: str | None) -> str:
+    """``exc`` as one line: for an OSError the path and the system's reason, the option that gave
+    the path, and how to fix it."""
+    if not isinstance(exc, OSError) or exc.filename is None:
+        text = str(exc) or type(exc).__name__
+    else:
+        path = os.fsdecode(exc.filename)
+        text = f"{path}{f' -> {os.fsdecode(exc.filename2)}' if exc.filename2 else ''}: {exc.strerror or exc}"
+        option = _option_of(path)
+        if option:
+            text += f" (from {option})"
+    return f"{text.rstrip('.')}; {hint}" if hint else text
+
+
+def _option_of(path: str) -> str | None:
+    """The current command's option or argument whose value is ``path`` or a folder above it."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return None
+    for param in ctx.command.params:
+        values = ctx.params.get(param.name)
+        for value in values if isinstance(values, (tuple, list)) else (values,):
+            if isinstance(value, str) and value and (path == value or path.startswith(value.rstrip(os.sep) + os.sep)):
+                return param.opts[-1] if isinstance(param, click.Option) else (param.metavar or param.name.upper())
+    return None
+
+
+def handle_errors(fn):
+    """Turn library errors into one clear message on stderr and the table's exit status."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except click.exceptions.ClickException:
+            raise
+        except Exception as exc:
+            entry = _exit_entry(exc)
+            if entry is None:  # not in the table: a bug, keep its traceback
+                raise
+            _, code, label, *hint = entry
+            message = _error_message(exc, hint[0] if hint else None)
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None and ctx.params.get("as_json"):
+                click.echo(json.dumps({"ok": False, "error": label, "type": type(exc).__name__, "message": message}))
+            click.secho(f"edgevit: {label}: {message}", fg="red", err=True)
+            sys.exit(code)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def print_edgevit_warnings():
+    """Print edgevit's own warnings (EdgeVitWarning) as one ``edgevit: warning:`` line on stderr;
+    other warnings keep Python's format."""
+    with warnings.catch_warnings():
+        python_show = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, EdgeVitWarning):
+                click.secho(f"edgevit: warning: {message}", fg="yellow", err=True)
+            else:
+                python_show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        warnings.simplefilter("default", EdgeVitWarning)
+        yield

@@ -1,0 +1,129 @@
+"""Options several commands share: ``--json``, ``--preprocessed``, ``--verify-hash``, the model
+overrides (``--num-heads``, ``--act``, ``--img-size``), the precision-graph options of ``export``
+and ``quantize``, and the parsers of comma lists."""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+from ..formats import FLOAT_PRECISIONS, ONNX_PRECISIONS
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+preprocessed_option = click.option(
+    "--preprocessed", is_flag=True,
+    help=".npy/.npz arrays are model input already (normalized N,C,H,W); default: raw pixels on 0..pixel_max.")
+verify_hash_option = click.option(
+    "--verify-hash/--no-verify-hash", "verify_hash", default=True, show_default=True,
+    help="Check each file an edgevit.json lists against its recorded sha256 before use.")
+
+
+class _ActivationChoice(click.Choice):
+    """click.Choice over ``edgevit.models.vit.ACTIVATIONS``, read when the option is parsed or its
+    help shown: importing the CLI must not import torch (``edgevit predict`` runs without it)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple:
+        from ..models.vit import ACTIVATIONS
+
+        return tuple(ACTIVATIONS)
+
+    @choices.setter
+    def choices(self, value) -> None:  # click.Choice.__init__ assigns; the list is read when used
+        pass
+
+
+MODEL_OVERRIDES = ("num_heads", "act", "img_size")
+
+
+def model_override_options(fn):
+    """--num-heads, --act, --img-size: what a checkpoint's tensors cannot tell (and the size to
+    deploy at), passed to :func:`edgevit.load_model` as config overrides. The command receives
+    them as one ``model_overrides`` dict (only the options given)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        overrides = {}
+        for name in MODEL_OVERRIDES:
+            value = kwargs.pop(name)
+            if value is not None:
+                overrides[name] = value
+        return fn(*args, model_overrides=overrides, **kwargs)
+
+    opts = [
+        click.option("--num-heads", type=click.IntRange(min=1), metavar="N",
+                     help="Attention heads of a checkpoint that does not record them (a state dict: guessed as "
+                          "dim/64 otherwise)."),
+        click.option("--act", type=_ActivationChoice(),
+                     help="MLP activation the weights cannot tell, e.g. quick_gelu for OpenAI CLIP towers."),
+        click.option("--img-size", type=click.IntRange(min=1), metavar="PX",
+                     help="Load at this input size (a learned pos_embed is resampled, as timm does).")]
+    for opt in reversed(opts):
+        wrapper = opt(wrapper)
+    return wrapper
+
+
+def precision_options(fn):
+    """Options shared by ``quantize`` and ``export --precision``."""
+    opts = [
+        click.option("--io-dtype", type=click.Choice(FLOAT_PRECISIONS), default="fp32", show_default=True,
+                     help="Graph input/output type of the fp16/bf16 graphs."),
+        click.option("--int8-base", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True,
+                     help="Precision of everything int8/fp8 does not quantize."),
+        click.option("--quantize-attention", is_flag=True,
+                     help="Also Q/DQ the two attention MatMuls (TensorRT's INT8 fused MHA placement)."),
+        click.option("--quantize-patch-embed", is_flag=True, help="Also Q/DQ the patch-embedding Conv."),
+        click.option("--exclude", multiple=True, metavar="PATTERN",
+                     help="Keep matching nodes (fnmatch on names like blocks.11.mlp.fc2) unquantized; repeatable."),
+        click.option("--calib-data", default="digits", show_default=True,
+                     help="Calibration images: 'digits' (train split), an ImageFolder (train split) or .npy/.npz "
+                          "(raw pixels; see --preprocessed)."),
+        click.option("--calib-samples", type=int, default=512, show_default=True),
+        click.option("--calib-batch", type=int, default=32, show_default=True),
+        click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse"]),
+                     default="percentile", show_default=True),
+        click.option("--percentile", type=float, default=99.99, show_default=True),
+        click.option("--calib-cache", type=click.Path(dir_okay=False),
+                     help="Calibration cache JSON (default OUTDIR/calibration.json); reused while valid."),
+        click.option("--data", "gate_data", default="digits", show_default=True,
+                     help="Labelled held-out data of the accuracy gate (its test split)."),
+        preprocessed_option,
+        click.option("--max-drop", type=float, default=1.0, show_default=True, help="Top-1 budget in points."),
+        click.option("--sensitivity", is_flag=True, help="Report per-layer sensitivity of int8/fp8."),
+        click.option("--auto-exclude", is_flag=True,
+                     help="Keep the most sensitive layers unquantized, one at a time, until the gate passes."),
+        click.option("--no-gate", is_flag=True, help="Skip the gate (recorded as not verified)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def parse_precisions(text: str) -> tuple[str, ...]:
+    values = csv_list(text) or ()
+    bad = [p for p in values if p not in ONNX_PRECISIONS]
+    if bad or not values:
+        raise ValueError(f"--precision takes a comma list of {', '.join(ONNX_PRECISIONS)}; got {text!r}")
+    return values
+
+
+def csv_list(value: str | None) -> tuple | None:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+def int_list(value: str | None, option: str) -> tuple:
+    if not value:
+        return ()
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 1,2,4,8, got {value!r}",
+                                 param_hint=option) from None
+    if any(v < 1 for v in out):
+        raise click.BadParameter(f"batch sizes must be >= 1, got {value!r}", param_hint=option)
+    return out

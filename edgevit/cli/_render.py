@@ -1,0 +1,56 @@
+"""Output of every command: JSON (``--json``), rich tables, and :func:`finish`, which prints a
+report and exits 1 with its failures listed when it did not pass."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def to_jsonable(obj):
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "__fspath__"):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def emit_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=to_jsonable))
+
+
+def finish(data, as_json: bool, render, ok: bool, failure: str, lines: list[str]) -> None:
+    """Print ``data`` as JSON or ``render()`` it; when not ``ok``, list ``lines`` on stderr and exit 1."""
+    if as_json:
+        emit_json(data)
+    else:
+        render()
+    if not ok:
+        click.secho(f"edgevit: {failure}", fg="red", err=True)
+        for line in lines:
+            click.secho(f"  {line}", fg="red", err=True)
+        sys.exit(1)
+
+
+def console():
+    """A rich console; piped output gets 200 columns, so tables are not squeezed into 80 and cut."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, 200))
+
+
+def table(title: str, columns: list[str], rows: list[list]) -> None:
+    """Render a terminal table (rich)."""
+    from rich.table import Table
+
+    tbl = Table(title=title)
+    for col in columns:
+        tbl.add_column(col)
+    for row in rows:
+        tbl.add_row(*[str(v) for v in row])
+    console().print(tbl)

@@ -1,0 +1,164 @@
+"""``edgevit build``, ``edgevit predict`` and ``edgevit embed``: build a TensorRT engine, and run
+an engine or ONNX graph on images."""
+
+from __future__ import annotations
+
+import click
+
+from ..formats import PRECISIONS
+from ._errors import handle_errors
+from ._options import json_option, preprocessed_option, verify_hash_option
+from ._render import emit_json, table
+
+
+def render_build(result) -> None:
+    art, rep = result.artifact, result.report
+    mode = art["build_mode"]
+    rows = [["engine", result.engine_path], ["fusion report", result.report_path], ["manifest", result.manifest_path],
+            ["precision", art["precision"]],
+            ["build", ("strongly typed" if mode["strongly_typed"] else f"flags {mode['flags'] or 'none'}")],
+            ["profile (batch)", f"{art['profile']['min']} / {art['profile']['opt']} / {art['profile']['max']}"],
+            ["TensorRT (CUDA) / driver CUDA", f"{art['tensorrt_version']} ({art.get('tensorrt_cuda_major') or '?'}) / "
+                                              f"{art.get('cuda_driver_version') or '?'}"],
+            ["GPU", f"{art['gpu_name']} (sm {art['compute_capability']})"],
+            ["fused attention", f"{rep['fused_attention_layers']} kernel(s), blocks {rep['fused_attention_blocks']}"
+                                + (f"; NOT fused: blocks {rep['unfused_attention_blocks']}"
+                                   if rep.get("unfused_attention_blocks") else "")],
+            ["seconds", f"{result.seconds:.1f}"]]
+    table("edgevit build", ["field", "value"], rows)
+    groups = rep.get("precision_by_group") or {}
+    if groups:
+        table("precision per layer group", ["group", "layers by precision"],
+              [[g, ", ".join(f"{p} {n}" for p, n in sorted(c.items()))] for g, c in groups.items()])
+    if rep.get("blocks"):
+        table("attention per block (from the kernels TensorRT chose)", ["block", "fused", "kernel"],
+              [[b, {True: "yes", False: "NO", None: "unknown"}[v["fused"]],
+                v["kernel"] or ", ".join(v["unfused_kernels"][:2]) or "-"] for b, v in rep["blocks"].items()])
+    if rep.get("placement"):
+        p = rep["placement"]
+        click.echo(f"DLA placement (inspector): {len(p['dla'])} layer(s) on DLA, {len(p['gpu'])} on the GPU")
+    if result.dla_fallback:
+        table("layers that fall back to the GPU (not DLA-capable)", ["layer", "type"],
+              [[d["layer"], d["type"]] for d in result.dla_fallback])
+
+
+@click.command("build")
+@click.argument("source", metavar="MODEL.onnx|OUTDIR")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Engine file to write (.plan).")
+@click.option("--precision", type=click.Choice(PRECISIONS),
+              help="Which ONNX artifact of OUTDIR to build (default: the only one, else fp32).")
+@click.option("--batch", "batch", metavar="MIN,OPT,MAX", help="Override the manifest's batch profile (inside it).")
+@click.option("--workspace", "workspace_mib", type=int, metavar="MIB", help="Builder workspace limit in MiB.")
+@click.option("--opt-level", "optimization_level", type=click.IntRange(0, 5),
+              help="Builder optimization level 0..5 (TensorRT default 3).")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), help="Timing cache file, loaded and saved.")
+@click.option("--dla-core", type=int, metavar="N", help="Build for DLA core N, with GPU fallback (Jetson AGX/NX).")
+@click.option("--version-compatible", is_flag=True, help="Build a version-compatible engine (opt-in).")
+@click.option("--hardware-compat", "hardware_compatibility", default="none", show_default=True,
+              type=click.Choice(["none", "ampere_plus", "same_compute_capability"]),
+              help="Hardware-compatibility level (opt-in).")
+@click.option("--weakly-typed", is_flag=True,
+              help="TensorRT 10 only: FP16/BF16 builder flags instead of the default strong typing (recorded).")
+@click.option("--force", is_flag=True, help="Overwrite an existing engine.")
+@verify_hash_option
+@json_option
+@handle_errors
+def build_cmd(source: str, output: str, batch: str | None, force: bool, verify_hash: bool, as_json: bool,
+              **opts) -> None:
+    """Build a TensorRT engine from an exported ONNX graph (or OUTDIR), with a fusion report."""
+    from ..tensorrt.build import EngineBuildConfig, build_engine
+
+    if batch is not None:
+        from ..export.onnx import parse_batch
+
+        opts["batch"] = parse_batch(batch)
+    result = build_engine(source, output, EngineBuildConfig(**opts), force=force, verify_hash=verify_hash)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    render_build(result)
+
+
+@click.command("predict")
+@click.argument("model", metavar="ENGINE|ONNX")
+@click.argument("images", nargs=-1, required=True)
+@click.option("--topk", type=int, default=5, show_default=True)
+@preprocessed_option
+@click.option("--threads", type=int, help="ONNX Runtime intra-op threads.")
+@verify_hash_option
+@json_option
+@handle_errors
+def predict_cmd(model: str, images: tuple[str, ...], topk: int, preprocessed: bool, threads: int | None,
+                verify_hash: bool, as_json: bool) -> None:
+    """Top-k labels and latency for IMAGE files (PNG, JPEG, ...; 8- or 16-bit) or .npy/.npz arrays."""
+    from ..errors import OutputKindError
+    from ..runtime import Engine
+
+    with Engine.load(model, threads=threads, verify_hash=verify_hash) as engine:
+        if engine.output_kind != "logits":
+            raise OutputKindError(f"{model} outputs {engine.output_kind}, not class logits, so there is nothing to "
+                                  f"rank; run `edgevit embed {model} IMAGE... -o embeddings.npy` for its "
+                                  f"{engine.output_kind}")
+        rows = []
+        for item in images:
+            top = engine.predict(item, topk=topk, preprocessed=preprocessed)
+            for i, t in enumerate(top):
+                name = item if len(top) == 1 else f"{item}[{i}]"
+                rows.append({"input": name, "topk": t, "latency_ms": engine.last_latency_ms / len(top)})
+        if as_json:
+            emit_json({"ok": True, "model": model, "backend": engine.backend, "predictions": rows})
+            return
+        table(f"edgevit predict: {model} ({engine.backend})", ["input", "top-1", "prob", f"top-{topk}", "latency ms"],
+              [[r["input"], r["topk"][0]["label"], f"{r['topk'][0]['prob']:.4f}",
+                ", ".join(f"{t['label']}:{t['prob']:.3f}" for t in r["topk"]), f"{r['latency_ms']:.2f}"]
+               for r in rows])
+
+
+@click.command("embed")
+@click.argument("model", metavar="ENGINE|ONNX")
+@click.argument("images", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Write the embeddings to this .npy file: float32 (inputs, dim), or (inputs, patches, dim) for "
+                   "a tokens export, in input order.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --output file.")
+@preprocessed_option
+@click.option("--threads", type=int, help="ONNX Runtime intra-op threads.")
+@verify_hash_option
+@json_option
+@handle_errors
+def embed_cmd(model: str, images: tuple[str, ...], output: str | None, force: bool, preprocessed: bool,
+              threads: int | None, verify_hash: bool, as_json: bool) -> None:
+    """Embeddings of IMAGE files (PNG, JPEG, ...) or .npy/.npz arrays from a headless model's engine or
+    ONNX (its features, or its patch tokens): shape and L2 norm per input; -o saves them as .npy."""
+    import numpy as np
+
+    from .._io import atomic_path, check_writable
+    from ..runtime import Engine
+
+    if output is not None:
+        if not output.endswith(".npy"):
+            raise ValueError(f"-o/--output {output}: embeddings are written as a numpy array; give a .npy file name")
+        check_writable(output, force)  # before the run
+    with Engine.load(model, threads=threads, verify_hash=verify_hash) as engine:
+        kind, rows, arrays = engine.output_kind, [], []
+        for item in images:
+            emb = engine.embed(item, preprocessed=preprocessed)
+            for i, vector in enumerate(emb):
+                norm = np.linalg.norm(vector, axis=-1).mean()  # tokens: the mean per-token norm
+                rows.append({"input": item if len(emb) == 1 else f"{item}[{i}]", "shape": list(vector.shape),
+                             "norm": float(norm), "latency_ms": engine.last_latency_ms / len(emb)})
+            arrays.append(emb)
+        backend = engine.backend
+    result = np.concatenate(arrays)
+    if output is not None:
+        with atomic_path(output, force=force) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, result)
+    if as_json:
+        emit_json({"ok": True, "model": model, "backend": backend, "output": kind, "shape": list(result.shape),
+                   "file": output, "embeddings": rows})
+        return
+    norm = "mean token L2 norm" if kind == "tokens" else "L2 norm"
+    table(f"edgevit embed: {model} ({backend}, {kind})", ["input", "shape", norm, "latency ms"],
+          [[r["input"], "x".join(map(str, r["shape"])), f"{r['norm']:.4f}", f"{r['latency_ms']:.2f}"] for r in rows])
+    click.echo(f"{kind} {list(result.shape)}" + (f" written to {output}" if output else
+                                                   "; pass -o FILE.npy to save them"))

@@ -1,0 +1,211 @@
+"""``edgevit export``, ``edgevit quantize`` and ``edgevit lint``: the ONNX export, the precision
+graphs with their accuracy gate, and the TensorRT-aware graph checks."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from ._errors import handle_errors
+from ._options import json_option, model_override_options, parse_precisions, precision_options, verify_hash_option
+from ._render import emit_json, finish, table
+from .deploy import render_build
+
+
+@click.command("export")
+@click.argument("source")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Output directory: model.onnx and edgevit.json are written there.")
+@click.option("--arch", help="Variant name for a timm state dict (inferred from shapes otherwise).")
+@click.option("--opset", type=int, help="ONNX opset (default: 18 for decomposed attention, 23 for fused; 17 up to the newest "
+                   "the installed exporter writes).")
+@click.option("--attention", type=click.Choice(["decomposed", "fused"]), default=None,
+              help="decomposed: MatMul-Softmax-MatMul, Q pre-scaled (default; TensorRT 10.3 parses it). "
+                   "fused: the opset-23 Attention op (TensorRT >= 10.14).")
+@click.option("--batch", "batch", metavar="MIN,OPT,MAX",
+              help="Dynamic batch bounds, recorded for TensorRT profiles (default 1,1,32).")
+@click.option("--static-batch", type=int, metavar="N", help="Fix the batch to N instead of a dynamic batch.")
+@click.option("--output-kind", "output_kind", type=click.Choice(["logits", "features", "tokens"]),
+              help="The graph's output: logits (a classifier, the default for one), features (a headless model's "
+                   "pooled embedding, its default) or tokens (the patch tokens (batch, patches, dim), class and "
+                   "register tokens dropped, for dense heads).")
+@click.option("--no-simplify", is_flag=True, help="Skip onnxslim.")
+@click.option("--force", is_flag=True, help="Overwrite model.onnx / edgevit.json in OUTPUT.")
+@click.option("--engine", "engine", is_flag=True,
+              help="Then build a TensorRT engine OUTPUT/model.plan from the export (same as edgevit build).")
+@click.option("--precision", "precision", default="fp32", show_default=True,
+              help="Comma list of fp32, fp16, bf16, int8, fp8: graphs to write (see edgevit quantize).")
+@precision_options
+@model_override_options
+@json_option
+@handle_errors
+def export_cmd(source: str, output: str, arch: str | None, opset: int | None, attention: str | None,
+               batch: str | None, static_batch: int | None, output_kind: str | None, no_simplify: bool, force: bool,
+               engine: bool, precision: str, as_json: bool, model_overrides: dict, **qopts) -> None:
+    """Export SOURCE (variant name, checkpoint, or hub name: timm/NAME.TAG, hf-hub:ORG/REPO) to
+    OUTPUT/model.onnx, verified against PyTorch."""
+    from ..export.onnx import DEFAULT_ATTENTION, ExportConfig, export_onnx, parse_batch
+    from ..precision import quantize
+
+    if engine:  # fail before the (slow) export when TensorRT is missing
+        from ..tensorrt._bindings import import_tensorrt
+
+        import_tensorrt()
+    if batch is not None and static_batch is not None:
+        raise ValueError("give either --batch MIN,OPT,MAX or --static-batch N, not both")
+    options = {"attention": attention or DEFAULT_ATTENTION, "opset": opset, "static_batch": static_batch,
+               "simplify": not no_simplify, "output": output_kind}
+    if batch is not None:
+        options["batch"] = parse_batch(batch)
+    precisions = parse_precisions(precision)
+    # every option is checked before the export writes anything
+    qconfig = _quantize_config(precisions, qopts, not as_json) if precisions != ("fp32",) else None
+    result = export_onnx(source, output, ExportConfig(**options), arch=arch, force=force,
+                         model_overrides=model_overrides)
+    if qconfig is not None:
+        quantized = quantize(output, qconfig, force=force)
+        _finish_quantize(quantized, as_json, {**result.to_dict(), "ok": quantized.ok})
+        if as_json:
+            return
+    built = None
+    if engine:
+        from ..formats import engine_file
+        from ..tensorrt.build import build_engine
+
+        built = build_engine(output, os.path.join(output, engine_file()), force=force)
+    if as_json:
+        emit_json({**result.to_dict(), **({"engine": built.to_dict()} if built else {})})
+        return
+    art = result.manifest.artifact(precision="fp32", format="onnx")
+    b = result.manifest.batch
+    rows = [["onnx", result.onnx_path], ["manifest", result.manifest_path],
+            ["opset / attention", f"{result.manifest.export['opset']} / {result.manifest.export['attention']}"],
+            ["batch", f"dynamic {b['min']}..{b['max']} (opt {b['opt']})" if b["dynamic"] else f"static {b['min']}"],
+            ["sha256", art.sha256[:16] + "..."], ["external data", ", ".join(art.external_data) or "no"],
+            ["simplified", "yes" if result.simplify.get("applied") else "no"]]
+    out = result.manifest.outputs[0]
+    rows.insert(2, ["output", f"{out['name']} [{', '.join(map(str, out['shape']))}]"])
+    for check in result.verification.get("checks", []):
+        agree = (f"top-1 agree {check['top1_agree']:.3f}" if "top1_agree" in check else
+                 f"cos min {check['min_cosine']:.6f}" + (f", k-NN@{check['knn_k']} agree {check['knn_agree']:.3f}"
+                                                          if check["knn_k"] else ""))
+        rows.append([f"vs PyTorch: {check['input']}",
+                     f"max abs {check['max_abs']:.2e}, rel {check['max_rel_to_scale']:.1e}, {agree}"])
+    table(f"edgevit export: {source}", ["field", "value"], rows)
+    for note in result.warnings:
+        click.secho(f"note: {note}", fg="yellow", err=True)
+    if result.lint and result.lint.findings:
+        lint_table(result.lint)
+    if built is not None:
+        render_build(built)
+
+
+def _quantize_config(precisions, opts: dict, progress: bool):
+    from ..precision import QuantizeConfig
+    from ..precision.calibration import CalibrationConfig
+
+    return QuantizeConfig(
+        precisions=precisions, io_dtype=opts["io_dtype"], int8_base=opts["int8_base"],
+        quantize_attention=opts["quantize_attention"], quantize_patch_embed=opts["quantize_patch_embed"],
+        exclude=tuple(opts["exclude"]), calibration=CalibrationConfig(opts["calib_method"], opts["percentile"]),
+        calib_data=opts["calib_data"], calib_samples=opts["calib_samples"], calib_batch=opts["calib_batch"],
+        calib_cache=opts["calib_cache"], data=opts["gate_data"], preprocessed=opts["preprocessed"],
+        max_drop=opts["max_drop"],
+        gate=not opts["no_gate"], sensitivity=opts["sensitivity"], auto_exclude=opts["auto_exclude"],
+        verify_hash=opts.get("verify_hash", True), progress=progress)
+
+
+def _render_quantize(result) -> None:
+    output = next((e["gate"]["output"] for e in result.entries.values() if e["gate"].get("output")), "logits")
+    features = output != "logits"  # features / tokens: no labels, judged by cosine and k-NN agreement with fp32
+    knn = next((e["gate"]["agreement_metric"] for e in result.entries.values() if "agreement_metric" in e["gate"]),
+               "k-NN")
+    rows = []
+    for p, e in result.entries.items():
+        g = e["gate"]
+        verdict = g["verdict"] + (": " + "; ".join(g["reasons"]) if g.get("reasons") else "")
+        if "top1" in g:
+            rows.append([p, e["path"], f"{g['top1']:.4f}", f"{g['drop_points']:+.2f}", f"{g['agreement']:.4f}",
+                         f"{g['max_abs']:.3g}", verdict])
+        elif "min_cosine" in g:
+            rows.append([p, e["path"], f"{g['min_cosine']:.5f}", f"{g['mean_cosine']:.5f}", f"{g['agreement']:.4f}",
+                         f"{g['max_abs']:.3g}", verdict])
+        else:
+            rows.append([p, e["path"], "-", "-", "-", "-", g["verdict"]])
+    accuracy = ["cos min", "cos mean", f"{knn} agree"] if features else ["top-1", "drop (pts)", "agree"]
+    table(f"precision graphs in {result.outdir} (gate vs fp32 on ONNX Runtime CPU)",
+          ["precision", "file", *accuracy, "max |d|", "gate"], rows)
+    if features:
+        from ..metrics import KNN_AGREEMENT
+
+        click.echo(f"{output} have no labels: the gate compares each graph's {output} with the fp32 graph's: lowest "
+                   f"per-sample cosine >= min_cosine and {knn} agreement >= min_agreement of the precision's "
+                   f"tolerance ({KNN_AGREEMENT})")
+    for p, e in result.entries.items():
+        if e.get("sensitivity"):
+            table(f"{p} sensitivity: one layer quantized at a time (worst first)",
+                  ["layer", "cos min" if features else "drop (pts)", "agree"],
+                  [[r["layer"], f"{r['min_cosine']:.5f}" if features else f"{r['drop_points']:+.2f}",
+                    f"{r['agreement']:.4f}"] for r in e["sensitivity"][:8]])
+        if e.get("auto_excluded"):
+            click.echo(f"{p}: auto-excluded {', '.join(e['auto_excluded'])}")
+    if result.calibration:
+        c = result.calibration
+        click.echo(f"calibration: {c['method']} on {c['data']} ({'cache hit' if c['cache_hit'] else 'computed'}: "
+                   f"{c['cache']})")
+
+
+def _finish_quantize(result, as_json: bool, extra: dict | None = None) -> None:
+    failed = [f"{p}: " + "; ".join(e["gate"]["reasons"]) for p, e in result.entries.items()
+              if e["gate"]["verdict"] == "failed"]
+    finish({**(extra or {}), "quantize": result.to_dict(), "ok": result.ok}, as_json,
+           lambda: _render_quantize(result), result.ok,
+           "accuracy gate failed (recorded as failed in the manifest); try --auto-exclude, another "
+           "--calib-method, or a larger --max-drop:", failed)
+
+
+@click.command("quantize")
+@click.argument("source", metavar="MODEL.onnx|OUTDIR")
+@click.option("--precision", "precision", default="fp16,bf16,int8,fp8", show_default=True,
+              help="Comma list of fp32, fp16, bf16, int8, fp8.")
+@precision_options
+@click.option("--force", is_flag=True, help="Overwrite existing model.<precision>.onnx files.")
+@verify_hash_option
+@json_option
+@handle_errors
+def quantize_cmd(source: str, precision: str, force: bool, as_json: bool, **opts) -> None:
+    """Write fp16/bf16/int8/fp8 graphs beside an exported model.onnx, each gated on labelled data."""
+    from ..precision import quantize
+
+    result = quantize(source, _quantize_config(parse_precisions(precision), opts, not as_json), force=force)
+    _finish_quantize(result, as_json)
+
+
+def lint_table(report) -> None:
+    table(f"edgevit lint (TensorRT {report.tensorrt_version}): {report.path}", ["severity", "code", "message"],
+          [[f.severity, f.code, f.message] for f in report.findings])
+
+
+@click.command("lint")
+@click.argument("model_path", metavar="MODEL.onnx", type=click.Path())
+@click.option("--trt-version", "tensorrt_version", default="10.3", show_default=True,
+              help="TensorRT version to check against (10.3 = JetPack 6).")
+@json_option
+@handle_errors
+def lint_cmd(model_path: str, tensorrt_version: str, as_json: bool) -> None:
+    """ViT- and TensorRT-aware checks of an ONNX graph; exit status 1 when there are errors."""
+    from ..export.lint import lint_onnx
+
+    report = lint_onnx(model_path, tensorrt_version=tensorrt_version)
+    if as_json:
+        emit_json(report.to_dict())
+    elif report.findings:
+        lint_table(report)
+    else:
+        click.echo(f"{model_path}: no findings (TensorRT {tensorrt_version})")
+    if not report.ok:
+        if not as_json:
+            click.secho(f"edgevit: lint: {len(report.errors)} error(s)", fg="red", err=True)
+        sys.exit(1)

@@ -1,0 +1,55 @@
+"""``edgevit models`` and ``edgevit info``: the model registry and what a model is."""
+
+from __future__ import annotations
+
+import click
+
+from ._errors import handle_errors
+from ._options import json_option, model_override_options
+from ._render import emit_json, table
+
+
+@click.command("models")
+@json_option
+@handle_errors
+def models_cmd(as_json: bool) -> None:
+    """List the named model variants."""
+    from ..models import get_variant, list_variants, macs_per_image
+    from ..models.info import model_family, output_kind
+
+    rows = []
+    for name in list_variants():
+        v = get_variant(name)
+        c = v.config
+        rows.append({"name": name, "family": model_family(c), "img_size": c.img_size, "patch_size": c.patch_size,
+                     "embed_dim": c.embed_dim, "depth": c.depth, "num_heads": c.num_heads, "tokens": c.num_tokens,
+                     "num_classes": c.num_classes, "output": output_kind(c),
+                     "gmacs": round(macs_per_image(c) / 1e9, 4), "description": v.description})
+    if as_json:
+        emit_json(rows)
+        return
+    table("edgevit model variants (tokens: patches + class/distillation/register tokens)",
+          ["name", "family", "img", "patch", "dim", "depth", "heads", "tokens", "classes", "output", "GMACs"],
+          [[r["name"], r["family"], r["img_size"], r["patch_size"], r["embed_dim"], r["depth"], r["num_heads"],
+            r["tokens"], r["num_classes"], r["output"], r["gmacs"]] for r in rows])
+
+
+@click.command("info")
+@click.argument("source")
+@click.option("--arch", help="Variant name for a timm state dict (inferred from shapes otherwise).")
+@model_override_options
+@json_option
+@handle_errors
+def info_cmd(source: str, arch: str | None, as_json: bool, model_overrides: dict) -> None:
+    """Family, output (logits or features), parameters, GMACs, tokens, heads, input spec and TensorRT
+    fused-MHA eligibility of SOURCE (a checkpoint, variant or hub name)."""
+    from ..models.info import model_info
+
+    info = model_info(source, arch=arch, model_overrides=model_overrides)
+    if as_json:
+        emit_json(info)
+        return
+    rows = [[k, v] for k, v in info.items() if not isinstance(v, dict)]
+    for k, v in info["fused_mha"].items():
+        rows.append([f"fused_mha.{k}", v])
+    table(f"edgevit info: {source}", ["field", "value"], rows)

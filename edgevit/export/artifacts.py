@@ -1,0 +1,122 @@
+"""The export's manifest and files: build the manifest of a verified graph, move the graph into
+OUTDIR, and after ``--force`` remove what the previous export listed and the new one does not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .._io import install_file
+from ..errors import ManifestError
+from ..formats import CALIBRATION_CACHE, CALIBRATION_CACHE_FORMAT, MANIFEST_NAME, ONNX_DATA_FILE, onnx_file
+from ..manifest import Manifest, library_versions
+from ..models.vit import count_params
+from .checks import INPUT_NAME, GraphInfo
+
+if TYPE_CHECKING:
+    from .lint import LintReport
+    from .onnx import ExportConfig
+
+MODEL_FILE = onnx_file("fp32")
+DATA_FILE = ONNX_DATA_FILE
+
+
+def verdict(verification: dict, report: "LintReport | None") -> dict:
+    return {
+        "verified": bool(verification.get("passed")) if not verification.get("skipped") else None,
+        "max_abs_vs_torch": verification.get("max_abs"),
+        "lint_errors": len(report.errors) if report else None,
+        "lint_warnings": len(report.warnings) if report else None,
+    }
+
+
+def tensor_spec(name: str, dims: list, dynamic: bool, **extra) -> dict:
+    spec = {"name": name, "dtype": "float32", "shape": dims,
+            "dynamic_axes": {"0": "batch"} if dynamic else {}}
+    spec.update(extra)
+    return spec
+
+
+def build_manifest(model, source_desc, arch, cfg: "ExportConfig", slim_info, verification, report, external,
+                    graph: GraphInfo):
+    c = model.config
+    lo, opt, hi = cfg.batch_bounds
+    batch_dim = "batch" if cfg.dynamic else lo
+    exported_cfg = c.replace(attn_impl="math" if cfg.attention == "decomposed" else "sdpa")
+    pre = model.preprocessing
+    return Manifest(
+        model={"source": source_desc, "arch": arch, "config": exported_cfg.to_dict(), "params": count_params(model),
+               "guessed": dict(model.guessed), "output": graph.output},
+        labels=list(model.labels) if model.labels is not None else None,
+        preprocessing=pre.to_dict() if pre is not None else None,
+        inputs=[tensor_spec(INPUT_NAME, [batch_dim, c.in_chans, c.img_size, c.img_size], cfg.dynamic,
+                             layout="NCHW", normalized=True)],
+        outputs=[tensor_spec(graph.output, [batch_dim, *graph.dims], cfg.dynamic)],
+        batch={"dynamic": cfg.dynamic, "min": lo, "opt": opt, "max": hi},
+        export={
+            "exporter": "torch.onnx.export(dynamo=True)",
+            "opset": cfg.resolved_opset,
+            "attention": cfg.attention,
+            "layernorm": "LayerNormalization",
+            "options": cfg.to_dict(),
+            "simplify": slim_info,
+            "external_data": external,
+            "verification": verification,
+            "lint": ({"tensorrt_version": report.tensorrt_version, "ok": report.ok,
+                      "counts": report.to_dict()["counts"], "codes": sorted(report.codes())} if report else None),
+        },
+        versions=library_versions(),
+    )
+
+
+def install(work: Path, outdir: Path, external: bool, force: bool) -> None:
+    """Move the verified files from the work directory into ``outdir`` (data first, graph last)."""
+    if external:
+        install_file(work / DATA_FILE, outdir / DATA_FILE)
+    install_file(work / MODEL_FILE, outdir / MODEL_FILE)
+    stale = outdir / DATA_FILE
+    if not external and stale.exists() and force:
+        stale.unlink()
+
+
+def previous_manifest(outdir: Path) -> Manifest | None:
+    if not Manifest.path_in(outdir).exists():
+        return None
+    try:
+        return Manifest.load(outdir)
+    except ManifestError:  # unreadable: nothing is known to be ours, so nothing is removed
+        return None
+
+
+def remove_superseded(old: Manifest, new: Manifest, outdir: Path) -> list[str]:
+    """After ``force`` replaced an export: remove what the old manifest recorded (precision graphs,
+    engines, their fusion reports) and the new one does not, and an edgevit calibration cache
+    made for another graph, so that OUTDIR holds what the new manifest lists. Other files stay."""
+    keep = {MANIFEST_NAME} | {name for a in new.artifacts for name in (a.path, *a.external_data)}
+    old_files = set()
+    for art in old.artifacts:
+        old_files.update((art.path, *art.external_data))
+        report = art.extra.get("fusion_report")
+        if isinstance(report, str) and Path(report).name == report:
+            old_files.add((Path(art.path).parent / report).as_posix())
+    stale = [name for name in sorted(old_files - keep) if (outdir / name).is_file()]
+    cache = outdir / CALIBRATION_CACHE
+    try:
+        data = json.loads(cache.read_text())
+        new_sha = new.artifact(precision="fp32", format="onnx").sha256
+        if isinstance(data, dict) and data.get("format") == CALIBRATION_CACHE_FORMAT and data.get("graph_sha256") != new_sha:
+            stale.append(CALIBRATION_CACHE)
+    except (OSError, ValueError, ManifestError):
+        pass
+    removed = []
+    for name in stale:
+        with contextlib.suppress(OSError):
+            (outdir / name).unlink()
+            removed.append(name)
+    return removed
+
+
+__all__ = ["build_manifest", "install", "previous_manifest", "remove_superseded", "verdict"]

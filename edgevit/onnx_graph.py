@@ -1,0 +1,319 @@
+"""The one ONNX graph layer: load a model, look nodes up, follow producers and consumers, read
+constants and inferred shapes, rename, bypass nodes, mark tensors as outputs, and apply
+onnxscript pattern rewrites.
+
+Everything in edgevit that walks an ONNX graph does it through :class:`Graph` (lint's checks,
+the export rewrites, node naming, precision graphs, the runtime's attention debug copy). It
+imports onnx and numpy only (onnxscript for :func:`apply_rewrites`), never torch, so the
+deploy-side runtime may use it.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .errors import OnnxModelError
+
+LAYOUT_OPS = frozenset({"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Gather", "Split", "Identity",
+                        "Cast", "Flatten", "Expand"})
+"""Ops that move or retype values without computing on them (stepped over when walking back)."""
+
+
+def load_onnx(path: str | os.PathLike, load_external_data: bool = False):
+    """Read an ONNX file, or raise OnnxModelError saying why it is not one."""
+    import onnx
+
+    path = Path(path)
+    if not path.exists():
+        raise OnnxModelError(f"{path}: no such file; give the path of an .onnx model")
+    if path.is_dir():
+        candidate = path / "model.onnx"
+        if candidate.exists():
+            path = candidate
+        else:
+            raise OnnxModelError(f"{path}: is a directory without model.onnx; give the .onnx file")
+    try:
+        model = onnx.load(str(path), load_external_data=load_external_data)
+    except Exception as exc:  # DecodeError, RuntimeError, OSError...
+        raise OnnxModelError(
+            f"{path}: not a readable ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+            "is it truncated or another format?"
+        ) from exc
+    if model.ir_version <= 0 or not model.graph.node or not model.graph.output:
+        raise OnnxModelError(
+            f"{path}: parses but holds no ONNX graph (ir_version {model.ir_version}, {len(model.graph.node)} nodes); "
+            "not an ONNX model"
+        )
+    return model
+
+
+class Graph:
+    """Producer/consumer maps, constants and (lazily) inferred shapes of one ONNX model.
+
+    ``model``: an ``onnx.ModelProto`` (or a ``GraphProto``: no shapes then). ``subgraphs``: also
+    index the nodes of If/Loop bodies. ``base_dir``: where external data lives, for constants.
+    The maps are built once; a caller that edits the graph builds a new Graph.
+    """
+
+    def __init__(self, model, base_dir: Path | None = None, subgraphs: bool = True):
+        self.model = model
+        graph = model.graph if hasattr(model, "graph") else model
+        self.graph = graph
+        self.base_dir = base_dir
+        self.nodes = list(all_nodes(graph)) if subgraphs else list(graph.node)
+        self.producer: dict[str, object] = {}
+        self.consumers: dict[str, list] = {}
+        for node in self.nodes:
+            for out in node.output:
+                if out:
+                    self.producer[out] = node
+            for inp in node.input:
+                if inp:
+                    self.consumers.setdefault(inp, []).append(node)
+        self.initializers = {t.name: t for t in graph.initializer}
+        self.graph_outputs = {o.name for o in graph.output}
+
+    # ------------------------------------------------------------------ lookup
+    def nodes_of(self, *op_types: str) -> list:
+        """The nodes whose op is one of ``op_types``, in graph order."""
+        return [n for n in self.nodes if n.op_type in op_types]
+
+    def users(self, tensor: str) -> list:
+        """The nodes consuming ``tensor`` (empty when none)."""
+        return self.consumers.get(tensor, [])
+
+    @staticmethod
+    def node_name(node) -> str:
+        return node.name or f"{node.op_type}({node.output[0] if node.output else '?'})"
+
+    @staticmethod
+    def attribute(node, name: str, default=None):
+        """The value of ``node``'s attribute ``name``, or ``default``."""
+        from onnx import helper
+
+        return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+    def is_weighted(self, node) -> bool:
+        """Whether one of the node's first two inputs is an initializer (a Linear's MatMul)."""
+        return any(i in self.initializers for i in node.input[:2])
+
+    def next_op(self, tensor: str, op_types: tuple[str, ...], input_index: int | None = None,
+                through: tuple[str, ...] = ("Cast", "Identity")):
+        """The node consuming ``tensor`` (stepping over ``through`` ops) whose op is in ``op_types``
+        (at input ``input_index`` when given), or None."""
+        frontier, seen = [tensor], set()
+        while frontier:
+            t = frontier.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            for node in self.users(t):
+                if node.op_type in op_types and (input_index is None or (
+                        len(node.input) > input_index and node.input[input_index] == t)):
+                    return node
+                if node.op_type in through:
+                    frontier.extend(node.output)
+        return None
+
+    def producer_through(self, tensor: str, stop: Iterable[str], hops: int, through=LAYOUT_OPS):
+        """The producer of ``tensor`` whose op is in ``stop``, reached through ``through`` ops in at
+        most ``hops`` steps, or None."""
+        for _ in range(hops):
+            node = self.producer.get(tensor)
+            if node is None:
+                return None
+            if node.op_type in stop:
+                return node
+            if node.op_type not in through:
+                return None
+            tensor = node.input[0]
+        return None
+
+    # ------------------------------------------------------------------ constants
+    def is_constant(self, name: str) -> bool:
+        if name in self.initializers:
+            return True
+        node = self.producer.get(name)
+        return node is not None and node.op_type == "Constant"
+
+    def constant(self, name: str, max_size: int = 64) -> np.ndarray | None:
+        """The value of an initializer or Constant output (small ones only), else None."""
+        from onnx import helper, numpy_helper
+
+        if name in self.initializers:
+            t = self.initializers[name]
+            if int(np.prod(t.dims)) > max_size:
+                return None
+            try:
+                return numpy_helper.to_array(t, base_dir=str(self.base_dir) if self.base_dir else "")
+            except Exception:
+                return None
+        node = self.producer.get(name)
+        if node is None or node.op_type != "Constant":
+            return None
+        for attr in node.attribute:
+            value = helper.get_attribute_value(attr)
+            if attr.name == "value":
+                arr = numpy_helper.to_array(value)
+                return arr if arr.size <= max_size else None
+            if attr.name in ("value_float", "value_int"):
+                return np.array(value)
+            if attr.name in ("value_floats", "value_ints"):
+                return np.array(list(value))
+        return None
+
+    def scalar(self, name: str) -> float | None:
+        arr = self.constant(name, max_size=1)
+        return float(arr.reshape(-1)[0]) if arr is not None and arr.size == 1 else None
+
+    def scalar_operand(self, node) -> int | None:
+        """For a Mul (either side) or Div (divisor) by a scalar constant: the index of the other input."""
+        if node.op_type not in ("Mul", "Div") or len(node.input) != 2:
+            return None
+        for i in ((1,) if node.op_type == "Div" else (1, 0)):
+            if self.scalar(node.input[i]) is not None:
+                return 1 - i
+        return None
+
+    # ------------------------------------------------------------------ shapes
+    @cached_property
+    def shapes(self) -> dict[str, list]:
+        """Tensor name -> dims (int, symbolic name or None) from shape inference, best effort."""
+        import onnx
+
+        model = self.model
+        shapes: dict[str, list] = {}
+        if not hasattr(model, "graph"):
+            infos = list(model.value_info) + list(model.input) + list(model.output)
+        else:
+            try:
+                inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+                infos = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+            except Exception:  # shape inference is a help, never a requirement
+                infos = list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)
+        for vi in infos:
+            d = dims(vi)
+            if d is not None:
+                shapes[vi.name] = d
+        for name, t in self.initializers.items():
+            shapes.setdefault(name, list(t.dims))
+        return shapes
+
+
+def all_nodes(graph) -> Iterator:
+    """The nodes of ``graph`` and of the subgraphs in their attributes, depth first."""
+    from onnx import AttributeProto
+
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == AttributeProto.GRAPH:
+                yield from all_nodes(attr.g)
+            elif attr.type == AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from all_nodes(g)
+
+
+def dims(value_info) -> list | None:
+    """A ValueInfo's dims: int, the symbolic name, or None; None when it has no shape."""
+    t = value_info.type
+    if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+        return None
+    out = []
+    for d in t.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            out.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            out.append(d.dim_param)
+        else:
+            out.append(None)
+    return out
+
+
+def count_ops(proto, op_type: str) -> int:
+    """How many top-level nodes of ``proto`` run ``op_type``."""
+    return sum(1 for n in proto.graph.node if n.op_type == op_type)
+
+
+def default_opset(proto) -> int:
+    """The model's default-domain (ai.onnx) opset, 0 when absent."""
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+# ---------------------------------------------------------------------- editing
+def rename_nodes(nodes: Iterable, names: Iterable[str]) -> int:
+    """Give ``nodes`` the ``names``, pairwise. Returns how many were renamed."""
+    count = 0
+    for node, name in zip(nodes, names):
+        node.name = name
+        count += 1
+    return count
+
+
+def bypass_nodes(proto, op_type: str = "Identity") -> None:
+    """Remove the one-input ``op_type`` nodes (Identity) whose output is not a graph output, in
+    place, wiring their consumers to their input."""
+    outputs = {o.name for o in proto.graph.output}
+    rename: dict[str, str] = {}
+    keep = []
+    for node in proto.graph.node:
+        if node.op_type == op_type and node.output[0] not in outputs:
+            rename[node.output[0]] = rename.get(node.input[0], node.input[0])
+        else:
+            keep.append(node)
+    for node in keep:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+    del proto.graph.node[:]
+    proto.graph.node.extend(keep)
+
+
+def mark_outputs(model, names: list[str]):
+    """A copy of ``model`` with the tensors ``names`` added as graph outputs (types inferred)."""
+    import onnx
+    from onnx import shape_inference
+
+    debug = onnx.ModelProto()
+    debug.CopyFrom(model)
+    existing = {o.name for o in debug.graph.output}
+    try:
+        inferred = shape_inference.infer_shapes(debug, strict_mode=False)
+        types = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)
+                 + list(inferred.graph.input)}
+    except Exception:  # shape inference is best effort; types are then guessed below
+        types = {}
+    for name in names:
+        if name in existing:
+            continue
+        if name in types:
+            vi = onnx.ValueInfoProto()
+            vi.CopyFrom(types[name])
+        else:
+            vi = onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+        debug.graph.output.append(vi)
+        existing.add(name)
+    return debug
+
+
+def apply_rewrites(proto, rules) -> tuple[object, int]:
+    """Apply onnxscript pattern-rewrite ``rules`` to ``proto`` (in ONNX IR). Returns (new
+    ModelProto, number of rewrites). Nodes the rewrites leave unused are removed; the rest of
+    the graph, its metadata and its node names are kept."""
+    import onnx_ir as ir
+    from onnx_ir.passes.common import RemoveUnusedNodesPass
+    from onnxscript.rewriter import pattern
+
+    model = ir.serde.deserialize_model(proto)
+    count = pattern.RewriteRuleSet(list(rules)).apply_to_model(model)
+    if not count:
+        return proto, 0
+    RemoveUnusedNodesPass()(model)
+    return ir.serde.serialize_model(model), count
+
+
+__all__ = ["Graph", "LAYOUT_OPS", "all_nodes", "apply_rewrites", "bypass_nodes", "count_ops", "default_opset", "dims",
+           "load_onnx", "mark_outputs", "rename_nodes"]

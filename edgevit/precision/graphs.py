@@ -1,0 +1,250 @@
+"""Precision graphs: fp16, bf16, int8 and fp8 versions of the fp32 ``model.onnx``.
+
+TensorRT 11 takes precision only from the graph (strongly typed), and TensorRT 10 builds the
+same graph with matching builder flags, so every decision is written here, as casts and Q/DQ
+nodes, and ONNX Runtime proves on CPU what it does to accuracy (:mod:`edgevit.precision.gate`).
+What goes where is the :class:`~edgevit.precision.recipe.PrecisionRecipe`.
+
+fp16 / bf16
+    ONNX Runtime's own converter (``onnxruntime.transformers.float16``) turns weights and
+    activations to fp16, leaving the ops of ``keep_fp32`` in fp32 behind casts:
+    LayerNormalization always (docs/design.md §5.1), Softmax too by default (see ``KEEP_FP32``). The
+    graph is simplified before conversion (onnxconverter-common's converter, of which ORT's is a
+    copy, breaks on ``Identity`` nodes forwarding initializers; the exported graph has none after
+    onnxslim, and :func:`edgevit.onnx_graph.bypass_nodes` removes any left). bf16 is the same graph with every
+    fp16 type turned bf16 and every weight re-rounded from its fp32 value (the converter has no
+    bf16 mode). Inputs/outputs stay fp32 unless ``io_dtype`` says otherwise.
+int8 / fp8
+    ONNX Runtime's Q/DQ quantizer (``quantize_static``, QDQ format) with ranges from
+    :mod:`edgevit.precision.calibration` (passed through its calibration cache, so the quantizer
+    never calibrates by itself). Symmetric, zero point 0. int8 weights per output channel (axis 1
+    of a MatMul's (in, out) weight, axis 0 of Conv); fp8 (E4M3) weights per tensor, as NVIDIA
+    Model Optimizer's FP8 default does. Activations per tensor. Q/DQ on the attention MatMuls
+    (``quantize_attention``) go on Q, Kᵀ, the softmax output and V: what TensorRT's INT8 fused
+    MHA takes. The rest of the graph is then ``base`` precision: fp16 (default: what a TensorRT
+    engine runs anyway) or fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ExportError
+from ..onnx_graph import Graph, bypass_nodes
+from .recipe import QUANTIZED_OP_TYPES, PrecisionRecipe, quantizable_nodes
+
+# Q/DQ take float8 types and fp16 scales from opset 19 (TensorRT 10 parses opsets up to 20+)
+QDQ_TYPED_OPSET = 19
+
+
+def build_precision_graph(fp32_path: str | Path, recipe: PrecisionRecipe, amax: dict[str, float] | None = None,
+                          nodes: list[str] | None = None):
+    """The ``recipe.precision`` graph of the fp32 ONNX at ``fp32_path`` (an onnx.ModelProto).
+
+    int8/fp8 need ``amax`` (tensor -> range, from :func:`edgevit.precision.calibration.calibrate`);
+    ``nodes`` overrides which nodes are quantized (sensitivity analysis quantizes one at a time).
+    """
+    import onnx
+
+    fp32_path = Path(fp32_path)
+    if recipe.precision == "fp32":
+        return onnx.load(str(fp32_path))
+    if recipe.precision in ("fp16", "bf16"):
+        return _reduced_float(onnx.load(str(fp32_path)), recipe.precision, recipe.keep_fp32, recipe.io_dtype)
+    if not amax:
+        raise ExportError(f"the {recipe.precision} graph needs calibration ranges (amax); none were given")
+    proto = onnx.load(str(fp32_path))
+    nodes = quantizable_nodes(proto, recipe) if nodes is None else list(nodes)
+    if not nodes:
+        raise ExportError(f"the {recipe.precision} recipe selects no node to quantize in {fp32_path} "
+                          f"(patterns {list(recipe.quantize_patterns())}, exclude {list(recipe.exclude)}); "
+                          "was the graph exported by edgevit (it names nodes after the model's modules)?")
+    qdq = _quantize_qdq(fp32_path, proto, recipe, amax, nodes)
+    if recipe.precision == "fp8" or recipe.base == "fp16":
+        _require_opset(qdq, QDQ_TYPED_OPSET)
+    if recipe.base == "fp16":
+        qdq = _reduced_float(qdq, "fp16", recipe.keep_fp32, recipe.io_dtype)
+    return qdq
+
+
+# ------------------------------------------------------------------------------ fp16 / bf16
+def _reduced_float(proto, dtype: str, keep_fp32, io_dtype: str):
+    from onnx import TensorProto, numpy_helper
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    bypass_nodes(proto, "Identity")  # the fp16 converter mishandles Identities forwarding initializers
+    originals = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer
+                 if t.data_type == TensorProto.FLOAT}
+    converted = convert_float_to_float16(proto, keep_io_types=(io_dtype == "fp32"), op_block_list=list(keep_fp32))
+    if dtype == "bf16":
+        _fp16_to_bf16(converted, originals)
+    return converted
+
+
+def _fp16_to_bf16(proto, originals: dict) -> None:
+    """Retype an fp16 graph to bf16 in place; weights are rounded from their fp32 originals."""
+    import ml_dtypes
+    from onnx import TensorProto, numpy_helper
+
+    f16, b16 = TensorProto.FLOAT16, TensorProto.BFLOAT16
+
+    def retype(value_info) -> None:
+        t = value_info.type.tensor_type
+        if t.elem_type == f16:
+            t.elem_type = b16
+
+    def bf16_tensor(t, source=None) -> None:
+        values = originals.get(t.name) if source is None else source
+        if values is None:
+            values = numpy_helper.to_array(t).astype(np.float32)
+        new = numpy_helper.from_array(np.asarray(values, dtype=np.float32).astype(ml_dtypes.bfloat16), t.name)
+        t.CopyFrom(new)
+
+    for t in proto.graph.initializer:
+        if t.data_type == f16:
+            bf16_tensor(t)
+    for vi in list(proto.graph.input) + list(proto.graph.output) + list(proto.graph.value_info):
+        retype(vi)
+    for node in proto.graph.node:
+        for attr in node.attribute:
+            if node.op_type == "Cast" and attr.name == "to" and attr.i == f16:
+                attr.i = b16
+            elif attr.type == attr.TENSOR and attr.t.data_type == f16:
+                bf16_tensor(attr.t, numpy_helper.to_array(attr.t).astype(np.float32))
+
+
+# ------------------------------------------------------------------------------ int8 / fp8
+def _quantize_qdq(fp32_path: Path, proto, recipe: PrecisionRecipe, amax: dict[str, float], nodes: list[str]):
+    """The int8 Q/DQ graph (ORT's quantizer); fp8 is derived from a per-tensor int8 one."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
+
+    per_channel = recipe.precision == "int8"  # fp8 weights per tensor (Model Optimizer's FP8 default)
+    # Only the activation inputs of the selected nodes get Q/DQ: a Q/DQ on a MatMul's output
+    # (before the bias Add) is not part of the recipe (OpTypesToExcludeOutputQuantization).
+    inits = {t.name for t in proto.graph.initializer}
+    wanted = {i for n in proto.graph.node if n.name in set(nodes) for i in n.input[:2] if i not in inits}
+    missing = sorted(wanted - set(amax))
+    if missing:
+        raise ExportError(f"calibration ranges are missing for {missing[:5]}: the calibration cache belongs to "
+                          "another graph; recalibrate")
+    ranges = TensorsData(CalibrationMethod.MinMax, {k: (np.array(-amax[k], dtype=np.float32),
+                                                        np.array(amax[k], dtype=np.float32)) for k in sorted(wanted)})
+    with tempfile.TemporaryDirectory(prefix="edgevit-qdq-") as tmp:
+        cache = Path(tmp) / "ranges.json"
+        save_tensors_data(ranges, cache)
+        out = Path(tmp) / "model.qdq.onnx"
+        try:
+            with _quiet_root_logger():  # ORT logs "consider pre-processing" warnings on the root logger
+                quantize_static(
+                    str(fp32_path), str(out), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(QUANTIZED_OP_TYPES), nodes_to_quantize=nodes,
+                    per_channel=per_channel, reduce_range=False, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                   "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1, "Gemm": 0},
+                                   "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OP_TYPES)},
+                )
+        except Exception as exc:  # noqa: BLE001 -- ORT raises plain exceptions
+            raise ExportError(f"ONNX Runtime's Q/DQ quantizer failed on {fp32_path} for {recipe.precision}: "
+                              f"{str(exc)[:400]}") from exc
+        qdq = onnx.load(str(out))
+    if recipe.precision == "fp8":
+        _int8_to_fp8(qdq, {t.name: t for t in proto.graph.initializer})
+    return qdq
+
+
+FP8_MAX = 448.0  # largest finite float8 e4m3fn
+
+
+def _int8_to_fp8(proto, fp32_inits: dict) -> None:
+    """Turn a per-tensor symmetric int8 Q/DQ graph into float8 e4m3fn Q/DQ, in place.
+
+    Our own code because ONNX Runtime's quantizer derives FP8 scales only from a distribution's
+    standard deviation (``CalibrationMethod.Distribution``), not from amax / 448 as TensorRT and
+    Model Optimizer do. Activation scales become amax / 448 (from amax / 127); weights are
+    re-quantized from their fp32 originals with scale max|w| / 448; zero points become fp8 0.
+    """
+    import ml_dtypes
+    from onnx import TensorProto, numpy_helper
+
+    inits = {t.name: t for t in proto.graph.initializer}
+
+    def put(name: str, array) -> None:
+        inits[name].CopyFrom(numpy_helper.from_array(array, name))
+
+    done = set()
+    for node in proto.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        source, scale, zero = node.input[0], node.input[1], node.input[2]
+        if zero not in done:
+            put(zero, np.zeros(numpy_helper.to_array(inits[zero]).shape, dtype=ml_dtypes.float8_e4m3fn))
+            done.add(zero)
+        if scale in done:
+            continue
+        done.add(scale)
+        old = numpy_helper.to_array(inits[scale]).astype(np.float32)
+        original = fp32_inits.get(source[:-len("_quantized")]) if source.endswith("_quantized") else None
+        if node.op_type == "DequantizeLinear" and source in inits and original is not None:
+            w = numpy_helper.to_array(original).astype(np.float32)
+            new = np.float32(max(float(np.abs(w).max()), 1e-12) / FP8_MAX)
+            put(source, (w / new).astype(ml_dtypes.float8_e4m3fn))
+            put(scale, new.reshape(old.shape))
+        else:
+            put(scale, (old * np.float32(127.0 / FP8_MAX)).astype(np.float32))
+    assert all(t.data_type != TensorProto.INT8 for t in proto.graph.initializer if t.name in done), "int8 left"
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _require_opset(proto, version: int) -> None:
+    """Raise the default-domain opset to ``version`` (no op the ViT graph uses changed in 19)."""
+    for entry in proto.opset_import:
+        if entry.domain in ("", "ai.onnx") and entry.version < version:
+            entry.version = version
+    proto.ir_version = max(proto.ir_version, 9)
+
+
+# ------------------------------------------------------------------------------ inspection
+def qdq_summary(proto) -> dict:
+    """What a Q/DQ graph holds: counts, zero points, weight scale axes, what each DQ feeds."""
+    from onnx import numpy_helper
+
+    g = Graph(proto, subgraphs=False)
+    inits = g.initializers
+    nonzero_zp, weight_axes, feeds = [], {}, set()
+    dq = g.nodes_of("DequantizeLinear")
+    for node in dq:
+        if len(node.input) > 2 and node.input[2] in inits:
+            zp = numpy_helper.to_array(inits[node.input[2]])
+            if np.any(zp.astype(np.float32) != 0):
+                nonzero_zp.append(node.name)
+        for user in g.users(node.output[0]):
+            feeds.add(user.op_type)
+            if node.input[0] in inits:
+                axis = g.attribute(node, "axis", 1)
+                scale = inits.get(node.input[1])
+                per_channel = scale is not None and len(scale.dims) == 1 and scale.dims[0] > 1
+                weight_axes[user.name] = axis if per_channel else None
+    return {"quantize": len(g.nodes_of("QuantizeLinear")), "dequantize": len(dq),
+            "nonzero_zero_points": nonzero_zp, "weight_axes": weight_axes, "dq_feeds": sorted(feeds)}
+
+
+__all__ = ["FP8_MAX", "QDQ_TYPED_OPSET", "build_precision_graph", "qdq_summary"]

@@ -1,0 +1,211 @@
+"""``edgevit quantize``: precision graphs next to ``model.onnx``, each gated on labelled data.
+
+    from edgevit.precision import QuantizeConfig, quantize
+    result = quantize("out", QuantizeConfig(precisions=("fp16", "int8")))
+    result.ok, result.entries["int8"]["gate"]
+
+For every precision asked for, :func:`quantize`
+
+1. builds the graph (:mod:`edgevit.precision.graphs`; int8/fp8 calibrated once, with the
+   calibration cache ``OUTDIR/calibration.json`` reused while the fp32 graph and method match);
+2. runs it with ONNX Runtime on CPU over held-out data and gates it against the fp32 graph
+   (:mod:`edgevit.precision.gate`);
+3. optionally measures per-layer sensitivity (one Linear quantized at a time) and, with
+   ``auto_exclude``, keeps the most sensitive layers in higher precision one at a time until
+   the gate passes;
+4. writes ``model.<precision>.onnx`` (temporary names, all renamed together after the last graph
+   is built, so a failure leaves none; ``force`` to overwrite) and records recipe, calibration,
+   gate verdict and numbers in ``edgevit.json``.
+
+A precision that fails the gate is written and recorded with ``"gate": "failed"``; the result's
+``ok`` is False (the CLI exits 1). ``gate=False`` records the precision as not verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._io import atomic_path, check_output_dir, check_writable, remove_stale_temporaries, sha256_file
+from ..formats import CALIBRATION_CACHE, ONNX_FILES, ONNX_PRECISIONS, QUANTIZED
+from ..manifest import Manifest
+from .calibration import (DEFAULT_BATCH, DEFAULT_SAMPLES, CalibrationConfig, calibrate, calibration_data_key,
+                          load_calibration_data, read_cache)
+from .gate import (GateData, auto_exclude, gate_graph, graph_for_names, input_preprocessing, layer_sensitivity,
+                   load_gate_data)
+from .graphs import build_precision_graph
+from .recipe import PrecisionRecipe, check_exclude
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """What :func:`quantize` builds and how it calibrates and gates it (the ``edgevit quantize`` options)."""
+
+    precisions: tuple[str, ...] = tuple(p for p in ONNX_PRECISIONS if p != "fp32")
+    io_dtype: str = "fp32"
+    int8_base: str = "fp16"
+    quantize_attention: bool = False
+    quantize_patch_embed: bool = False
+    exclude: tuple[str, ...] = ()
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    calib_data: str = "digits"
+    calib_samples: int = DEFAULT_SAMPLES
+    calib_batch: int = DEFAULT_BATCH
+    calib_cache: str | None = None          # None: OUTDIR/calibration.json
+    data: str = "digits"                    # labelled held-out data of the gate (its test split)
+    preprocessed: bool = False              # .npy/.npz calib_data and data are model input, not raw pixels
+    max_drop: float = 1.0                   # top-1 points
+    gate: bool = True
+    sensitivity: bool = False
+    auto_exclude: bool = False
+    threads: int | None = None
+    verify_hash: bool = True                # check model.onnx against the sha256 its manifest records
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precisions", tuple(self.precisions))
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        bad = [p for p in self.precisions if p not in ONNX_PRECISIONS]
+        if bad or not self.precisions:
+            raise ValueError(f"precisions must be a non-empty subset of {list(ONNX_PRECISIONS)}, "
+                             f"got {list(self.precisions)}")
+        if not self.max_drop >= 0:
+            raise ValueError(f"max_drop must be >= 0 top-1 points, got {self.max_drop}")
+        if self.auto_exclude and not self.gate:
+            raise ValueError("auto_exclude needs the gate (it excludes layers until the gate passes); drop --no-gate")
+        # every option is checked here, before anything is written (a half-done run would leave files behind)
+        clash = [p for p in self.precisions if p in ("fp16", "bf16") and self.io_dtype not in ("fp32", p)]
+        if clash:
+            raise ValueError(f"--io-dtype {self.io_dtype} does not fit the {clash[0]} graph (its inputs and outputs "
+                             f"are fp32 or {clash[0]}); run --precision {clash[0]} separately with --io-dtype "
+                             f"{clash[0]} or fp32, or keep --io-dtype fp32 for all")
+        for precision in self.precisions:
+            self.recipe(precision)
+        if self.exclude and not any(p in QUANTIZED for p in self.precisions):
+            raise ValueError(f"--exclude {' '.join(self.exclude)} only applies to int8/fp8 graphs, and --precision "
+                             f"asks for {','.join(self.precisions)}; drop --exclude or add int8/fp8")
+
+    def recipe(self, precision: str) -> PrecisionRecipe:
+        io = self.io_dtype if precision in ("fp16", "bf16") or self.io_dtype == "fp32" else "fp32"
+        return PrecisionRecipe(precision, io_dtype=io, base=self.int8_base, quantize_attention=self.quantize_attention,
+                               quantize_patch_embed=self.quantize_patch_embed, exclude=self.exclude)
+
+
+@dataclass
+class QuantizeResult:
+    """What :func:`quantize` did: one entry per precision (path, recipe, gate, sensitivity), the calibration."""
+
+    outdir: Path
+    entries: dict[str, dict]
+    calibration: dict | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(e["gate"]["verdict"] != "failed" for e in self.entries.values())
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "outdir": str(self.outdir), "precisions": self.entries,
+                "calibration": self.calibration, "seconds": round(self.seconds, 2)}
+
+
+def quantize(source, config: QuantizeConfig | None = None, *, force: bool = False) -> QuantizeResult:
+    """Build, gate and record every precision of ``config`` for the export in ``source``.
+
+    Args:
+        source: an ``edgevit export`` output directory, or the fp32 ``model.onnx`` its manifest lists
+            (its sha256 is checked unless ``config.verify_hash`` is False).
+        config: the precisions, recipe options, calibration and gate (:class:`QuantizeConfig`;
+            None: fp16, bf16, int8 and fp8 with the defaults).
+        force: overwrite precision graphs that already exist (otherwise refused before anything runs).
+
+    Returns:
+        A :class:`QuantizeResult`; ``ok`` is False when a precision failed its gate (the graph is
+        still written and recorded with ``"gate": "failed"``).
+
+    Raises:
+        OnnxModelError: ``source`` does not exist.
+        ManifestError: ``source`` is not an export (or its model.onnx is not in the manifest).
+        ArtifactIntegrityError: model.onnx does not match the sha256 its manifest records.
+        DataError: the calibration or gate data cannot be read or used.
+        ValueError: an option that does not fit the graph (``exclude`` matching no quantized node).
+    """
+    cfg = config or QuantizeConfig()
+    start = time.perf_counter()
+    manifest, _, fp32_path = Manifest.resolve(source, "fp32", "onnx", verify_hash=cfg.verify_hash)
+    outdir = manifest.root
+    check_output_dir(outdir, "OUTDIR (copy the export somewhere writable)")
+    if cfg.calib_cache:
+        check_output_dir(Path(cfg.calib_cache).parent, "--calib-cache")
+    remove_stale_temporaries(outdir)
+    wanted = [p for p in cfg.precisions if p != "fp32"]
+    for p in wanted:
+        check_writable(outdir / ONNX_FILES[p], force)
+    quantized = [p for p in wanted if p in QUANTIZED]
+    if cfg.exclude and quantized:
+        check_exclude(graph_for_names(fp32_path), cfg.recipe(quantized[0]), fp32_path)
+    gate_data = load_gate_data(cfg.data, manifest, fp32_path, cfg.threads, cfg.preprocessed) if cfg.gate else None
+    calib = None
+    if any(p in QUANTIZED for p in wanted):
+        calib = _calibrate(cfg, manifest, fp32_path)
+    entries: dict[str, dict] = {}
+    if "fp32" in cfg.precisions:
+        entries["fp32"] = {"path": ONNX_FILES["fp32"], "recipe": {"precision": "fp32"},
+                           "gate": gate_graph(str(fp32_path), "fp32", gate_data, cfg.max_drop, cfg.threads)}
+    fields: dict[str, dict] = {}
+    # Every graph is written under a temporary name and all are renamed together after the last one
+    # is built: a failure on the way leaves OUTDIR as it was, with no unlisted graph to block the next run.
+    with contextlib.ExitStack() as files:
+        for precision in wanted:
+            tmp = files.enter_context(atomic_path(outdir / ONNX_FILES[precision], force=True))  # checked up front
+            entries[precision], fields[precision] = _one_precision(precision, cfg, fp32_path, calib, gate_data, tmp)
+    for precision in wanted:
+        manifest.add_artifact(ONNX_FILES[precision], format="onnx", precision=precision, **fields[precision])
+    manifest.save(outdir, force=True)
+    return QuantizeResult(outdir, entries, calib.to_dict() if calib else None, time.perf_counter() - start)
+
+
+def _calibrate(cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path):
+    cache = Path(cfg.calib_cache) if cfg.calib_cache else manifest.root / CALIBRATION_CACHE
+    data = None
+    key = calibration_data_key(cfg.calib_data, cfg.calib_samples, cfg.calib_batch, preprocessed=cfg.preprocessed)
+    if read_cache(cache, sha256_file(fp32_path), cfg.calibration, key) is None:
+        shape = tuple(manifest.inputs[0]["shape"][1:])
+        preprocessing = input_preprocessing(manifest, cfg.calib_data, cfg.preprocessed, "--calib-data")
+        data = load_calibration_data(cfg.calib_data, preprocessing, shape,
+                                     num_samples=cfg.calib_samples, batch_size=cfg.calib_batch,
+                                     preprocessed=cfg.preprocessed)
+    return calibrate(fp32_path, data, cfg.calibration, cache=cache, data_key=key, progress=cfg.progress)
+
+
+def _one_precision(precision: str, cfg: QuantizeConfig, fp32_path: Path, calib, data: GateData | None,
+                   tmp: Path) -> tuple[dict, dict]:
+    """Build, gate and save to ``tmp`` one precision graph: (result entry, manifest fields)."""
+    import onnx
+
+    recipe = cfg.recipe(precision)
+    amax = calib.amax if calib is not None and recipe.quantized else None
+    graph = build_precision_graph(fp32_path, recipe, amax)
+    gate = gate_graph(graph, precision, data, cfg.max_drop, cfg.threads)
+    entry: dict = {"path": ONNX_FILES[precision]}
+    if recipe.quantized and data is not None and (cfg.sensitivity or (cfg.auto_exclude and gate["verdict"] == "failed")):
+        entry["sensitivity"] = layer_sensitivity(fp32_path, recipe, amax, data, cfg.threads, cfg.progress)
+    if recipe.quantized and cfg.auto_exclude and gate["verdict"] == "failed":
+        recipe, graph, gate, entry["auto_excluded"] = auto_exclude(
+            fp32_path, recipe, amax, graph, gate, entry["sensitivity"], data, cfg.max_drop, cfg.threads)
+    entry["recipe"] = recipe.to_dict()
+    entry["gate"] = gate
+    onnx.save_model(graph, str(tmp))
+    fields = {"recipe": entry["recipe"], "gate": gate,
+              "verdict": {"verified": {"passed": True, "failed": False}.get(gate["verdict"]), "gate": gate["verdict"]}}
+    if amax is not None:
+        fields["calibration"] = calib.to_dict()
+    for key in ("sensitivity", "auto_excluded"):
+        if key in entry:
+            fields[key] = entry[key]
+    return entry, fields
+
+
+__all__ = ["QuantizeConfig", "QuantizeResult", "quantize"]

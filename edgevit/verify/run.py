@@ -1,0 +1,258 @@
+"""One comparison end to end: :func:`verify` resolves both artifacts, loads the inputs, runs
+both sides, checks the final outputs (:mod:`.outputs`) and, with ``attention=True``, every
+block's attention (:mod:`.attention`), and returns a :class:`VerifyReport`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+from ..errors import VerificationError
+from ..formats import FLOAT_PRECISIONS, ONNX_PRECISIONS
+from ..metrics import compare_outputs
+from ..runtime.batching import run_batched, single_input
+from ..tolerances import TOLERANCES, get_tolerance
+from .artifacts import Artifact, labels_of, output_kind, preprocessing_of, resolve_artifact, runner_for
+from .attention import BACKENDS, reference_model_for_attention, verify_attention_onnx, verify_attention_torch
+from .inputs import load_inputs
+from .outputs import Check, output_checks, pair_outputs
+
+
+@dataclass
+class VerifyReport:
+    """Everything ``verify`` measured. ``ok`` is False when any check failed."""
+
+    reference: dict
+    candidate: dict
+    precision: str
+    tolerance: dict
+    data: dict
+    outputs: dict = field(default_factory=dict)
+    checks: list = field(default_factory=list)
+    attention: dict | None = None
+    seconds: float = 0.0
+    output: str = "logits"  # what was compared: logits, features or tokens (FEATURE_OUTPUTS: judged without labels)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[str]:
+        return [c.describe() for c in self.checks if not c.passed]
+
+    def raise_for_failure(self) -> "VerifyReport":
+        if not self.ok:
+            raise VerificationError("verification failed:\n  " + "\n  ".join(self.failures))
+        return self
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "reference": self.reference,
+            "candidate": self.candidate,
+            "precision": self.precision,
+            "output": self.output,
+            "tolerance": self.tolerance,
+            "data": self.data,
+            "outputs": self.outputs,
+            "checks": [c.to_dict() for c in self.checks],
+            "failures": self.failures,
+            "attention": self.attention,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class VerifyConfig:
+    """Options of :func:`verify` (``edgevit verify`` builds one from its flags).
+
+    Args:
+        data: the inputs both sides run on: ``random``, ``digits``, a .npy/.npz file or an
+            ImageFolder directory (:func:`edgevit.verify.load_inputs`).
+        preprocessed: a .npy/.npz ``data`` is model input already, not raw pixels.
+        samples: how many inputs to compare on.
+        batch_size: the largest batch run at once (within each model's batch range).
+        seed: the seed of ``random`` data.
+        precision: the tolerance row to judge by, and which artifact of an export OUTDIR; by
+            default the candidate's recorded (or detected) precision.
+        atol, rtol, min_cosine, min_agreement: override the row's final-output limits.
+        attn_atol, attn_rtol, attn_min_cosine: override the row's attention limits.
+        attention: also check every block's attention output against a float64 reference.
+        device: where PyTorch sides run (``cpu``, ``cuda``, ``cuda:N``).
+        dtypes: the PyTorch dtypes the SDPA backends are checked in (``attention`` with a
+            PyTorch candidate).
+        backends: which SDPA backends (:data:`edgevit.verify.BACKENDS`); all by default.
+        providers: ONNX Runtime execution providers.
+        threads: ONNX Runtime intra-op threads.
+        arch: the variant a timm state dict belongs to.
+        model_overrides: config fields for :func:`edgevit.load_model` of a checkpoint.
+        format: ``onnx`` or ``tensorrt``: which artifact of an export OUTDIR.
+        candidate_attention: the attention a PyTorch candidate runs with: ``sdpa`` or ``math``.
+        verify_hash: check manifest-listed files against their recorded sha256.
+    """
+
+    data: str = "random"
+    preprocessed: bool = False  # a .npy/.npz --data is model input already, not raw pixels
+    samples: int = 64
+    batch_size: int = 32
+    seed: int = 0
+    precision: str | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    min_cosine: float | None = None
+    min_agreement: float | None = None
+    attn_atol: float | None = None
+    attn_rtol: float | None = None
+    attn_min_cosine: float | None = None
+    attention: bool = False
+    device: str = "cpu"
+    dtypes: tuple = FLOAT_PRECISIONS
+    backends: tuple | None = None
+    providers: object = None
+    threads: int | None = None
+    arch: str | None = None
+    model_overrides: dict = field(default_factory=dict)  # config fields for load_model of a checkpoint
+    format: str | None = None
+    candidate_attention: str = "sdpa"
+    verify_hash: bool = True  # check manifest-listed files against their recorded sha256
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not isinstance(self.samples, int) or self.samples < 1:
+            raise ValueError(f"samples must be a positive integer, got {self.samples!r}")
+        if self.precision is not None and self.precision not in ONNX_PRECISIONS:
+            raise ValueError(f"precision must be one of {list(ONNX_PRECISIONS)}, got {self.precision!r}")
+        self.dtypes = tuple(self.dtypes)
+        for d in self.dtypes:
+            if d not in FLOAT_PRECISIONS:
+                raise ValueError(f"dtypes must be among {list(FLOAT_PRECISIONS)}, got {d!r}")
+        if self.backends is not None:
+            self.backends = tuple(self.backends)
+            for b in self.backends:
+                if b not in BACKENDS:
+                    raise ValueError(f"backends must be among {list(BACKENDS)}, got {b!r}")
+        if self.format not in (None, "onnx", "tensorrt"):
+            raise ValueError(f"format must be 'onnx' or 'tensorrt', got {self.format!r}")
+        if self.candidate_attention not in ("sdpa", "math"):
+            raise ValueError(f"candidate_attention must be 'sdpa' or 'math', got {self.candidate_attention!r}")
+
+
+def verify(reference, candidate=None, config: VerifyConfig | None = None, **options) -> VerifyReport:
+    """Compare ``candidate`` with ``reference`` on the same inputs.
+
+    Per output it reports max abs / max rel / mean abs error, cosine similarity, top-1 and top-5
+    agreement (k-NN agreement for features / tokens), and with labels each side's top-1 accuracy
+    (:func:`edgevit.metrics.compare_outputs`), and checks them against the candidate precision's
+    row of :data:`edgevit.tolerances.TOLERANCES`. The final-output check always runs on the
+    unmodified artifacts.
+
+    Args:
+        reference: a checkpoint or variant name (run in PyTorch, math attention, fp32), a
+            VisionTransformer, or an ONNX file.
+        candidate: an ONNX file, a TensorRT engine, an export OUTDIR (its manifest's artifact
+            of ``precision``, fp32 by default), or a checkpoint; None or "torch" means the
+            reference model itself in PyTorch (SDPA attention, ``precision`` dtype; with
+            ``attention=True`` every SDPA backend per dtype).
+        config: a :class:`VerifyConfig`; ``options`` (its field names) override its fields.
+
+    Returns:
+        A :class:`VerifyReport`. Failed checks do not raise (call ``report.raise_for_failure()``
+        for that); errors do (missing files, unreadable models, bad inputs).
+    """
+    cfg = replace(config, **options) if config is not None else VerifyConfig(**options)
+    started = time.perf_counter()
+    ref = resolve_artifact(reference, None, role="reference", arch=cfg.arch, verify_hash=cfg.verify_hash,
+                           model_overrides=cfg.model_overrides)
+    if ref.kind == "engine":
+        raise ValueError(f"REFERENCE must be a checkpoint or an ONNX file, not an engine ({reference})")
+    ref.precision = "fp32"
+    if candidate is None or str(candidate) == "torch":
+        if ref.kind != "torch":
+            raise ValueError("without CANDIDATE (or with 'torch') the REFERENCE must be a checkpoint or variant name")
+        prec = cfg.precision or "fp32"
+        if prec not in FLOAT_PRECISIONS:
+            raise ValueError(f"a PyTorch candidate runs in {list(FLOAT_PRECISIONS)}, not {prec!r}")
+        cand = Artifact("torch", f"{ref.source} (PyTorch)", prec, path=ref.path, model=ref.model)
+    else:
+        from ..models.hub import is_hub_name
+
+        if ref.kind == "torch" and ref.path is None and isinstance(reference, str) and not is_hub_name(reference):
+            raise ValueError(
+                f"REFERENCE {reference!r} is a variant name: freshly initialized random weights, not the weights "
+                "of any exported artifact. Give the checkpoint the candidate was exported from"
+            )
+        cand = resolve_artifact(candidate, cfg.precision, role="candidate", arch=cfg.arch, format=cfg.format,
+                                verify_hash=cfg.verify_hash, model_overrides=cfg.model_overrides)
+    precision = cfg.precision or cand.precision
+    if precision not in TOLERANCES:
+        raise ValueError(f"{cand.source}: its manifest records precision {precision!r}, which has no tolerance row; "
+                         f"pass --precision (one of {', '.join(TOLERANCES)}) to pick the row to judge it by")
+    output = output_kind(cand)
+    ref_output = "tokens" if ref.kind == "torch" and output == "tokens" else output_kind(ref)
+    if ref_output != output:
+        raise VerificationError(
+            f"the reference {ref.source} outputs {ref_output} but the candidate {cand.source} outputs {output}: "
+            "they cannot be compared; give the checkpoint (or ONNX) the candidate was exported from")
+    tol = get_tolerance(precision, output, atol=cfg.atol, rtol=cfg.rtol, min_cosine=cfg.min_cosine,
+                        min_agreement=cfg.min_agreement, **_attn_overrides(cfg))
+
+    # The final-output check always runs on the unmodified artifacts.
+    ref_runner = runner_for(ref, cfg.device, cfg.providers, cfg.threads, attention="math",
+                             output=output)
+    cand_runner = runner_for(cand, cfg.device, cfg.providers, cfg.threads,
+                              attention=cfg.candidate_attention, output=output)
+    with ref_runner, cand_runner:
+        _, ref_shape = single_input(ref_runner.input_spec(), f"reference {ref_runner.name}")
+        _, cand_shape = single_input(cand_runner.input_spec(), f"candidate {cand_runner.name}")
+        fixed = [(a, b) for a, b in zip(ref_shape[1:], cand_shape[1:]) if isinstance(a, int) and isinstance(b, int)]
+        if len(ref_shape) != len(cand_shape) or any(a != b for a, b in fixed):
+            raise VerificationError(
+                f"the reference takes {list(ref_shape)} but the candidate takes {list(cand_shape)}: "
+                "these are not the same model"
+            )
+        inputs = load_inputs(cfg.data, tuple(ref_shape[1:]), cfg.samples, cfg.seed, preprocessing_of(ref, cand),
+                             cfg.preprocessed, labels_of(ref, cand))
+        ref_out = run_batched(ref_runner, inputs.images, cfg.batch_size)
+        cand_out = run_batched(cand_runner, inputs.images, cfg.batch_size)
+        ref_desc = {**ref.to_dict(), "runner": ref_runner.name}
+        cand_desc = {**cand.to_dict(), "runner": cand_runner.name}
+
+    pairs = pair_outputs(ref_out, cand_out)
+    report = VerifyReport(reference=ref_desc, candidate=cand_desc, precision=precision, tolerance=tol.to_dict(),
+                          data={"source": cfg.data, "description": inputs.description, "samples": len(inputs.images),
+                                "batch_size": cfg.batch_size, "seed": cfg.seed,
+                                "labelled": inputs.labels is not None}, output=output)
+    for ref_name, cand_name in pairs:
+        stats = compare_outputs(ref_out[ref_name], cand_out[cand_name], tol, inputs.labels, output)
+        report.outputs[cand_name] = stats
+        report.checks.extend(output_checks(cand_name, stats, tol))
+
+    if cfg.attention:
+        if cand.kind == "torch":
+            att = verify_attention_torch(cand.model, inputs.images, device=cfg.device, dtypes=cfg.dtypes,
+                                         backends=cfg.backends, batch_size=cfg.batch_size,
+                                         reference=ref.model if ref.kind == "torch" else None,
+                                         tolerance_overrides=_attn_overrides(cfg))
+        elif cand.kind == "onnx":
+            ref_model = reference_model_for_attention(ref, cand, cfg.arch, cfg.model_overrides)
+            att = verify_attention_onnx(cand.path, ref_model, inputs.images, precision=precision,
+                                        batch_size=cfg.batch_size, providers=cfg.providers,
+                                        threads=cfg.threads, tolerance=tol)
+        else:
+            raise VerificationError(
+                "--attention on a TensorRT engine needs the TensorRT runner's debug outputs (not implemented yet); "
+                "check the engine's ONNX with --attention instead"
+            )
+        report.attention = att
+        report.checks.extend(Check(**c) for c in att["checks"])
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _attn_overrides(cfg: VerifyConfig) -> dict:
+    return {k: getattr(cfg, k) for k in ("attn_atol", "attn_rtol", "attn_min_cosine") if getattr(cfg, k) is not None}
+
+
+__all__ = ["VerifyConfig", "VerifyReport", "verify"]
