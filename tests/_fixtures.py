@@ -148,3 +148,20 @@ def rich_table(output: str, first: str) -> list[list[str]]:
         elif text.startswith("└") and state == "mine":
             return rows
     return rows
+
+
+def run_cli(*args):
+    """``edgevit ARGS...`` through click's test runner, as a user types it."""
+    from click.testing import CliRunner
+
+    from edgevit.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_exit(res, code: int) -> None:
+    """Exit status ``code`` by sys.exit, not by an exception escaping the command; no traceback."""
+    escaped = res.exception if not isinstance(res.exception, SystemExit) else None
+    assert escaped is None and res.exit_code == code, (
+        f"exit {res.exit_code} (want {code}), escaped {escaped!r}\n{res.output}")
+    assert "Traceback" not in res.output, res.output

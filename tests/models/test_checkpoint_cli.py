@@ -5,26 +5,16 @@ import json
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 import edgevit
-from edgevit.cli import main
 from edgevit.models import checkpoint, get_variant
 from edgevit.models.vit import VisionTransformer
 
 from ..conftest import requires_transformers
 
+from .._fixtures import assert_exit, run_cli
 
-def _run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _assert_exit(res, code: int) -> None:
-    """Exit status ``code`` by sys.exit, not by an exception escaping the command."""
-    escaped = res.exception if not isinstance(res.exception, SystemExit) else None
-    assert escaped is None and res.exit_code == code, (
-        f"exit {res.exit_code} (want {code}), escaped {escaped!r}\n{res.output}")
-    assert "Traceback" not in res.output, res.output
+_run, _assert_exit = run_cli, assert_exit
 
 
 @pytest.fixture

@@ -9,10 +9,8 @@ import warnings
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 import edgevit
-from edgevit.cli import main
 from edgevit.errors import CheckpointError, EdgeVitWarning
 
 from ..conftest import requires_timm, requires_transformers
@@ -42,16 +40,9 @@ def _cached_repo(cache, repo: str):
     snapshot.mkdir(parents=True)
     return snapshot
 
+from .._fixtures import assert_exit, run_cli
 
-def _run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _assert_exit(res, code: int) -> None:
-    escaped = res.exception if not isinstance(res.exception, SystemExit) else None
-    assert escaped is None and res.exit_code == code, (
-        f"exit {res.exit_code} (want {code}), escaped {escaped!r}\n{res.output}")
-    assert "Traceback" not in res.output, res.output
+_run, _assert_exit = run_cli, assert_exit
 
 
 @pytest.mark.parametrize("name", ["timm/vit_small_patch14_reg4_dinov2.lvd142m", "hf-hub:facebook/dinov2-small",

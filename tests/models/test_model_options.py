@@ -9,23 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 import edgevit
-from edgevit.cli import main
 
-from .._fixtures import rich_table
-
-
-def _run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+from .._fixtures import rich_table, assert_exit, run_cli
 
 
-def _assert_exit(res, code: int) -> None:
-    escaped = res.exception if not isinstance(res.exception, SystemExit) else None
-    assert escaped is None and res.exit_code == code, (
-        f"exit {res.exit_code} (want {code}), escaped {escaped!r}\n{res.output}")
-    assert "Traceback" not in res.output, res.output
+_run, _assert_exit = run_cli, assert_exit
 
 
 @pytest.fixture
