@@ -165,3 +165,10 @@ def assert_exit(res, code: int) -> None:
     assert escaped is None and res.exit_code == code, (
         f"exit {res.exit_code} (want {code}), escaped {escaped!r}\n{res.output}")
     assert "Traceback" not in res.output, res.output
+
+
+def must_not_run(what: str):
+    """A stand-in for a slow step that fails if it runs: the bad input must be refused before it."""
+    def fail(*args, **kwargs):
+        raise AssertionError(f"{what} ran before the bad input was refused")
+    return fail

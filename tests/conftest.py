@@ -1,5 +1,7 @@
 import importlib.util
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -55,3 +57,21 @@ def robust_digits(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("robust-digits") / "robust.safetensors"
     return str(save_model(quantization_robust_model(), path))
+
+
+@pytest.fixture(scope="session")
+def digits_like_export(tmp_path_factory):
+    """A tiny digits-shaped model exported once (batch 1..8): tests that write into it take a copy."""
+    from tests._fixtures import export_digits_like
+
+    out = tmp_path_factory.mktemp("digits_like") / "out"
+    export_digits_like(out)
+    return out
+
+
+@pytest.fixture
+def digits_like_copy(digits_like_export, tmp_path_factory):
+    """This test's own copy of ``digits_like_export`` (outside ``tmp_path``, which stays the test's)."""
+    import shutil
+
+    return Path(shutil.copytree(digits_like_export, tmp_path_factory.mktemp("copy") / "out"))

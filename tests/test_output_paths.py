@@ -10,9 +10,11 @@ import os
 from pathlib import Path
 
 import pytest
+
 from click.testing import CliRunner
 
 from edgevit.cli import main
+from tests._fixtures import must_not_run
 
 
 def _cli(*args):
@@ -28,27 +30,18 @@ def _refused(res, *words: str) -> None:
     assert not missing, f"{missing} not in the message:\n{res.output}"
 
 
-def _must_not_run(what: str):
-    def fail(*args, **kwargs):
-        raise AssertionError(f"{what} ran before the bad output path was refused")
-    return fail
 
-
-@pytest.fixture(scope="module")
-def outdir(tmp_path_factory):
-    from tests._fixtures import export_digits_like
-
-    out = tmp_path_factory.mktemp("outputs") / "out"
-    export_digits_like(out)
-    return out
+@pytest.fixture
+def outdir(digits_like_copy):
+    return digits_like_copy
 
 
 @pytest.fixture
 def no_slow_work(monkeypatch):
-    monkeypatch.setattr("edgevit.demo._train", _must_not_run("the demo's training step"))
-    monkeypatch.setattr("edgevit.bench.run_bench", _must_not_run("benchmarking"))
-    monkeypatch.setattr("edgevit.tensorrt.build.resolve_onnx", _must_not_run("reading the ONNX graph"))
-    monkeypatch.setattr("edgevit.export.onnx._prepare_model", _must_not_run("model loading"))
+    monkeypatch.setattr("edgevit.demo._train", must_not_run("the demo's training step"))
+    monkeypatch.setattr("edgevit.bench.run_bench", must_not_run("benchmarking"))
+    monkeypatch.setattr("edgevit.tensorrt.build.resolve_onnx", must_not_run("reading the ONNX graph"))
+    monkeypatch.setattr("edgevit.export.onnx._prepare_model", must_not_run("model loading"))
 
 
 @pytest.fixture

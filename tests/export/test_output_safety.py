@@ -11,6 +11,8 @@ from pathlib import Path
 
 import onnx
 import pytest
+
+from tests._fixtures import must_not_run
 import torch
 from click.testing import CliRunner
 
@@ -39,11 +41,6 @@ def _files(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir())
 
 
-def _must_not_run(what: str):
-    def fail(*args, **kwargs):
-        raise AssertionError(f"{what} ran before the bad option/path was refused")
-    return fail
-
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
@@ -64,10 +61,10 @@ def out(exported, tmp_path):
 # ------------------------------------------------------------------------------ output paths, --opset
 def test_export_train_quantize_refuse_an_output_under_a_file(out, tmp_path, monkeypatch):
     (tmp_path / "file").write_text("not a directory")
-    monkeypatch.setattr("edgevit.export.onnx._prepare_model", _must_not_run("model loading"))
-    monkeypatch.setattr("edgevit.train.loop._load_splits", _must_not_run("data loading"))
-    monkeypatch.setattr("edgevit.precision.pipeline.load_gate_data", _must_not_run("gate data loading"))
-    monkeypatch.setattr("edgevit.precision.pipeline._calibrate", _must_not_run("calibration"))
+    monkeypatch.setattr("edgevit.export.onnx._prepare_model", must_not_run("model loading"))
+    monkeypatch.setattr("edgevit.train.loop._load_splits", must_not_run("data loading"))
+    monkeypatch.setattr("edgevit.precision.pipeline.load_gate_data", must_not_run("gate data loading"))
+    monkeypatch.setattr("edgevit.precision.pipeline._calibrate", must_not_run("calibration"))
     target = tmp_path / "file" / "out"
     _refused(_cli("export", "digits-tiny", "-o", target), 1, str(target), "is a file", "-o/--output")
     _refused(_cli("train", "-o", target, "--epochs", "1"), 1, str(target), "is a file", "-o/--output")
@@ -84,9 +81,9 @@ def test_read_only_output_is_refused_up_front(command, out, tmp_path, monkeypatc
     real_access = os.access
     monkeypatch.setattr("os.access", lambda p, mode, **kw: False if (mode & os.W_OK and Path(p) == read_only)
                         else real_access(p, mode, **kw))
-    monkeypatch.setattr("edgevit.export.onnx._prepare_model", _must_not_run("model loading"))
-    monkeypatch.setattr("edgevit.train.loop._load_splits", _must_not_run("data loading"))
-    monkeypatch.setattr("edgevit.precision.pipeline.load_gate_data", _must_not_run("gate data loading"))
+    monkeypatch.setattr("edgevit.export.onnx._prepare_model", must_not_run("model loading"))
+    monkeypatch.setattr("edgevit.train.loop._load_splits", must_not_run("data loading"))
+    monkeypatch.setattr("edgevit.precision.pipeline.load_gate_data", must_not_run("gate data loading"))
     before = _files(read_only)
     if command == "export":
         _refused(_cli("export", "digits-tiny", "-o", read_only / "new"), 1, "not writable", "-o/--output")
@@ -109,7 +106,7 @@ def test_read_only_directory_for_real(tmp_path):
 
 
 def test_opset_out_of_range_is_refused_before_the_export(tmp_path, monkeypatch):
-    monkeypatch.setattr("edgevit.export.onnx._prepare_model", _must_not_run("model loading"))
+    monkeypatch.setattr("edgevit.export.onnx._prepare_model", must_not_run("model loading"))
     newest = max_opset()
     assert newest >= 23, f"the installed exporter writes opsets up to {newest}; fused attention needs 23"
     for opset in (99, newest + 1, 16):

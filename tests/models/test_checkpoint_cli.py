@@ -14,7 +14,7 @@ from ..conftest import requires_transformers
 
 from .._fixtures import assert_exit, run_cli
 
-_run, _assert_exit = run_cli, assert_exit
+
 
 
 @pytest.fixture
@@ -45,8 +45,8 @@ def no_big_models(monkeypatch):
 @pytest.mark.parametrize("command", ["info", "eval", "export"])
 def test_arch_the_shapes_contradict_is_refused(tmp_path, digits_pth, command):
     extra = ["-o", tmp_path / "out"] if command == "export" else []
-    res = _run(command, digits_pth, "--arch", "deit_tiny_patch16_224", *extra)
-    _assert_exit(res, 1)
+    res = run_cli(command, digits_pth, "--arch", "deit_tiny_patch16_224", *extra)
+    assert_exit(res, 1)
     for words in ("digits.pth", "does not fit --arch deit_tiny_patch16_224", "patch_size 16 (weights: 2)",
                   "embed_dim 192 (weights: 64)", "Drop --arch"):
         assert words in res.stderr, f"{words!r} missing:\n{res.stderr}"
@@ -57,35 +57,35 @@ def test_arch_may_differ_in_class_count_only(tmp_path):
     """A fine-tuned head (10 classes on DeiT-Tiny, 1000) is no contradiction."""
     state = VisionTransformer(get_variant("deit_tiny_patch16_224").config.replace(num_classes=10)).state_dict()
     torch.save(state, tmp_path / "deit10.pth")
-    res = _run("info", tmp_path / "deit10.pth", "--arch", "deit_tiny_patch16_224", "--json")
-    _assert_exit(res, 0)
+    res = run_cli("info", tmp_path / "deit10.pth", "--arch", "deit_tiny_patch16_224", "--json")
+    assert_exit(res, 0)
     info = json.loads(res.stdout)
     assert (info["num_classes"], info["heads"], info["tokens"], info["guessed"]) == (10, 3, 197, {}), info
     assert "warning" not in res.stderr, res.stderr
 
 
 def test_guessed_head_count_is_printed_and_recorded(tmp_path, digits_pth):
-    res = _run("info", digits_pth, "--json")
-    _assert_exit(res, 0)
+    res = run_cli("info", digits_pth, "--json")
+    assert_exit(res, 0)
     info = json.loads(res.stdout)
     assert info["heads"] == 1 and info["guessed"] == {"num_heads": 1}, info
     assert "edgevit: warning:" in res.stderr and "guessed num_heads=1" in res.stderr and "--arch" in res.stderr, \
         res.stderr
 
-    human = _run("eval", digits_pth)
-    _assert_exit(human, 0)
+    human = run_cli("eval", digits_pth)
+    assert_exit(human, 0)
     assert "edgevit: warning:" in human.stderr and "guessed num_heads=1" in human.stderr, human.stderr
 
-    named = _run("info", digits_pth, "--arch", "digits-tiny", "--json")
-    _assert_exit(named, 0)
+    named = run_cli("info", digits_pth, "--arch", "digits-tiny", "--json")
+    assert_exit(named, 0)
     info = json.loads(named.stdout)
     assert info["heads"] == 4 and info["guessed"] == {}, info
     assert "warning" not in named.stderr, named.stderr
 
 
 def test_guessed_head_count_is_in_the_manifest(tmp_path, digits_pth):
-    res = _run("export", digits_pth, "-o", tmp_path / "out")
-    _assert_exit(res, 0)
+    res = run_cli("export", digits_pth, "-o", tmp_path / "out")
+    assert_exit(res, 0)
     assert "guessed num_heads=1" in res.stderr, res.stderr
     manifest = json.loads((tmp_path / "out" / "edgevit.json").read_text())
     assert manifest["model"]["guessed"] == {"num_heads": 1}, manifest["model"]
@@ -98,8 +98,8 @@ def test_empty_or_truncated_pth_is_a_message(tmp_path, content, command):
     path = tmp_path / "bad.pth"
     path.write_bytes(content)
     extra = ["-o", tmp_path / "out"] if command == "export" else []
-    res = _run(command, path, *extra)
-    _assert_exit(res, 1)
+    res = run_cli(command, path, *extra)
+    assert_exit(res, 1)
     assert "bad.pth" in res.stderr and ("empty (0 bytes)" if not content else "truncated") in res.stderr, res.stderr
     assert not (tmp_path / "out").exists()
 
@@ -133,8 +133,8 @@ def _with_config(hf_dir, tmp_path, **changes):
     ("image_size", [64, 64]), ("patch_size", True), ("intermediate_size", "200"), ("num_channels", 0),
 ])
 def test_hf_config_with_a_non_integer_size_is_a_message(tmp_path, hf_dir, key, value):
-    res = _run("info", _with_config(hf_dir, tmp_path, **{key: value}))
-    _assert_exit(res, 1)
+    res = run_cli("info", _with_config(hf_dir, tmp_path, **{key: value}))
+    assert_exit(res, 1)
     assert "config.json" in res.stderr and f"{key} must be a positive integer" in res.stderr, res.stderr
 
 
@@ -147,8 +147,8 @@ def test_hf_config_with_a_non_integer_size_is_a_message(tmp_path, hf_dir, key, v
 def test_hf_config_contradicting_the_weights_is_refused_before_building(tmp_path, hf_dir, no_big_models, key,
                                                                         value, weights, command):
     extra = ["-o", tmp_path / "out"] if command == "export" else []
-    res = _run(command, _with_config(hf_dir, tmp_path, **{key: value}), *extra)
-    _assert_exit(res, 1)
+    res = run_cli(command, _with_config(hf_dir, tmp_path, **{key: value}), *extra)
+    assert_exit(res, 1)
     assert f"contradicts the weights in model.safetensors: {key} {value} (weights: {weights})" in res.stderr, \
         res.stderr
 
@@ -164,6 +164,6 @@ def test_damaged_edgevit_metadata_is_refused_before_building(tmp_path, no_big_mo
         meta = fh.metadata()
     meta["config"] = json.dumps({**model.config.to_dict(), "depth": 10**6})
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "bad.safetensors"), meta)
-    res = _run("info", tmp_path / "bad.safetensors")
-    _assert_exit(res, 1)
+    res = run_cli("info", tmp_path / "bad.safetensors")
+    assert_exit(res, 1)
     assert "edgevit metadata contradicts its weights: depth 1000000 (weights: 4)" in res.stderr, res.stderr

@@ -42,7 +42,7 @@ def _cached_repo(cache, repo: str):
 
 from .._fixtures import assert_exit, run_cli
 
-_run, _assert_exit = run_cli, assert_exit
+
 
 
 @pytest.mark.parametrize("name", ["timm/vit_small_patch14_reg4_dinov2.lvd142m", "hf-hub:facebook/dinov2-small",
@@ -52,8 +52,8 @@ def test_offline_hub_name_says_how_to_pass_a_local_copy(hub_cache, tmp_path, nam
     if name.startswith("timm/"):
         pytest.importorskip("timm")
     extra = ["-o", tmp_path / "out"] if command == "export" else []
-    res = _run(command, name, *extra)
-    _assert_exit(res, 1)
+    res = run_cli(command, name, *extra)
+    assert_exit(res, 1)
     repo = name.split(":", 1)[-1].split("@")[0]
     for words in (name, "Hugging Face Hub cannot be reached (HF_HUB_OFFLINE is set)",
                   f"{repo} is not in the local cache", str(hub_cache), f"hf download {repo}",
@@ -61,8 +61,8 @@ def test_offline_hub_name_says_how_to_pass_a_local_copy(hub_cache, tmp_path, nam
         assert words in res.stderr, f"{words!r} missing:\n{res.stderr}"
     assert not (tmp_path / "out").exists()
 
-    as_json = _run(command, name, *extra, "--json")
-    _assert_exit(as_json, 1)
+    as_json = run_cli(command, name, *extra, "--json")
+    assert_exit(as_json, 1)
     data = json.loads(as_json.stdout)
     assert data["ok"] is False and data["type"] == "CheckpointError" and "cannot be reached" in data["message"], data
 
@@ -84,14 +84,14 @@ def test_offline_timm_name_names_the_options_the_weights_cannot_tell(hub_cache):
 def test_malformed_hub_names_are_messages(hub_cache, name, words):
     if name.startswith("timm/"):
         pytest.importorskip("timm")
-    res = _run("info", name)
-    _assert_exit(res, 1)
+    res = run_cli("info", name)
+    assert_exit(res, 1)
     assert words in res.stderr, res.stderr
 
 
 def test_unknown_name_lists_the_hub_syntax(tmp_path):
-    res = _run("info", tmp_path / "missing.pth")
-    _assert_exit(res, 1)
+    res = run_cli("info", tmp_path / "missing.pth")
+    assert_exit(res, 1)
     assert "timm/NAME.TAG, hf-hub:ORG/REPO" in res.stderr, res.stderr
 
 
@@ -154,15 +154,15 @@ def test_timm_pooling_over_prefix_tokens_is_refused(hub_cache):
     """test_vit3 attention-pools its register token too (pool_include_prefix): the weights load
     into edgevit's model but give other outputs, so the load is refused."""
     _cache_timm(hub_cache, "test_vit3")
-    res = _run("info", "timm/test_vit3.r160_in1k")
-    _assert_exit(res, 1)
+    res = run_cli("info", "timm/test_vit3.r160_in1k")
+    assert_exit(res, 1)
     assert "test_vit3 pools over its class/register tokens too (pool_include_prefix)" in res.stderr, res.stderr
 
 
 @requires_timm
 def test_cached_timm_name_from_the_cli(cached_timm):
-    res = _run("info", "timm/test_vit.r160_in1k", "--json")
-    _assert_exit(res, 0)
+    res = run_cli("info", "timm/test_vit.r160_in1k", "--json")
+    assert_exit(res, 0)
     info = json.loads(res.stdout)
     assert (info["heads"], info["tokens"], info["guessed"]) == (2, 101, {}), info
     assert "warning" not in res.stderr, res.stderr
@@ -173,8 +173,8 @@ def test_cached_weights_file_missing_is_offline_message(cached_timm):
     """A cached config without its weights file: still the offline message, not a load error."""
     _, snapshot = cached_timm
     (snapshot / "model.safetensors").unlink()
-    res = _run("info", "hf-hub:timm/test_vit.r160_in1k")
-    _assert_exit(res, 1)
+    res = run_cli("info", "hf-hub:timm/test_vit.r160_in1k")
+    assert_exit(res, 1)
     assert "cannot be reached" in res.stderr, res.stderr
 
 
@@ -200,13 +200,13 @@ def test_hub_name_through_export_verify_and_bench(cached_timm, tmp_path):
     """The manifest records the hub name as the source: verify takes it as REFERENCE, and bench
     reloads the reference from it (through the cache)."""
     out = tmp_path / "out"
-    _assert_exit(_run("export", "timm/test_vit.r160_in1k", "-o", out), 0)
+    assert_exit(run_cli("export", "timm/test_vit.r160_in1k", "-o", out), 0)
     assert json.loads((out / "edgevit.json").read_text())["model"]["source"] == "timm/test_vit.r160_in1k"
-    res = _run("verify", "timm/test_vit.r160_in1k", out, "--samples", "4", "--json")
-    _assert_exit(res, 0)
+    res = run_cli("verify", "timm/test_vit.r160_in1k", out, "--samples", "4", "--json")
+    assert_exit(res, 0)
     assert json.loads(res.stdout)["ok"] is True
-    bench = _run("bench", out, "--iterations", "2", "--samples", "4", "--warmup-s", "0", "--no-report", "--json")
-    _assert_exit(bench, 0)
+    bench = run_cli("bench", out, "--iterations", "2", "--samples", "4", "--warmup-s", "0", "--no-report", "--json")
+    assert_exit(bench, 0)
     report = json.loads(bench.stdout)
     assert report["reference"]["source"] == "timm/test_vit.r160_in1k", report["reference"]
     assert all(r["status"] == "ok" for r in report["rows"]), report["rows"]

@@ -15,7 +15,7 @@ import edgevit
 from .._fixtures import rich_table, assert_exit, run_cli
 
 
-_run, _assert_exit = run_cli, assert_exit
+
 
 
 @pytest.fixture
@@ -27,21 +27,21 @@ def digits_pth(tmp_path):
 
 
 def test_the_guess_warning_names_num_heads(digits_pth):
-    res = _run("info", digits_pth, "--json")
-    _assert_exit(res, 0)
+    res = run_cli("info", digits_pth, "--json")
+    assert_exit(res, 0)
     assert json.loads(res.stdout)["guessed"] == {"num_heads": 1}
     assert "guessed num_heads=1" in res.stderr and "pass --num-heads N" in res.stderr, res.stderr
 
 
 def test_num_heads_replaces_the_guess_in_info(digits_pth):
-    res = _run("info", digits_pth, "--num-heads", "4", "--json")
-    _assert_exit(res, 0)
+    res = run_cli("info", digits_pth, "--num-heads", "4", "--json")
+    assert_exit(res, 0)
     info = json.loads(res.stdout)
     assert (info["heads"], info["head_dim"], info["guessed"]) == (4, 16, {}), info
     assert "warning" not in res.stderr, res.stderr
 
-    human = _run("info", digits_pth, "--num-heads", "4", "--img-size", "16")
-    _assert_exit(human, 0)
+    human = run_cli("info", digits_pth, "--num-heads", "4", "--img-size", "16")
+    assert_exit(human, 0)
     rows = dict((r[0], r[1]) for r in rich_table(human.stdout, "field") if len(r) == 2)
     assert (rows["heads"], rows["tokens"]) == ("4", "65"), rows  # (16/2)^2 patches + the class token
 
@@ -49,26 +49,26 @@ def test_num_heads_replaces_the_guess_in_info(digits_pth):
 def test_num_heads_in_eval_gives_the_models_own_accuracy(tmp_path, digits_pth):
     # the same load in Python, saved in our format (which records the 4 heads and the preprocessing)
     edgevit.save_model(edgevit.load_model(digits_pth, num_heads=4), tmp_path / "ours.safetensors")
-    ours = _run("eval", tmp_path / "ours.safetensors", "--json")
-    given = _run("eval", digits_pth, "--num-heads", "4", "--json")
-    guessed = _run("eval", digits_pth, "--json")
-    _assert_exit(ours, 0), _assert_exit(given, 0), _assert_exit(guessed, 0)
+    ours = run_cli("eval", tmp_path / "ours.safetensors", "--json")
+    given = run_cli("eval", digits_pth, "--num-heads", "4", "--json")
+    guessed = run_cli("eval", digits_pth, "--json")
+    assert_exit(ours, 0), assert_exit(given, 0), assert_exit(guessed, 0)
     ours, given, guessed = (json.loads(r.stdout) for r in (ours, given, guessed))
     assert (given["top1"], given["per_class"]) == (ours["top1"], ours["per_class"]), (given, ours)
     assert guessed["per_class"] != ours["per_class"], "one head and four heads gave the same predictions"
 
 
 def test_act_is_checked_against_the_model_activations(digits_pth):
-    res = _run("info", digits_pth, "--act", "swish")
-    _assert_exit(res, 2)
+    res = run_cli("info", digits_pth, "--act", "swish")
+    assert_exit(res, 2)
     assert "--act" in res.output and "quick_gelu" in res.output, res.output
 
 
 def test_export_records_the_overrides_and_verify_bench_reload_them(tmp_path, digits_pth):
     out = tmp_path / "out"
-    res = _run("export", digits_pth, "-o", out, "--num-heads", "4", "--act", "quick_gelu", "--img-size", "16",
+    res = run_cli("export", digits_pth, "-o", out, "--num-heads", "4", "--act", "quick_gelu", "--img-size", "16",
                "--json")
-    _assert_exit(res, 0)
+    assert_exit(res, 0)
     model = json.loads((out / "edgevit.json").read_text())["model"]
     assert model["overrides"] == {"num_heads": 4, "act": "quick_gelu", "img_size": 16}, model
     assert (model["config"]["num_heads"], model["config"]["act"], model["config"]["img_size"]) == \
@@ -76,16 +76,16 @@ def test_export_records_the_overrides_and_verify_bench_reload_them(tmp_path, dig
     assert model["guessed"] == {}, model
 
     # verify: the checkpoint as REFERENCE needs the same options; without them it is another model
-    same = _run("verify", digits_pth, out, "--samples", "8", "--num-heads", "4", "--act", "quick_gelu",
+    same = run_cli("verify", digits_pth, out, "--samples", "8", "--num-heads", "4", "--act", "quick_gelu",
                 "--img-size", "16", "--json")
-    _assert_exit(same, 0)
+    assert_exit(same, 0)
     assert json.loads(same.stdout)["ok"] is True
-    other = _run("verify", digits_pth, out, "--samples", "8")
-    _assert_exit(other, 1)
+    other = run_cli("verify", digits_pth, out, "--samples", "8")
+    assert_exit(other, 1)
 
     # bench: the reference comes from the manifest, with the recorded overrides
-    bench = _run("bench", out, "--iterations", "2", "--samples", "16", "--warmup-s", "0", "--no-report", "--json")
-    _assert_exit(bench, 0)
+    bench = run_cli("bench", out, "--iterations", "2", "--samples", "16", "--warmup-s", "0", "--no-report", "--json")
+    assert_exit(bench, 0)
     rows = {r["name"]: r for r in json.loads(bench.stdout)["rows"]}
     torch_row = next(r for n, r in rows.items() if n.startswith("torch cpu fp32"))
     onnx_row = next(r for n, r in rows.items() if n.startswith("ort cpu fp32"))
@@ -94,18 +94,18 @@ def test_export_records_the_overrides_and_verify_bench_reload_them(tmp_path, dig
 
 def test_bench_reference_takes_the_options(tmp_path, digits_pth):
     out = tmp_path / "out"
-    _assert_exit(_run("export", digits_pth, "-o", out, "--num-heads", "4", "--img-size", "16"), 0)
-    bench = _run("bench", out / "model.onnx", "--reference", digits_pth, "--num-heads", "4", "--img-size", "16",
+    assert_exit(run_cli("export", digits_pth, "-o", out, "--num-heads", "4", "--img-size", "16"), 0)
+    bench = run_cli("bench", out / "model.onnx", "--reference", digits_pth, "--num-heads", "4", "--img-size", "16",
                  "--iterations", "2", "--samples", "16", "--warmup-s", "0", "--no-report", "--json")
-    _assert_exit(bench, 0)
+    assert_exit(bench, 0)
     report = json.loads(bench.stdout)
     assert report["reference"]["source"] == str(digits_pth), report["reference"]
     assert all(r["status"] == "ok" for r in report["rows"]), report["rows"]
 
 
 def test_train_fine_tunes_with_the_options(tmp_path, digits_pth):
-    res = _run("train", "--model", digits_pth, "--num-heads", "4", "--epochs", "1", "-o", tmp_path / "run", "--json")
-    _assert_exit(res, 0)
+    res = run_cli("train", "--model", digits_pth, "--num-heads", "4", "--epochs", "1", "-o", tmp_path / "run", "--json")
+    assert_exit(res, 0)
     trained = edgevit.load_model(json.loads(res.stdout)["checkpoint"])
     assert trained.config.num_heads == 4, trained.config
     assert "guessed num_heads" not in res.stderr, res.stderr

@@ -22,7 +22,6 @@ from edgevit.cli import main
 from edgevit.errors import EngineMismatchError, ManifestError
 from edgevit.manifest import Manifest
 from edgevit.tensorrt.fusion import fusion_report
-from tests._fixtures import export_digits_like
 
 DATA = Path(__file__).parent / "data"
 
@@ -38,18 +37,9 @@ def _has_tensorrt() -> bool:
 no_trt = pytest.mark.skipif(_has_tensorrt(), reason="TensorRT is installed: the missing-TensorRT path cannot run")
 
 
-@pytest.fixture(scope="module")
-def outdir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("digits_like")
-    export_digits_like(out, batch=(1, 2, 8))
-    return out
-
-
 @pytest.fixture
-def work(outdir, tmp_path):
-    dst = tmp_path / "out"
-    shutil.copytree(outdir, dst)
-    return dst
+def work(digits_like_copy):
+    return digits_like_copy
 
 
 def _listing(path: Path) -> list[str]:

@@ -5,30 +5,19 @@ the wrong scale is named in a warning."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from edgevit.cli import main
-from tests._fixtures import export_digits_like
 
 SMALL = ["--precision", "int8", "--no-gate", "--calib-samples", "64", "--calib-batch", "32"]
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("digits_like")
-    export_digits_like(out)
-    return out
-
-
 @pytest.fixture
-def outdir(exported, tmp_path):
-    out = tmp_path / "out"
-    shutil.copytree(exported, out)
-    return out
+def outdir(digits_like_copy):
+    return digits_like_copy
 
 
 def _digits(n: int = 64, offset: int = 0) -> np.ndarray:
