@@ -11,7 +11,6 @@ from .errors import MissingDependencyError
 _EXTRAS = {
     "timm": ("timm", "loading or comparing against timm models"),
     "transformers": ("hf", "loading or comparing against Hugging Face models"),
-    "tensorrt": ("trt", "building and running TensorRT engines"),
     "matplotlib": ("plot", "drawing report plots"),
 }
 

@@ -83,8 +83,13 @@ def engine_file(precision: str | None = None) -> str:
     return "model.plan" if precision is None else f"model.{precision}.plan"
 
 
+# The MLP activations a ViT config takes (ViTConfig.act). Here, not in models/vit.py, so that the CLI
+# can offer them (``--act``) without importing torch.
+ACTIVATIONS = ("gelu", "gelu_tanh", "quick_gelu", "relu")
+
+
 __all__ = [
-    "ARTIFACT_FORMATS", "CALIBRATION_CACHE", "CALIBRATION_CACHE_FORMAT", "ENGINE_SUFFIXES", "FLOAT_PRECISIONS", "MANIFEST_NAME", "ONNX_DATA_FILE",
+    "ACTIVATIONS",    "ARTIFACT_FORMATS", "CALIBRATION_CACHE", "CALIBRATION_CACHE_FORMAT", "ENGINE_SUFFIXES", "FLOAT_PRECISIONS", "MANIFEST_NAME", "ONNX_DATA_FILE",
     "ONNX_FILES", "ONNX_PRECISIONS", "PRECISIONS", "PRECISION_TABLE", "Precision", "QUANTIZED", "engine_file",
     "onnx_file",
 ]

@@ -15,6 +15,7 @@ import click
 
 from ..errors import EdgeVitError, EdgeVitWarning
 
+# (exception, exit status, label[, how to fix]); PIL's errors are named by string, so that
 # importing the CLI does not import that library.
 _EXIT_CODES: list[tuple] = [
     (EdgeVitError, 1, "error"),

@@ -8,7 +8,7 @@ import functools
 
 import click
 
-from ..formats import FLOAT_PRECISIONS, ONNX_PRECISIONS
+from ..formats import ACTIVATIONS, FLOAT_PRECISIONS, ONNX_PRECISIONS
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
@@ -18,24 +18,6 @@ preprocessed_option = click.option(
 verify_hash_option = click.option(
     "--verify-hash/--no-verify-hash", "verify_hash", default=True, show_default=True,
     help="Check each file an edgevit.json lists against its recorded sha256 before use.")
-
-
-class _ActivationChoice(click.Choice):
-    """click.Choice over ``edgevit.models.vit.ACTIVATIONS``, read when the option is parsed or its
-    help shown: importing the CLI must not import torch (``edgevit predict`` runs without it)."""
-
-    def __init__(self) -> None:
-        super().__init__(())
-
-    @property
-    def choices(self) -> tuple:
-        from ..models.vit import ACTIVATIONS
-
-        return tuple(ACTIVATIONS)
-
-    @choices.setter
-    def choices(self, value) -> None:  # click.Choice.__init__ assigns; the list is read when used
-        pass
 
 
 MODEL_OVERRIDES = ("num_heads", "act", "img_size")
@@ -59,7 +41,7 @@ def model_override_options(fn):
         click.option("--num-heads", type=click.IntRange(min=1), metavar="N",
                      help="Attention heads of a checkpoint that does not record them (a state dict: guessed as "
                           "dim/64 otherwise)."),
-        click.option("--act", type=_ActivationChoice(),
+        click.option("--act", type=click.Choice(ACTIVATIONS),
                      help="MLP activation the weights cannot tell, e.g. quick_gelu for OpenAI CLIP towers."),
         click.option("--img-size", type=click.IntRange(min=1), metavar="PX",
                      help="Load at this input size (a learned pos_embed is resampled, as timm does).")]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import ExportError
-from ..metrics import FEATURE_OUTPUTS, neighbour_agreement
+from ..metrics import FEATURE_OUTPUTS, cosine_per_sample, neighbour_agreement
 from ..models.vit import VisionTransformer
 from ..onnx_graph import count_ops
 from .names import module_calls
@@ -136,10 +136,7 @@ def compare_logits(ref: np.ndarray, got: np.ndarray, output: str = "logits") -> 
     got = got.astype(np.float64)
     err = np.abs(ref - got)
     scale = float(np.max(np.abs(ref))) if ref.size else 0.0
-    a, b = ref.reshape(len(ref), -1), got.reshape(len(got), -1)
-    num = (a * b).sum(axis=1)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    cosine = np.where(den > 0, num / np.maximum(den, 1e-300), 1.0)
+    cosine = cosine_per_sample(ref, got)
     result = {
         "max_abs": float(err.max()) if err.size else 0.0,
         "mean_abs": float(err.mean()) if err.size else 0.0,

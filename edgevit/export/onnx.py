@@ -89,6 +89,7 @@ from ..formats import MANIFEST_NAME
 from ..manifest import Manifest
 from ..models.vit import VisionTransformer
 from ..onnx_graph import count_ops
+from ..tolerances import OUTPUT_KINDS
 from .artifacts import DATA_FILE, MODEL_FILE, build_manifest, install, previous_manifest, remove_superseded, verdict
 from .checks import (INPUT_NAME, LAYERNORM_OPSET, GraphInfo, check_file, check_structure, compare_logits, output_module,
                      verify_export)
@@ -103,8 +104,6 @@ MIN_OPSET = LAYERNORM_OPSET
 DEFAULT_BATCH = (1, 1, 32)
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3
 EXTERNAL_TENSOR_MIN_BYTES = 1024  # smaller tensors (shape constants) stay inline, readable by shape inference
-OUTPUT_NAME = "logits"  # a classifier's; the graph output is named after ExportConfig's resolved output kind
-OUTPUT_KINDS = ("logits", "features", "tokens")
 DEFAULT_ATOL = 1e-4
 
 

@@ -370,7 +370,7 @@ def _positive_int(hf: dict, key: str, default: int) -> int:
     return value
 
 
-def config_from_hf(hf: dict, num_classes: int | None = None) -> ViTConfig:
+def config_from_hf(hf: dict) -> ViTConfig:
     """Build a ViTConfig from a Hugging Face ``config.json`` of a supported ``model_type``
     (:data:`HF_FAMILIES`: its defaults, eps, act, qkv_bias, mlp_ratio or intermediate_size,
     register tokens honoured). The prefix tokens, pooling and heads are the weights' to tell.
@@ -402,7 +402,7 @@ def config_from_hf(hf: dict, num_classes: int | None = None) -> ViTConfig:
         img_size=size["image_size"],
         patch_size=size["patch_size"],
         in_chans=size["num_channels"],
-        num_classes=num_classes or len(labels) or 2,
+        num_classes=len(labels) or 2,
         embed_dim=dim,
         depth=size["num_hidden_layers"],
         num_heads=heads,

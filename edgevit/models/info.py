@@ -30,23 +30,22 @@ def model_family(cfg: ViTConfig) -> str:
     """The ViT family a config looks like: deit-distilled (a distillation token), siglip (attention
     pooling), clip (norm_pre or quick-GELU), gap (no class token, or mean pooling), dinov2 (LayerScale
     with patch 14 or register tokens), else vit. Read from the config fields alone."""
-    if getattr(cfg, "distilled", False):
+    if cfg.distilled:
         return "deit-distilled"
-    pool = getattr(cfg, "pool", "cls")
-    if pool == "map":
+    if cfg.pool == "map":
         return "siglip"
-    if getattr(cfg, "pre_norm", False) or cfg.act == "quick_gelu":
+    if cfg.pre_norm or cfg.act == "quick_gelu":
         return "clip"
-    if not getattr(cfg, "class_token", True) or pool == "mean":
+    if not cfg.class_token or cfg.pool == "mean":
         return "gap"
-    if getattr(cfg, "init_values", None) is not None and (cfg.patch_size == 14 or getattr(cfg, "reg_tokens", 0)):
+    if cfg.init_values is not None and (cfg.patch_size == 14 or cfg.reg_tokens):
         return "dinov2"
     return "vit"
 
 
 def output_kind(cfg: ViTConfig) -> str:
     """"logits" for a classifier, "features" for a headless model (num_classes=0)."""
-    return getattr(cfg, "output_kind", "logits" if cfg.num_classes else "features")
+    return cfg.output_kind
 
 
 def model_info(source: str, arch: str | None = None, model_overrides: dict | None = None) -> dict:
@@ -60,7 +59,7 @@ def model_info(source: str, arch: str | None = None, model_overrides: dict | Non
         "params": count_params(model),
         "gmacs_per_image": round(macs_per_image(cfg) / 1e9, 6),
         "tokens": cfg.num_tokens,
-        "prefix_tokens": getattr(cfg, "num_prefix_tokens", 1),
+        "prefix_tokens": cfg.num_prefix_tokens,
         "heads": cfg.num_heads,
         "head_dim": cfg.head_dim,
         "depth": cfg.depth,

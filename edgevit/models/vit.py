@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..formats import ACTIVATIONS
+
 ATTN_IMPLS = ("sdpa", "math")
-ACTIVATIONS = ("gelu", "gelu_tanh", "quick_gelu", "relu")
 POS_EMBEDS = ("learned", "sincos")
 # cls: the class token; mean: the patch tokens' mean; map: attention pooling with a learned query
 # (SigLIP); cls_mean: [class token, patch mean] concatenated (HF Dinov2ForImageClassification);

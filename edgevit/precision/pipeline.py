@@ -171,13 +171,15 @@ def _calibrate(cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path):
     cache = Path(cfg.calib_cache) if cfg.calib_cache else manifest.root / CALIBRATION_CACHE
     data = None
     key = calibration_data_key(cfg.calib_data, cfg.calib_samples, cfg.calib_batch, preprocessed=cfg.preprocessed)
-    if read_cache(cache, sha256_file(fp32_path), cfg.calibration, key) is None:
+    graph_sha = sha256_file(fp32_path)
+    if read_cache(cache, graph_sha, cfg.calibration, key) is None:
         shape = tuple(manifest.inputs[0]["shape"][1:])
         preprocessing = input_preprocessing(manifest, cfg.calib_data, cfg.preprocessed, "--calib-data")
         data = load_calibration_data(cfg.calib_data, preprocessing, shape,
                                      num_samples=cfg.calib_samples, batch_size=cfg.calib_batch,
                                      preprocessed=cfg.preprocessed)
-    return calibrate(fp32_path, data, cfg.calibration, cache=cache, data_key=key, progress=cfg.progress)
+    return calibrate(fp32_path, data, cfg.calibration, cache=cache, data_key=key, progress=cfg.progress,
+                     graph_sha256=graph_sha)
 
 
 def _one_precision(precision: str, cfg: QuantizeConfig, fp32_path: Path, calib, data: GateData | None,

@@ -151,15 +151,6 @@ def build_plan(onnx_path: str | os.PathLike, opts: BuildOptions) -> BuildResult:
     return BuildResult(plan, facts, mode.to_dict(), report, dla_fallback, time.perf_counter() - start)
 
 
-def inspect_plan(plan: bytes, version_compatible: bool = False, trt=None) -> str:
-    """Layer information of a plan as JSON (detailed if it was built with DETAILED verbosity)."""
-    from .session import deserialize
-
-    trt = trt or import_tensorrt()
-    _, engine = deserialize(trt, plan, version_compatible)
-    return engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
-
-
 # ------------------------------------------------------------------ edgevit build
 @dataclass(frozen=True)
 class EngineBuildConfig:

@@ -112,7 +112,7 @@ def _fit_classes(model, cfg: TrainConfig, class_names: list[str] | None, num_cla
             model.reset_classifier(num_classes)
         else:
             torch.manual_seed(cfg.seed)
-            model = create_model(cfg.model, num_classes=num_classes)
+            model = create_model(cfg.model, **{**cfg.model_overrides, "num_classes": num_classes})
     if class_names is not None:
         model.labels = list(class_names)
     elif model.labels is None or len(model.labels) != num_classes:
@@ -143,7 +143,7 @@ def _load_splits(cfg: TrainConfig, preprocessing):
     return train_set, val_set, test_set, names, num_classes
 
 
-def _to_tensors(dataset, device) -> tuple[torch.Tensor, torch.Tensor]:
+def _to_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     images = torch.from_numpy(dataset.images)
     labels = torch.from_numpy(dataset.labels.astype(np.int64))
     return images, labels
@@ -233,8 +233,8 @@ def _run(cfg, state, run_dir, device_kind, dist_info: _Dist, t_start, callback) 
         train_set, val_set, test_set, names, num_classes = _load_splits(cfg, preprocessing)
         model = _fit_classes(model, cfg, names, num_classes)
     model.to(device)
-    x_train, y_train = _to_tensors(train_set, device)
-    x_val, y_val = _to_tensors(val_set, device)
+    x_train, y_train = _to_tensors(train_set)
+    x_val, y_val = _to_tensors(val_set)
 
     net: nn.Module = model
     if dist_info.enabled:
@@ -386,7 +386,7 @@ def _run(cfg, state, run_dir, device_kind, dist_info: _Dist, t_start, callback) 
         model.load_state_dict(best_state)
     else:
         raise CheckpointError(f"{best_path} is missing; the run wrote no best checkpoint")
-    x_test, y_test = _to_tensors(test_set, device)
+    x_test, y_test = _to_tensors(test_set)
     test_loss, test_acc = _evaluate(best_model, x_test, y_test, cfg.eval_batch_size, device, dist_info, autocast)
 
     result = TrainResult(

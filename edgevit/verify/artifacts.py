@@ -28,6 +28,7 @@ class Artifact:
     path: Path | None = None
     manifest: dict | None = None
     model: object = None  # the loaded VisionTransformer for torch artifacts
+    entry: object = None  # the manifest's record of ``path`` (edgevit.manifest.Artifact), or None
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "source": self.source, "precision": self.precision,
@@ -84,7 +85,7 @@ def resolve_artifact(source, precision: str | None = None, role: str = "candidat
     if path.is_dir() and Manifest.path_in(path).is_file():
         manifest, art, file = Manifest.resolve(path, precision, format, verify_hash=verify_hash)
         kind = "onnx" if art.format == "onnx" else "engine"
-        return Artifact(kind, text, art.precision, path=file, manifest=manifest)
+        return Artifact(kind, text, art.precision, path=file, manifest=manifest, entry=art)
     if path.suffix == ".onnx":
         if not path.exists():
             raise OnnxModelError(f"{path}: no such ONNX file")
@@ -92,7 +93,7 @@ def resolve_artifact(source, precision: str | None = None, role: str = "candidat
             raise OnnxModelError(f"{path}: is a directory, not an ONNX file")
         manifest, entry, _ = Manifest.resolve(path, verify_hash=verify_hash, listed=False)
         prec = precision or (entry.precision if entry else detect_onnx_precision(path))
-        return Artifact("onnx", text, prec, path=path, manifest=manifest)
+        return Artifact("onnx", text, prec, path=path, manifest=manifest, entry=entry)
     if path.suffix in ENGINE_SUFFIXES:
         if not path.exists():
             raise OnnxModelError(f"{path}: no such TensorRT engine file")
@@ -102,7 +103,7 @@ def resolve_artifact(source, precision: str | None = None, role: str = "candidat
                 f"{path}: no {MANIFEST_NAME} beside it records this engine, so its precision (and tolerance row) "
                 "is unknown; pass --precision, or verify the engine in the directory `edgevit build` wrote it to"
             )
-        return Artifact("engine", text, precision or entry.precision, path=path, manifest=manifest)
+        return Artifact("engine", text, precision or entry.precision, path=path, manifest=manifest, entry=entry)
     if role == "candidate" and text == "torch":
         raise ValueError("'torch' as CANDIDATE is resolved by verify() (the reference model in PyTorch)")
     if precision is not None and precision not in FLOAT_PRECISIONS:
@@ -139,9 +140,8 @@ def runner_for(art: Artifact, device: str, providers, threads, attention: str | 
                           output="tokens" if output == "tokens" else None)
     if art.kind == "onnx":
         return get_runner("onnxruntime", art.path, providers=providers, threads=threads)
-    entry = art.manifest.entry_for(art.path) if art.manifest is not None else None
     # the engine's record (TensorRT version, GPU, version-compatible, DLA core) is checked against this machine
-    return get_runner("tensorrt", art.path, manifest_entry=entry.to_dict() if entry is not None else None)
+    return get_runner("tensorrt", art.path, manifest_entry=art.entry.to_dict() if art.entry is not None else None)
 
 
 def preprocessing_of(*arts: Artifact):

@@ -112,8 +112,12 @@ def test_train_fine_tunes_with_the_options(tmp_path, digits_pth):
 
 
 def test_importing_the_cli_does_not_import_torch():
-    """--act lists the model's activations without importing torch when the CLI loads."""
-    code = "import sys, edgevit.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    """--act lists the model's activations without importing torch, on import and in --help."""
+    code = ("import sys, edgevit.cli; from click.testing import CliRunner\n"
+            "for cmd in ('bench', 'export', 'info', 'train', 'eval', 'verify'):\n"
+            "    res = CliRunner().invoke(edgevit.cli.main, [cmd, '--help'])\n"
+            "    assert res.exit_code == 0 and 'quick_gelu' in res.output, (cmd, res.output)\n"
+            "    assert 'torch' not in sys.modules, f'edgevit {cmd} --help imported torch'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr

@@ -265,3 +265,21 @@ def test_torchrun_two_processes_gloo(tmp_path, small_npz):
     assert saved["world_size"] == 2 and saved["num_train"] == 210
     state = torch.load(tmp_path / "run" / "last.state.pt", weights_only=True)
     assert state["steps_per_epoch"] == 2, "each of 2 ranks should take half of 210 images in batches of 64"
+
+
+def test_model_overrides_survive_a_new_class_count(tmp_path):
+    """A variant rebuilt for the data's class count keeps --num-heads (it was silently dropped)."""
+    import edgevit
+    from tests._fixtures import assert_exit, run_cli
+
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    keep = bunch.target < 3  # three classes: digits-tiny's 10-class head must be rebuilt
+    data = tmp_path / "three.npz"
+    np.savez(data, images=bunch.images[keep][:150].astype(np.float32), labels=bunch.target[keep][:150])
+    res = run_cli("train", "--model", "digits-tiny", "--num-heads", "2", "--data", data, "--epochs", "1",
+                  "-o", tmp_path / "run", "--json")
+    assert_exit(res, 0)
+    model = edgevit.load_model(json.loads(res.stdout)["checkpoint"])
+    assert (model.config.num_heads, model.config.num_classes) == (2, 3), model.config

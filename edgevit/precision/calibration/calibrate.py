@@ -120,17 +120,18 @@ def write_cache(path: Path, calib: Calibration) -> Path:
 
 # ------------------------------------------------------------------------------ collection
 def calibrate(onnx_path, data: CalibrationData | None, config: CalibrationConfig | None = None, *,
-              cache: str | Path | None = None, data_key: dict | None = None, progress: bool = True) -> Calibration:
+              cache: str | Path | None = None, data_key: dict | None = None, progress: bool = True,
+              graph_sha256: str | None = None) -> Calibration:
     """amax of every input/output of the graph's MatMul/Gemm/Conv ops.
 
     With ``cache``: a cache for this graph, method and data is reused (the data's key is
     ``data.key``, or ``data_key`` when ``data`` is None; with neither, any cached data will do);
     otherwise the ranges are computed from ``data`` and the cache is (re)written. Nothing is
-    written on error.
+    written on error. ``graph_sha256``: the graph file's sha256 when the caller has it already.
     """
     config = config or CalibrationConfig()
     onnx_path = Path(onnx_path)
-    graph_sha = sha256_file(onnx_path)
+    graph_sha = graph_sha256 or sha256_file(onnx_path)
     key = data.key if data is not None and data.key is not None else data_key
     if cache is not None:
         hit = read_cache(Path(cache), graph_sha, config, key)
