@@ -1,16 +1,31 @@
-"""Artifacts are written under a temporary name and renamed, never half-written in place."""
+"""Artifacts are written under a temporary name and renamed, never half-written in place.
+
+Temporaries have names no user file has by accident: ``.NAME.edgevit-tmp-PID`` files
+(:func:`atomic_path`) and ``.STEM-RANDOM.edgevit-tmp-PID`` work directories holding an
+``.edgevit-tmp`` marker (:func:`temporary_dir`); :func:`remove_stale_temporaries` removes only
+those, and only when process PID is gone. Every writer of an output directory's ``edgevit.json``
+holds that directory's lock (:func:`outdir_lock`, the file ``.edgevit.lock``) while it installs its
+files and merges its entries into the manifest it re-reads there.
+"""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import os
 import re
-import shutil
+import sys
+import tempfile
+import threading
+import time
+import warnings
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
-from .errors import ArtifactExistsError, OutputPathError
+from .errors import ArtifactExistsError, EdgeVitWarning, OutputBusyError, OutputPathError
 
 
 def check_writable(path: str | os.PathLike, force: bool) -> Path:
@@ -32,7 +47,7 @@ def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds."""
     path = check_writable(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_name(path)
     try:
         yield tmp
         install_file(tmp, path)
@@ -111,12 +126,37 @@ def check_output_dir(path: str | os.PathLike, option: str) -> Path:
     return path
 
 
-_TEMPORARY = re.compile(r"^\.(?:edgevit-export-(\d+)-.+|.+\.tmp-(\d+))$")
+# ---------------------------------------------------------------------------- temporaries
+_TEMP_TAG = ".edgevit-tmp-"
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.edgevit-tmp-(?P<pid>[1-9][0-9]{0,9})$")
+TEMP_DIR_MARKER = ".edgevit-tmp"  # inside a temporary directory: its creator's PID
+
+
+def temporary_name(path: str | os.PathLike) -> Path:
+    """The temporary sibling ``path`` is written under: ``.NAME.edgevit-tmp-PID``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{_TEMP_TAG}{os.getpid()}")
+
+
+def temporary_dir(directory: str | os.PathLike, stem: str) -> Path:
+    """A new work directory in ``directory`` (``.STEM-RANDOM.edgevit-tmp-PID``) with the marker
+    file that tells :func:`remove_stale_temporaries` edgevit made it; the caller removes it."""
+    work = Path(tempfile.mkdtemp(prefix=f".{stem}-", suffix=f"{_TEMP_TAG}{os.getpid()}", dir=directory))
+    (work / TEMP_DIR_MARKER).write_text(f"{os.getpid()}\n")
+    return work
+
+
+def is_edgevit_internal(name: str) -> bool:
+    """Whether a file name is edgevit's own bookkeeping (the lock, a temporary), never an artifact
+    and never a user's file to report."""
+    return name == LOCK_NAME or _TEMPORARY.match(name) is not None
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
-    """Remove the temporaries that killed edgevit processes left in ``directory``: ``.NAME.tmp-PID``
-    files (:func:`atomic_path`) and ``.edgevit-export-PID-*`` directories, only when process PID is gone."""
+    """Remove the temporaries that killed edgevit processes left in ``directory``, when process
+    PID is gone: ``.NAME.edgevit-tmp-PID`` regular files, and ``.STEM.edgevit-tmp-PID`` directories
+    whose marker (:func:`temporary_dir`) names that PID and that hold regular files only (their
+    files, then the directory; never recursively). Anything else stays, whatever its name."""
     try:
         entries = list(Path(directory).iterdir())
     except OSError:
@@ -124,17 +164,174 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
     removed = []
     for entry in entries:
         match = _TEMPORARY.match(entry.name)
-        if not match or _process_alive(int(match.group(1) or match.group(2))):
+        if not match or _process_alive(int(match["pid"])):
             continue
         try:
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
+            if entry.is_symlink():
+                continue
+            if entry.is_file():
                 entry.unlink()
+            elif entry.is_dir():
+                if not _remove_work_dir(entry, match["pid"]):
+                    continue
+            else:
+                continue
         except OSError:
             continue
         removed.append(entry)
     return removed
+
+
+def _remove_work_dir(path: Path, pid: str) -> bool:
+    """Remove a dead process's work directory if edgevit made it: its marker names ``pid`` and
+    nothing in it is a directory (a user's directory of that name keeps everything)."""
+    marker = path / TEMP_DIR_MARKER
+    if marker.is_symlink() or not marker.is_file() or marker.read_text(errors="replace").strip() != pid:
+        return False
+    children = list(path.iterdir())
+    if any(c.is_dir() and not c.is_symlink() for c in children):
+        return False
+    for child in children:
+        if child != marker:
+            child.unlink()
+    marker.unlink()
+    path.rmdir()
+    return True
+
+
+def remove_inside(directory: str | os.PathLike, name: str) -> bool:
+    """Delete the regular file ``directory/name`` when it lies inside ``directory``: ``name`` is
+    relative without ``..``, the file is no symlink, no symlinked directory on the way leads out, and
+    it is not edgevit's lock or a temporary. False (nothing deleted) otherwise, or when it is missing
+    or cannot be removed. Every removal of a listed artifact goes through here."""
+    rel = Path(name)
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts or is_edgevit_internal(rel.name):
+        return False
+    target = Path(directory) / rel
+    try:
+        if target.is_symlink() or not target.is_file():
+            return False
+        if not target.resolve().is_relative_to(Path(directory).resolve()):
+            return False
+        target.unlink()
+    except OSError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------- the writer lock
+LOCK_NAME = ".edgevit.lock"
+LOCK_TIMEOUT_S = 120.0
+_held = threading.local()
+
+
+@contextmanager
+def outdir_lock(directory: str | os.PathLike, timeout: float | None = None) -> Iterator[Path]:
+    """Hold the writer lock of output directory ``directory`` (``flock`` on ``directory/.edgevit.lock``).
+
+    Every writer of a directory's ``edgevit.json`` (export, quantize, build) does its slow work
+    first, then takes this lock, re-reads the manifest, checks that what it built from is still
+    there, installs its files and saves the merged manifest, and lets go. A second writer waits
+    up to ``timeout`` seconds (default :data:`LOCK_TIMEOUT_S`: the lock is held only for those
+    renames and the manifest, seconds at most), then gets OutputBusyError naming the directory and
+    the holder's PID and command. The lock dies with its process (no stale lock to clear), the
+    file is deleted on release, and the lock is re-entrant within a thread.
+    """
+    directory = Path(directory)
+    key = os.path.realpath(directory)
+    held = _held.__dict__.setdefault("dirs", {})
+    if key in held:
+        held[key] += 1
+        try:
+            yield directory
+        finally:
+            held[key] -= 1
+        return
+    path = directory / LOCK_NAME
+    fd = _acquire(path, LOCK_TIMEOUT_S if timeout is None else timeout)
+    held[key] = 1
+    try:
+        yield directory
+    finally:
+        del held[key]
+        _release(path, fd)
+
+
+def _acquire(path: Path, timeout: float) -> int | None:
+    deadline = time.monotonic() + timeout
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            locked = _try_lock(fd)
+        except OSError as exc:  # a file system without locks (some network mounts): go on unlocked
+            os.close(fd)
+            warnings.warn(f"{path.parent}: cannot lock {path.name} ({exc}); another edgevit writing this "
+                          "directory at the same time would not be held off", EdgeVitWarning, stacklevel=4)
+            return None
+        if locked:
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except OSError:
+                same = False
+            if same:  # not unlinked by the holder that released it after we opened it
+                holder = {"pid": os.getpid(), "command": _command_line(),
+                          "since": datetime.now().isoformat(timespec="seconds")}
+                os.ftruncate(fd, 0)
+                os.write(fd, (json.dumps(holder) + "\n").encode())
+                return fd
+        os.close(fd)
+        if locked:
+            continue
+        if time.monotonic() >= deadline:
+            raise OutputBusyError(
+                f"{path.parent} is being written by another edgevit process ({_holder(path)}); waited "
+                f"{timeout:g} s for it to finish. Run this again when it is done, or write to another directory")
+        time.sleep(0.05)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def _release(path: Path, fd: int | None) -> None:
+    if fd is None:
+        return
+    try:
+        if os.name == "posix" and os.path.samestat(os.fstat(fd), os.stat(path)):
+            os.unlink(path)  # while still locked: a waiter that opened it sees it gone and retries
+    except OSError:
+        pass
+    os.close(fd)  # releases the lock
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+        return f"pid {int(info['pid'])}: {info.get('command') or '?'}, since {info.get('since') or '?'}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "process unknown"
+
+
+def _command_line() -> str:
+    args = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
+    text = " ".join(args)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _process_alive(pid: int) -> bool:

@@ -35,11 +35,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from ._io import check_output_dir, write_text_atomic
+from ._io import check_output_dir, sha256_file, write_text_atomic
 from .errors import ArtifactExistsError, EdgeVitError
 from .formats import ONNX_FILES, ONNX_PRECISIONS, engine_file
 
 ENGINE_PRECISIONS = ("fp16", "int8")
+STEPS = ("train", "export", "engines", "verify", "bench")
+STEP_NEEDS = {"train": (), "export": ("train",), "engines": ("export",), "verify": ("train", "export"),
+              "bench": ("export",)}
+"""The steps in order, and the earlier steps each one needs: a step whose needed step failed (or was
+not run) is recorded ``skipped`` with ``blocked_by`` naming the failed step."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ def _cached_checkpoint_path(epochs: int | None) -> Path:
 
 def run_demo(config: DemoConfig | None = None, echo=None) -> DemoResult:
     """Run every step; a failing step (any exception) is recorded and the later steps that need it
-    are skipped."""
+    are recorded ``skipped`` with the reason (:data:`STEP_NEEDS`)."""
     cfg = config or DemoConfig()
     echo = echo or (lambda msg: print(msg, file=sys.stderr))
     start = time.perf_counter()
@@ -108,13 +113,27 @@ def run_demo(config: DemoConfig | None = None, echo=None) -> DemoResult:
         echo(f"[demo] {name}: {status} ({entry['seconds']} s)" + (f": {info['reason']}" if "reason" in info else ""))
         return status == "ok" or status == "skipped"
 
+    def skip(name: str, cause: str) -> None:
+        entry = {"step": name, "status": "skipped", "seconds": 0.0, "blocked_by": cause,
+                 "reason": f"not run: the {cause} step failed"}
+        result.steps.append(entry)
+        echo(f"[demo] {name}: skipped: {entry['reason']}")
+
     ckpt = run / "checkpoint.safetensors"
     export_dir = run / "export"
     reports = run / "reports"
-    if step("train", lambda: _train(cfg, run, ckpt)) and step("export", lambda: _export(cfg, ckpt, export_dir)):
-        step("engines", lambda: _engines(export_dir, cfg.force))
-        step("verify", lambda: _verify(ckpt, export_dir, reports, cfg))
-        step("bench", lambda: _bench(export_dir, reports, cfg, result))
+    work = {"train": lambda: _train(cfg, run, ckpt), "export": lambda: _export(cfg, ckpt, export_dir),
+            "engines": lambda: _engines(export_dir, cfg.force),
+            "verify": lambda: _verify(ckpt, export_dir, reports, cfg),
+            "bench": lambda: _bench(export_dir, reports, cfg, result)}
+    cause: dict[str, str] = {}  # step -> the failed step that kept it (or a step it needs) from running
+    for name in STEPS:
+        blocked = [n for n in STEP_NEEDS[name] if n in cause]
+        if blocked:
+            cause[name] = cause[blocked[0]]
+            skip(name, cause[name])
+        elif not step(name, work[name]):
+            cause[name] = name
     result.seconds = time.perf_counter() - start
     write_text_atomic(run / "demo.json", json.dumps(result.to_dict(), indent=2, default=str), force=True)
     return result
@@ -127,15 +146,16 @@ def _train(cfg: DemoConfig, run: Path, ckpt: Path) -> dict:
     cached = _cached_checkpoint_path(cfg.epochs)
     if cached.exists() and not cfg.retrain:
         shutil.copyfile(cached, ckpt)
-        meta = json.loads(cached.with_suffix(".json").read_text()) if cached.with_suffix(".json").exists() else {}
-        meta["summary"] = meta.get("summary", "") + f" (cached checkpoint {cached})"
-        return {"checkpoint": str(ckpt), "source": f"cache {cached}", **meta}
+        meta = _cached_meta(cached, ckpt)
+        if meta is not None:
+            return {"checkpoint": str(ckpt), "source": f"cache {cached}", **meta}
     from .train import TrainConfig, train
 
     res = train(TrainConfig(epochs=cfg.epochs, output=str(run / "train"), progress=cfg.progress, force=True))
     shutil.copyfile(res.checkpoint, ckpt)
     meta = {"test_accuracy": res.test_accuracy, "train_wall_s": round(res.wall_time_s, 1),
-            "summary": f"digits test top-1 {res.test_accuracy:.4f} ({res.epochs} epochs)"}
+            "summary": f"digits test top-1 {res.test_accuracy:.4f} ({res.epochs} epochs)",
+            "sha256": sha256_file(res.checkpoint)}  # what the score belongs to (checked on reuse)
     try:  # the cache is a convenience: a read-only home must not fail the demo
         cached.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(res.checkpoint, cached)
@@ -143,6 +163,30 @@ def _train(cfg: DemoConfig, run: Path, ckpt: Path) -> dict:
     except OSError:
         pass
     return {"checkpoint": str(ckpt), "source": "trained here", **meta}
+
+
+def _cached_meta(cached: Path, ckpt: Path) -> dict | None:
+    """What the demo reports of a cached checkpoint (its copy ``ckpt``): the score recorded beside it
+    when its sha256 is the one recorded then; else re-scored on the digits test split (another file
+    sits under the cached name, or the record is missing); None when it cannot be scored (retrain)."""
+    from .evaluate import evaluate
+
+    side = cached.with_suffix(".json")
+    try:
+        meta = json.loads(side.read_text()) if side.exists() else {}
+    except (OSError, ValueError):
+        meta = {}
+    digest = sha256_file(ckpt)
+    if isinstance(meta, dict) and meta.get("sha256") == digest:
+        return {**meta, "summary": f"{meta.get('summary', '')} (cached checkpoint {cached})"}
+    try:
+        top1 = evaluate(str(ckpt), "digits").top1
+    except (EdgeVitError, ValueError):
+        return None
+    why = "no sha256 recorded beside it" if not isinstance(meta, dict) or "sha256" not in meta else \
+        f"its sha256 {digest[:12]}... is not the {str(meta['sha256'])[:12]}... recorded when it was trained"
+    return {"test_accuracy": top1, "sha256": digest, "rescored": why,
+            "summary": f"digits test top-1 {top1:.4f} (re-scored: cached checkpoint {cached}, {why})"}
 
 
 def _export(cfg: DemoConfig, ckpt: Path, export_dir: Path) -> dict:

@@ -63,3 +63,7 @@ class EngineMismatchError(TensorRTError):
 
 class OutputPathError(EdgeVitError):
     """An output location cannot be written: a file stands where a directory must be, or no permission."""
+
+
+class OutputBusyError(OutputPathError):
+    """Another edgevit process is writing the same output directory (its lock was not released in time)."""

@@ -73,16 +73,20 @@ def predict_logits(model, images: np.ndarray, batch_size: int = 256, device: str
     return np.concatenate(out) if out else np.zeros((0, model.config.num_classes), np.float32)
 
 
-def evaluate(source: str, data: str = "digits", split: str = "test", arch: str | None = None,
+def evaluate(source: str, data: str | None = None, split: str = "test", arch: str | None = None,
              batch_size: int = 256, preprocessed: bool = False, model_overrides: dict | None = None) -> EvalReport:
-    """Load SOURCE and measure it on labelled data (the bundled digits' test split by default).
+    """Load SOURCE and measure it on labelled data (by default the bundled digits' test split, for a
+    model they fit: 1x8x8 input; another model needs ``data``, DataError otherwise).
 
     ``preprocessed``: a .npz holds model input already, not raw pixels (``--preprocessed``).
     ``model_overrides``: config fields for :func:`edgevit.load_model` (``--num-heads``, ``--act``, ...)."""
     from .data import load_dataset
+    from .data.defaults import default_data
     from .models import load_model
 
     model = load_model(source, arch=arch, **(model_overrides or {}))
+    c = model.config
+    data = default_data(data, (c.in_chans, c.img_size, c.img_size), "--data")
     dataset = load_dataset(data, model.preprocessing, split=split, num_classes=model.config.num_classes,
                            preprocessed=preprocessed, model_labels=model.labels)
     if dataset.labels is None:

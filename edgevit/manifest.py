@@ -17,7 +17,9 @@ Schema (``schema_version`` 1; every key is always present)::
       "schema_version": 1,
       "created": "2025-01-01T12:00:00+00:00",
       "edgevit_version": "0.1.0",
-      "model": {"source": ..., "arch": ..., "config": {ViTConfig fields}, "params": int,
+      "model": {"source": ..., "source_sha256": str | null,  # checkpoint path relative to this directory
+                "source_absolute": str,  # (absolute where it cannot be), its sha256, and where it was at export
+                "arch": ..., "config": {ViTConfig fields}, "params": int,
                 "guessed": {config field: value the loader guessed, e.g. "num_heads": 3},
                 "overrides": {config field: value given to the loader, e.g. "num_heads": 6 (--num-heads)},
                 "output": "logits" | "features" | "tokens"},   # what outputs[0] holds (absent: logits)
@@ -49,7 +51,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ._io import sha256_file, write_text_atomic
+from ._io import is_edgevit_internal, sha256_file, write_text_atomic
 from .errors import ArtifactIntegrityError, ManifestError, OnnxModelError
 from .formats import ARTIFACT_FORMATS as FORMATS
 from .formats import MANIFEST_NAME, PRECISIONS
@@ -57,6 +59,55 @@ from .formats import MANIFEST_NAME, PRECISIONS
 SCHEMA_VERSION = 1
 
 _ARTIFACT_KEYS = ("path", "format", "precision", "sha256", "size_bytes", "external_data")
+
+# The JSON types of the keys code reads, checked on load (:func:`_check_type`): a damaged or hand-edited
+# file is refused naming the file and the key, not met later as a TypeError. key: (types, item types);
+# None allows null. Values (a precision's name, a path) are checked where they are interpreted.
+_MANIFEST_TYPES = {"created": ((str, None), None), "model": ((dict, None), None), "labels": ((list, None), (str,)),
+                   "preprocessing": ((dict, None), None), "inputs": ((list, None), (dict,)),
+                   "outputs": ((list, None), (dict,)), "batch": ((dict, None), None), "export": ((dict, None), None),
+                   "artifacts": ((list, None), (dict,)), "versions": ((dict, None), None)}
+_NESTED_TYPES = {"model": {"output": ((str, None), None), "config": ((dict, None), None)},
+                 "batch": {"min": ((int,), None), "opt": ((int,), None), "max": ((int,), None),
+                           "dynamic": ((bool,), None)},
+                 "inputs": {"name": ((str,), None), "shape": ((list,), (int, str, None))},
+                 "outputs": {"name": ((str,), None), "shape": ((list,), (int, str, None))}}
+_ARTIFACT_TYPES = {"path": ((str,), None), "format": ((str,), None), "precision": ((str,), None),
+                   "sha256": ((str,), None), "size_bytes": ((int, None), None), "external_data": ((list, None), (str,))}
+_JSON_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
+               dict: "an object", type(None): "null"}  # what each Python type of json.loads is called in JSON
+
+
+def _check_type(value: Any, key: str, types: tuple, items: tuple | None = None) -> Any:
+    """``value`` (of the manifest key ``key``) when its JSON type is one of ``types`` (None: null) and,
+    for a list, each item's is one of ``items``; else ManifestError naming the key (a bool is no integer)."""
+    def fits(v, allowed) -> bool:
+        return any(v is None if t is None else isinstance(v, t) and (t is bool or not isinstance(v, bool))
+                   for t in allowed)
+
+    def name(allowed) -> str:
+        return " or ".join(_JSON_NAMES[type(None) if t is None else t] for t in allowed)
+
+    if not fits(value, types):
+        raise ManifestError(f'"{key}" must be {name(types)}, got {_JSON_NAMES.get(type(value), type(value).__name__)} '
+                            f"{json.dumps(value)[:40] if isinstance(value, (int, float, str)) else ''}".rstrip())
+    for i, item in enumerate(value if items is not None and isinstance(value, list) else ()):
+        if not fits(item, items):
+            raise ManifestError(f'"{key}[{i}]" must be {name(items)}, got '
+                                f"{_JSON_NAMES.get(type(item), type(item).__name__)}")
+    return value
+
+
+def _check_artifact_name(key: str, name: str) -> None:
+    """An artifact's ``path`` and each of its ``external_data`` files name a file inside the manifest's
+    directory (relative, no ``..``) that is not edgevit's lock or a temporary: later steps open them,
+    and ``export --force`` deletes the ones the new export no longer lists."""
+    rel = Path(name)
+    if not name or rel.is_absolute() or rel.drive or ".." in rel.parts:
+        raise ValueError(f"{key} {name!r} must be a file name relative to the manifest's directory, inside it "
+                         "(no absolute path, no '..'); re-export, or fix the entry")
+    if is_edgevit_internal(rel.name):
+        raise ValueError(f"{key} {name!r} is edgevit's lock or temporary file, not an artifact")
 
 
 @dataclass
@@ -80,8 +131,8 @@ class Artifact:
             raise ValueError(f"artifact format must be one of {list(FORMATS)}, got {self.format!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"artifact precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
-        if Path(self.path).is_absolute() or ".." in Path(self.path).parts:
-            raise ValueError(f"artifact path must be relative to the manifest's directory, got {self.path!r}")
+        for key, name in (("path", self.path), *(("external_data", n) for n in self.external_data)):
+            _check_artifact_name(key, name)
 
     def __getitem__(self, key: str) -> Any:
         """``artifact["recipe"]`` reads standard and extra fields alike."""
@@ -107,9 +158,12 @@ class Artifact:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Artifact":
+        _check_type(data, "artifact entry", (dict,))
         missing = [k for k in ("path", "format", "precision", "sha256") if k not in data]
         if missing:
             raise ManifestError(f"artifact entry {data!r} lacks {missing}")
+        for key, (types, items) in _ARTIFACT_TYPES.items():
+            _check_type(data.get(key), key, types, items)
         extra = {k: v for k, v in data.items() if k not in _ARTIFACT_KEYS}
         try:
             return cls(
@@ -119,6 +173,21 @@ class Artifact:
             )
         except ValueError as exc:
             raise ManifestError(f"artifact entry {data.get('path')!r}: {exc}") from None
+
+
+def label_problem(labels, num_classes) -> str | None:
+    """Why ``labels`` cannot name the classes of a model with ``num_classes`` outputs (another count,
+    duplicates: ``eval`` would merge classes), or None. Checked where labels are loaded (checkpoint
+    metadata, manifest)."""
+    if not isinstance(labels, (list, tuple)) or num_classes == 0:  # a headless model has no classes to name
+        return None
+    if isinstance(num_classes, int) and not isinstance(num_classes, bool) and len(labels) != num_classes:
+        return f"holds {len(labels)} labels for {num_classes} classes (num_classes)"
+    seen: dict = {}
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+    dups = [repr(k) for k, n in seen.items() if n > 1]
+    return f"repeats {', '.join(dups[:5])}: each class needs its own label" if dups else None
 
 
 class Resolved(NamedTuple):
@@ -165,6 +234,8 @@ class Manifest:
     schema_version: int = SCHEMA_VERSION
     extra: dict = field(default_factory=dict)
     root: Path | None = field(default=None, compare=False, repr=False)
+    # what the checked ONNX graphs output, read off each graph ({artifact path: kind}; not serialized)
+    graph_outputs: dict = field(default_factory=dict, compare=False, repr=False)
 
     # ------------------------------------------------------------------ files
     @staticmethod
@@ -184,7 +255,7 @@ class Manifest:
             )
         try:
             data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
             raise ManifestError(f"{path}: not a readable JSON manifest ({exc}); re-run edgevit export") from exc
         manifest = cls.from_dict(data, source=str(path))
         manifest.root = path.parent
@@ -203,8 +274,24 @@ class Manifest:
     def output_kind(self) -> str:
         """What the model's graphs output: "logits", "features" (the pooled embedding of a headless
         model) or "tokens" (its patch tokens), as ``model.output`` records; a manifest written before
-        edgevit recorded it is a classifier's."""
-        return (self.model or {}).get("output") or "logits"
+        edgevit recorded it is a classifier's. Where a graph opened through this manifest
+        (:meth:`check_artifact`; the fp32 graph when none was) says otherwise by its output's rank
+        (2-D [batch, dim] or 3-D [batch, tokens, dim]), the graph's kind, with an EdgeVitWarning."""
+        recorded = (self.model or {}).get("output") or "logits"
+        if not self.graph_outputs and self.root is not None:
+            fp32 = next((a for a in self.artifacts if a.format == "onnx" and a.precision == "fp32"), None)
+            if fp32 is not None and (self.root / fp32.path).is_file():
+                from .provenance import check_graph
+
+                check_graph(self, fp32, self.root / fp32.path, labels=False)
+        seen = [k for k in self.graph_outputs.values() if k != recorded]
+        return seen[0] if seen else recorded
+
+    def source_checkpoint(self, verify_hash: bool = True) -> tuple[Path | None, str | None]:
+        """The checkpoint ``model.source`` names, checked: :func:`edgevit.provenance.source_checkpoint`."""
+        from .provenance import source_checkpoint
+
+        return source_checkpoint(self, verify_hash)
 
     # ------------------------------------------------------------------ artifacts
     def add_artifact(
@@ -363,6 +450,10 @@ class Manifest:
                     f"the file was changed or replaced after it was written; {self._rewrite_hint(artifact)}, "
                     "or pass --no-verify-hash (verify_hash=False) to use it as it is"
                 )
+        if artifact.format == "onnx":  # its precision label and output kind (edgevit.provenance)
+            from .provenance import check_graph
+
+            check_graph(self, artifact, file)
         return file
 
     def _rewrite_hint(self, artifact: Artifact) -> str:
@@ -373,8 +464,10 @@ class Manifest:
             onnx_root = Path(source_manifest).parent if source_manifest else self.root
             return f"rebuild it with `edgevit build {onnx_root / onnx} -o {self.root / artifact.path} --force`"
         if artifact.precision == "fp32":
+            found, _ = self.source_checkpoint(verify_hash=False)
             source = (self.model or {}).get("source")
-            source = source if isinstance(source, str) and source and not source.startswith("<") else "SOURCE"
+            source = str(found) if found is not None else (
+                source if isinstance(source, str) and source and not source.startswith("<") else "SOURCE")
             return f"re-export it with `edgevit export {source} -o {self.root} --force`"
         return f"rewrite it with `edgevit quantize {self.root} --precision {artifact.precision} --force`"
 
@@ -431,6 +524,15 @@ class Manifest:
             )
         known = {"schema_version", "created", "edgevit_version", "model", "labels", "preprocessing", "inputs",
                  "outputs", "batch", "export", "artifacts", "versions"}
+        try:
+            artifacts = cls._checked_artifacts(data)
+        except ManifestError as exc:
+            raise ManifestError(f"{source}: {exc}; the file is damaged or was edited: correct that key, or write "
+                                f"the manifest again (`edgevit export SOURCE -o {Path(source).parent} --force`)") from None
+        problem = label_problem(data.get("labels"), ((data.get("model") or {}).get("config") or {}).get("num_classes"))
+        if problem:
+            raise ManifestError(f'{source}: "labels" {problem}; give one distinct label per class in "labels" '
+                                "(or null), or re-export from a checkpoint whose labels fit")
         return cls(
             model=data.get("model") or {},
             labels=data.get("labels"),
@@ -439,7 +541,7 @@ class Manifest:
             outputs=list(data.get("outputs") or []),
             batch=data.get("batch") or {},
             export=data.get("export") or {},
-            artifacts=[Artifact.from_dict(a) for a in data.get("artifacts") or []],
+            artifacts=artifacts,
             versions=data.get("versions") or {},
             created=data.get("created") or "",
             schema_version=version,
@@ -447,4 +549,26 @@ class Manifest:
         )
 
 
-__all__ = ["Artifact", "MANIFEST_NAME", "Manifest", "Resolved", "SCHEMA_VERSION", "library_versions"]
+    @staticmethod
+    def _checked_artifacts(data: dict) -> list[Artifact]:
+        """The artifact entries of a manifest's ``data``, once every key code reads has its JSON type
+        (:func:`_check_type`); ManifestError naming the first key that has not."""
+        for key, (types, items) in _MANIFEST_TYPES.items():
+            _check_type(data.get(key), key, types, items)
+        for key, nested in _NESTED_TYPES.items():
+            value = data.get(key)
+            parts = [(key, value)] if isinstance(value, dict) else [(f"{key}[{i}]", v) for i, v in enumerate(value or [])]
+            for where, part in parts:
+                for sub, (types, items) in nested.items():
+                    if sub in part:
+                        _check_type(part[sub], f"{where}.{sub}", types, items)
+        artifacts = []
+        for i, entry in enumerate(data.get("artifacts") or []):
+            try:
+                artifacts.append(Artifact.from_dict(entry))
+            except ManifestError as exc:
+                raise ManifestError(f"artifacts[{i}]: {exc}") from None
+        return artifacts
+
+
+__all__ = ["Artifact", "MANIFEST_NAME", "Manifest", "Resolved", "SCHEMA_VERSION", "label_problem", "library_versions"]

@@ -245,6 +245,50 @@ def default_opset(proto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
+_QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+_INT_QUANT_OPS = ("QLinearMatMul", "MatMulInteger", "ConvInteger", "QLinearConv")
+
+
+def graph_precision(proto) -> tuple[str, str]:
+    """(precision, what the graph holds) read off the graph alone (its weights need not be loaded):
+    "fp8" / "int8" for Q/DQ whose zero points (or quantized weights) are float8 / 8-bit integers,
+    else "fp16" / "bf16" when most float initializers are, else "fp32"."""
+    from onnx import TensorProto as T
+
+    fp8 = {getattr(T, n) for n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ") if hasattr(T, n)}
+    ints = {T.INT8, T.UINT8}
+    types = {t.name: t.data_type for t in proto.graph.initializer}
+    qdq = [n for n in proto.graph.node if n.op_type in _QDQ_OPS]
+    zero_points = [types.get(n.input[2]) for n in qdq if len(n.input) > 2 and n.input[2]]
+    if any(t in fp8 for t in zero_points) or any(t in fp8 for t in types.values()):
+        return "fp8", f"float8 Q/DQ ({len(qdq)} QuantizeLinear/DequantizeLinear nodes with float8 zero points)"
+    if qdq or any(n.op_type in _INT_QUANT_OPS for n in proto.graph.node):
+        kind = "int8" if T.INT8 in zero_points else "uint8" if T.UINT8 in zero_points else "8-bit integer"
+        return "int8", f"{kind} Q/DQ ({len(qdq)} QuantizeLinear/DequantizeLinear nodes)"
+    floats = [t for t in types.values() if t in (T.FLOAT, T.FLOAT16, T.BFLOAT16)]
+    for name, dtype in (("fp16", T.FLOAT16), ("bf16", T.BFLOAT16)):
+        if floats and floats.count(dtype) > len(floats) // 2:
+            return name, f"{name} weights ({floats.count(dtype)} of {len(floats)} float initializers), no Q/DQ"
+    return "fp32", f"fp32 weights ({floats.count(T.FLOAT)} of {len(floats)} float initializers), no Q/DQ"
+
+
+def graph_facts(path: str | os.PathLike) -> dict | None:
+    """What a manifest entry is checked against, read from the graph without its external data:
+    {"precision", "holds" (:func:`graph_precision`), "output" (the single output's name or None),
+    "output_shape" (its dims or None)}; None when the file is not a readable ONNX graph, or where the
+    onnx package is not installed (a device application: the toolchain checked the graph)."""
+    try:
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not a readable graph: the runner that opens it says so
+        return None
+    precision, holds = graph_precision(proto)
+    single = proto.graph.output[0] if len(proto.graph.output) == 1 else None
+    return {"precision": precision, "holds": holds, "output": single.name if single is not None else None,
+            "output_shape": dims(single) if single is not None else None}
+
+
 # ---------------------------------------------------------------------- editing
 def rename_nodes(nodes: Iterable, names: Iterable[str]) -> int:
     """Give ``nodes`` the ``names``, pairwise. Returns how many were renamed."""
@@ -299,6 +343,18 @@ def mark_outputs(model, names: list[str]):
     return debug
 
 
+def topologically_sorted(proto):
+    """``proto`` with its nodes in topological order (stable), as the ONNX spec requires and
+    ``onnx.checker`` checks: converters that append nodes (ONNX Runtime's float16 converter adds its
+    input Casts at the end) leave graphs that only sorting consumers (ONNX Runtime, TensorRT) accept."""
+    import onnx_ir as ir
+    from onnx_ir.passes.common import TopologicalSortPass
+
+    model = ir.serde.deserialize_model(proto)
+    TopologicalSortPass()(model)
+    return ir.serde.serialize_model(model)
+
+
 def apply_rewrites(proto, rules) -> tuple[object, int]:
     """Apply onnxscript pattern-rewrite ``rules`` to ``proto`` (in ONNX IR). Returns (new
     ModelProto, number of rewrites). Nodes the rewrites leave unused are removed; the rest of
@@ -316,4 +372,4 @@ def apply_rewrites(proto, rules) -> tuple[object, int]:
 
 
 __all__ = ["Graph", "LAYOUT_OPS", "all_nodes", "apply_rewrites", "bypass_nodes", "count_ops", "default_opset", "dims",
-           "load_onnx", "mark_outputs", "rename_nodes"]
+           "graph_facts", "graph_precision", "load_onnx", "mark_outputs", "rename_nodes", "topologically_sorted"]

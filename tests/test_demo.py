@@ -91,12 +91,35 @@ def test_demo_records_any_exception_as_a_failed_step(tmp_path, monkeypatch):
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
     assert "export: RuntimeError: simulated failure in the export step" in res.stderr, res.stderr
     data = json.loads((tmp_path / "run" / "demo.json").read_text())
-    assert data["ok"] is False and [s["step"] for s in data["steps"]] == ["train", "export"], data["steps"]
+    assert data["ok"] is False and [s["step"] for s in data["steps"]] == STEPS, data["steps"]
     export = data["steps"][1]
     assert export["status"] == "failed" and export["error"] == "RuntimeError", export
-    assert _table(res.stdout, "step")["export"][1] == "failed", res.stdout
+    steps = _table(res.stdout, "step")
+    assert steps["export"][1] == "failed", res.stdout
+    for s in data["steps"][2:]:  # what needs the export is recorded and shown as skipped, with the reason
+        assert s["status"] == "skipped" and s["blocked_by"] == "export", s
+        assert steps[s["step"]][1] == "skipped" and "export step failed" in steps[s["step"]][3], steps[s["step"]]
     res = CliRunner().invoke(main, ["demo", "-o", str(tmp_path / "run-json"), "--json"])
     assert res.exit_code == 1, res.output
     out = json.loads(res.stdout)
     assert out["ok"] is False and out["steps"][1]["error"] == "RuntimeError", out["steps"]
     assert out == json.loads((tmp_path / "run-json" / "demo.json").read_text())
+
+
+def test_demo_records_the_steps_a_failed_step_kept_from_running(tmp_path, monkeypatch):
+    """A failed train skips every later step, each recorded in demo.json and the table with the step
+    that kept it from running; nothing after it is called."""
+    def broken_train(cfg, run, ckpt):
+        raise RuntimeError("simulated failure in the train step")
+
+    monkeypatch.setattr(demo, "_train", broken_train)
+    for name in ("_export", "_engines", "_verify", "_bench"):
+        monkeypatch.setattr(demo, name, lambda *a, _n=name: pytest.fail(f"{_n} ran after train failed"))
+    res = CliRunner().invoke(main, ["demo", "-o", str(tmp_path / "run")])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    data = json.loads((tmp_path / "run" / "demo.json").read_text())
+    assert [(s["step"], s["status"], s.get("blocked_by")) for s in data["steps"]] == (
+        [("train", "failed", None)] + [(s, "skipped", "train") for s in STEPS[1:]]), data["steps"]
+    steps = _table(res.stdout, "step")
+    assert [steps[s][1] for s in STEPS] == ["failed"] + ["skipped"] * 4, steps
+    assert all("train step failed" in steps[s][3] for s in STEPS[1:]), steps

@@ -31,7 +31,7 @@ MAX_LINES = 600
 LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
     0: ("bottom", (
         "edgevit$", "edgevit.errors", "edgevit.formats", "edgevit.tolerances", "edgevit.metrics",
-        "edgevit.manifest", "edgevit._io", "edgevit._deps", "edgevit.onnx_graph",
+        "edgevit.manifest", "edgevit._io", "edgevit._deps", "edgevit.onnx_graph", "edgevit.provenance",
         "edgevit.tensorrt$", "edgevit.tensorrt.rules", "edgevit.tensorrt.fusion",
         "edgevit.tensorrt.jetson", "edgevit.tensorrt._bindings",
     )),

@@ -100,7 +100,7 @@ def test_save_refuses_to_overwrite_without_force_and_leaves_no_temp_files(tmp_pa
     assert (tmp_path / MANIFEST_NAME).read_text() == before
     m.save(tmp_path, force=True)
     assert Manifest.load(tmp_path).labels == ["changed"]
-    leftovers = [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
+    leftovers = [p.name for p in tmp_path.iterdir() if "tmp" in p.name or p.name == ".edgevit.lock"]
     assert not leftovers, f"temporary files left behind: {leftovers}"
 
 
@@ -132,6 +132,22 @@ def test_artifact_validation():
         Artifact("m.onnx", "tflite", "fp32", "0" * 64)
     with pytest.raises(ValueError, match="relative"):
         Artifact("/abs/m.onnx", "onnx", "fp32", "0" * 64)
+
+
+@pytest.mark.parametrize("entry", [{"external_data": ["../victims/x"]}, {"external_data": ["/victims/x"]},
+                                   {"external_data": ["ok.data", "sub/../../x"]}, {"path": ".edgevit.lock"},
+                                   {"path": ".model.onnx.edgevit-tmp-123"}])
+def test_external_data_and_paths_must_stay_inside_the_directory(tmp_path, entry):
+    """Issue 16 item 1: external_data is checked like path on load (--force deletes what a manifest
+    lists), and edgevit's lock and temporaries are never artifacts."""
+    art = {"path": "model.onnx", "format": "onnx", "precision": "fp32", "sha256": "0" * 64, **entry}
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps({"schema_version": 1, "artifacts": [art]}))
+    key = next(iter(entry))
+    with pytest.raises(ManifestError, match=key) as info:
+        Manifest.load(tmp_path)
+    assert str(tmp_path / MANIFEST_NAME) in str(info.value) or art["path"] in str(info.value), str(info.value)
+    with pytest.raises(ValueError, match=key):
+        Artifact(**{**{k: v for k, v in art.items() if k in ("path", "format", "precision", "sha256")}, **entry})
 
 
 def test_add_artifact_without_root_needs_a_hash():

@@ -174,6 +174,35 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# /proc/cpuinfo flags -> the instruction-set names that decide ONNX Runtime's int8 kernels (docs/design.md §4.1)
+_ISA_FLAGS = (("AVX2", ("avx2",)), ("AVX-512", ("avx512f",)), ("VNNI", ("avx512_vnni", "avx_vnni")),
+              ("AMX", ("amx_int8",)), ("NEON", ("asimd",)), ("DOTPROD", ("asimddp",)))
+
+
+def cpu_isa(flags: set[str] | None = None) -> list[str]:
+    """The instruction sets among AVX2 / AVX-512 / VNNI / AMX (x86) and NEON / DOTPROD (Arm) this CPU
+    has, read from ``/proc/cpuinfo`` (``flags``: a given set, for tests); [] where unknown."""
+    if flags is None:
+        flags = set()
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.lower().startswith(("flags", "features")):
+                    flags.update(line.split(":", 1)[1].split())
+                    break
+    return [name for name, keys in _ISA_FLAGS if any(k in flags for k in keys)]
+
+
+def int8_kernel_note(isa: list[str]) -> str:
+    """What ONNX Runtime's CPU int8 kernels do on a CPU with ``isa`` (its quantization docs): x86 without
+    VNNI or AMX multiplies u8 by s8 into 16-bit pair sums (pmaddubsw), which can saturate."""
+    if any(x in isa for x in ("AVX2", "AVX-512")) and not any(x in isa for x in ("VNNI", "AMX")):
+        return ("u8s8 through 16-bit pair sums (pmaddubsw, no VNNI): can saturate, so int8 outputs may drift "
+                "from the graph's exact Q/DQ arithmetic")
+    if isa:
+        return "int8 products accumulated in 32 bits (no intermediate saturation)"
+    return "unknown int8 kernel path"
+
+
 def _dist_version(name: str) -> str | None:
     from importlib import metadata
 
@@ -191,12 +220,14 @@ def available_cpus() -> int:
 def machine_info() -> dict:
     """CPU, GPU, driver and library versions (None where absent); the Jetson block on a Jetson.
 
-    Keys: cpu, cpu_cores, cpu_affinity, platform, python, gpu, gpu_count, driver, cuda, cudnn,
+    Keys: cpu, cpu_isa (:func:`cpu_isa`), int8_kernels (:func:`int8_kernel_note`), cpu_cores, cpu_affinity, platform, python, gpu, gpu_count, driver, cuda, cudnn,
     tensorrt, onnxruntime, onnxruntime_providers, torch, numpy, edgevit, jetson (None off a Jetson;
     else model, nvpmodel, jetson_clocks, warnings: :func:`edgevit.tensorrt.jetson.jetson_info`) and
     env (OMP_WAIT_POLICY, OMP_NUM_THREADS, CUDA_VISIBLE_DEVICES as this process sees them).
     """
-    info: dict = {"cpu": _cpu_model(), "cpu_cores": os.cpu_count(), "cpu_affinity": available_cpus(),
+    isa = cpu_isa()
+    info: dict = {"cpu": _cpu_model(), "cpu_isa": isa, "int8_kernels": int8_kernel_note(isa),
+                  "cpu_cores": os.cpu_count(), "cpu_affinity": available_cpus(),
                   "platform": platform.platform(), "python": platform.python_version(),
                   "gpu": None, "gpu_count": 0, "driver": None, "cuda": None, "cudnn": None,
                   "tensorrt": None, "onnxruntime": _dist_version("onnxruntime") or _dist_version("onnxruntime-gpu"),
@@ -243,5 +274,5 @@ def machine_info() -> dict:
     return info
 
 
-__all__ = ["PHASES", "LatencyStats", "Record", "available_cpus", "latency_stats", "machine_info", "measure",
-           "time_calls"]
+__all__ = ["PHASES", "LatencyStats", "Record", "available_cpus", "cpu_isa", "int8_kernel_note", "latency_stats",
+           "machine_info", "measure", "time_calls"]

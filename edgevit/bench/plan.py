@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from .._io import is_edgevit_internal
 from ..errors import EdgeVitError, ManifestError
-from ..formats import ENGINE_SUFFIXES, FLOAT_PRECISIONS, MANIFEST_NAME
+from ..formats import ENGINE_SUFFIXES, FLOAT_PRECISIONS, MANIFEST_NAME, QUANTIZED
 from ..metrics import FEATURE_OUTPUTS
 from .report import BenchRow
 from .targets import RunnerTarget, Target, TorchCudaTarget
@@ -44,6 +45,7 @@ class Plan:
     onnx_path: Path | None = None
     error: str | None = None
     status: str | None = None
+    exact: Callable[[], Target] | None = None  # a Q/DQ graph on the CPU: the same graph, Q/DQ run exactly
 
 
 @dataclass
@@ -72,7 +74,7 @@ def resolve_sources(sources) -> list[tuple]:
         path = Path(src)
         if path.is_dir():
             if not Manifest.path_in(path).is_file():
-                listing = sorted(p.name for p in path.iterdir())[:10]
+                listing = sorted(p.name for p in path.iterdir() if not is_edgevit_internal(p.name))[:10]
                 raise ManifestError(
                     f"{path}: no {MANIFEST_NAME} manifest here (found: {listing or 'nothing'}); "
                     f"run `edgevit export CHECKPOINT -o {path}` first, or name artifact files")
@@ -115,7 +117,9 @@ def check_batch(b: int, profile: dict | None, what: str) -> None:
 
 
 def reference_model(manifests: list, cfg: BenchConfig):
-    """(model, source, reason): the PyTorch reference, or None and why not."""
+    """(model, source, reason): the PyTorch reference, or None and why not; with a model, ``reason`` is
+    a note for the report's warnings (an unchecked checkpoint) or None. A manifest's checkpoint whose
+    sha256 differs from the recorded one is refused (ArtifactIntegrityError)."""
     from ..models import list_variants, load_model
     from ..models.hub import is_hub_name
 
@@ -132,16 +136,18 @@ def reference_model(manifests: list, cfg: BenchConfig):
         if src in list_variants():
             tried.append(f"manifest source {src!r} is a variant name (random weights, not the exported ones)")
             continue
-        for cand in (Path(src), m.root / src):
-            if cand.exists() or is_hub_name(src):
-                try:
-                    return load_model(cand, arch=(m.model or {}).get("arch") or cfg.arch,
-                                      **((m.model or {}).get("overrides") or cfg.model_overrides)), str(cand), None
-                except EdgeVitError as exc:
-                    tried.append(f"{cand}: {exc}")
-                    break
-        else:
-            tried.append(f"checkpoint {src} not found")
+        # relative to the manifest's directory and checked against its sha256 (ArtifactIntegrityError)
+        cand, note = m.source_checkpoint(cfg.verify_hash)
+        if cand is None and is_hub_name(src):
+            cand, note = src, None
+        if cand is None:
+            tried.append(note)
+            continue
+        try:
+            return load_model(cand, arch=(m.model or {}).get("arch") or cfg.arch,
+                              **((m.model or {}).get("overrides") or cfg.model_overrides)), str(cand), note
+        except EdgeVitError as exc:
+            tried.append(f"{cand}: {exc}")
     reason = "; ".join(dict.fromkeys(tried)) or "no manifest names the checkpoint (give --reference CHECKPOINT)"
     return None, None, reason
 
@@ -276,8 +282,12 @@ def plan_rows(resolved, model, ref_source, ref_reason, cfg: BenchConfig, machine
                     row = BenchRow(name=f"ort {prov} {art.precision} {Path(art.path).name}", backend="onnxruntime",
                                    device="cpu" if prov == "cpu" else "cuda", format="onnx",
                                    precision=art.precision, artifact=rel, provider=prov, size_mb=size)
+                    exact = None
+                    if prov == "cpu" and art.precision in QUANTIZED:  # judged as the graph defines it too
+                        exact = lambda f=file: RunnerTarget(  # noqa: E731
+                            lambda: get_runner("onnxruntime", f, providers="cpu", threads=threads, qdq="exact"))
                     plans.append(Plan(row, status="failed", error=problem) if problem else
-                                 Plan(row, onnx_path=file, make=lambda f=file, p=prov: RunnerTarget(
+                                 Plan(row, onnx_path=file, exact=exact, make=lambda f=file, p=prov: RunnerTarget(
                                      lambda: get_runner("onnxruntime", f, providers=p, threads=threads))))
             else:
                 row = BenchRow(name=f"tensorrt {art.precision} {Path(art.path).name}", backend="tensorrt",

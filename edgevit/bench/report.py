@@ -40,6 +40,7 @@ CSV_COLUMNS = [
     "throughput_batch", "throughput_img_s", "speedup", "throughput_speedup",
     "h2d_p50_ms", "compute_p50_ms", "d2h_p50_ms", "sweep_p50_ms",
     "attention_status", "attention_max_abs", "attention_cosine_min",
+    "exact_top1", "exact_agreement", "exact_within_tolerance", "kernel_drift_max_abs", "kernels_within_tolerance",
 ]
 
 
@@ -71,8 +72,9 @@ class BenchRow(Record):
             engine no manifest lists.
         artifact: The file benchmarked (None without one).
         reference: This row's outputs and p50 are what the others are compared with.
-        status: "ok", "failed" (could not load or run: ``reason`` says why) or "skipped" (the
-            backend is not available here: ``reason``).
+        status: "ok", "failed" (could not load or run, or outputs outside the precision's
+            tolerance against the reference: ``reason`` says why) or "skipped" (the backend is not
+            available here: ``reason``).
         reason: Why the row failed or was skipped, or a note on an ok row.
         size_mb: File size in 10^6 bytes, external data included.
         top1: Top-1 accuracy (labelled data, logits only).
@@ -81,7 +83,15 @@ class BenchRow(Record):
         max_abs, cosine_min, cosine_mean: Max abs difference and per-sample cosine of the outputs
             against the reference.
         within_tolerance: The outputs pass the tolerance row of the precision
-            (:func:`edgevit.tolerances.get_tolerance`); None when not judged.
+            (:func:`edgevit.tolerances.get_tolerance`); None when not judged. For a Q/DQ graph on the CPU
+            this is the graph's verdict, judged by its exact Q/DQ arithmetic (``exact_qdq``), the same on
+            every host; how this CPU's kernels ran it is ``kernel_drift``.
+        exact_qdq: Q/DQ graphs (int8, fp8) on ONNX Runtime CPU: the accuracy as the graph defines it
+            (``qdq="exact"``, :data:`edgevit.runtime.onnxruntime_runner.QDQ_MODES`): {"top1", "agreement",
+            "max_abs", "cosine_min", "within_tolerance"}; the plain columns are as this CPU's int8 kernels
+            (the ones timed) ran it. None for other rows.
+        kernel_drift: How far this CPU's kernels' outputs are from the exact arithmetic's, at the row's
+            tolerance: {"max_abs", "cosine_min", "agreement", "within_tolerance"}; None for other rows.
         latency_ms: Batch-1 statistics.
         throughput: At the throughput batch (the profile's max unless ``--batch``).
         speedup: Reference p50 / this p50, batch 1.
@@ -118,6 +128,8 @@ class BenchRow(Record):
     sweep: list = field(default_factory=list)
     phases_ms: dict | None = None
     attention: dict | None = None
+    exact_qdq: dict | None = None
+    kernel_drift: dict | None = None
     seconds: float = 0.0
 
     def add_reason(self, text: str) -> None:
@@ -129,6 +141,7 @@ class BenchRow(Record):
         thr = self.throughput or {}
         ph = self.phases_ms or {}
         att = self.attention or {}
+        exact, drift = self.exact_qdq or {}, self.kernel_drift or {}
         sweep = ";".join(f"{s.batch}={s.latency_ms.p50:.4g}" for s in self.sweep)
         return {
             "name": self.name, "backend": self.backend, "device": self.device, "provider": self.provider,
@@ -145,6 +158,9 @@ class BenchRow(Record):
             "d2h_p50_ms": (ph.get("d2h") or {}).get("p50"), "sweep_p50_ms": sweep or None,
             "attention_status": att.get("status"), "attention_max_abs": att.get("max_abs"),
             "attention_cosine_min": att.get("cosine_min"),
+            "exact_top1": exact.get("top1"), "exact_agreement": exact.get("agreement"),
+            "exact_within_tolerance": exact.get("within_tolerance"), "kernel_drift_max_abs": drift.get("max_abs"),
+            "kernels_within_tolerance": drift.get("within_tolerance"),
         }
 
 
@@ -207,6 +223,8 @@ class BenchReport:
             cols.append("h2d/compute/d2h ms")
         if any(r.attention for r in self.rows):
             cols.append("attention")
+        if any(r.exact_qdq for r in self.rows):
+            cols.append("exact agree" if self.features else "exact top-1")
         return cols
 
     def format_row(self, r: BenchRow, cols: list[str] | None = None) -> list[str]:
@@ -232,7 +250,20 @@ class BenchReport:
             att = r.attention
             cells.append("-" if not att else (att["status"] if att.get("max_abs") is None
                                               else f"{att['status']} {att['max_abs']:.1e}"))
+        if {"exact top-1", "exact agree"} & set(cols):
+            ex = r.exact_qdq or {}
+            cells.append(f(ex.get("agreement" if self.features else "top1"), ".4f"))
         return cells
+
+    def exact_note(self) -> str | None:
+        """The line under the table that says what the exact column and the plain ones measure."""
+        if not any(r.exact_qdq for r in self.rows):
+            return None
+        m = self.machine
+        isa = "/".join(m.get("cpu_isa") or []) or "unknown instruction set"
+        return (f"int8/fp8 rows: the accuracy columns are as this CPU's ONNX Runtime kernels ran the graph ({isa}: "
+                f"{m.get('int8_kernels')}); '{self.table_columns()[-1]}' is as the graph defines it (exact Q/DQ "
+                "arithmetic, what TensorRT computes), which decides the row's tolerance verdict")
 
     def table_rows(self) -> tuple[list[str], list[list[str]]]:
         """Columns and formatted cells of the summary table (terminal and Markdown)."""
@@ -243,7 +274,8 @@ class BenchReport:
         cols, cells = self.table_rows()
         m = self.machine
         lines = ["# edgevit bench", "",
-                 f"- CPU: {m.get('cpu')} ({m.get('cpu_cores')} cores, {self.config.get('threads')} threads used)",
+                 f"- CPU: {m.get('cpu')} ({m.get('cpu_cores')} cores, {self.config.get('threads')} threads used; "
+                 f"{'/'.join(m.get('cpu_isa') or []) or 'instruction set unknown'}: {m.get('int8_kernels')})",
                  f"- GPU: {m.get('gpu') or 'none'}; driver {m.get('driver')}; CUDA {m.get('cuda')}; "
                  f"TensorRT {m.get('tensorrt')}",
                  f"- torch {m.get('torch')}; onnxruntime {m.get('onnxruntime')}; numpy {m.get('numpy')}; "
@@ -259,6 +291,7 @@ class BenchReport:
         for row in cells:
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
         notes = [f"{r.name}: {r.status}: {r.reason}" for r in self.rows if r.reason]
+        notes += [n for n in (self.exact_note(),) if n]
         if notes or self.warnings:
             lines.append("")
             lines.extend(f"- {n}" for n in notes + list(self.warnings))

@@ -1,8 +1,9 @@
 """``run_bench``: benchmark every artifact of one or more export OUTDIRs (or artifact files) next to
 the PyTorch reference, and judge each row's outputs against the reference row.
 
-A row's ``status`` is ``ok``, ``failed`` (the artifact could not be loaded or run: ``reason``
-says why; never an exception) or ``skipped`` (the backend is not available here: ``reason``).
+A row's ``status`` is ``ok``, ``failed`` (the artifact could not be loaded or run, or its outputs
+are outside its precision's tolerance against the reference row: ``reason`` says why; never an
+exception) or ``skipped`` (the backend is not available here: ``reason``).
 Each row gets batch-1 latency (with h2d/compute/d2h phases where the target splits them), the
 throughput at one batch, the ``--batch-sweep`` sizes, and its accuracy columns (top-1,
 agreement, max abs, cosine) against the reference row at the precision's tolerance row. The
@@ -22,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..data.defaults import DIGITS_INPUT
 from ..errors import DataError, EdgeVitError, MissingDependencyError
 from ..formats import ONNX_PRECISIONS
 from ..metrics import KNN_AGREEMENT, compare_outputs
@@ -195,35 +197,93 @@ def _bench_one(plan: Plan, images: np.ndarray, cfg: BenchConfig, batch: int, swe
     return row, logits
 
 
+def _exact_outputs(plan: Plan, images: np.ndarray, batch: int) -> np.ndarray | None:
+    """The row's graph run with Q/DQ executed exactly (``plan.exact``); None if that cannot run."""
+    target = plan.exact()
+    try:
+        target.open()
+        return target.infer(images, target.fixed_batch or batch)
+    except Exception as exc:  # the timed row already ran this graph: a failure here is only noted
+        plan.row.add_reason(f"exact Q/DQ run failed: {_describe_exc(exc)}")
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            target.close()
+
+
 def _tolerance_precision(precision: str) -> str:
     """The tolerance row a precision is judged by (an unknown engine precision: int8's, the loosest)."""
     return precision if precision in ONNX_PRECISIONS else "int8"
 
 
-def _accuracy(row: BenchRow, logits: np.ndarray, ref_logits: np.ndarray | None, labels,
-              output: str = "logits") -> None:
-    """Accuracy columns of one row against the reference row's outputs. ``output`` "features" or
-    "tokens": no top-1; ``agreement`` is the k-NN agreement (:func:`edgevit.metrics.neighbour_agreement`)."""
-    if logits is None:
+def _fail_outside_tolerance(row: BenchRow, output: str) -> None:
+    """A row whose outputs are outside its precision's tolerance against the reference row is
+    ``failed``, never ``ok`` (a wrong reference or a broken artifact), with the numbers that miss."""
+    if row.within_tolerance is not False or row.reference or row.status != "ok":
         return
+    tol = get_tolerance(_tolerance_precision(row.precision), output)
+    got = getattr(row, "exact_qdq", None) or {"max_abs": row.max_abs, "cosine_min": row.cosine_min,
+                                               "agreement": row.agreement}
+    misses = [f"max abs {got['max_abs']:.3g} (limit atol {tol.atol:g} + rtol {tol.rtol:g}*|ref|)"]
+    if got["cosine_min"] is not None and got["cosine_min"] < tol.min_cosine:
+        misses.append(f"cos min {got['cosine_min']:.4f} < {tol.min_cosine:g}")
+    if got["agreement"] is not None and got["agreement"] < tol.min_agreement:
+        misses.append(f"agreement {got['agreement']:.4f} < {tol.min_agreement:g}")
+    row.status = "failed"
+    row.add_reason(f"outputs outside the {_tolerance_precision(row.precision)} tolerance against the reference "
+                   f"row: {'; '.join(misses)}")
+
+
+def _judged(logits: np.ndarray, ref_logits: np.ndarray, labels, tol, output: str) -> dict:
+    """``logits`` against the reference row's at ``tol``: top1, agreement, max_abs, cosine_min/mean, within."""
+    stats = compare_outputs(ref_logits, logits, tol, output=output)
+    agreement = stats.get("knn_agreement", stats.get("top1_agreement"))
+    within = stats["violations"] == 0 and stats["nonfinite"] == 0 and stats["cosine_min"] >= tol.min_cosine
+    if agreement is not None:
+        within = within and agreement >= tol.min_agreement
+    top1 = (float((logits.argmax(1) == labels).mean())
+            if labels is not None and logits.ndim == 2 and output == "logits" else None)
+    return {"top1": top1, "agreement": agreement, "max_abs": stats["max_abs"], "cosine_min": stats["cosine_min"],
+            "cosine_mean": stats["cosine_mean"], "within_tolerance": bool(within)}
+
+
+def _accuracy(row: BenchRow, logits: np.ndarray, ref_logits: np.ndarray | None, labels,
+              output: str = "logits", exact: np.ndarray | None = None) -> str | None:
+    """Accuracy columns of one row against the reference row's outputs. ``output`` "features" or
+    "tokens": no top-1; ``agreement`` is the k-NN agreement (:func:`edgevit.metrics.neighbour_agreement`).
+    ``exact``: a Q/DQ graph's outputs with Q/DQ run exactly (``row.exact_qdq``, which then decides
+    ``within_tolerance``), compared with this CPU's kernels' (``row.kernel_drift``). Returns a warning
+    when the kernels drift from the exact arithmetic by more than the row's tolerance."""
+    if logits is None:
+        return None
     if row.precision == "unknown":  # an engine no manifest lists: no tolerance row to judge it by
         row.reason = "no edgevit.json records this engine's precision, so its accuracy is not judged against " \
                      "a tolerance row; benchmark the directory `edgevit build` wrote it to"
     if labels is not None and logits.ndim == 2 and output == "logits":
         row.top1 = float((logits.argmax(1) == labels).mean())
-    if ref_logits is not None and ref_logits.shape == logits.shape:
-        tol = get_tolerance(_tolerance_precision(row.precision), output)  # the manifest's precision for the artifact
-        stats = compare_outputs(ref_logits, logits, tol, output=output)
-        row.agreement = stats.get("knn_agreement", stats.get("top1_agreement"))
-        row.max_abs = stats["max_abs"]
-        row.cosine_min = stats["cosine_min"]
-        row.cosine_mean = stats["cosine_mean"]
-        within = stats["violations"] == 0 and stats["nonfinite"] == 0 and stats["cosine_min"] >= tol.min_cosine
-        if row.agreement is not None:
-            within = within and row.agreement >= tol.min_agreement
-        row.within_tolerance = None if row.precision == "unknown" else bool(within)
-    elif ref_logits is not None:
+    if ref_logits is None:
+        return None
+    if ref_logits.shape != logits.shape:
         row.add_reason(f"output shape {list(logits.shape)} differs from the reference {list(ref_logits.shape)}")
+        return None
+    tol = get_tolerance(_tolerance_precision(row.precision), output)  # the manifest's precision for the artifact
+    judged = _judged(logits, ref_logits, labels, tol, output)
+    row.agreement, row.max_abs = judged["agreement"], judged["max_abs"]
+    row.cosine_min, row.cosine_mean = judged["cosine_min"], judged["cosine_mean"]
+    row.within_tolerance = None if row.precision == "unknown" else judged["within_tolerance"]
+    if exact is None or exact.shape != logits.shape:
+        return None
+    graph = _judged(exact, ref_logits, labels, tol, output)
+    row.exact_qdq = {k: graph[k] for k in ("top1", "agreement", "max_abs", "cosine_min", "within_tolerance")}
+    drift = _judged(logits, exact, None, tol, output)
+    row.kernel_drift = {k: drift[k] for k in ("max_abs", "cosine_min", "agreement", "within_tolerance")}
+    row.within_tolerance = graph["within_tolerance"]
+    if drift["within_tolerance"]:
+        return None
+    return (f"{row.name}: this CPU's int8 kernels drift from the graph's exact Q/DQ arithmetic beyond the "
+            f"{row.precision} tolerance (max abs {drift['max_abs']:.3g}, lowest cosine {drift['cosine_min']:.4f}); "
+            "the row's verdict is the graph's (exact arithmetic, what TensorRT computes), and a CPU deployment "
+            "of this graph on this instruction set computes something else (docs/design.md §4.1)")
 
 
 def _attention(plan: Plan, model, images: np.ndarray, cfg: BenchConfig, threads: int) -> dict:
@@ -346,13 +406,15 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
         report.warnings.extend(machine["jetson"]["warnings"])
 
     model, ref_source, ref_reason = reference_model(manifests, cfg)
+    if model is not None and ref_reason:
+        report.warnings.append(ref_reason)  # a reference checkpoint that could not be checked
     output = output_kind(manifests, model, resolved)
     shape, pre = _input_shape_and_preprocessing(manifests, model, resolved)
     data = cfg.data
     if data == "digits" and pre is None:
         report.warnings.append("no preprocessing is known (no manifest or checkpoint): using random inputs")
         data = "random"
-    if data == "digits" and tuple(pre.input_size) != tuple(shape):
+    if data == "digits" and not tuple(pre.input_size) == tuple(shape) == DIGITS_INPUT:  # grey 8x8: 1x8x8 models only
         report.warnings.append(f"the model input {list(shape)} is not digits-shaped: using random inputs "
                                "(give --data with labelled data of the model's shape)")
         data = "random"
@@ -367,6 +429,7 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
 
     plans = plan_rows(resolved, model, ref_source, ref_reason, cfg, machine, threads, output)
     logits_by_row: dict[str, np.ndarray] = {}
+    exact_by_row: dict[str, np.ndarray | None] = {}
     with _torch_threads(threads):
         for plan in plans:
             if plan.status:
@@ -378,6 +441,8 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
             row, logits = _bench_one(plan, images, cfg, batch, sweep)
             if logits is not None:
                 logits_by_row[row.name] = logits
+                if plan.exact is not None:
+                    exact_by_row[row.name] = _exact_outputs(plan, images, batch)
             report.rows.append(row)
             if cfg.attention and row.backend == "onnxruntime":
                 row.attention = _attention(plan, model, images, cfg, threads)
@@ -386,7 +451,11 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
     ref_logits = logits_by_row.get(ref_row.name) if ref_row else None
     for row in report.rows:
         if row.name in logits_by_row:
-            _accuracy(row, logits_by_row[row.name], ref_logits, inputs.labels, output)
+            drift = _accuracy(row, logits_by_row[row.name], ref_logits, inputs.labels, output,
+                              exact_by_row.get(row.name))
+            if drift:
+                report.warnings.append(drift)
+            _fail_outside_tolerance(row, output)
         if ref_row and row.status == "ok" and row.latency_ms is not None and ref_row.latency_ms is not None:
             row.speedup = ref_row.latency_ms.p50 / row.latency_ms.p50
             if row.throughput is not None and ref_row.throughput is not None:

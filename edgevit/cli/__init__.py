@@ -18,7 +18,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click  # noqa: E402
 
-from ._errors import print_edgevit_warnings  # noqa: E402
+from ._errors import JsonErrorsGroup, print_edgevit_warnings  # noqa: E402
 from .bench import bench_cmd  # noqa: E402
 from .demo import demo_cmd  # noqa: E402
 from .deploy import build_cmd, embed_cmd, predict_cmd  # noqa: E402
@@ -28,7 +28,7 @@ from .train import eval_cmd, train_cmd  # noqa: E402
 from .verify import verify_cmd  # noqa: E402
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=JsonErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgevit")
 @click.pass_context
 def main(ctx: click.Context) -> None:

@@ -27,6 +27,9 @@ _EXIT_CODES: list[tuple] = [
     ("PIL.UnidentifiedImageError", 1, "not a readable image",  # an OSError: before OSError
      "give a PNG, JPEG, BMP, ... image or a .npy array"),
     ("PIL.Image.DecompressionBombError", 1, "image too large", "downscale the image first"),
+    (MemoryError, 1, "out of memory", "give less data at once (fewer images, a smaller --batch or --img-size), or "
+     "use a machine with more memory"),
+    ("torch.OutOfMemoryError", 1, "out of memory", "use a smaller --batch or --img-size, or a GPU with more memory"),
     (OSError, 1, "system error", "check the path, its permissions and the free disk space"),
 ]
 
@@ -68,6 +71,62 @@ def _option_of(path: str) -> str | None:
     return None
 
 
+def _echo_failure(label: str, exc: BaseException, message: str) -> None:
+    """The ``--json`` answer of a command that failed, on stdout: ``{"ok": false, "error", "type", "message"}``."""
+    click.echo(json.dumps({"ok": False, "error": label, "type": type(exc).__name__, "message": message}))
+
+
+def _asks_json(args) -> bool:
+    """Whether the words typed hold ``--json`` (before a ``--``): a usage error stops click before the
+    command's options are parsed, so the flag is read from the command line itself."""
+    args = [str(a) for a in args]
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+_JSON_KEY = "edgevit.as_json"
+INTERRUPTED = 130  # 128 + SIGINT, a shell's status for a command stopped by Ctrl-C
+
+
+class JsonErrorsGroup(click.Group):
+    """The ``edgevit`` group. With ``--json`` on the command line, what click itself reports also
+    prints the ``{"ok": false, ...}`` object on stdout: a usage error (an unknown option, a bad value;
+    exit 2) and Ctrl-C (exit 130). The human message on stderr stays click's."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        as_json = _asks_json(args)
+        try:
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        except click.ClickException as exc:
+            if as_json:
+                _echo_click_failure(exc)
+            raise
+        ctx.meta[_JSON_KEY] = as_json
+        return ctx
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:  # a subcommand's usage error, or one raised by a command
+            if ctx.meta.get(_JSON_KEY):
+                _echo_click_failure(exc)
+            raise
+        except KeyboardInterrupt as exc:
+            if ctx.meta.get(_JSON_KEY):
+                _echo_failure("interrupted", exc, "stopped by Ctrl-C (SIGINT) before it finished; run it again")
+            click.echo(file=sys.stderr)  # click's own answer to Ctrl-C, with the shell's status
+            click.echo("Aborted!", file=sys.stderr)
+            raise click.exceptions.Exit(INTERRUPTED) from None
+
+
+def _echo_click_failure(exc: click.ClickException) -> None:
+    """The ``--json`` answer to an error click reports (usage errors exit 2, others 1)."""
+    usage = isinstance(exc, click.UsageError)
+    message = exc.format_message()
+    if usage and exc.ctx is not None:
+        message = f"{message.rstrip('.')}; see `{exc.ctx.command_path} --help`"
+    _echo_failure("usage error" if usage else "error", exc, message)
+
+
 def handle_errors(fn):
     """Turn library errors into one clear message on stderr and the table's exit status."""
 
@@ -85,7 +144,7 @@ def handle_errors(fn):
             message = _error_message(exc, hint[0] if hint else None)
             ctx = click.get_current_context(silent=True)
             if ctx is not None and ctx.params.get("as_json"):
-                click.echo(json.dumps({"ok": False, "error": label, "type": type(exc).__name__, "message": message}))
+                _echo_failure(label, exc, message)
             click.secho(f"edgevit: {label}: {message}", fg="red", err=True)
             sys.exit(code)
 

@@ -62,9 +62,10 @@ def precision_options(fn):
         click.option("--quantize-patch-embed", is_flag=True, help="Also Q/DQ the patch-embedding Conv."),
         click.option("--exclude", multiple=True, metavar="PATTERN",
                      help="Keep matching nodes (fnmatch on names like blocks.11.mlp.fc2) unquantized; repeatable."),
-        click.option("--calib-data", default="digits", show_default=True,
+        click.option("--calib-data",
                      help="Calibration images: 'digits' (train split), an ImageFolder (train split) or .npy/.npz "
-                          "(raw pixels; see --preprocessed)."),
+                          "(raw pixels; see --preprocessed). Default: the bundled digits for models of 1x8x8 "
+                          "input; other models must name theirs."),
         click.option("--calib-samples", type=int, default=512, show_default=True),
         click.option("--calib-batch", type=int, default=32, show_default=True),
         click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse"]),
@@ -72,8 +73,9 @@ def precision_options(fn):
         click.option("--percentile", type=float, default=99.99, show_default=True),
         click.option("--calib-cache", type=click.Path(dir_okay=False),
                      help="Calibration cache JSON (default OUTDIR/calibration.json); reused while valid."),
-        click.option("--data", "gate_data", default="digits", show_default=True,
-                     help="Labelled held-out data of the accuracy gate (its test split)."),
+        click.option("--data", "gate_data",
+                     help="Labelled held-out data of the accuracy gate (its test split). Default: the bundled "
+                          "digits for models of 1x8x8 input; other models must name theirs (or --no-gate)."),
         preprocessed_option,
         click.option("--max-drop", type=float, default=1.0, show_default=True, help="Top-1 budget in points."),
         click.option("--sensitivity", is_flag=True, help="Report per-layer sensitivity of int8/fp8."),

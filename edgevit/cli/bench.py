@@ -73,7 +73,8 @@ def bench_cmd(sources: tuple, batch_sweep: str | None, providers: tuple, no_cuda
 
 def render_bench(report) -> None:
     m = report.machine
-    click.echo(f"CPU {m.get('cpu')} ({m.get('cpu_cores')} cores, {report.config.get('threads')} threads); "
+    click.echo(f"CPU {m.get('cpu')} ({m.get('cpu_cores')} cores, {report.config.get('threads')} threads; "
+               f"{'/'.join(m.get('cpu_isa') or []) or 'instruction set unknown'}); "
                f"GPU {m.get('gpu') or 'none'}, driver {m.get('driver')}, CUDA {m.get('cuda')}, "
                f"TensorRT {m.get('tensorrt')}; torch {m.get('torch')}, onnxruntime {m.get('onnxruntime')}")
     jet = m.get("jetson")
@@ -92,6 +93,8 @@ def render_bench(report) -> None:
     console().print(tbl)
     if report.data.get("output", "logits") != "logits":
         click.echo(report.data["agreement"])
+    if report.exact_note():
+        click.echo(report.exact_note())
     for row in report.rows:
         if row["status"] != "ok":
             click.echo(f"{row['status']}: {row['name']}: {row['reason']}")

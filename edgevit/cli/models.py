@@ -49,7 +49,16 @@ def info_cmd(source: str, arch: str | None, as_json: bool, model_overrides: dict
     if as_json:
         emit_json(info)
         return
-    rows = [[k, v] for k, v in info.items() if not isinstance(v, dict)]
-    for k, v in info["fused_mha"].items():
-        rows.append([f"fused_mha.{k}", v])
-    table(f"edgevit info: {source}", ["field", "value"], rows)
+    table(f"edgevit info: {source}", ["field", "value"], info_rows(info))
+
+
+def info_rows(info: dict, prefix: str = "") -> list[list]:
+    """(field, value) rows of :func:`model_info`'s dict: nested dicts (the input spec, fused-MHA
+    eligibility, guessed settings) as ``parent.key``, sequences as comma-separated values."""
+    rows = []
+    for k, v in info.items():
+        if isinstance(v, dict):
+            rows += info_rows(v, f"{prefix}{k}.")
+        else:
+            rows.append([f"{prefix}{k}", ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v])
+    return rows

@@ -58,7 +58,8 @@ def train_cmd(as_json: bool, **opts) -> None:
 
 @click.command("eval")
 @click.argument("source")
-@click.option("--data", default="digits", show_default=True, help="'digits', an ImageFolder, or a .npz with labels.")
+@click.option("--data", help="'digits', an ImageFolder, or a .npz with labels (default: the bundled digits for "
+                             "models of 1x8x8 input; other models must name theirs).")
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
 @click.option("--arch", help="Variant a timm state dict belongs to.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
@@ -66,7 +67,7 @@ def train_cmd(as_json: bool, **opts) -> None:
 @preprocessed_option
 @json_option
 @handle_errors
-def eval_cmd(source: str, data: str, split: str, arch: str | None, batch_size: int, preprocessed: bool,
+def eval_cmd(source: str, data: str | None, split: str, arch: str | None, batch_size: int, preprocessed: bool,
              as_json: bool, model_overrides: dict) -> None:
     """Top-1/top-5 accuracy of SOURCE on labelled data, with a confusion summary."""
     from ..evaluate import evaluate

@@ -43,6 +43,9 @@ from ._render import finish, table, to_jsonable
 @click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
               help="ONNX Runtime execution provider.")
 @click.option("--threads", type=int, help="ONNX Runtime intra-op threads.")
+@click.option("--qdq", type=click.Choice(["exact", "kernels"]), default="exact", show_default=True,
+              help="How int8/fp8 Q/DQ graphs run: exact (the arithmetic the graph defines, as TensorRT computes it; "
+              "the same verdict on every CPU) or kernels (as this CPU's ONNX Runtime int8 kernels run it).")
 @click.option("--arch", help="Variant a timm state dict belongs to.")
 @model_override_options
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
@@ -97,6 +100,8 @@ def _render_verify(report) -> None:
     agreement = "k-NN agreement" if features else "top-1 agreement"
     click.echo(f"data: {report.data['description']}; tolerance: atol {tol['atol']:g}, rtol {tol['rtol']:g}, "
                f"min cosine {tol['min_cosine']:g}, min {agreement} {tol['min_agreement']:g}")
+    if report.arithmetic:
+        click.echo(f"Q/DQ run as: {report.arithmetic}")
     if features:
         k = next((s.get("knn_k") for s in report.outputs.values()), None) or "k"
         table("final outputs", ["output", "max abs", "max rel", "mean abs", "cos min", "cos mean",

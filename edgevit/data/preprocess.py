@@ -63,6 +63,23 @@ class Preprocessing:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
+    @classmethod
+    def from_manifest(cls, manifest) -> "Preprocessing | None":
+        """The spec a :class:`~edgevit.manifest.Manifest` records (None if it records none). A recorded
+        spec that is no valid one is a damaged file, not a bad option: ManifestError naming the file and
+        the key, where :meth:`from_dict` raises ValueError."""
+        from ..errors import ManifestError
+        from ..manifest import Manifest
+
+        if manifest is None or not manifest.preprocessing:
+            return None
+        try:
+            return cls.from_dict(manifest.preprocessing)
+        except (TypeError, ValueError) as exc:
+            where = Manifest.path_in(manifest.root) if manifest.root is not None else "the manifest"
+            raise ManifestError(f'{where}: "preprocessing" is not a valid preprocessing spec ({exc}); correct it, '
+                                f"or re-export the model to write it again") from None
+
 
 # --- applying the spec -----------------------------------------------------------------------
 # PIL only (no torchvision). The steps and their rounding follow timm's eval transform

@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .array_files import check_headers, read_member
 from .preprocess import Preprocessing, preprocess_array, read_image
 
 SPLITS = ("train", "val", "test", "all")
@@ -490,6 +491,7 @@ def read_array_file(path: str | os.PathLike):
     if not path.exists():
         raise DataError(f"data file {path} does not exist; check the path")
     try:
+        check_headers(path)  # before np.load allocates what a header claims
         loaded = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"cannot read {path} as a NumPy {path.suffix} file: {exc}") from exc
@@ -506,14 +508,14 @@ def read_array_file(path: str | os.PathLike):
                 f"{path} has arrays {keys} but none named like images; name the images one of "
                 f"{list(IMAGE_KEYS)} and the labels one of {list(LABEL_KEYS)}"
             )
-        images = loaded[image_key]
+        images = read_member(loaded, image_key, path)
         label_key = _pick(keys, LABEL_KEYS)
         if label_key is not None:
-            labels = loaded[label_key]
+            labels = read_member(loaded, label_key, path)
             _check_numeric(labels, "labels", where)
         names_key = _pick(keys, CLASS_NAME_KEYS)
         if names_key is not None:
-            class_names = [str(v) for v in loaded[names_key].tolist()]
+            class_names = [str(v) for v in read_member(loaded, names_key, path).tolist()]
     return images, labels, class_names
 
 

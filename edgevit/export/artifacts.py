@@ -4,12 +4,11 @@ OUTDIR, and after ``--force`` remove what the previous export listed and the new
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._io import install_file
+from .._io import install_file, remove_inside
 from ..errors import ManifestError
 from ..formats import CALIBRATION_CACHE, CALIBRATION_CACHE_FORMAT, MANIFEST_NAME, ONNX_DATA_FILE, onnx_file
 from ..manifest import Manifest, library_versions
@@ -77,24 +76,27 @@ def install(work: Path, outdir: Path, external: bool, force: bool) -> None:
     if external:
         install_file(work / DATA_FILE, outdir / DATA_FILE)
     install_file(work / MODEL_FILE, outdir / MODEL_FILE)
-    stale = outdir / DATA_FILE
-    if not external and stale.exists() and force:
-        stale.unlink()
+    if not external and force:
+        remove_inside(outdir, DATA_FILE)
 
 
-def previous_manifest(outdir: Path) -> Manifest | None:
+def previous_manifest(outdir: Path) -> tuple[Manifest | None, str | None]:
+    """The manifest ``--force`` replaces, or (None, why) when it cannot be read: then nothing is
+    known to be ours, and nothing is removed."""
     if not Manifest.path_in(outdir).exists():
-        return None
+        return None, None
     try:
-        return Manifest.load(outdir)
-    except ManifestError:  # unreadable: nothing is known to be ours, so nothing is removed
-        return None
+        return Manifest.load(outdir), None
+    except ManifestError as exc:
+        return None, (f"--force: the previous manifest could not be read ({exc}); none of the files it "
+                      f"lists were removed from {outdir}")
 
 
 def remove_superseded(old: Manifest, new: Manifest, outdir: Path) -> list[str]:
     """After ``force`` replaced an export: remove what the old manifest recorded (precision graphs,
     engines, their fusion reports) and the new one does not, and an edgevit calibration cache
-    made for another graph, so that OUTDIR holds what the new manifest lists. Other files stay."""
+    made for another graph, so that OUTDIR holds what the new manifest lists. Other files stay, and
+    so does anything outside OUTDIR or reached through a symlink (:func:`edgevit._io.remove_inside`)."""
     keep = {MANIFEST_NAME} | {name for a in new.artifacts for name in (a.path, *a.external_data)}
     old_files = set()
     for art in old.artifacts:
@@ -111,12 +113,7 @@ def remove_superseded(old: Manifest, new: Manifest, outdir: Path) -> list[str]:
             stale.append(CALIBRATION_CACHE)
     except (OSError, ValueError, ManifestError):
         pass
-    removed = []
-    for name in stale:
-        with contextlib.suppress(OSError):
-            (outdir / name).unlink()
-            removed.append(name)
-    return removed
+    return [name for name in stale if remove_inside(outdir, name)]
 
 
 __all__ = ["build_manifest", "install", "previous_manifest", "remove_superseded", "verdict"]

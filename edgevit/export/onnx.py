@@ -62,7 +62,9 @@ digits for 1x8x8 models, random inputs at batch MIN and a larger batch; max abs 
 pass; lint runs too and its findings are reported and recorded, not enforced. An export that fails leaves existing files untouched and raises :class:`ExportError` with the
 numbers. Existing artifacts are overwritten only with ``force``, which also removes what the old
 manifest listed and the new one does not (precision graphs, engines) and a calibration cache made
-for another graph. Graphs whose weights exceed
+for another graph. The files are installed and the manifest written under OUTDIR's lock
+(``_io.outdir_lock``), after checking again what another writer may have put there meanwhile.
+Graphs whose weights exceed
 ``external_data_threshold`` (2 GiB, protobuf's limit) keep them in ``model.onnx.data``.
 """
 
@@ -74,7 +76,6 @@ import functools
 import logging
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -83,12 +84,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._io import check_output_dir, check_writable, remove_stale_temporaries
+from .._io import check_output_dir, check_writable, outdir_lock, remove_stale_temporaries, temporary_dir
 from ..errors import ExportError
 from ..formats import MANIFEST_NAME
 from ..manifest import Manifest
 from ..models.vit import VisionTransformer
 from ..onnx_graph import count_ops
+from ..provenance import source_fields
 from ..tolerances import OUTPUT_KINDS
 from .artifacts import DATA_FILE, MODEL_FILE, build_manifest, install, previous_manifest, remove_superseded, verdict
 from .checks import (INPUT_NAME, LAYERNORM_OPSET, GraphInfo, check_file, check_structure, compare_logits, output_module,
@@ -291,7 +293,7 @@ def export_onnx(
     created_outdir = not outdir.exists()
     outdir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(outdir)
-    work = Path(tempfile.mkdtemp(prefix=f".edgevit-export-{os.getpid()}-", dir=outdir))  # pid: for cleanup
+    work = temporary_dir(outdir, "edgevit-export")
     notes: list[str] = []
     try:
         proto, attn_note = _export_graph(model, cfg, output)
@@ -311,6 +313,7 @@ def export_onnx(
         report = lint_onnx(tmp_onnx, cfg.tensorrt_version) if cfg.lint else None
         manifest = build_manifest(model, source_desc, arch, cfg, slim_info, verification, report, external, graph)
         manifest.model["overrides"] = model_overrides  # bench / verify reload the reference with them
+        manifest.model.update(source_fields(source_desc, outdir))  # relative to OUTDIR, with its sha256
         manifest.export["gelu_reordered"] = gelus
         manifest.export["node_names"] = node_names
         manifest.root = work
@@ -318,9 +321,15 @@ def export_onnx(
                               external_data=[DATA_FILE] if external else [], opset=cfg.resolved_opset,
                               attention=cfg.attention, verdict=verdict(verification, report))
         manifest.export["seconds"] = round(time.perf_counter() - start, 2)
-        previous = previous_manifest(outdir) if force else None
-        install(work, outdir, external, force)
-        manifest_path = manifest.save(outdir, force=force)
+        # Another writer of OUTDIR may have finished while this one worked: decide under its lock,
+        # from what is there now, and install the graph and the manifest that describes it together.
+        with outdir_lock(outdir):
+            for name in (MODEL_FILE, DATA_FILE, MANIFEST_NAME):
+                check_writable(outdir / name, force)
+            previous, unread = previous_manifest(outdir) if force else (None, None)
+            install(work, outdir, external, force)
+            manifest_path = manifest.save(outdir, force=force)
+            removed = remove_superseded(previous, manifest, outdir) if previous is not None else []
     except Exception:
         shutil.rmtree(work, ignore_errors=True)
         if created_outdir:
@@ -328,11 +337,11 @@ def export_onnx(
                 outdir.rmdir()
         raise
     shutil.rmtree(work, ignore_errors=True)
-    if previous is not None:
-        removed = remove_superseded(previous, manifest, outdir)
-        if removed:
-            notes.append(f"--force: removed {', '.join(removed)} of the previous export in {outdir} "
-                         "(the new manifest does not list them)")
+    if removed:
+        notes.append(f"--force: removed {', '.join(removed)} of the previous export in {outdir} "
+                     "(the new manifest does not list them)")
+    if unread:
+        notes.append(unread)
     return ExportResult(outdir, outdir / MODEL_FILE, manifest_path, manifest, verification, report, slim_info,
                         time.perf_counter() - start, notes)
 

@@ -171,20 +171,38 @@ def _load_safetensors(path: Path, arch, overrides) -> VisionTransformer:
         cfg = ViTConfig.from_dict(json.loads(metadata["config"]))
         labels = json.loads(metadata.get("labels", "null"))
         pre = json.loads(metadata.get("preprocessing", "null"))
-    except (KeyError, ValueError, TypeError) as exc:
+        pre = Preprocessing.from_dict(pre) if pre else None  # a damaged value is the file's error
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path}: edgevit metadata is damaged ({exc}); re-save the model") from exc
     conflicts = convert.shape_conflicts(cfg, _shape_fields(path, tensors))
     if conflicts:
         raise CheckpointError(f"{path}: the config in its edgevit metadata contradicts its weights: "
                               f"{'; '.join(conflicts)}. The file is damaged: re-save the model")
     _check_arch(path, tensors, arch, skip=("num_classes", *overrides))
+    _check_labels(path, labels, cfg.num_classes)
+    labels = labels if cfg.num_classes else None  # a headless model has no classes to name
     if overrides:
+        labels = labels if overrides.get("num_classes", cfg.num_classes) == cfg.num_classes else None  # a new head
         cfg = cfg.replace(**overrides)
         tensors = convert.adapt_timm_state_dict(tensors, cfg)
     model = _build(path, cfg, tensors)
     model.labels = labels
-    model.preprocessing = _fit_preprocessing(Preprocessing.from_dict(pre) if pre else None, cfg)
+    model.preprocessing = _fit_preprocessing(pre, cfg)
     return model
+
+
+def _check_labels(path: Path, labels, num_classes: int) -> None:
+    """CheckpointError when the class names in ``path``'s metadata cannot name its classes (not a list of
+    strings, another count than ``num_classes``, duplicates: eval would merge classes)."""
+    from ..manifest import label_problem
+
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+        raise CheckpointError(f"{path}: the labels in its edgevit metadata are not a list of strings; re-save the "
+                              "model with model.labels = [one name per class] (or None)")
+    problem = label_problem(labels, num_classes)
+    if problem:
+        raise CheckpointError(f"{path}: the labels in its edgevit metadata: {problem}; re-save the model with "
+                              "model.labels = [one distinct name per class] (or None)")
 
 
 def _load_state_dict(path: Path, obj, arch, overrides) -> VisionTransformer:
@@ -304,6 +322,8 @@ def _load_hf(path: Path, overrides) -> VisionTransformer:
     antialias = family == "dinov2_with_registers"
     model = _build(weights, cfg, convert.adapt_timm_state_dict(state, cfg, antialias=antialias))
     model.labels = labels if cfg.num_classes else None  # a headless model's id2label is the LABEL_0/1 default
+    if model.labels and not overrides.get("num_classes"):
+        _check_labels(config, model.labels, cfg.num_classes)  # id2label of another head than the weights'
     try:
         model.preprocessing = convert.preprocessing_from_hf(pre, cfg)
     except (ValueError, TypeError, AttributeError) as exc:

@@ -69,6 +69,7 @@ def model_info(source: str, arch: str | None = None, model_overrides: dict | Non
         "act": cfg.act,
         "guessed": dict(model.guessed),
         "input": {"name": "images", "shape": ["batch", *pre.input_size], "dtype": "float32",
-                  "mean": pre.mean, "std": pre.std, "interpolation": pre.interpolation},
+                  "mean": pre.mean, "std": pre.std, "interpolation": pre.interpolation, "crop_pct": pre.crop_pct,
+                  "pixel_max": pre.pixel_max},
         "fused_mha": fused_mha_eligibility(cfg),
     }

@@ -22,6 +22,7 @@ construction (``model.set_attn_impl("math")``):
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
@@ -36,6 +37,11 @@ POS_EMBEDS = ("learned", "sincos")
 # (SigLIP); cls_mean: [class token, patch mean] concatenated (HF Dinov2ForImageClassification);
 # cls_dist: the mean of the class and distillation tokens, each with its own head (DeiT distilled).
 POOLS = ("cls", "mean", "map", "cls_mean", "cls_dist")
+# The attention scores of one image, heads x tokens x tokens, are one tensor of the exported graph
+# (MatMul -> Softmax -> MatMul) and of PyTorch's math attention. TensorRT refuses a tensor of more than
+# 2^31-1 elements (int32 volumes, NVIDIA/TensorRT#3815), and at fp32 that is 8 GiB for one image: a
+# config past it is refused before anything is built or resampled.
+MAX_ATTENTION_SCORES = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,7 @@ class ViTConfig:
                 f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads}); "
                 f"allowed num_heads for this width: {_divisors(self.embed_dim)}"
             )
+        _check_attention_size(self)
         if self.img_size % self.patch_size:
             raise ValueError(
                 f"img_size ({self.img_size}) must be divisible by patch_size ({self.patch_size}); "
@@ -170,6 +177,24 @@ class ViTConfig:
 def _check_choice(name: str, value, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def _check_attention_size(cfg: ViTConfig) -> None:
+    """ValueError when one image's attention scores exceed :data:`MAX_ATTENTION_SCORES`, naming the
+    largest image size that fits (checked before the patch size divides the image: it costs nothing)."""
+    tokens = cfg.num_tokens
+    scores = cfg.num_heads * tokens**2
+    if scores <= MAX_ATTENTION_SCORES:
+        return
+    fit = math.isqrt(MAX_ATTENTION_SCORES // cfg.num_heads) - cfg.num_prefix_tokens
+    largest = math.isqrt(fit) * cfg.patch_size if fit > 0 else 0
+    raise ValueError(
+        f"img_size {cfg.img_size} with patch_size {cfg.patch_size} makes {tokens:,} tokens per image: the attention "
+        f"scores of one image ({cfg.num_heads} heads x {tokens:,}^2 = {scores:.3g} values) exceed 2^31-1, the "
+        "largest tensor TensorRT builds (8 GiB at fp32); "
+        + (f"use an image size of at most {largest} (--img-size {largest}, img_size={largest})" if largest else
+           f"no image size fits {cfg.num_heads} heads")
+    )
 
 
 def _divisors(n: int) -> list[int]:

@@ -42,12 +42,19 @@ class GateData:
     output: str = "logits"     # the manifest's model.output: logits, features or tokens
 
 
+JUDGED_BY = "exact"
+"""How the gate, sensitivity and auto-exclude run Q/DQ graphs: the arithmetic the graph defines
+(:data:`edgevit.runtime.onnxruntime_runner.QDQ_MODES`), never this CPU's int8 kernels, so that a verdict
+is the same on every host (docs/design.md §4.1)."""
+
+
 def run_graph(graph, images: np.ndarray, threads: int | None) -> np.ndarray:
-    """The first output of ``graph`` (a path or an onnx.ModelProto) on ``images``, ONNX Runtime on CPU."""
+    """The first output of ``graph`` (a path or an onnx.ModelProto) on ``images``: ONNX Runtime on CPU
+    with Q/DQ executed exactly as written (:data:`JUDGED_BY`)."""
     from ..runtime import get_runner
     from ..runtime.batching import run_batched
 
-    with get_runner("onnxruntime", graph, threads=threads) as runner:
+    with get_runner("onnxruntime", graph, threads=threads, qdq=JUDGED_BY) as runner:
         return np.asarray(run_batched(runner, images, GATE_BATCH)[runner.output_names()[0]], dtype=np.float32)
 
 
@@ -93,7 +100,9 @@ def gate_graph(graph, precision: str, data: GateData | None, max_drop: float, th
     """The gate's record for one graph: its data, numbers and verdict ("not verified" without data)."""
     if data is None:
         return {"verdict": "not verified", "reasons": ["--no-gate"]}
-    return {"data": data.description, **judge(gate_metrics(run_graph(graph, data.images, threads), data),
+    from ..runtime.onnxruntime_runner import QDQ_MODES
+
+    return {"data": data.description, "arithmetic": QDQ_MODES[JUDGED_BY], **judge(gate_metrics(run_graph(graph, data.images, threads), data),
                                                precision, max_drop)}
 
 
@@ -102,8 +111,9 @@ def input_preprocessing(manifest: Manifest, spec: str, preprocessed: bool, optio
     model input (``--preprocessed``), none at all (an identity of the graph's input shape)."""
     from ..data import Preprocessing
 
-    if manifest.preprocessing is not None:
-        return Preprocessing(**manifest.preprocessing)
+    pre = Preprocessing.from_manifest(manifest)  # ManifestError for a damaged one
+    if pre is not None:
+        return pre
     if preprocessed:
         channels = int(manifest.inputs[0]["shape"][1])
         return Preprocessing(input_size=tuple(int(v) for v in manifest.inputs[0]["shape"][1:]),
@@ -180,5 +190,5 @@ def auto_exclude(fp32_path: Path, recipe: PrecisionRecipe, amax: dict, graph, ga
     return recipe, graph, gate, excluded
 
 
-__all__ = ["GateData", "auto_exclude", "gate_graph", "gate_metrics", "graph_for_names", "input_preprocessing", "judge",
+__all__ = ["GateData", "JUDGED_BY", "auto_exclude", "gate_graph", "gate_metrics", "graph_for_names", "input_preprocessing", "judge",
            "layer_sensitivity", "load_gate_data", "run_graph"]

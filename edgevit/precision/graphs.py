@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ExportError
-from ..onnx_graph import Graph, bypass_nodes
+from ..onnx_graph import Graph, bypass_nodes, topologically_sorted
 from .recipe import QUANTIZED_OP_TYPES, PrecisionRecipe, quantizable_nodes
 
 # Q/DQ take float8 types and fp16 scales from opset 19 (TensorRT 10 parses opsets up to 20+)
@@ -83,7 +83,7 @@ def _reduced_float(proto, dtype: str, keep_fp32, io_dtype: str):
     converted = convert_float_to_float16(proto, keep_io_types=(io_dtype == "fp32"), op_block_list=list(keep_fp32))
     if dtype == "bf16":
         _fp16_to_bf16(converted, originals)
-    return converted
+    return topologically_sorted(converted)
 
 
 def _fp16_to_bf16(proto, originals: dict) -> None:

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .._io import atomic_path, check_output_dir, check_writable, remove_stale_temporaries, sha256_file
+from .._io import atomic_path, check_output_dir, check_writable, outdir_lock, remove_stale_temporaries, sha256_file
 from ..formats import CALIBRATION_CACHE, ONNX_FILES, ONNX_PRECISIONS, QUANTIZED
+from ..data.defaults import default_data
+from ..errors import ManifestError
 from ..manifest import Manifest
 from .calibration import (DEFAULT_BATCH, DEFAULT_SAMPLES, CalibrationConfig, calibrate, calibration_data_key,
                           load_calibration_data, read_cache)
@@ -50,11 +52,11 @@ class QuantizeConfig:
     quantize_patch_embed: bool = False
     exclude: tuple[str, ...] = ()
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
-    calib_data: str = "digits"
+    calib_data: str | None = None           # None: the bundled digits when they fit the model (else refused)
     calib_samples: int = DEFAULT_SAMPLES
     calib_batch: int = DEFAULT_BATCH
     calib_cache: str | None = None          # None: OUTDIR/calibration.json
-    data: str = "digits"                    # labelled held-out data of the gate (its test split)
+    data: str | None = None                 # the gate's labelled held-out data (test split); None: as calib_data's
     preprocessed: bool = False              # .npy/.npz calib_data and data are model input, not raw pixels
     max_drop: float = 1.0                   # top-1 points
     gate: bool = True
@@ -134,7 +136,7 @@ def quantize(source, config: QuantizeConfig | None = None, *, force: bool = Fals
     """
     cfg = config or QuantizeConfig()
     start = time.perf_counter()
-    manifest, _, fp32_path = Manifest.resolve(source, "fp32", "onnx", verify_hash=cfg.verify_hash)
+    manifest, fp32_art, fp32_path = Manifest.resolve(source, "fp32", "onnx", verify_hash=cfg.verify_hash)
     outdir = manifest.root
     check_output_dir(outdir, "OUTDIR (copy the export somewhere writable)")
     if cfg.calib_cache:
@@ -144,6 +146,9 @@ def quantize(source, config: QuantizeConfig | None = None, *, force: bool = Fals
     for p in wanted:
         check_writable(outdir / ONNX_FILES[p], force)
     quantized = [p for p in wanted if p in QUANTIZED]
+    shape = tuple(manifest.inputs[0]["shape"][1:]) if manifest.inputs else ()  # the digits fit 1x8x8 models only
+    cfg = replace(cfg, calib_data=default_data(cfg.calib_data, shape, "--calib-data") if quantized else cfg.calib_data,
+                  data=default_data(cfg.data, shape, "--data", " or pass --no-gate") if cfg.gate else cfg.data)
     if cfg.exclude and quantized:
         check_exclude(graph_for_names(fp32_path), cfg.recipe(quantized[0]), fp32_path)
     gate_data = load_gate_data(cfg.data, manifest, fp32_path, cfg.threads, cfg.preprocessed) if cfg.gate else None
@@ -157,14 +162,34 @@ def quantize(source, config: QuantizeConfig | None = None, *, force: bool = Fals
     fields: dict[str, dict] = {}
     # Every graph is written under a temporary name and all are renamed together after the last one
     # is built: a failure on the way leaves OUTDIR as it was, with no unlisted graph to block the next run.
-    with contextlib.ExitStack() as files:
+    # They are renamed, and the manifest re-read, merged and saved, under OUTDIR's lock (another quantize,
+    # export or build may have written it meanwhile).
+    with contextlib.ExitStack() as held:
+        with contextlib.ExitStack() as files:
+            for precision in wanted:
+                tmp = files.enter_context(atomic_path(outdir / ONNX_FILES[precision], force=True))
+                entries[precision], fields[precision] = _one_precision(precision, cfg, fp32_path, calib, gate_data, tmp)
+            held.enter_context(outdir_lock(outdir))  # held until the manifest is saved
+            manifest = _current_manifest(outdir, fp32_art, wanted, force)
         for precision in wanted:
-            tmp = files.enter_context(atomic_path(outdir / ONNX_FILES[precision], force=True))  # checked up front
-            entries[precision], fields[precision] = _one_precision(precision, cfg, fp32_path, calib, gate_data, tmp)
-    for precision in wanted:
-        manifest.add_artifact(ONNX_FILES[precision], format="onnx", precision=precision, **fields[precision])
-    manifest.save(outdir, force=True)
+            manifest.add_artifact(ONNX_FILES[precision], format="onnx", precision=precision, **fields[precision])
+        manifest.save(outdir, force=True)
     return QuantizeResult(outdir, entries, calib.to_dict() if calib else None, time.perf_counter() - start)
+
+
+def _current_manifest(outdir: Path, fp32_art, wanted: list[str], force: bool) -> Manifest:
+    """OUTDIR's manifest as it is now (under its lock), when it still lists the fp32 graph the new
+    graphs were built from, and no other run wrote them meanwhile (unless ``force``)."""
+    for p in wanted:
+        check_writable(outdir / ONNX_FILES[p], force)
+    manifest = Manifest.load(outdir)
+    now = [a.sha256 for a in manifest.find_artifacts("fp32", "onnx") if a.path == fp32_art.path]
+    if now != [fp32_art.sha256]:
+        raise ManifestError(
+            f"{Manifest.path_in(outdir)}: {fp32_art.path} was replaced while quantizing (sha256 "
+            f"{fp32_art.sha256[:12]}... when this run started, {now[0][:12] + '...' if now else 'no entry'} now); "
+            "the graphs built from the old one were not installed. Run edgevit quantize again")
+    return manifest
 
 
 def _calibrate(cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path):

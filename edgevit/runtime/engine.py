@@ -34,6 +34,8 @@ from ..metrics import FEATURE_OUTPUTS
 from .batching import batch_range, padded_chunks
 
 ONNX_SUFFIXES = (".onnx",)
+# The rank and layout of each kind of output an edgevit export writes (manifest ``model.output``).
+OUTPUT_RANKS = {"logits": (2, "(batch, classes)"), "features": (2, "(batch, dim)"), "tokens": (3, "(batch, patches, dim)")}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -128,9 +130,7 @@ class Engine:
     def preprocessing(self):
         from ..data.preprocess import Preprocessing
 
-        if self.manifest is None or not self.manifest.preprocessing:
-            return None
-        return Preprocessing.from_dict(self.manifest.preprocessing)
+        return Preprocessing.from_manifest(self.manifest)
 
     @property
     def profile(self) -> tuple[int, int, int] | None:
@@ -230,10 +230,23 @@ class Engine:
         lo, hi = batch_range(self.input_spec()[self._input][0], self.profile, len(x))
         outputs, total = [], 0.0
         for chunk, n in padded_chunks(x, lo, hi):
-            outputs.append(self.infer({self._input: chunk})[self._output][:n])
+            outputs.append(self._check_rank(self.infer({self._input: chunk})[self._output])[:n])
             total += self.last_latency_ms
         self.last_latency_ms = total
         return np.concatenate(outputs)
+
+    def _check_rank(self, out: np.ndarray) -> np.ndarray:
+        """``out`` when its rank is that of the model's output kind (:data:`OUTPUT_RANKS`); else
+        OutputKindError naming the file, the output and its rank: a graph edgevit did not export (a CNN's
+        feature map, a detector's boxes) has nothing to rank or embed."""
+        kind = self.output_kind
+        rank, layout = OUTPUT_RANKS.get(kind, OUTPUT_RANKS["logits"])
+        if np.ndim(out) != rank:
+            raise OutputKindError(
+                f"{self.path}: output {self._output!r} has rank {np.ndim(out)} (shape {tuple(np.shape(out))}); edgevit "
+                f"expects {kind} of rank {rank}, {layout}, as `edgevit export` writes a ViT's. This is not a model "
+                "edgevit exported: export the ViT with `edgevit export SOURCE -o OUTDIR` and run OUTDIR/model.onnx")
+        return out
 
     def predict(self, images, topk: int = 5, preprocessed: bool = False) -> list[list[dict]]:
         """Top-``topk`` ``{"label", "index", "prob"}`` per image, best first (softmax probabilities).

@@ -23,6 +23,15 @@ _ORT_TYPES = {
     "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
 }
 
+QDQ_MODES = {
+    "kernels": "ONNX Runtime's fused int8 kernels: what a CPU deployment runs; their arithmetic depends on the "
+               "CPU's instruction set (AVX2 without VNNI can saturate: docs/design.md §4.1)",
+    "exact": "exact Q/DQ arithmetic: ONNX Runtime with session.disable_quant_qdq=1 (Q/DQ executed as written, "
+             "float MatMul), what TensorRT's explicit quantization computes up to accumulation order",
+}
+"""How a runner executes Q/DQ graphs (``qdq=``): judges (gate, sensitivity, verify) use "exact",
+timing (bench) and applications use "kernels"."""
+
 
 def ort_dtype(type_str: str) -> np.dtype:
     """numpy dtype of an ORT type string such as ``tensor(float16)``."""
@@ -69,10 +78,16 @@ class OnnxRuntimeRunner(Runner):
     bytes, or an ``onnx.ModelProto``. ``providers``: "cpu" (default), "cuda", "tensorrt" or an
     explicit list of ORT provider names. ``threads``: intra-op thread count (None: ORT's default).
     ``optimization``: ORT graph optimization level ("all", "extended", "basic", "disable").
+    ``qdq``: how Q/DQ graphs run (:data:`QDQ_MODES`): "kernels" (default; ONNX Runtime fuses Q/DQ
+    into this CPU's int8 kernels) or "exact" (the arithmetic the graph defines, on every host alike).
     """
 
-    def __init__(self, source, providers=None, threads: int | None = None, optimization: str = "all"):
+    def __init__(self, source, providers=None, threads: int | None = None, optimization: str = "all",
+                 qdq: str = "kernels"):
         super().__init__()
+        if qdq not in QDQ_MODES:
+            raise ValueError(f"qdq must be one of {list(QDQ_MODES)}, got {qdq!r}")
+        self.qdq = qdq
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
         if optimization not in ("all", "extended", "basic", "disable"):
@@ -108,6 +123,8 @@ class OnnxRuntimeRunner(Runner):
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         }[self.optimization]
+        if self.qdq == "exact":
+            opts.add_session_config_entry("session.disable_quant_qdq", "1")
         source = self.source
         if isinstance(source, (str, os.PathLike)):
             source = str(source)

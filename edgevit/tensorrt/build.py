@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .._io import atomic_path, check_output_dir, check_writable, write_text_atomic
+from .._io import atomic_path, check_output_dir, check_writable, outdir_lock, write_text_atomic
 from ..errors import ManifestError, TensorRTError
 from ..manifest import MANIFEST_NAME, Manifest
 from . import rules
@@ -214,6 +214,27 @@ def check_graph_for_tensorrt(onnx_path: Path) -> bool:
     return has_qdq
 
 
+def _current_manifest(out_dir: Path, source: Manifest, art) -> Manifest:
+    """The manifest the engine's entry goes into, as it is now (called under ``out_dir``'s lock): the
+    source's own (which must still list the ONNX graph the engine was built from), the one already in
+    ``out_dir``, or a new one made from the source's for an engine built elsewhere."""
+    if (out_dir / MANIFEST_NAME).exists():
+        target = Manifest.load(out_dir)
+        if out_dir == Path(source.root).resolve():
+            now = [a.sha256 for a in target.artifacts if a.path == art.path]
+            if now != [art.sha256]:
+                raise ManifestError(
+                    f"{Manifest.path_in(out_dir)}: {art.path} was replaced while the engine was built (sha256 "
+                    f"{art.sha256[:12]}... then, {now[0][:12] + '...' if now else 'no entry'} now); the engine "
+                    "was not installed. Run edgevit build again")
+        return target
+    target = Manifest.from_dict(source.to_dict())
+    target.artifacts = []
+    target.extra["source_manifest"] = str(Path(source.root).resolve() / MANIFEST_NAME)
+    target.root = out_dir
+    return target
+
+
 def build_engine(source: str | os.PathLike, output: str | os.PathLike, config: EngineBuildConfig | None = None,
                  *, force: bool = False, verify_hash: bool = True) -> EngineBuildResult:
     """Build a TensorRT engine from ``source`` (export OUTDIR or its ONNX file) into ``output``.
@@ -250,10 +271,6 @@ def build_engine(source: str | os.PathLike, output: str | os.PathLike, config: E
     built = build_plan(onnx_path, opts)
     report = built.report.to_dict()
 
-    with atomic_path(output, force=force) as tmp:
-        tmp.write_bytes(built.plan)  # raw plan, nothing prepended
-    write_text_atomic(report_path, json.dumps(report, indent=2) + "\n", force=force)
-
     facts = built.facts
     fields = {
         "tensorrt_version": facts["tensorrt_version"], "tensorrt_cuda_major": facts.get("tensorrt_cuda_major"),
@@ -269,16 +286,17 @@ def build_engine(source: str | os.PathLike, output: str | os.PathLike, config: E
         "build_options": {k: v for k, v in asdict(cfg).items() if k not in ("precision", "batch")},
     }
     out_dir = output.parent.resolve()
-    if out_dir == Path(manifest.root).resolve():
-        target = manifest
-    elif (out_dir / MANIFEST_NAME).exists():
-        target = Manifest.load(out_dir)
-    else:
-        target = Manifest.from_dict(manifest.to_dict())
-        target.artifacts = []
-        target.extra["source_manifest"] = str(Path(manifest.root).resolve() / MANIFEST_NAME)
-    target.root = out_dir
-    entry = target.add_artifact(output.name, format="tensorrt", precision=art.precision, **fields)
-    manifest_path = target.save(out_dir, force=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Another writer may have changed the directory while the engine was built: re-read its manifest
+    # under its lock, check again, and install the plan, its report and the entry together.
+    with outdir_lock(out_dir):
+        check_writable(output, force)
+        check_writable(report_path, force)
+        target = _current_manifest(out_dir, manifest, art)
+        with atomic_path(output, force=force) as tmp:
+            tmp.write_bytes(built.plan)  # raw plan, nothing prepended
+        write_text_atomic(report_path, json.dumps(report, indent=2) + "\n", force=force)
+        entry = target.add_artifact(output.name, format="tensorrt", precision=art.precision, **fields)
+        manifest_path = target.save(out_dir, force=True)
     return EngineBuildResult(output, report_path, manifest_path, entry.to_dict(), report, built.dla_fallback,
                              built.seconds)

@@ -36,28 +36,13 @@ class Artifact:
 
 
 def detect_onnx_precision(path: str | os.PathLike) -> str:
-    """Guess an ONNX graph's precision: fp8 / int8 Q/DQ, fp16 / bf16 weights, else fp32."""
-    import onnx
+    """An ONNX graph's precision read off the graph (:func:`edgevit.onnx_graph.graph_precision`):
+    fp8 / int8 Q/DQ, fp16 / bf16 weights, else fp32 (also for a file that does not parse: its runner
+    reports that properly)."""
+    from ..onnx_graph import graph_facts
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:
-        return "fp32"  # the runner reports an unreadable file properly
-    T = onnx.TensorProto
-    fp8 = {getattr(T, n) for n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ") if hasattr(T, n)}
-    types = [t.data_type for t in model.graph.initializer]
-    if any(t in fp8 for t in types):
-        return "fp8"
-    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "MatMulInteger")
-           for n in model.graph.node):
-        return "int8"
-    floats = [t for t in types if t in (T.FLOAT, T.FLOAT16, T.BFLOAT16)]
-    if floats:
-        if floats.count(T.FLOAT16) > len(floats) // 2:
-            return "fp16"
-        if floats.count(T.BFLOAT16) > len(floats) // 2:
-            return "bf16"
-    return "fp32"
+    facts = graph_facts(path)
+    return facts["precision"] if facts is not None else "fp32"
 
 
 def resolve_artifact(source, precision: str | None = None, role: str = "candidate", arch: str | None = None,
@@ -131,15 +116,17 @@ def output_kind(art: Artifact) -> str:
     return "logits"
 
 
-def runner_for(art: Artifact, device: str, providers, threads, attention: str | None, output: str = "logits"):
-    """The runner (:func:`edgevit.runtime.get_runner`) that runs ``art``, not yet entered."""
+def runner_for(art: Artifact, device: str, providers, threads, attention: str | None, output: str = "logits",
+               qdq: str = "exact"):
+    """The runner (:func:`edgevit.runtime.get_runner`) that runs ``art``, not yet entered; an ONNX graph's
+    Q/DQ run as ``qdq`` says (:data:`edgevit.runtime.onnxruntime_runner.QDQ_MODES`)."""
     from ..runtime import get_runner
 
     if art.kind == "torch":
         return get_runner("torch", art.model, attention=attention, device=device, dtype=art.precision,
                           output="tokens" if output == "tokens" else None)
     if art.kind == "onnx":
-        return get_runner("onnxruntime", art.path, providers=providers, threads=threads)
+        return get_runner("onnxruntime", art.path, providers=providers, threads=threads, qdq=qdq)
     # the engine's record (TensorRT version, GPU, version-compatible, DLA core) is checked against this machine
     return get_runner("tensorrt", art.path, manifest_entry=art.entry.to_dict() if art.entry is not None else None)
 

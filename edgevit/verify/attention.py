@@ -16,11 +16,10 @@ import copy
 import time
 import warnings
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 
-from ..errors import OnnxModelError, VerificationError
+from ..errors import EdgeVitWarning, OnnxModelError, VerificationError
 from ..formats import FLOAT_PRECISIONS
 from ..metrics import ErrorStats
 from ..runtime.batching import batch_range, padded_chunks, single_input
@@ -127,8 +126,11 @@ def _as_bnc(value, batch: int, tokens: int, width: int, layout: str) -> np.ndarr
 
 def verify_attention_onnx(onnx_path, reference_model, images: np.ndarray, precision: str = "fp32",
                           batch_size: int = 32, providers=None, threads: int | None = None,
-                          tolerance: Tolerance | None = None) -> dict:
+                          tolerance: Tolerance | None = None, qdq: str = "exact") -> dict:
     """Per-block attention check of an ONNX candidate against a float64 PyTorch math reference.
+
+    Q/DQ graphs run as ``qdq`` says (:data:`edgevit.runtime.onnxruntime_runner.QDQ_MODES`; by default the
+    arithmetic the graph defines, so the verdict does not depend on this CPU's int8 kernels).
 
     A debug COPY of the graph marks each block's attention output and input as extra outputs
     (:mod:`edgevit.runtime.onnx_debug`, found structurally). The float64 reference starts from
@@ -164,7 +166,7 @@ def verify_attention_onnx(onnx_path, reference_model, images: np.ndarray, precis
     ref_model = copy.deepcopy(reference_model).float().eval()
     blocks64 = _float64_blocks(ref_model, "cpu")
     accs = [ErrorStats(tol.attn_atol, tol.attn_rtol) for _ in sites]
-    with get_runner("onnxruntime", debug, providers=providers, threads=threads) as runner:
+    with get_runner("onnxruntime", debug, providers=providers, threads=threads, qdq=qdq) as runner:
         input_name, shape = single_input(runner.input_spec(), runner.name)
         for feed, n in padded_chunks(images, *batch_range(shape, None, batch_size)):
             chunk = feed[:n]
@@ -341,11 +343,15 @@ def reference_model_for_attention(ref: Artifact, cand: Artifact, arch: str | Non
         src = (art.manifest.model or {}).get("source")
         if not isinstance(src, str) or src in list_variants():
             continue  # a variant name means random weights: not the weights in this ONNX
-        for candidate in (Path(src), art.manifest.root / src):
-            tried.append(str(candidate))
-            if candidate.exists() or is_hub_name(src):
-                return load_model(candidate, arch=(art.manifest.model or {}).get("arch") or arch,
-                                  **((art.manifest.model or {}).get("overrides") or model_overrides or {}))
+        # relative to the manifest's directory and checked against its sha256 (ArtifactIntegrityError)
+        candidate, note = art.manifest.source_checkpoint()
+        if candidate is None and not is_hub_name(src):
+            tried.append(note)
+            continue
+        if note:
+            warnings.warn(note, EdgeVitWarning, stacklevel=2)
+        return load_model(candidate if candidate is not None else src, arch=(art.manifest.model or {}).get("arch")
+                          or arch, **((art.manifest.model or {}).get("overrides") or model_overrides or {}))
     raise VerificationError(
         "--attention computes its float64 reference with the PyTorch weights: give the checkpoint as "
         "REFERENCE" + (f" (the manifest's source was not found: {tried})" if tried else

@@ -8,9 +8,10 @@ import time
 from dataclasses import dataclass, field, replace
 
 from ..errors import VerificationError
-from ..formats import FLOAT_PRECISIONS, ONNX_PRECISIONS
+from ..formats import FLOAT_PRECISIONS, ONNX_PRECISIONS, QUANTIZED
 from ..metrics import compare_outputs
 from ..runtime.batching import run_batched, single_input
+from ..runtime.onnxruntime_runner import QDQ_MODES
 from ..tolerances import TOLERANCES, get_tolerance
 from .artifacts import Artifact, labels_of, output_kind, preprocessing_of, resolve_artifact, runner_for
 from .attention import BACKENDS, reference_model_for_attention, verify_attention_onnx, verify_attention_torch
@@ -32,6 +33,7 @@ class VerifyReport:
     attention: dict | None = None
     seconds: float = 0.0
     output: str = "logits"  # what was compared: logits, features or tokens (FEATURE_OUTPUTS: judged without labels)
+    arithmetic: str | None = None  # how a Q/DQ candidate ran (QDQ_MODES); None for float candidates
 
     @property
     def ok(self) -> bool:
@@ -53,6 +55,7 @@ class VerifyReport:
             "candidate": self.candidate,
             "precision": self.precision,
             "output": self.output,
+            "arithmetic": self.arithmetic,
             "tolerance": self.tolerance,
             "data": self.data,
             "outputs": self.outputs,
@@ -90,6 +93,9 @@ class VerifyConfig:
         format: ``onnx`` or ``tensorrt``: which artifact of an export OUTDIR.
         candidate_attention: the attention a PyTorch candidate runs with: ``sdpa`` or ``math``.
         verify_hash: check manifest-listed files against their recorded sha256.
+        qdq: how ONNX Runtime runs Q/DQ graphs (:data:`edgevit.runtime.onnxruntime_runner.QDQ_MODES`):
+            ``exact`` (default: the arithmetic the graph defines, the same verdict on every CPU) or
+            ``kernels`` (as this CPU's int8 kernels run it).
     """
 
     data: str = "random"
@@ -116,8 +122,11 @@ class VerifyConfig:
     format: str | None = None
     candidate_attention: str = "sdpa"
     verify_hash: bool = True  # check manifest-listed files against their recorded sha256
+    qdq: str = "exact"
 
     def __post_init__(self) -> None:
+        if self.qdq not in QDQ_MODES:
+            raise ValueError(f"qdq must be one of {list(QDQ_MODES)}, got {self.qdq!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if not isinstance(self.samples, int) or self.samples < 1:
@@ -200,9 +209,9 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
 
     # The final-output check always runs on the unmodified artifacts.
     ref_runner = runner_for(ref, cfg.device, cfg.providers, cfg.threads, attention="math",
-                             output=output)
+                             output=output, qdq=cfg.qdq)
     cand_runner = runner_for(cand, cfg.device, cfg.providers, cfg.threads,
-                              attention=cfg.candidate_attention, output=output)
+                              attention=cfg.candidate_attention, output=output, qdq=cfg.qdq)
     with ref_runner, cand_runner:
         _, ref_shape = single_input(ref_runner.input_spec(), f"reference {ref_runner.name}")
         _, cand_shape = single_input(cand_runner.input_spec(), f"candidate {cand_runner.name}")
@@ -223,7 +232,8 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
     report = VerifyReport(reference=ref_desc, candidate=cand_desc, precision=precision, tolerance=tol.to_dict(),
                           data={"source": cfg.data, "description": inputs.description, "samples": len(inputs.images),
                                 "batch_size": cfg.batch_size, "seed": cfg.seed,
-                                "labelled": inputs.labels is not None}, output=output)
+                                "labelled": inputs.labels is not None}, output=output,
+                          arithmetic=QDQ_MODES[cfg.qdq] if cand.precision in QUANTIZED else None)
     for ref_name, cand_name in pairs:
         stats = compare_outputs(ref_out[ref_name], cand_out[cand_name], tol, inputs.labels, output)
         report.outputs[cand_name] = stats
@@ -239,7 +249,7 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
             ref_model = reference_model_for_attention(ref, cand, cfg.arch, cfg.model_overrides)
             att = verify_attention_onnx(cand.path, ref_model, inputs.images, precision=precision,
                                         batch_size=cfg.batch_size, providers=cfg.providers,
-                                        threads=cfg.threads, tolerance=tol)
+                                        threads=cfg.threads, tolerance=tol, qdq=cfg.qdq)
         else:
             raise VerificationError(
                 "--attention on a TensorRT engine needs the TensorRT runner's debug outputs (not implemented yet); "

@@ -83,11 +83,19 @@ def test_models_table():
 
 
 def test_info_table(robust_digits):
+    """Every --json field is a row: nested ones (the input spec, fused MHA) as parent.key, lists joined."""
     data = _json("info", robust_digits)
     rows = _fields(_ok(_run("info", robust_digits)).stdout)
-    want = {k: str(v) for k, v in data.items() if not isinstance(v, dict)}
-    want.update({f"fused_mha.{k}": str(v) for k, v in data["fused_mha"].items()})
+    want = {}
+    for k, v in data.items():
+        for key, val in (v.items() if isinstance(v, dict) else [(None, v)]):
+            want[f"{k}.{key}" if key else k] = ", ".join(map(str, val)) if isinstance(val, list) else str(val)
     assert rows == want, (rows, want)
+    spec = data["input"]  # the input spec a deployment needs: tensor name, shape, dtype and preprocessing
+    assert (rows["input.name"], rows["input.dtype"]) == ("images", "float32"), rows
+    assert rows["input.shape"] == "batch, " + ", ".join(map(str, spec["shape"][1:])), (rows, spec)
+    for k in ("mean", "std", "interpolation", "crop_pct", "pixel_max"):
+        assert f"input.{k}" in rows and k in spec, (k, rows, spec)
 
 
 # ------------------------------------------------------------------------------ train, eval

@@ -3,6 +3,7 @@ refused up front with a message that names the option, never a traceback, never 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -190,29 +191,101 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+def _temporaries_of_a_dead_process(directory: Path) -> list[Path]:
+    """The temporaries edgevit's own helpers make, left in ``directory`` by a process that then died
+    (os._exit: no cleanup): a half-written file and an export work directory holding a graph."""
+    code = ("import os, sys; from pathlib import Path; from edgevit._io import temporary_dir, temporary_name\n"
+            "d = Path(sys.argv[1]); names = []\n"
+            "for target in ('model.int8.onnx', 'edgevit.json'):\n"
+            "    t = temporary_name(d / target); t.write_bytes(b'half'); names.append(t.name)\n"
+            "w = temporary_dir(d, 'edgevit-export'); (w / 'model.onnx').write_bytes(b'half'); names.append(w.name)\n"
+            "print('\\n'.join(names), flush=True); os._exit(0)")
+    done = subprocess.run([sys.executable, "-c", code, str(directory)], capture_output=True, text=True, check=True)
+    return [directory / name for name in done.stdout.split()]
+
+
 def test_temporaries_of_killed_runs_are_removed(out):
-    dead = _dead_pid()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        stale_dir = out / f".edgevit-export-{dead}-abc123"
-        stale_dir.mkdir()
-        (stale_dir / "model.onnx").write_bytes(b"half")
-        names = {f".model.int8.onnx.tmp-{dead}": False, f".edgevit.json.tmp-{dead}": False,
-                 f".model.fp16.onnx.tmp-{live.pid}": True, "notes.tmp-1": True}
-        for name in names:
-            (out / name).write_bytes(b"x")
+        stale = _temporaries_of_a_dead_process(out)
+        assert len(stale) == 3 and all(p.exists() for p in stale), stale
+        live_tmp = out / f".model.fp16.onnx.edgevit-tmp-{live.pid}"  # a running process's: kept
+        live_tmp.write_bytes(b"x")
         res = _cli("quantize", out, "--precision", "fp16", "--no-gate")
         assert res.exit_code == 0, res.output
-        assert not stale_dir.exists(), "the temporary directory of a dead export is still there"
-        left = {name: (out / name).exists() for name in names}
-        assert left == names, f"kept (True) / removed (False): {left}, want {names}"
-        (out / f".edgevit-export-{dead}-def456").mkdir()
+        left = [p.name for p in stale if p.exists()]
+        assert not left, f"temporaries of a dead process still there: {left}"
+        assert live_tmp.exists(), "the temporary of a live process was removed"
+        stale = _temporaries_of_a_dead_process(out)
         res = _cli("export", "digits-tiny", "-o", out, "--force")
         assert res.exit_code == 0, res.output
-        assert not [p for p in out.iterdir() if p.name.startswith(".edgevit-export-")], _files(out)
+        assert not [p for p in stale if p.exists()], _files(out)
     finally:
         live.kill()
         live.wait()
+
+
+def test_stale_temporary_cleanup_keeps_user_files_that_look_like_temporaries(out, tmp_path):
+    """Issue 16 item 3: only what edgevit made is removed; these are the user's, whatever their names."""
+    dead = _dead_pid()
+    outside = tmp_path / "outside.txt"
+    outside.write_text("the user's")
+    photos = out / ".photos.tmp-999999"
+    (photos / "2024").mkdir(parents=True)
+    (photos / "2024" / "a.jpg").write_bytes(b"jpg")
+    album = out / f".album.edgevit-tmp-{dead}"           # edgevit's shape, but no marker: not edgevit's
+    album.mkdir()
+    (album / "b.jpg").write_bytes(b"jpg")
+    nested = out / f".nested.edgevit-tmp-{dead}"         # a marker naming the PID, but a folder inside
+    (nested / "keep").mkdir(parents=True)
+    (nested / ".edgevit-tmp").write_text(f"{dead}\n")
+    (nested / "keep" / "c.txt").write_text("c")
+    files = {".draft.tmp-2024": b"draft", f".notes.tmp-{dead}": b"notes", f"notes.edgevit-tmp-{dead}": b"no dot"}
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    link = out / f".link.edgevit-tmp-{dead}"
+    link.symlink_to(outside)
+    res = _cli("quantize", out, "--precision", "fp16", "--no-gate")
+    assert res.exit_code == 0, res.output
+    res = _cli("export", "digits-tiny", "-o", out, "--force")
+    assert res.exit_code == 0, res.output
+    gone = [str(p.relative_to(out)) for p in (photos / "2024" / "a.jpg", album / "b.jpg", nested / "keep" / "c.txt",
+                                               *(out / n for n in files)) if not p.exists()]
+    assert not gone, f"user files removed as stale temporaries: {gone}"
+    assert link.is_symlink() and outside.read_text() == "the user's"
+
+
+# ------------------------------------------------------------------------------ --force removes only its own files
+def test_force_never_removes_files_outside_outdir(out, tmp_path):
+    """Issue 16 item 1: a manifest whose external_data points outside OUTDIR (../, absolute), or whose
+    listed file is reached through a symlinked directory, must not make --force delete anything there."""
+    victims = tmp_path / "victims"
+    victims.mkdir()
+    for name in ("x", "abs", "model.fp16.onnx", "target.onnx"):
+        (victims / name).write_text("precious")
+    (out / "linked").symlink_to(victims, target_is_directory=True)
+    (out / "model.int8.onnx").symlink_to(victims / "target.onnx")
+    data = json.loads((out / "edgevit.json").read_text())
+    fp32 = data["artifacts"][0]
+    data["artifacts"] += [dict(fp32, path="linked/model.fp16.onnx", precision="fp16"),
+                          dict(fp32, path="model.int8.onnx", precision="int8")]
+    (out / "edgevit.json").write_text(json.dumps(data))
+    res = _cli("export", "digits-tiny", "-o", out, "--force")  # a valid manifest: symlinks are never followed
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in victims.iterdir()) == ["abs", "model.fp16.onnx", "target.onnx", "x"], \
+        f"files outside OUTDIR removed through a symlink: {sorted(p.name for p in victims.iterdir())}"
+    data = json.loads((out / "edgevit.json").read_text())
+    data["artifacts"].append(dict(data["artifacts"][0], path="model.bf16.onnx", precision="bf16",
+                                  external_data=["../victims/x", str(victims / "abs")]))
+    (out / "edgevit.json").write_text(json.dumps(data))
+    res = _cli("export", "digits-tiny", "-o", out, "--force")  # an invalid one: nothing of it is removed
+    assert res.exit_code == 0, res.output
+    assert "could not be read" in res.output and "external_data" in res.output, res.output
+    gone = [p.name for p in victims.iterdir() if p.read_text() != "precious"]
+    assert sorted(p.name for p in victims.iterdir()) == ["abs", "model.fp16.onnx", "target.onnx", "x"] and not gone, \
+        f"files outside OUTDIR removed or changed: {sorted(p.name for p in victims.iterdir())}"
+    assert (out / "linked").is_symlink() and (out / "model.int8.onnx").is_symlink()
+    assert Manifest.load(out).verify_checksums() == []
 
 
 def test_force_over_another_model_leaves_only_what_the_new_manifest_lists(out, tmp_path):

@@ -175,8 +175,10 @@ def test_auto_exclude_recovers_a_crafted_sensitive_layer(tmp_path):
     entry = fixed.entries["int8"]
     assert entry["sensitivity"][0]["layer"] == "blocks.1.mlp.fc1", entry["sensitivity"][:3]
     assert [r["drop_points"] for r in entry["sensitivity"][1:]] == [0.0] * 7, entry["sensitivity"]
-    # ... and without it the rest moves them by far less than half of it, whatever the CPU rounds
-    assert entry["gate"]["max_abs"] < GATE_MARGIN / 4, (entry["gate"]["max_abs"], GATE_MARGIN)
+    # ... and without it the rest moves them by less than half of it (a top-1 flip on decided data needs more
+    # than half the margin). The gate runs the graph's exact Q/DQ arithmetic, so no CPU's int8 kernels enter.
+    assert entry["gate"]["max_abs"] < GATE_MARGIN / 2, (entry["gate"]["max_abs"], GATE_MARGIN)
+    assert "disable_quant_qdq" in entry["gate"]["arithmetic"], entry["gate"]
     assert entry["gate"]["verdict"] == "passed" and entry["gate"]["agreement"] == 1.0, entry["gate"]
     assert entry["auto_excluded"] == ["blocks.1.mlp.fc1"], entry["auto_excluded"]
     assert "blocks.1.mlp.fc1" in entry["recipe"]["exclude"]

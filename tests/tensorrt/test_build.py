@@ -223,6 +223,25 @@ def test_sidecar_manifest_entry(work, stub_trt):
     assert len(Manifest.load(work).find_artifacts(format="tensorrt")) == 1
 
 
+def test_build_keeps_what_another_writer_recorded_while_it_built(work, stub_trt, monkeypatch):
+    """Issue 16 item 2: the manifest is re-read under OUTDIR's lock before the engine's entry is merged,
+    so a quantize that finished during the build stays listed (it used to be dropped)."""
+    from edgevit.precision import QuantizeConfig, quantize
+
+    slow_build = build_mod.build_plan
+
+    def build_plan(onnx_path, opts):
+        quantize(work, QuantizeConfig(precisions=("fp16",), gate=False))  # another writer, meanwhile
+        return slow_build(onnx_path, opts)
+
+    monkeypatch.setattr(build_mod, "build_plan", build_plan)
+    result = CliRunner().invoke(main, ["build", str(work), "-o", str(work / "model.plan")])
+    assert result.exit_code == 0, result.output
+    m = Manifest.load(work)
+    assert sorted(a.path for a in m.artifacts) == ["model.fp16.onnx", "model.onnx", "model.plan"], m.artifacts
+    assert m.verify_checksums() == [], m.verify_checksums()
+
+
 def test_weakly_typed_is_opt_in_and_recorded(work, stub_trt):
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
