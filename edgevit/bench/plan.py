@@ -26,6 +26,7 @@ from .._io import is_edgevit_internal
 from ..errors import EdgeVitError, ManifestError
 from ..formats import ENGINE_SUFFIXES, FLOAT_PRECISIONS, MANIFEST_NAME, QUANTIZED
 from ..metrics import FEATURE_OUTPUTS
+from ..runtime.onnxruntime_runner import JUDGED_BY
 from .report import BenchRow
 from .targets import RunnerTarget, Target, TorchCudaTarget
 
@@ -285,7 +286,7 @@ def plan_rows(resolved, model, ref_source, ref_reason, cfg: BenchConfig, machine
                     exact = None
                     if prov == "cpu" and art.precision in QUANTIZED:  # judged as the graph defines it too
                         exact = lambda f=file: RunnerTarget(  # noqa: E731
-                            lambda: get_runner("onnxruntime", f, providers="cpu", threads=threads, qdq="exact"))
+                            lambda: get_runner("onnxruntime", f, providers="cpu", threads=threads, qdq=JUDGED_BY))
                     plans.append(Plan(row, status="failed", error=problem) if problem else
                                  Plan(row, onnx_path=file, exact=exact, make=lambda f=file, p=prov: RunnerTarget(
                                      lambda: get_runner("onnxruntime", f, providers=p, threads=threads))))

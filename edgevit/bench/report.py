@@ -224,8 +224,13 @@ class BenchReport:
         if any(r.attention for r in self.rows):
             cols.append("attention")
         if any(r.exact_qdq for r in self.rows):
-            cols.append("exact agree" if self.features else "exact top-1")
+            cols.append(self.exact_column)
         return cols
+
+    @property
+    def exact_column(self) -> str:
+        """The column of a Q/DQ graph's accuracy as the graph defines it (``BenchRow.exact_qdq``)."""
+        return "exact agree" if self.features else "exact top-1"
 
     def format_row(self, r: BenchRow, cols: list[str] | None = None) -> list[str]:
         """The table cells of ``r``; the reason is printed under the table and kept in the JSON/CSV."""
@@ -250,7 +255,7 @@ class BenchReport:
             att = r.attention
             cells.append("-" if not att else (att["status"] if att.get("max_abs") is None
                                               else f"{att['status']} {att['max_abs']:.1e}"))
-        if {"exact top-1", "exact agree"} & set(cols):
+        if self.exact_column in cols:
             ex = r.exact_qdq or {}
             cells.append(f(ex.get("agreement" if self.features else "top1"), ".4f"))
         return cells
@@ -262,7 +267,7 @@ class BenchReport:
         m = self.machine
         isa = "/".join(m.get("cpu_isa") or []) or "unknown instruction set"
         return (f"int8/fp8 rows: the accuracy columns are as this CPU's ONNX Runtime kernels ran the graph ({isa}: "
-                f"{m.get('int8_kernels')}); '{self.table_columns()[-1]}' is as the graph defines it (exact Q/DQ "
+                f"{m.get('int8_kernels')}); '{self.exact_column}' is as the graph defines it (exact Q/DQ "
                 "arithmetic, what TensorRT computes), which decides the row's tolerance verdict")
 
     def table_rows(self) -> tuple[list[str], list[list[str]]]:

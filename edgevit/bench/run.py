@@ -222,8 +222,7 @@ def _fail_outside_tolerance(row: BenchRow, output: str) -> None:
     if row.within_tolerance is not False or row.reference or row.status != "ok":
         return
     tol = get_tolerance(_tolerance_precision(row.precision), output)
-    got = getattr(row, "exact_qdq", None) or {"max_abs": row.max_abs, "cosine_min": row.cosine_min,
-                                               "agreement": row.agreement}
+    got = row.exact_qdq or {"max_abs": row.max_abs, "cosine_min": row.cosine_min, "agreement": row.agreement}
     misses = [f"max abs {got['max_abs']:.3g} (limit atol {tol.atol:g} + rtol {tol.rtol:g}*|ref|)"]
     if got["cosine_min"] is not None and got["cosine_min"] < tol.min_cosine:
         misses.append(f"cos min {got['cosine_min']:.4f} < {tol.min_cosine:g}")

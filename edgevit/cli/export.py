@@ -8,7 +8,6 @@ import sys
 
 import click
 
-from ..formats import QUANTIZED
 from ._errors import handle_errors
 from ._options import json_option, model_override_options, parse_precisions, precision_options, verify_hash_option
 from ._render import emit_json, finish, table
@@ -144,8 +143,7 @@ def _render_quantize(result) -> None:
         click.echo(f"{output} have no labels: the gate compares each graph's {output} with the fp32 graph's: lowest "
                    f"per-sample cosine >= min_cosine and {knn} agreement >= min_agreement of the precision's "
                    f"tolerance ({KNN_AGREEMENT})")
-    judged = next((e["gate"]["arithmetic"] for p, e in result.entries.items()
-                   if p in QUANTIZED and e["gate"].get("arithmetic")), None)
+    judged = next((e["gate"]["arithmetic"] for e in result.entries.values() if e["gate"].get("arithmetic")), None)
     if judged:
         click.echo(f"int8/fp8 graphs judged by their {judged}")
     for p, e in result.entries.items():

@@ -7,6 +7,7 @@ import json
 import click
 
 from ..formats import ONNX_PRECISIONS
+from ..runtime.onnxruntime_runner import JUDGED_BY, QDQ_MODES
 from ._errors import handle_errors
 from ._options import csv_list, json_option, model_override_options, preprocessed_option, verify_hash_option
 from ._render import finish, table, to_jsonable
@@ -43,7 +44,7 @@ from ._render import finish, table, to_jsonable
 @click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
               help="ONNX Runtime execution provider.")
 @click.option("--threads", type=int, help="ONNX Runtime intra-op threads.")
-@click.option("--qdq", type=click.Choice(["exact", "kernels"]), default="exact", show_default=True,
+@click.option("--qdq", type=click.Choice(list(QDQ_MODES)), default=JUDGED_BY, show_default=True,
               help="How int8/fp8 Q/DQ graphs run: exact (the arithmetic the graph defines, as TensorRT computes it; "
               "the same verdict on every CPU) or kernels (as this CPU's ONNX Runtime int8 kernels run it).")
 @click.option("--arch", help="Variant a timm state dict belongs to.")

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..formats import QUANTIZED
 from ..export.onnx import compare_logits
 from ..manifest import Manifest
 from .graphs import build_precision_graph
@@ -42,16 +43,11 @@ class GateData:
     output: str = "logits"     # the manifest's model.output: logits, features or tokens
 
 
-JUDGED_BY = "exact"
-"""How the gate, sensitivity and auto-exclude run Q/DQ graphs: the arithmetic the graph defines
-(:data:`edgevit.runtime.onnxruntime_runner.QDQ_MODES`), never this CPU's int8 kernels, so that a verdict
-is the same on every host (docs/design.md §4.1)."""
-
-
 def run_graph(graph, images: np.ndarray, threads: int | None) -> np.ndarray:
     """The first output of ``graph`` (a path or an onnx.ModelProto) on ``images``: ONNX Runtime on CPU
-    with Q/DQ executed exactly as written (:data:`JUDGED_BY`)."""
+    with Q/DQ executed exactly as written (:data:`edgevit.runtime.onnxruntime_runner.JUDGED_BY`)."""
     from ..runtime import get_runner
+    from ..runtime.onnxruntime_runner import JUDGED_BY
     from ..runtime.batching import run_batched
 
     with get_runner("onnxruntime", graph, threads=threads, qdq=JUDGED_BY) as runner:
@@ -100,10 +96,12 @@ def gate_graph(graph, precision: str, data: GateData | None, max_drop: float, th
     """The gate's record for one graph: its data, numbers and verdict ("not verified" without data)."""
     if data is None:
         return {"verdict": "not verified", "reasons": ["--no-gate"]}
-    from ..runtime.onnxruntime_runner import QDQ_MODES
+    from ..runtime.onnxruntime_runner import JUDGED_BY, QDQ_MODES
 
-    return {"data": data.description, "arithmetic": QDQ_MODES[JUDGED_BY], **judge(gate_metrics(run_graph(graph, data.images, threads), data),
-                                               precision, max_drop)}
+    record = {"data": data.description}
+    if precision in QUANTIZED:
+        record["arithmetic"] = QDQ_MODES[JUDGED_BY]
+    return {**record, **judge(gate_metrics(run_graph(graph, data.images, threads), data), precision, max_drop)}
 
 
 def input_preprocessing(manifest: Manifest, spec: str, preprocessed: bool, option: str):
@@ -190,5 +188,5 @@ def auto_exclude(fp32_path: Path, recipe: PrecisionRecipe, amax: dict, graph, ga
     return recipe, graph, gate, excluded
 
 
-__all__ = ["GateData", "JUDGED_BY", "auto_exclude", "gate_graph", "gate_metrics", "graph_for_names", "input_preprocessing", "judge",
+__all__ = ["GateData", "auto_exclude", "gate_graph", "gate_metrics", "graph_for_names", "input_preprocessing", "judge",
            "layer_sensitivity", "load_gate_data", "run_graph"]

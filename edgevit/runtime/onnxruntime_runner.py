@@ -29,8 +29,10 @@ QDQ_MODES = {
     "exact": "exact Q/DQ arithmetic: ONNX Runtime with session.disable_quant_qdq=1 (Q/DQ executed as written, "
              "float MatMul), what TensorRT's explicit quantization computes up to accumulation order",
 }
-"""How a runner executes Q/DQ graphs (``qdq=``): judges (gate, sensitivity, verify) use "exact",
-timing (bench) and applications use "kernels"."""
+"""How a runner executes Q/DQ graphs (``qdq=``): timing (bench) and applications use "kernels"."""
+JUDGED_BY = "exact"
+"""How every judge (the gate, sensitivity, auto-exclude, verify and its attention check, bench's verdict)
+runs Q/DQ graphs, so that a verdict is the same on every host (docs/design.md §4.1)."""
 
 
 def ort_dtype(type_str: str) -> np.dtype:

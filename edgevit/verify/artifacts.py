@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import OnnxModelError
 from ..formats import ENGINE_SUFFIXES, FLOAT_PRECISIONS, MANIFEST_NAME, ONNX_PRECISIONS
 from ..metrics import FEATURE_OUTPUTS
+from ..runtime.onnxruntime_runner import JUDGED_BY
 
 
 @dataclass
@@ -117,7 +118,7 @@ def output_kind(art: Artifact) -> str:
 
 
 def runner_for(art: Artifact, device: str, providers, threads, attention: str | None, output: str = "logits",
-               qdq: str = "exact"):
+               qdq: str = JUDGED_BY):
     """The runner (:func:`edgevit.runtime.get_runner`) that runs ``art``, not yet entered; an ONNX graph's
     Q/DQ run as ``qdq`` says (:data:`edgevit.runtime.onnxruntime_runner.QDQ_MODES`)."""
     from ..runtime import get_runner

@@ -23,6 +23,7 @@ from ..errors import EdgeVitWarning, OnnxModelError, VerificationError
 from ..formats import FLOAT_PRECISIONS
 from ..metrics import ErrorStats
 from ..runtime.batching import batch_range, padded_chunks, single_input
+from ..runtime.onnxruntime_runner import JUDGED_BY
 from ..tolerances import Tolerance, get_tolerance
 from .artifacts import Artifact
 from .outputs import Check, format_value
@@ -126,7 +127,7 @@ def _as_bnc(value, batch: int, tokens: int, width: int, layout: str) -> np.ndarr
 
 def verify_attention_onnx(onnx_path, reference_model, images: np.ndarray, precision: str = "fp32",
                           batch_size: int = 32, providers=None, threads: int | None = None,
-                          tolerance: Tolerance | None = None, qdq: str = "exact") -> dict:
+                          tolerance: Tolerance | None = None, qdq: str = JUDGED_BY) -> dict:
     """Per-block attention check of an ONNX candidate against a float64 PyTorch math reference.
 
     Q/DQ graphs run as ``qdq`` says (:data:`edgevit.runtime.onnxruntime_runner.QDQ_MODES`; by default the

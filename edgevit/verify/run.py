@@ -11,7 +11,7 @@ from ..errors import VerificationError
 from ..formats import FLOAT_PRECISIONS, ONNX_PRECISIONS, QUANTIZED
 from ..metrics import compare_outputs
 from ..runtime.batching import run_batched, single_input
-from ..runtime.onnxruntime_runner import QDQ_MODES
+from ..runtime.onnxruntime_runner import JUDGED_BY, QDQ_MODES
 from ..tolerances import TOLERANCES, get_tolerance
 from .artifacts import Artifact, labels_of, output_kind, preprocessing_of, resolve_artifact, runner_for
 from .attention import BACKENDS, reference_model_for_attention, verify_attention_onnx, verify_attention_torch
@@ -122,7 +122,7 @@ class VerifyConfig:
     format: str | None = None
     candidate_attention: str = "sdpa"
     verify_hash: bool = True  # check manifest-listed files against their recorded sha256
-    qdq: str = "exact"
+    qdq: str = JUDGED_BY
 
     def __post_init__(self) -> None:
         if self.qdq not in QDQ_MODES:

@@ -20,9 +20,8 @@ from click.testing import CliRunner
 from edgevit.cli import main
 from edgevit.manifest import Manifest
 from edgevit.precision import QuantizeConfig, quantize
-from edgevit.precision.gate import JUDGED_BY
 from edgevit.runtime import get_runner
-from edgevit.runtime.onnxruntime_runner import QDQ_MODES
+from edgevit.runtime.onnxruntime_runner import JUDGED_BY, QDQ_MODES
 from edgevit.tolerances import get_tolerance
 from tests._fixtures import GATE_MARGIN, decided_gate_data, quantization_robust_model
 
