@@ -199,15 +199,28 @@ def _remove_work_dir(path: Path, pid: str) -> bool:
     return True
 
 
+def artifact_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a file of an output directory (None when it can): it must be relative,
+    without ``..``, name a file (not ``.`` or a directory), and not be edgevit's lock or a temporary.
+    The manifest checks its entries with it, and :func:`remove_inside` deletes nothing else."""
+    rel = Path(name)
+    if (not isinstance(name, str) or not rel.parts or rel.name in ("", ".") or name.endswith(("/", "\\"))
+            or rel.is_absolute() or rel.drive or ".." in rel.parts):
+        return ("must be a file name relative to the manifest's directory, inside it (no absolute path, "
+                "no '..'); re-export, or fix the entry")
+    if is_edgevit_internal(rel.name):
+        return "is edgevit's lock or temporary file, not an artifact"
+    return None
+
+
 def remove_inside(directory: str | os.PathLike, name: str) -> bool:
     """Delete the regular file ``directory/name`` when it lies inside ``directory``: ``name`` is
     relative without ``..``, the file is no symlink, no symlinked directory on the way leads out, and
     it is not edgevit's lock or a temporary. False (nothing deleted) otherwise, or when it is missing
     or cannot be removed. Every removal of a listed artifact goes through here."""
-    rel = Path(name)
-    if rel.is_absolute() or ".." in rel.parts or not rel.parts or is_edgevit_internal(rel.name):
+    if artifact_name_problem(name):
         return False
-    target = Path(directory) / rel
+    target = Path(directory) / name
     try:
         if target.is_symlink() or not target.is_file():
             return False
@@ -276,8 +289,12 @@ def _acquire(path: Path, timeout: float) -> int | None:
             if same:  # not unlinked by the holder that released it after we opened it
                 holder = {"pid": os.getpid(), "command": _command_line(),
                           "since": datetime.now().isoformat(timespec="seconds")}
-                os.ftruncate(fd, 0)
-                os.write(fd, (json.dumps(holder) + "\n").encode())
+                try:
+                    os.ftruncate(fd, 0)
+                    os.write(fd, (json.dumps(holder) + "\n").encode())
+                except OSError:  # a full disk: let go rather than hold the lock until this process exits
+                    _release(path, fd)
+                    raise
                 return fd
         os.close(fd)
         if locked:

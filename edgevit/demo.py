@@ -25,6 +25,7 @@ Layout of the run directory::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -159,7 +160,7 @@ def _train(cfg: DemoConfig, run: Path, ckpt: Path) -> dict:
     try:  # the cache is a convenience: a read-only home must not fail the demo
         cached.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(res.checkpoint, cached)
-        cached.with_suffix(".json").write_text(json.dumps(meta))
+        write_text_atomic(cached.with_suffix(".json"), json.dumps(meta), force=True)
     except OSError:
         pass
     return {"checkpoint": str(ckpt), "source": "trained here", **meta}
@@ -185,6 +186,9 @@ def _cached_meta(cached: Path, ckpt: Path) -> dict | None:
         return None
     why = "no sha256 recorded beside it" if not isinstance(meta, dict) or "sha256" not in meta else \
         f"its sha256 {digest[:12]}... is not the {str(meta['sha256'])[:12]}... recorded when it was trained"
+    with contextlib.suppress(OSError):  # the score now belongs to this file: the next run need not re-score it
+        write_text_atomic(side, json.dumps({"test_accuracy": top1, "sha256": digest,
+                                            "summary": f"digits test top-1 {top1:.4f} (re-scored)"}), force=True)
     return {"test_accuracy": top1, "sha256": digest, "rescored": why,
             "summary": f"digits test top-1 {top1:.4f} (re-scored: cached checkpoint {cached}, {why})"}
 

@@ -46,12 +46,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ._io import is_edgevit_internal, sha256_file, write_text_atomic
+from ._io import artifact_name_problem, sha256_file, write_text_atomic
 from .errors import ArtifactIntegrityError, ManifestError, OnnxModelError
 from .formats import ARTIFACT_FORMATS as FORMATS
 from .formats import MANIFEST_NAME, PRECISIONS
@@ -100,14 +101,11 @@ def _check_type(value: Any, key: str, types: tuple, items: tuple | None = None) 
 
 def _check_artifact_name(key: str, name: str) -> None:
     """An artifact's ``path`` and each of its ``external_data`` files name a file inside the manifest's
-    directory (relative, no ``..``) that is not edgevit's lock or a temporary: later steps open them,
-    and ``export --force`` deletes the ones the new export no longer lists."""
-    rel = Path(name)
-    if not name or rel.is_absolute() or rel.drive or ".." in rel.parts:
-        raise ValueError(f"{key} {name!r} must be a file name relative to the manifest's directory, inside it "
-                         "(no absolute path, no '..'); re-export, or fix the entry")
-    if is_edgevit_internal(rel.name):
-        raise ValueError(f"{key} {name!r} is edgevit's lock or temporary file, not an artifact")
+    directory (:func:`edgevit._io.artifact_name_problem`): later steps open them, and ``export --force``
+    deletes the ones the new export no longer lists."""
+    problem = artifact_name_problem(name)
+    if problem:
+        raise ValueError(f"{key} {name!r} {problem}")
 
 
 @dataclass
@@ -183,10 +181,7 @@ def label_problem(labels, num_classes) -> str | None:
         return None
     if isinstance(num_classes, int) and not isinstance(num_classes, bool) and len(labels) != num_classes:
         return f"holds {len(labels)} labels for {num_classes} classes (num_classes)"
-    seen: dict = {}
-    for label in labels:
-        seen[label] = seen.get(label, 0) + 1
-    dups = [repr(k) for k, n in seen.items() if n > 1]
+    dups = [repr(k) for k, n in Counter(labels).items() if n > 1]
     return f"repeats {', '.join(dups[:5])}: each class needs its own label" if dups else None
 
 
@@ -236,6 +231,7 @@ class Manifest:
     root: Path | None = field(default=None, compare=False, repr=False)
     # what the checked ONNX graphs output, read off each graph ({artifact path: kind}; not serialized)
     graph_outputs: dict = field(default_factory=dict, compare=False, repr=False)
+    graph_checked: set = field(default_factory=set, compare=False, repr=False)  # artifact paths check_graph read
 
     # ------------------------------------------------------------------ files
     @staticmethod
@@ -275,17 +271,21 @@ class Manifest:
         """What the model's graphs output: "logits", "features" (the pooled embedding of a headless
         model) or "tokens" (its patch tokens), as ``model.output`` records; a manifest written before
         edgevit recorded it is a classifier's. Where a graph opened through this manifest
-        (:meth:`check_artifact`; the fp32 graph when none was) says otherwise by its output's rank
-        (2-D [batch, dim] or 3-D [batch, tokens, dim]), the graph's kind, with an EdgeVitWarning."""
+        (:meth:`check_artifact`) says otherwise by its output's rank (2-D [batch, dim] or 3-D
+        [batch, tokens, dim]), the graph's kind (check_artifact warned about it). Reads no file."""
         recorded = (self.model or {}).get("output") or "logits"
-        if not self.graph_outputs and self.root is not None:
-            fp32 = next((a for a in self.artifacts if a.format == "onnx" and a.precision == "fp32"), None)
-            if fp32 is not None and (self.root / fp32.path).is_file():
-                from .provenance import check_graph
-
-                check_graph(self, fp32, self.root / fp32.path, labels=False)
         seen = [k for k in self.graph_outputs.values() if k != recorded]
         return seen[0] if seen else recorded
+
+    def check_still_lists(self, art: Artifact, doing: str, rerun: str) -> None:
+        """ManifestError unless this manifest (re-read under its directory's lock) still lists ``art``
+        with the sha256 it had when a writer started ``doing`` its work from it."""
+        now = [a.sha256 for a in self.artifacts if a.path == art.path]
+        if now != [art.sha256]:
+            raise ManifestError(
+                f"{self.path_in(self.root)}: {art.path} was replaced while {doing} (sha256 {str(art.sha256)[:12]}... "
+                f"then, {now[0][:12] + '...' if now and now[0] else 'no entry'} now); what was built from it was not "
+                f"installed. Run {rerun} again")
 
     def source_checkpoint(self, verify_hash: bool = True) -> tuple[Path | None, str | None]:
         """The checkpoint ``model.source`` names, checked: :func:`edgevit.provenance.source_checkpoint`."""
@@ -369,9 +369,10 @@ class Manifest:
 
     @classmethod
     def resolve(cls, path: str | os.PathLike, precision: str | None = None, format: str | None = None, *,
-                verify_hash: bool = True, listed: bool = True) -> "Resolved":
+                verify_hash: bool = True, listed: bool = True, graph: bool = True) -> "Resolved":
         """Which artifact ``path`` names: ``(manifest, artifact, file)``, the file checked
-        (:meth:`check_artifact`: it exists and, with ``verify_hash``, matches its sha256).
+        (:meth:`check_artifact`: it exists and, with ``verify_hash``, matches its sha256; with ``graph``, an
+        ONNX graph's precision label and output kind are checked against the graph).
 
         ``path`` is an export OUTDIR, its ``edgevit.json``, or an artifact file. A directory or
         manifest gives the one artifact of ``precision`` and ``format``; where several match, an
@@ -397,7 +398,7 @@ class Manifest:
                 if keep is not None and len(found) > 1:
                     found = [a for a in found if keep(a)] or found
             art = found[0] if len(found) == 1 else manifest.artifact(precision, format)  # raises, naming what is there
-            return Resolved(manifest, art, manifest.check_artifact(art, verify_hash))
+            return Resolved(manifest, art, manifest.check_artifact(art, verify_hash, graph))
         beside = cls.path_in(path.parent)
         if not beside.is_file():
             if not listed:
@@ -418,7 +419,7 @@ class Manifest:
         if format is not None and art.format != format:
             raise ValueError(f"{path.name} is a {art.format} {kind}, not the {format} artifact needed here; "
                              "give the export directory or that file")
-        return Resolved(manifest, art, manifest.check_artifact(art, verify_hash))
+        return Resolved(manifest, art, manifest.check_artifact(art, verify_hash, graph))
 
     def entry_for(self, file: str | os.PathLike) -> Artifact | None:
         """The artifact entry recording ``file`` (a path to a file in ``root``), or None."""
@@ -427,14 +428,17 @@ class Manifest:
         target = Path(file).resolve()
         return next((a for a in self.artifacts if (self.root / a.path).resolve() == target), None)
 
-    def check_artifact(self, artifact: Artifact, verify_hash: bool = True) -> Path:
+    def check_artifact(self, artifact: Artifact, verify_hash: bool = True, graph: bool = True) -> Path:
         """The file of ``artifact`` under ``root``, checked before use: call this wherever a
         listed artifact is opened (verify, bench, build, quantize, ``Engine.load``).
 
         ManifestError when the file is missing. With ``verify_hash`` (the default) the file's
         sha256 must equal the recorded one, else ArtifactIntegrityError naming the file, both
         hash prefixes, and the command that rewrites it; ``verify_hash=False`` (the CLI's
-        ``--no-verify-hash``) skips hashing, for a file changed on purpose.
+        ``--no-verify-hash``) skips hashing, for a file changed on purpose. With ``graph`` (the default)
+        an ONNX graph is read once per manifest (without its weights) and checked against its entry
+        (:func:`edgevit.provenance.check_graph`); the device runtime passes ``graph=False`` and checks each
+        output's rank as it runs instead.
         """
         if self.root is None:
             raise ValueError("check_artifact needs manifest.root (load the manifest from its directory)")
@@ -450,10 +454,11 @@ class Manifest:
                     f"the file was changed or replaced after it was written; {self._rewrite_hint(artifact)}, "
                     "or pass --no-verify-hash (verify_hash=False) to use it as it is"
                 )
-        if artifact.format == "onnx":  # its precision label and output kind (edgevit.provenance)
-            from .provenance import check_graph
+        if graph and artifact.format == "onnx" and artifact.path not in self.graph_checked:
+            from .provenance import check_graph  # its precision label and output kind
 
             check_graph(self, artifact, file)
+            self.graph_checked.add(artifact.path)
         return file
 
     def _rewrite_hint(self, artifact: Artifact) -> str:

@@ -24,6 +24,8 @@ from .errors import VerificationError
 
 FEATURE_OUTPUTS = ("features", "tokens")
 """Output names of graphs without classes (edgevit export names the graph output by what it holds)."""
+OUTPUT_RANKS = {"logits": (2, "(batch, classes)"), "features": (2, "(batch, dim)"), "tokens": (3, "(batch, patches, dim)")}
+"""The rank and layout of each kind of output an edgevit export writes (manifest ``model.output``)."""
 KNN_K = 5
 KNN_WITHIN = 2  # a neighbour is kept while it stays among the candidate's KNN_WITHIN * k nearest
 KNN_AGREEMENT = (f"k-NN agreement: the fraction of each sample's {KNN_K} nearest neighbours by cosine (among the "
@@ -199,5 +201,5 @@ def compare_outputs(ref: np.ndarray, cand: np.ndarray, tolerance, labels=None, o
     return stats
 
 
-__all__ = ["ErrorStats", "FEATURE_OUTPUTS", "KNN_AGREEMENT", "KNN_K", "KNN_WITHIN", "compare_outputs",
+__all__ = ["ErrorStats", "FEATURE_OUTPUTS", "OUTPUT_RANKS", "KNN_AGREEMENT", "KNN_K", "KNN_WITHIN", "compare_outputs",
            "cosine_per_sample", "neighbour_agreement", "topk_agreement"]

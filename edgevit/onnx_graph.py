@@ -245,7 +245,8 @@ def default_opset(proto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-_QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+"""The explicit-quantization ops (TensorRT's Q/DQ model)."""
 _INT_QUANT_OPS = ("QLinearMatMul", "MatMulInteger", "ConvInteger", "QLinearConv")
 
 
@@ -256,9 +257,8 @@ def graph_precision(proto) -> tuple[str, str]:
     from onnx import TensorProto as T
 
     fp8 = {getattr(T, n) for n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ") if hasattr(T, n)}
-    ints = {T.INT8, T.UINT8}
     types = {t.name: t.data_type for t in proto.graph.initializer}
-    qdq = [n for n in proto.graph.node if n.op_type in _QDQ_OPS]
+    qdq = [n for n in proto.graph.node if n.op_type in QDQ_OPS]
     zero_points = [types.get(n.input[2]) for n in qdq if len(n.input) > 2 and n.input[2]]
     if any(t in fp8 for t in zero_points) or any(t in fp8 for t in types.values()):
         return "fp8", f"float8 Q/DQ ({len(qdq)} QuantizeLinear/DequantizeLinear nodes with float8 zero points)"
@@ -279,7 +279,9 @@ def graph_facts(path: str | os.PathLike) -> dict | None:
     onnx package is not installed (a device application: the toolchain checked the graph)."""
     try:
         import onnx
-
+    except ImportError:  # a device application: the toolchain checked the graph
+        return None
+    try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception:  # not a readable graph: the runner that opens it says so
         return None
@@ -371,5 +373,5 @@ def apply_rewrites(proto, rules) -> tuple[object, int]:
     return ir.serde.serialize_model(model), count
 
 
-__all__ = ["Graph", "LAYOUT_OPS", "all_nodes", "apply_rewrites", "bypass_nodes", "count_ops", "default_opset", "dims",
+__all__ = ["Graph", "LAYOUT_OPS", "QDQ_OPS", "all_nodes", "apply_rewrites", "bypass_nodes", "count_ops", "default_opset", "dims",
            "graph_facts", "graph_precision", "load_onnx", "mark_outputs", "rename_nodes", "topologically_sorted"]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from ._io import sha256_file
 from .errors import ArtifactIntegrityError, EdgeVitWarning, ManifestError
 from .formats import ONNX_PRECISIONS
+from .metrics import OUTPUT_RANKS
 
 if TYPE_CHECKING:
     from .manifest import Artifact, Manifest
@@ -59,7 +60,7 @@ def source_checkpoint(manifest: "Manifest", verify_hash: bool = True) -> tuple[P
     legacy, path, absolute = "source_sha256" not in model, Path(src), model.get("source_absolute")
     looked = [path] if path.is_absolute() else [base / path] + ([path] if legacy else [])
     looked += [Path(absolute)] if isinstance(absolute, str) and Path(absolute) not in looked else []
-    found = [p for p in looked if p.exists()]
+    found = list({p.resolve(): p for p in looked if p.exists()}.values())  # one file named two ways: once
     where = manifest.path_in(manifest.root) if manifest.root is not None else "the manifest"
     if not found:
         return None, f"checkpoint {src} not found (looked for {', '.join(str(p) for p in looked)})"
@@ -71,11 +72,12 @@ def source_checkpoint(manifest: "Manifest", verify_hash: bool = True) -> tuple[P
         return found[0], None
     if not verify_hash:
         return found[0], f"{found[0]}: not checked against the sha256 in {where} (--no-verify-hash)"
-    actual = {p: sha256_file(p) for p in found if p.is_file()}
-    match = next((p for p, digest in actual.items() if digest == recorded), None)
+    first = sha256_file(found[0])
+    match = found[0] if first == recorded else next(
+        (p for p in found[1:] if p.is_file() and sha256_file(p) == recorded), None)
     if match is None:
         raise ArtifactIntegrityError(
-            f"{where}: model.source {src} is {found[0]}, whose sha256 {actual.get(found[0], '?')[:12]}... differs "
+            f"{where}: model.source {src} is {found[0]}, whose sha256 {first[:12]}... differs "
             f"from {recorded[:12]}... recorded at export: not the checkpoint these artifacts were exported from. "
             f"Re-export (`edgevit export CHECKPOINT -o {manifest.root} --force`), or pass the reference explicitly "
             "(bench --reference CHECKPOINT, verify REFERENCE)")
@@ -99,13 +101,13 @@ def check_graph(manifest: "Manifest", artifact: "Artifact", file: Path, labels: 
             f"graph with `edgevit quantize {manifest.root} --precision {artifact.precision} --force`")
     shape, name = facts["output_shape"], facts["output"]
     recorded = (manifest.model or {}).get("output") or "logits"
-    if shape is None or len(shape) not in (2, 3):
+    kinds = [k for k, (rank, _) in OUTPUT_RANKS.items() if shape is not None and rank == len(shape)]
+    if not kinds:
         return
-    kind = "tokens" if len(shape) == 3 else recorded if recorded != "tokens" else (
+    kind = recorded if recorded in kinds else kinds[0] if len(kinds) == 1 else (
         "features" if name == "features" else "logits")
-    told = manifest.graph_outputs.get(artifact.path) == kind  # warned about once per manifest and file
     manifest.graph_outputs[artifact.path] = kind
-    if kind != recorded and not told:
+    if kind != recorded:
         warnings.warn(f"{file}: {where} says the model outputs {recorded}, but the graph's output {name!r} is "
                       f"{len(shape)}-D {shape}: it is taken as {kind}. Re-export, or fix model.output in {where}",
                       EdgeVitWarning, stacklevel=3)

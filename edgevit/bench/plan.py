@@ -118,44 +118,29 @@ def check_batch(b: int, profile: dict | None, what: str) -> None:
 
 
 def reference_model(manifests: list, cfg: BenchConfig):
-    """(model, source, reason): the PyTorch reference, or None and why not; with a model, ``reason`` is
-    a note for the report's warnings (an unchecked checkpoint) or None. A manifest's checkpoint whose
-    sha256 differs from the recorded one is refused (ArtifactIntegrityError)."""
-    from ..models import list_variants, load_model
-    from ..models.hub import is_hub_name
+    """(model, source, reason): the PyTorch reference (``--reference``, else the manifests' checkpoint:
+    :func:`edgevit.verify.artifacts.source_model`), or None and why not; with a model, ``reason`` is a
+    note for the report's warnings (an unchecked checkpoint) or None."""
+    from ..models import load_model
+    from ..verify.artifacts import source_model
 
     if cfg.reference:
         return load_model(cfg.reference, arch=cfg.arch, **cfg.model_overrides), cfg.reference, None
-    tried = []
-    for m in manifests:
-        if m is None:
-            continue
-        src = (m.model or {}).get("source")
-        if not isinstance(src, str) or src.startswith("<"):
-            tried.append(f"manifest source {src!r} is not a file")
-            continue
-        if src in list_variants():
-            tried.append(f"manifest source {src!r} is a variant name (random weights, not the exported ones)")
-            continue
-        # relative to the manifest's directory and checked against its sha256 (ArtifactIntegrityError)
-        cand, note = m.source_checkpoint(cfg.verify_hash)
-        if cand is None and is_hub_name(src):
-            cand, note = src, None
-        if cand is None:
-            tried.append(note)
-            continue
-        try:
-            return load_model(cand, arch=(m.model or {}).get("arch") or cfg.arch,
-                              **((m.model or {}).get("overrides") or cfg.model_overrides)), str(cand), note
-        except EdgeVitError as exc:
-            tried.append(f"{cand}: {exc}")
-    reason = "; ".join(dict.fromkeys(tried)) or "no manifest names the checkpoint (give --reference CHECKPOINT)"
-    return None, None, reason
+    model, source, note = source_model(manifests, cfg.arch, cfg.model_overrides, cfg.verify_hash)
+    if model is None:
+        note = f"{note} (give --reference CHECKPOINT)"
+    return model, source, note
 
 
 def output_kind(manifests: list, model, resolved=()) -> str:
     """What the benchmarked artifacts output: the manifests' ``model.output`` (logits before it was
-    recorded), else the reference model's ``output_kind``, else an ONNX graph's output name."""
+    recorded; a listed graph's own output rank where it disagrees: :meth:`Manifest.check_artifact`), else
+    the reference model's ``output_kind``, else an ONNX graph's output name."""
+    for m, _, arts in resolved:
+        for art in arts:
+            if m is not None and art.format == "onnx" and not isinstance(art, Unlisted):
+                with contextlib.suppress(EdgeVitError):  # a bad file is its row's failure, reported there
+                    m.check_artifact(art, verify_hash=False)
     recorded = {m.output_kind for m in manifests if m is not None}
     if len(recorded) > 1:
         raise ValueError(f"the sources output {' and '.join(sorted(recorded))}: their rows cannot be compared; "
@@ -244,6 +229,10 @@ def plan_rows(resolved, model, ref_source, ref_reason, cfg: BenchConfig, machine
     """One :class:`Plan` per row, in the module docstring's order."""
     from ..runtime import get_runner
 
+    def ort_target(file, provider, **options):
+        return lambda: RunnerTarget(lambda: get_runner("onnxruntime", file, providers=provider, threads=threads,
+                                                       **options))
+
     tokens = output == "tokens"  # the PyTorch rows run model.forward_tokens, as the tokens graph does
     plans: list[Plan] = []
     if cfg.include_reference:
@@ -283,13 +272,12 @@ def plan_rows(resolved, model, ref_source, ref_reason, cfg: BenchConfig, machine
                     row = BenchRow(name=f"ort {prov} {art.precision} {Path(art.path).name}", backend="onnxruntime",
                                    device="cpu" if prov == "cpu" else "cuda", format="onnx",
                                    precision=art.precision, artifact=rel, provider=prov, size_mb=size)
-                    exact = None
-                    if prov == "cpu" and art.precision in QUANTIZED:  # judged as the graph defines it too
-                        exact = lambda f=file: RunnerTarget(  # noqa: E731
-                            lambda: get_runner("onnxruntime", f, providers="cpu", threads=threads, qdq=JUDGED_BY))
-                    plans.append(Plan(row, status="failed", error=problem) if problem else
-                                 Plan(row, onnx_path=file, exact=exact, make=lambda f=file, p=prov: RunnerTarget(
-                                     lambda: get_runner("onnxruntime", f, providers=p, threads=threads))))
+                    if problem:
+                        plans.append(Plan(row, status="failed", error=problem))
+                        continue
+                    exact = (ort_target(file, "cpu", qdq=JUDGED_BY)  # a Q/DQ graph: judged as the graph defines it
+                             if prov == "cpu" and art.precision in QUANTIZED else None)
+                    plans.append(Plan(row, onnx_path=file, exact=exact, make=ort_target(file, prov)))
             else:
                 row = BenchRow(name=f"tensorrt {art.precision} {Path(art.path).name}", backend="tensorrt",
                                device="cuda", format="tensorrt", precision=art.precision, artifact=rel, size_mb=size)

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.defaults import DIGITS_INPUT
-from ..errors import DataError, EdgeVitError, MissingDependencyError
+from ..errors import DataError, MissingDependencyError
 from ..formats import ONNX_PRECISIONS
 from ..metrics import KNN_AGREEMENT, compare_outputs
 from ..runtime.batching import padded_chunks

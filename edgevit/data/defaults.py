@@ -22,7 +22,7 @@ def default_data(spec, input_shape, option: str, other: str = "") -> str:
     would calibrate or judge another kind of model silently."""
     if spec is not None:
         return str(spec)
-    shape = tuple(int(d) if isinstance(d, int) else d for d in (input_shape or ()))
+    shape = tuple(input_shape or ())
     if shape == DIGITS_INPUT:
         return DIGITS
     raise DataError(

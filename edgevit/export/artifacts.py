@@ -71,13 +71,12 @@ def build_manifest(model, source_desc, arch, cfg: "ExportConfig", slim_info, ver
     )
 
 
-def install(work: Path, outdir: Path, external: bool, force: bool) -> None:
-    """Move the verified files from the work directory into ``outdir`` (data first, graph last)."""
+def install(work: Path, outdir: Path, external: bool) -> None:
+    """Move the verified files from the work directory into ``outdir`` (data first, graph last); a
+    data file of the export this one replaces goes with :func:`remove_superseded`."""
     if external:
         install_file(work / DATA_FILE, outdir / DATA_FILE)
     install_file(work / MODEL_FILE, outdir / MODEL_FILE)
-    if not external and force:
-        remove_inside(outdir, DATA_FILE)
 
 
 def previous_manifest(outdir: Path) -> tuple[Manifest | None, str | None]:
@@ -104,7 +103,7 @@ def remove_superseded(old: Manifest, new: Manifest, outdir: Path) -> list[str]:
         report = art.extra.get("fusion_report")
         if isinstance(report, str) and Path(report).name == report:
             old_files.add((Path(art.path).parent / report).as_posix())
-    stale = [name for name in sorted(old_files - keep) if (outdir / name).is_file()]
+    stale = sorted(old_files - keep)
     cache = outdir / CALIBRATION_CACHE
     try:
         data = json.loads(cache.read_text())

@@ -327,7 +327,7 @@ def export_onnx(
             for name in (MODEL_FILE, DATA_FILE, MANIFEST_NAME):
                 check_writable(outdir / name, force)
             previous, unread = previous_manifest(outdir) if force else (None, None)
-            install(work, outdir, external, force)
+            install(work, outdir, external)
             manifest_path = manifest.save(outdir, force=force)
             removed = remove_superseded(previous, manifest, outdir) if previous is not None else []
     except Exception:

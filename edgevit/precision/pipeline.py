@@ -31,7 +31,6 @@ from pathlib import Path
 from .._io import atomic_path, check_output_dir, check_writable, outdir_lock, remove_stale_temporaries, sha256_file
 from ..formats import CALIBRATION_CACHE, ONNX_FILES, ONNX_PRECISIONS, QUANTIZED
 from ..data.defaults import default_data
-from ..errors import ManifestError
 from ..manifest import Manifest
 from .calibration import (DEFAULT_BATCH, DEFAULT_SAMPLES, CalibrationConfig, calibrate, calibration_data_key,
                           load_calibration_data, read_cache)
@@ -154,7 +153,7 @@ def quantize(source, config: QuantizeConfig | None = None, *, force: bool = Fals
     gate_data = load_gate_data(cfg.data, manifest, fp32_path, cfg.threads, cfg.preprocessed) if cfg.gate else None
     calib = None
     if any(p in QUANTIZED for p in wanted):
-        calib = _calibrate(cfg, manifest, fp32_path)
+        calib = _calibrate(cfg, manifest, fp32_path, fp32_art.sha256 if cfg.verify_hash else None)
     entries: dict[str, dict] = {}
     if "fp32" in cfg.precisions:
         entries["fp32"] = {"path": ONNX_FILES["fp32"], "recipe": {"precision": "fp32"},
@@ -183,20 +182,15 @@ def _current_manifest(outdir: Path, fp32_art, wanted: list[str], force: bool) ->
     for p in wanted:
         check_writable(outdir / ONNX_FILES[p], force)
     manifest = Manifest.load(outdir)
-    now = [a.sha256 for a in manifest.find_artifacts("fp32", "onnx") if a.path == fp32_art.path]
-    if now != [fp32_art.sha256]:
-        raise ManifestError(
-            f"{Manifest.path_in(outdir)}: {fp32_art.path} was replaced while quantizing (sha256 "
-            f"{fp32_art.sha256[:12]}... when this run started, {now[0][:12] + '...' if now else 'no entry'} now); "
-            "the graphs built from the old one were not installed. Run edgevit quantize again")
+    manifest.check_still_lists(fp32_art, "quantizing", "edgevit quantize")
     return manifest
 
 
-def _calibrate(cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path):
+def _calibrate(cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path, checked_sha256: str | None):
     cache = Path(cfg.calib_cache) if cfg.calib_cache else manifest.root / CALIBRATION_CACHE
     data = None
     key = calibration_data_key(cfg.calib_data, cfg.calib_samples, cfg.calib_batch, preprocessed=cfg.preprocessed)
-    graph_sha = sha256_file(fp32_path)
+    graph_sha = checked_sha256 or sha256_file(fp32_path)  # resolve() already hashed and checked it
     if read_cache(cache, graph_sha, cfg.calibration, key) is None:
         shape = tuple(manifest.inputs[0]["shape"][1:])
         preprocessing = input_preprocessing(manifest, cfg.calib_data, cfg.preprocessed, "--calib-data")

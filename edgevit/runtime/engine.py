@@ -30,12 +30,10 @@ import numpy as np
 
 from ..errors import DataError, ManifestError, OutputKindError
 from ..manifest import Manifest
-from ..metrics import FEATURE_OUTPUTS
+from ..metrics import FEATURE_OUTPUTS, OUTPUT_RANKS
 from .batching import batch_range, padded_chunks
 
 ONNX_SUFFIXES = (".onnx",)
-# The rank and layout of each kind of output an edgevit export writes (manifest ``model.output``).
-OUTPUT_RANKS = {"logits": (2, "(batch, classes)"), "features": (2, "(batch, dim)"), "tokens": (3, "(batch, patches, dim)")}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -101,7 +99,8 @@ class Engine:
         path = Path(path)
         if not path.is_file():
             raise DataError(f"{path}: no such engine or ONNX file")
-        manifest, entry, _ = Manifest.resolve(path, verify_hash=verify_hash, listed=False)
+        # no graph read here (a device may lack onnx, and ORT loads the file next): _check_rank checks outputs
+        manifest, entry, _ = Manifest.resolve(path, verify_hash=verify_hash, listed=False, graph=False)
         artifact = entry.to_dict() if entry is not None else None
         if path.suffix.lower() in ONNX_SUFFIXES:
             runner = get_runner("onnxruntime", path, providers=providers, threads=threads)

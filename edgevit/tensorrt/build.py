@@ -19,14 +19,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .._io import atomic_path, check_output_dir, check_writable, outdir_lock, write_text_atomic
+from .._io import (atomic_path, check_output_dir, check_writable, install_file, outdir_lock, remove_stale_temporaries,
+                   temporary_name, write_text_atomic)
 from ..errors import ManifestError, TensorRTError
 from ..manifest import MANIFEST_NAME, Manifest
+from ..onnx_graph import QDQ_OPS
 from . import rules
 from ._bindings import import_tensorrt, logger
 from .fusion import FusionReport, fusion_report
 
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
 # ------------------------------------------------------------------ TensorRT calls
@@ -221,12 +222,7 @@ def _current_manifest(out_dir: Path, source: Manifest, art) -> Manifest:
     if (out_dir / MANIFEST_NAME).exists():
         target = Manifest.load(out_dir)
         if out_dir == Path(source.root).resolve():
-            now = [a.sha256 for a in target.artifacts if a.path == art.path]
-            if now != [art.sha256]:
-                raise ManifestError(
-                    f"{Manifest.path_in(out_dir)}: {art.path} was replaced while the engine was built (sha256 "
-                    f"{art.sha256[:12]}... then, {now[0][:12] + '...' if now else 'no entry'} now); the engine "
-                    "was not installed. Run edgevit build again")
+            target.check_still_lists(art, "the engine was built", "edgevit build")
         return target
     target = Manifest.from_dict(source.to_dict())
     target.artifacts = []
@@ -287,16 +283,22 @@ def build_engine(source: str | os.PathLike, output: str | os.PathLike, config: E
     }
     out_dir = output.parent.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    # Another writer may have changed the directory while the engine was built: re-read its manifest
-    # under its lock, check again, and install the plan, its report and the entry together.
-    with outdir_lock(out_dir):
-        check_writable(output, force)
-        check_writable(report_path, force)
-        target = _current_manifest(out_dir, manifest, art)
-        with atomic_path(output, force=force) as tmp:
-            tmp.write_bytes(built.plan)  # raw plan, nothing prepended
-        write_text_atomic(report_path, json.dumps(report, indent=2) + "\n", force=force)
-        entry = target.add_artifact(output.name, format="tensorrt", precision=art.precision, **fields)
-        manifest_path = target.save(out_dir, force=True)
+    remove_stale_temporaries(out_dir)
+    # The plan is written first, unlocked (it can be hundreds of MB). Another writer may have changed the
+    # directory meanwhile: under its lock, re-read its manifest, check again, and install the plan, its
+    # report and the entry together.
+    tmp = temporary_name(output)
+    try:
+        tmp.write_bytes(built.plan)  # raw plan, nothing prepended
+        with outdir_lock(out_dir):
+            check_writable(output, force)
+            check_writable(report_path, force)
+            target = _current_manifest(out_dir, manifest, art)
+            install_file(tmp, output)
+            write_text_atomic(report_path, json.dumps(report, indent=2) + "\n", force=force)
+            entry = target.add_artifact(output.name, format="tensorrt", precision=art.precision, **fields)
+            manifest_path = target.save(out_dir, force=True)
+    finally:
+        tmp.unlink(missing_ok=True)
     return EngineBuildResult(output, report_path, manifest_path, entry.to_dict(), report, built.dla_fallback,
                              built.seconds)

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import OnnxModelError
+from ..errors import EdgeVitError, OnnxModelError
 from ..formats import ENGINE_SUFFIXES, FLOAT_PRECISIONS, MANIFEST_NAME, ONNX_PRECISIONS
 from ..metrics import FEATURE_OUTPUTS
 from ..runtime.onnxruntime_runner import JUDGED_BY
@@ -115,6 +115,40 @@ def output_kind(art: Artifact) -> str:
         if len(names) == 1 and names[0] in FEATURE_OUTPUTS:
             return names[0]
     return "logits"
+
+
+def source_model(manifests, arch: str | None = None, overrides: dict | None = None, verify_hash: bool = True):
+    """(model, source, note): the PyTorch model the first of ``manifests`` that names one was exported
+    from (``model.source``, relative to the manifest and checked against its sha256: ArtifactIntegrityError
+    unless ``verify_hash`` is False), with a note for the report (an unchecked checkpoint) or None; or
+    (None, None, why not) when no manifest names a checkpoint that loads. A variant name is skipped: it
+    means random weights, not the exported ones."""
+    from ..models import list_variants, load_model
+    from ..models.hub import is_hub_name
+
+    tried = []
+    for m in manifests:
+        if m is None:
+            continue
+        src = (m.model or {}).get("source")
+        if not isinstance(src, str) or src.startswith("<"):
+            tried.append(f"manifest source {src!r} is not a file")
+            continue
+        if src in list_variants():
+            tried.append(f"manifest source {src!r} is a variant name (random weights, not the exported ones)")
+            continue
+        cand, note = m.source_checkpoint(verify_hash)
+        if cand is None and is_hub_name(src):
+            cand, note = src, None
+        if cand is None:
+            tried.append(note)
+            continue
+        try:
+            return load_model(cand, arch=(m.model or {}).get("arch") or arch,
+                              **((m.model or {}).get("overrides") or overrides or {})), str(cand), note
+        except EdgeVitError as exc:
+            tried.append(f"{cand}: {exc}")
+    return None, None, "; ".join(dict.fromkeys(tried)) or "no manifest names the checkpoint"
 
 
 def runner_for(art: Artifact, device: str, providers, threads, attention: str | None, output: str = "logits",

@@ -329,35 +329,20 @@ def _summarize(rows: list[dict]) -> list[dict]:
 
 
 def reference_model_for_attention(ref: Artifact, cand: Artifact, arch: str | None = None,
-                                  model_overrides: dict | None = None):
+                                  model_overrides: dict | None = None, verify_hash: bool = True):
     """The PyTorch model whose weights the float64 attention reference uses: the REFERENCE
-    checkpoint, or the checkpoint a manifest says the ONNX was exported from."""
-    from ..models import list_variants, load_model
-    from ..models.hub import is_hub_name
+    checkpoint, or the checkpoint a manifest says the ONNX was exported from (:func:`.artifacts.source_model`)."""
+    from .artifacts import source_model
 
     if ref.kind == "torch":
         return ref.model
-    tried = []
-    for art in (ref, cand):
-        if art.manifest is None:
-            continue
-        src = (art.manifest.model or {}).get("source")
-        if not isinstance(src, str) or src in list_variants():
-            continue  # a variant name means random weights: not the weights in this ONNX
-        # relative to the manifest's directory and checked against its sha256 (ArtifactIntegrityError)
-        candidate, note = art.manifest.source_checkpoint()
-        if candidate is None and not is_hub_name(src):
-            tried.append(note)
-            continue
-        if note:
-            warnings.warn(note, EdgeVitWarning, stacklevel=2)
-        return load_model(candidate if candidate is not None else src, arch=(art.manifest.model or {}).get("arch")
-                          or arch, **((art.manifest.model or {}).get("overrides") or model_overrides or {}))
-    raise VerificationError(
-        "--attention computes its float64 reference with the PyTorch weights: give the checkpoint as "
-        "REFERENCE" + (f" (the manifest's source was not found: {tried})" if tried else
-                       " (no manifest names the checkpoint this ONNX came from)")
-    )
+    model, _, note = source_model([ref.manifest, cand.manifest], arch, model_overrides, verify_hash)
+    if model is None:
+        raise VerificationError("--attention computes its float64 reference with the PyTorch weights: give the "
+                                f"checkpoint as REFERENCE ({note})")
+    if note:
+        warnings.warn(note, EdgeVitWarning, stacklevel=2)
+    return model
 
 
 __all__ = ["BACKENDS", "reference_model_for_attention", "verify_attention_onnx", "verify_attention_torch"]

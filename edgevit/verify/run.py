@@ -246,7 +246,7 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
                                          reference=ref.model if ref.kind == "torch" else None,
                                          tolerance_overrides=_attn_overrides(cfg))
         elif cand.kind == "onnx":
-            ref_model = reference_model_for_attention(ref, cand, cfg.arch, cfg.model_overrides)
+            ref_model = reference_model_for_attention(ref, cand, cfg.arch, cfg.model_overrides, cfg.verify_hash)
             att = verify_attention_onnx(cand.path, ref_model, inputs.images, precision=precision,
                                         batch_size=cfg.batch_size, providers=cfg.providers,
                                         threads=cfg.threads, tolerance=tol, qdq=cfg.qdq)
