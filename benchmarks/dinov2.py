@@ -157,6 +157,9 @@ def run(args, tmp: Path) -> int:
             "threads": args.threads, "runs_batch1": args.runs, "runs_batch8": args.runs_batch8,
             "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "load_average_before_after": [round(load_before[0], 2), round(load_after[0], 2)]}
+    from edgevit.bench.measure import cpu_isa, int8_kernel_note
+
+    meta["cpu_isa"], meta["int8_kernels"] = cpu_isa(), int8_kernel_note(cpu_isa())  # int8 rows: ORT's kernels
     if args.json:
         print(json.dumps({"meta": meta, "rows": rows}, indent=2))
         return 0

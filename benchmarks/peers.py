@@ -339,6 +339,10 @@ def main(argv=None) -> int:
     meta = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "threads": args.threads,
             "runs": args.runs, "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]}
+    from edgevit.bench.measure import cpu_isa, int8_kernel_note
+
+    meta["cpu_isa"] = cpu_isa()  # the int8 figures come from ONNX Runtime's kernels: tie them to their path
+    meta["int8_kernels"] = int8_kernel_note(meta["cpu_isa"])
     for dist in ("timm", "transformers"):
         with contextlib.suppress(Exception):
             from importlib import metadata
@@ -350,7 +354,8 @@ def main(argv=None) -> int:
         print(f"# torch {meta['torch']}, onnxruntime {meta['onnxruntime']}, timm {meta.get('timm')}, "
               f"transformers {meta.get('transformers')}; {args.threads} threads; median of {args.runs} runs at "
               f"batch 1 and {max(3, args.runs // 3)} at batch 8 (x fp32: time / edgevit ORT fp32 time; drop: "
-              f"top-1 points below edgevit ORT fp32); load average {meta['load_average_1_5_15']} on {meta['cpus']} CPUs")
+              f"top-1 points below edgevit ORT fp32); load average {meta['load_average_1_5_15']} on {meta['cpus']} CPUs; "
+              f"{'/'.join(meta['cpu_isa']) or 'instruction set unknown'}: int8 {meta['int8_kernels']}")
         for r in results:
             _print(r)
     if not args.workdir:

@@ -279,7 +279,7 @@ def _accuracy(row: BenchRow, logits: np.ndarray, ref_logits: np.ndarray | None, 
     row.within_tolerance = graph["within_tolerance"]
     if drift["within_tolerance"]:
         return None
-    return (f"{row.name}: this CPU's int8 kernels drift from the graph's exact Q/DQ arithmetic beyond the "
+    return (f"{row.name}: this CPU's ONNX Runtime kernels drift from the graph's exact Q/DQ arithmetic beyond the "
             f"{row.precision} tolerance (max abs {drift['max_abs']:.3g}, lowest cosine {drift['cosine_min']:.4f}); "
             "the row's verdict is the graph's (exact arithmetic, what TensorRT computes), and a CPU deployment "
             "of this graph on this instruction set computes something else (docs/design.md §4.1)")
@@ -454,6 +454,8 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
                               exact_by_row.get(row.name))
             if drift:
                 report.warnings.append(drift)
+            if row.name in exact_by_row and exact_by_row[row.name] is None:
+                row.within_tolerance = None  # not judged by this host's kernels: the exact run failed (reason)
             _fail_outside_tolerance(row, output)
         if ref_row and row.status == "ok" and row.latency_ms is not None and ref_row.latency_ms is not None:
             row.speedup = ref_row.latency_ms.p50 / row.latency_ms.p50
