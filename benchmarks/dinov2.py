@@ -119,7 +119,7 @@ def run(args, tmp: Path) -> int:
     quantize_s = time.perf_counter() - t
     gate = quantized.entries["int8"]["gate"]
     log(f"exported in {export_s:.1f} s (max abs vs PyTorch {exported.verification.get('max_abs', float('nan')):.2e}); "
-        f"int8 in {quantize_s:.1f} s, gate {gate['verdict']}")
+        f"int8 in {quantize_s:.1f} s, gate {gate.verdict.value}")
 
     # 4. time eager, ORT fp32 and ORT int8 in blocks; compare features with eager's
     x1, x8 = x16[:1].clone(), x16[:8].clone()
@@ -151,8 +151,8 @@ def run(args, tmp: Path) -> int:
     meta = {"model": f"DINOv2-S/14 at {IMG} (timm {TIMM_NAME}, random weights, LayerScale {LAYERSCALE}), "
                      f"{cfg.num_tokens} tokens, features {cfg.embed_dim}-d",
             "max_abs_edgevit_vs_timm": timm_diff, "export_s": round(export_s, 1), "quantize_s": round(quantize_s, 1),
-            "int8_gate": {k: gate.get(k) for k in ("verdict", "min_cosine", "mean_cosine", "agreement",
-                                                   "agreement_metric")},
+            "int8_gate": {k: gate.to_dict().get(k) for k in ("verdict", "cosine_min", "cosine_mean", "agreement",
+                                                             "agreement_metric")},
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "timm": timm.__version__,
             "threads": args.threads, "runs_batch1": args.runs, "runs_batch8": args.runs_batch8,
             "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),

@@ -78,6 +78,18 @@ def write_text_atomic(path: str | os.PathLike, text: str, force: bool = False) -
     return Path(path)
 
 
+def to_jsonable(obj):
+    """``json.dumps``'s ``default`` for edgevit's objects: a record's :meth:`to_dict`, an array's
+    ``tolist()``, a path's string; TypeError for anything else."""
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "__fspath__"):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

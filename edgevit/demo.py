@@ -38,9 +38,9 @@ from pathlib import Path
 
 from ._io import check_output_dir, sha256_file, write_text_atomic
 from .errors import ArtifactExistsError, EdgeVitError
-from .formats import ONNX_FILES, ONNX_PRECISIONS, engine_file
+from .formats import FP16, INT8, ONNX_FILES, ONNX_PRECISIONS, engine_file
 
-ENGINE_PRECISIONS = ("fp16", "int8")
+ENGINE_PRECISIONS = (FP16, INT8)
 STEPS = ("train", "export", "engines", "verify", "bench")
 STEP_NEEDS = {"train": (), "export": ("train",), "engines": ("export",), "verify": ("train", "export"),
               "bench": ("export",)}
@@ -199,7 +199,8 @@ def _export(cfg: DemoConfig, ckpt: Path, export_dir: Path) -> dict:
 
     export_onnx(ckpt, export_dir, ExportConfig(), force=cfg.force)
     q = quantize(export_dir, QuantizeConfig(precisions=ONNX_PRECISIONS, progress=cfg.progress), force=cfg.force)
-    gates = {p: {k: e["gate"].get(k) for k in ("verdict", "top1", "drop_points", "agreement")}
+    gates = {p: {"verdict": e["gate"].verdict.value, "top1": e["gate"].top1, "drop_points": e["gate"].drop_points,
+                 "agreement": e["gate"].agreement}
              for p, e in q.entries.items()}
     failed = [p for p, g in gates.items() if g["verdict"] == "failed"]
     info = {"outdir": str(export_dir), "gate": gates,

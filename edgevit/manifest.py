@@ -37,8 +37,12 @@ Schema (``schema_version`` 1; every key is always present)::
       "versions": {"torch": ..., "onnx": ..., "onnxruntime": ..., "onnxslim": ..., "edgevit": ..., "python": ...}
     }
 
-Unknown top-level keys and unknown artifact fields are kept on load and written back on save,
-so a newer edgevit's manifest survives a round trip through an older one.
+On load ``inputs``/``outputs``, ``batch`` and ``preprocessing`` are parsed into typed fields
+(:class:`~edgevit.specs.TensorSpec`, :class:`~edgevit.specs.BatchRange`, :class:`~edgevit.specs.Preprocessing`),
+``model.output`` into an :class:`~edgevit.output_kinds.OutputKind`, each checked (ManifestError naming the file
+and the key); :meth:`Manifest.to_dict` writes them back. Unknown top-level keys, unknown keys of those
+sections and unknown artifact fields are kept on load and written back on save, so a newer edgevit's
+manifest survives a round trip through an older one.
 """
 
 from __future__ import annotations
@@ -50,54 +54,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from ._io import artifact_name_problem, sha256_file, write_text_atomic
 from .errors import ArtifactIntegrityError, ManifestError, OnnxModelError
-from .formats import ARTIFACT_FORMATS as FORMATS
-from .formats import MANIFEST_NAME, PRECISIONS
+from .formats import BASE_PRECISION, MANIFEST_NAME, artifact_format, format_of
+from .formats import precision as lookup
+from .output_kinds import OutputKind, output_kind
+from .resolved import Resolved
+from .specs import (ARTIFACT_TYPES, BatchRange, ModelSource, Preprocessing, TensorSpec, check_json_type, check_json_types,
+                    input_section, preprocessing_section, tensor_dicts)
 
 SCHEMA_VERSION = 1
 
 _ARTIFACT_KEYS = ("path", "format", "precision", "sha256", "size_bytes", "external_data")
-
-# The JSON types of the keys code reads, checked on load (:func:`_check_type`): a damaged or hand-edited
-# file is refused naming the file and the key, not met later as a TypeError. key: (types, item types);
-# None allows null. Values (a precision's name, a path) are checked where they are interpreted.
-_MANIFEST_TYPES = {"created": ((str, None), None), "model": ((dict, None), None), "labels": ((list, None), (str,)),
-                   "preprocessing": ((dict, None), None), "inputs": ((list, None), (dict,)),
-                   "outputs": ((list, None), (dict,)), "batch": ((dict, None), None), "export": ((dict, None), None),
-                   "artifacts": ((list, None), (dict,)), "versions": ((dict, None), None)}
-_NESTED_TYPES = {"model": {"output": ((str, None), None), "config": ((dict, None), None)},
-                 "batch": {"min": ((int,), None), "opt": ((int,), None), "max": ((int,), None),
-                           "dynamic": ((bool,), None)},
-                 "inputs": {"name": ((str,), None), "shape": ((list,), (int, str, None))},
-                 "outputs": {"name": ((str,), None), "shape": ((list,), (int, str, None))}}
-_ARTIFACT_TYPES = {"path": ((str,), None), "format": ((str,), None), "precision": ((str,), None),
-                   "sha256": ((str,), None), "size_bytes": ((int, None), None), "external_data": ((list, None), (str,))}
-_JSON_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
-               dict: "an object", type(None): "null"}  # what each Python type of json.loads is called in JSON
-
-
-def _check_type(value: Any, key: str, types: tuple, items: tuple | None = None) -> Any:
-    """``value`` (of the manifest key ``key``) when its JSON type is one of ``types`` (None: null) and,
-    for a list, each item's is one of ``items``; else ManifestError naming the key (a bool is no integer)."""
-    def fits(v, allowed) -> bool:
-        return any(v is None if t is None else isinstance(v, t) and (t is bool or not isinstance(v, bool))
-                   for t in allowed)
-
-    def name(allowed) -> str:
-        return " or ".join(_JSON_NAMES[type(None) if t is None else t] for t in allowed)
-
-    if not fits(value, types):
-        raise ManifestError(f'"{key}" must be {name(types)}, got {_JSON_NAMES.get(type(value), type(value).__name__)} '
-                            f"{json.dumps(value)[:40] if isinstance(value, (int, float, str)) else ''}".rstrip())
-    for i, item in enumerate(value if items is not None and isinstance(value, list) else ()):
-        if not fits(item, items):
-            raise ManifestError(f'"{key}[{i}]" must be {name(items)}, got '
-                                f"{_JSON_NAMES.get(type(item), type(item).__name__)}")
-    return value
-
 
 def _check_artifact_name(key: str, name: str) -> None:
     """An artifact's ``path`` and each of its ``external_data`` files name a file inside the manifest's
@@ -125,10 +95,8 @@ class Artifact:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"artifact format must be one of {list(FORMATS)}, got {self.format!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"artifact precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        artifact_format(self.format)  # ValueError naming the formats of the table
+        lookup(self.precision)  # ValueError naming the precisions of the table
         for key, name in (("path", self.path), *(("external_data", n) for n in self.external_data)):
             _check_artifact_name(key, name)
 
@@ -156,12 +124,12 @@ class Artifact:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Artifact":
-        _check_type(data, "artifact entry", (dict,))
+        check_json_type(data, "artifact entry", (dict,))
         missing = [k for k in ("path", "format", "precision", "sha256") if k not in data]
         if missing:
             raise ManifestError(f"artifact entry {data!r} lacks {missing}")
-        for key, (types, items) in _ARTIFACT_TYPES.items():
-            _check_type(data.get(key), key, types, items)
+        for key, (types, items) in ARTIFACT_TYPES.items():
+            check_json_type(data.get(key), key, types, items)
         extra = {k: v for k, v in data.items() if k not in _ARTIFACT_KEYS}
         try:
             return cls(
@@ -183,15 +151,6 @@ def label_problem(labels, num_classes) -> str | None:
         return f"holds {len(labels)} labels for {num_classes} classes (num_classes)"
     dups = [repr(k) for k, n in Counter(labels).items() if n > 1]
     return f"repeats {', '.join(dups[:5])}: each class needs its own label" if dups else None
-
-
-class Resolved(NamedTuple):
-    """What :meth:`Manifest.resolve` found: the manifest (None for a file no manifest sits beside),
-    the artifact's entry (None for a file the manifest does not record) and the checked file."""
-
-    manifest: "Manifest | None"
-    artifact: Artifact | None
-    path: Path
 
 
 def library_versions() -> dict[str, str | None]:
@@ -218,10 +177,10 @@ class Manifest:
 
     model: dict = field(default_factory=dict)
     labels: list[str] | None = None
-    preprocessing: dict | None = None
-    inputs: list[dict] = field(default_factory=list)
-    outputs: list[dict] = field(default_factory=list)
-    batch: dict = field(default_factory=dict)
+    preprocessing: Preprocessing | None = None
+    inputs: list[TensorSpec] = field(default_factory=list)
+    outputs: list[TensorSpec] = field(default_factory=list)
+    batch: BatchRange | None = None
     export: dict = field(default_factory=dict)
     artifacts: list[Artifact] = field(default_factory=list)
     versions: dict = field(default_factory=library_versions)
@@ -232,6 +191,26 @@ class Manifest:
     # what the checked ONNX graphs output, read off each graph ({artifact path: kind}; not serialized)
     graph_outputs: dict = field(default_factory=dict, compare=False, repr=False)
     graph_checked: set = field(default_factory=set, compare=False, repr=False)  # artifact paths check_graph read
+    # unknown keys of the preprocessing object, written back by to_dict
+    preprocessing_extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Sections given as their JSON objects (a manifest built in code) are parsed as on load."""
+        if isinstance(self.preprocessing, dict):
+            self.preprocessing, self.preprocessing_extra = preprocessing_section(self.preprocessing)
+        self.inputs = [input_section(s, f"inputs[{i}]") if isinstance(s, dict) else s for i, s in enumerate(self.inputs)]
+        self.outputs = [TensorSpec.from_dict(s) if isinstance(s, dict) else s for s in self.outputs]
+        if isinstance(self.batch, dict):
+            self.batch = BatchRange.from_dict(self.batch)
+        try:
+            self.recorded_output  # noqa: B018 (a kind of the table, or ValueError)
+        except ValueError as exc:
+            raise ManifestError(f'"model.output": {exc}') from None
+
+    @property
+    def sample_shape(self) -> tuple:
+        """The shape of one input sample (the input's shape without the batch dim); () when none is recorded."""
+        return self.inputs[0].sample_shape if self.inputs else ()
 
     # ------------------------------------------------------------------ files
     @staticmethod
@@ -267,15 +246,25 @@ class Manifest:
         return path
 
     @property
-    def output_kind(self) -> str:
+    def output_kind(self) -> OutputKind:
         """What the model's graphs output: "logits", "features" (the pooled embedding of a headless
         model) or "tokens" (its patch tokens), as ``model.output`` records; a manifest written before
         edgevit recorded it is a classifier's. Where a graph opened through this manifest
         (:meth:`check_artifact`) says otherwise by its output's rank (2-D [batch, dim] or 3-D
         [batch, tokens, dim]), the graph's kind (check_artifact warned about it). Reads no file."""
-        recorded = (self.model or {}).get("output") or "logits"
+        recorded = self.recorded_output
         seen = [k for k in self.graph_outputs.values() if k != recorded]
-        return seen[0] if seen else recorded
+        return OutputKind(seen[0]) if seen else recorded
+
+    @property
+    def source(self) -> ModelSource:
+        """Where the exported weights came from (``model.source``, its sha256, arch and overrides)."""
+        return ModelSource.from_model(self.model or {})
+
+    @property
+    def recorded_output(self) -> OutputKind:
+        """The output kind ``model.output`` records (logits where it records none)."""
+        return output_kind((self.model or {}).get("output") or "logits")
 
     def check_still_lists(self, art: Artifact, doing: str, rerun: str) -> None:
         """ManifestError unless this manifest (re-read under its directory's lock) still lists ``art``
@@ -369,8 +358,8 @@ class Manifest:
 
     @classmethod
     def resolve(cls, path: str | os.PathLike, precision: str | None = None, format: str | None = None, *,
-                verify_hash: bool = True, listed: bool = True, graph: bool = True) -> "Resolved":
-        """Which artifact ``path`` names: ``(manifest, artifact, file)``, the file checked
+                verify_hash: bool = True, listed: bool = True, graph: bool = True) -> Resolved:
+        """Which artifact ``path`` names, as a :class:`Resolved`; a listed file is checked
         (:meth:`check_artifact`: it exists and, with ``verify_hash``, matches its sha256; with ``graph``, an
         ONNX graph's precision label and output kind are checked against the graph).
 
@@ -379,7 +368,8 @@ class Manifest:
         ONNX graph is preferred when no ``format`` is given, then fp32 when no ``precision`` is.
         A file gives the entry of the manifest beside it; ``precision`` / ``format``, when given,
         must be the recorded ones (ValueError). With ``listed=False`` a file no manifest records
-        is accepted: ``(manifest beside it or None, None, file)``.
+        is accepted (``entry`` None, ``manifest`` the one beside it or None, ``format`` named by its
+        suffix: ValueError for a suffix no format has).
 
         Raises:
             OnnxModelError: ``path`` does not exist.
@@ -393,33 +383,41 @@ class Manifest:
         if path.is_dir() or path.suffix == ".json":
             manifest = cls.load(path)
             found = manifest.find_artifacts(precision, format)
-            for keep in ((lambda a: a.format == "onnx") if format is None else None,
-                         (lambda a: a.precision == "fp32") if precision is None else None):
+            for keep in ((lambda a: artifact_format(a.format).graph) if format is None else None,
+                         (lambda a: a.precision == BASE_PRECISION) if precision is None else None):
                 if keep is not None and len(found) > 1:
                     found = [a for a in found if keep(a)] or found
             art = found[0] if len(found) == 1 else manifest.artifact(precision, format)  # raises, naming what is there
-            return Resolved(manifest, art, manifest.check_artifact(art, verify_hash, graph))
+            return manifest.resolved(art, verify_hash, graph)
         beside = cls.path_in(path.parent)
         if not beside.is_file():
             if not listed:
-                return Resolved(None, None, path)
+                return Resolved(path, format_of(path).name)
             raise ManifestError(f"{beside}: no manifest beside {path.name}; give the `edgevit export` output "
                                 "directory (its manifest records the batch range, input shape and precision)")
         manifest = cls.load(beside)
         art = manifest.entry_for(path)
         if art is None:
             if not listed:
-                return Resolved(manifest, None, path)
+                return Resolved(path, format_of(path).name, manifest)
             raise ManifestError(f"{path.name} is not recorded in {beside}; give the export directory "
                                 "(or a file edgevit wrote there)")
-        kind = "graph" if art.format == "onnx" else "engine"
+        kind = artifact_format(art.format).noun
         if precision is not None and art.precision != precision:
             raise ValueError(f"{path.name} is a {art.precision} {kind}, not the {precision} one asked for "
                              "(--precision); give the export directory or that file")
         if format is not None and art.format != format:
             raise ValueError(f"{path.name} is a {art.format} {kind}, not the {format} artifact needed here; "
                              "give the export directory or that file")
-        return Resolved(manifest, art, manifest.check_artifact(art, verify_hash, graph))
+        return manifest.resolved(art, verify_hash, graph)
+
+    def resolved(self, artifact: Artifact, verify_hash: bool | None = True, graph: bool = True) -> Resolved:
+        """The :class:`Resolved` of one of this manifest's entries, its file checked first
+        (:meth:`check_artifact`); ``verify_hash=None`` leaves the check to the caller (bench checks each
+        row's file as it plans it)."""
+        if verify_hash is None:
+            return Resolved(self.root / artifact.path, artifact.format, self, artifact)
+        return Resolved(self.check_artifact(artifact, verify_hash, graph), artifact.format, self, artifact)
 
     def entry_for(self, file: str | os.PathLike) -> Artifact | None:
         """The artifact entry recording ``file`` (a path to a file in ``root``), or None."""
@@ -468,11 +466,10 @@ class Manifest:
             source_manifest = self.extra.get("source_manifest")  # the engine was built into another directory
             onnx_root = Path(source_manifest).parent if source_manifest else self.root
             return f"rebuild it with `edgevit build {onnx_root / onnx} -o {self.root / artifact.path} --force`"
-        if artifact.precision == "fp32":
+        if artifact.precision == BASE_PRECISION:
             found, _ = self.source_checkpoint(verify_hash=False)
-            source = (self.model or {}).get("source")
-            source = str(found) if found is not None else (
-                source if isinstance(source, str) and source and not source.startswith("<") else "SOURCE")
+            recorded = self.source
+            source = str(found) if found is not None else recorded.name if recorded.names_a_file else "SOURCE"
             return f"re-export it with `edgevit export {source} -o {self.root} --force`"
         return f"rewrite it with `edgevit quantize {self.root} --precision {artifact.precision} --force`"
 
@@ -502,10 +499,11 @@ class Manifest:
             "edgevit_version": self.versions.get("edgevit"),
             "model": self.model,
             "labels": self.labels,
-            "preprocessing": self.preprocessing,
-            "inputs": self.inputs,
-            "outputs": self.outputs,
-            "batch": self.batch,
+            "preprocessing": ({**self.preprocessing.to_dict(), **self.preprocessing_extra}
+                              if self.preprocessing is not None else None),
+            "inputs": tensor_dicts(self.inputs),
+            "outputs": tensor_dicts(self.outputs),
+            "batch": self.batch.to_dict() if self.batch is not None else {},
             "export": self.export,
             "artifacts": [a.to_dict() for a in self.artifacts],
             "versions": self.versions,
@@ -532,41 +530,40 @@ class Manifest:
         try:
             artifacts = cls._checked_artifacts(data)
         except ManifestError as exc:
-            raise ManifestError(f"{source}: {exc}; the file is damaged or was edited: correct that key, or write "
-                                f"the manifest again (`edgevit export SOURCE -o {Path(source).parent} --force`)") from None
+            raise ManifestError(f"{source}: {exc}; {cls._damaged_hint(source)}") from None
         problem = label_problem(data.get("labels"), ((data.get("model") or {}).get("config") or {}).get("num_classes"))
         if problem:
             raise ManifestError(f'{source}: "labels" {problem}; give one distinct label per class in "labels" '
                                 "(or null), or re-export from a checkpoint whose labels fit")
-        return cls(
-            model=data.get("model") or {},
-            labels=data.get("labels"),
-            preprocessing=data.get("preprocessing"),
-            inputs=list(data.get("inputs") or []),
-            outputs=list(data.get("outputs") or []),
-            batch=data.get("batch") or {},
-            export=data.get("export") or {},
-            artifacts=artifacts,
-            versions=data.get("versions") or {},
-            created=data.get("created") or "",
-            schema_version=version,
-            extra={k: v for k, v in data.items() if k not in known},
-        )
+        try:  # the typed sections are parsed (and checked) by __post_init__
+            return cls(
+                model=data.get("model") or {},
+                labels=data.get("labels"),
+                preprocessing=data.get("preprocessing"),
+                inputs=list(data.get("inputs") or []),
+                outputs=list(data.get("outputs") or []),
+                batch=data.get("batch") or None,
+                export=data.get("export") or {},
+                artifacts=artifacts,
+                versions=data.get("versions") or {},
+                created=data.get("created") or "",
+                schema_version=version,
+                extra={k: v for k, v in data.items() if k not in known},
+            )
+        except ManifestError as exc:
+            raise ManifestError(f"{source}: {exc}; {cls._damaged_hint(source)}") from None
+
+    @staticmethod
+    def _damaged_hint(source: str) -> str:
+        return ("the file is damaged or was edited: correct that key, or write the manifest again "
+                f"(`edgevit export SOURCE -o {Path(source).parent} --force`)")
 
 
     @staticmethod
     def _checked_artifacts(data: dict) -> list[Artifact]:
         """The artifact entries of a manifest's ``data``, once every key code reads has its JSON type
-        (:func:`_check_type`); ManifestError naming the first key that has not."""
-        for key, (types, items) in _MANIFEST_TYPES.items():
-            _check_type(data.get(key), key, types, items)
-        for key, nested in _NESTED_TYPES.items():
-            value = data.get(key)
-            parts = [(key, value)] if isinstance(value, dict) else [(f"{key}[{i}]", v) for i, v in enumerate(value or [])]
-            for where, part in parts:
-                for sub, (types, items) in nested.items():
-                    if sub in part:
-                        _check_type(part[sub], f"{where}.{sub}", types, items)
+        (:func:`edgevit.specs.check_json_types`); ManifestError naming the first key that has not."""
+        check_json_types(data)
         artifacts = []
         for i, entry in enumerate(data.get("artifacts") or []):
             try:

@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .errors import OnnxModelError
+from .formats import CAST, EXPORTED, PRECISION_TABLE, QDQ
 
 LAYOUT_OPS = frozenset({"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Gather", "Split", "Identity",
                         "Cast", "Flatten", "Expand"})
@@ -251,25 +252,43 @@ _INT_QUANT_OPS = ("QLinearMatMul", "MatMulInteger", "ConvInteger", "QLinearConv"
 
 
 def graph_precision(proto) -> tuple[str, str]:
-    """(precision, what the graph holds) read off the graph alone (its weights need not be loaded):
-    "fp8" / "int8" for Q/DQ whose zero points (or quantized weights) are float8 / 8-bit integers,
-    else "fp16" / "bf16" when most float initializers are, else "fp32"."""
+    """(precision, what the graph holds) read off the graph alone (its weights need not be loaded), by
+    the rows of :data:`edgevit.formats.PRECISION_TABLE`: the Q/DQ row whose element type its zero points
+    (or quantized weights) have; else, for other float8 or integer Q/DQ, the first float8 / integer Q/DQ
+    row; else the plain float row of most float initializers; else the exported (fp32) row."""
     from onnx import TensorProto as T
 
-    fp8 = {getattr(T, n) for n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ") if hasattr(T, n)}
+    rows = [p for p in PRECISION_TABLE if p.onnx]
+    qdq_rows = [p for p in rows if p.graph == QDQ]
+    float8 = {getattr(T, n) for n in dir(T) if n.startswith("FLOAT8")}
     types = {t.name: t.data_type for t in proto.graph.initializer}
     qdq = [n for n in proto.graph.node if n.op_type in QDQ_OPS]
     zero_points = [types.get(n.input[2]) for n in qdq if len(n.input) > 2 and n.input[2]]
-    if any(t in fp8 for t in zero_points) or any(t in fp8 for t in types.values()):
-        return "fp8", f"float8 Q/DQ ({len(qdq)} QuantizeLinear/DequantizeLinear nodes with float8 zero points)"
-    if qdq or any(n.op_type in _INT_QUANT_OPS for n in proto.graph.node):
-        kind = "int8" if T.INT8 in zero_points else "uint8" if T.UINT8 in zero_points else "8-bit integer"
-        return "int8", f"{kind} Q/DQ ({len(qdq)} QuantizeLinear/DequantizeLinear nodes)"
-    floats = [t for t in types.values() if t in (T.FLOAT, T.FLOAT16, T.BFLOAT16)]
-    for name, dtype in (("fp16", T.FLOAT16), ("bf16", T.BFLOAT16)):
-        if floats and floats.count(dtype) > len(floats) // 2:
-            return name, f"{name} weights ({floats.count(dtype)} of {len(floats)} float initializers), no Q/DQ"
-    return "fp32", f"fp32 weights ({floats.count(T.FLOAT)} of {len(floats)} float initializers), no Q/DQ"
+    qdq_rows.sort(key=lambda p: getattr(T, p.element) not in float8)  # float8 first: their weights are float8
+
+    def held(p) -> bool:
+        code = getattr(T, p.element)
+        return code in zero_points or (code in float8 and code in types.values())
+
+    row = next((p for p in qdq_rows if held(p)), None)
+    if row is None and float8 & (set(zero_points) | set(types.values())):
+        row = next((p for p in qdq_rows if getattr(T, p.element) in float8), None)
+    if row is not None and getattr(T, row.element) in float8:
+        return row.name, f"float8 Q/DQ ({len(qdq)} QuantizeLinear/DequantizeLinear nodes with float8 zero points)"
+    if row is not None or qdq or any(n.op_type in _INT_QUANT_OPS for n in proto.graph.node):
+        row = row or next(p for p in qdq_rows if getattr(T, p.element) not in float8)
+        kind = next((T.DataType.Name(t).lower() for t in (getattr(T, row.element), T.UINT8) if t in zero_points),
+                    "8-bit integer")
+        return row.name, f"{kind} Q/DQ ({len(qdq)} QuantizeLinear/DequantizeLinear nodes)"
+    float_rows = [p for p in rows if p.float]
+    float_types = [getattr(T, p.element) for p in float_rows]
+    floats = [t for t in types.values() if t in float_types]
+    for p, dtype in zip(float_rows, float_types):
+        if p.graph == CAST and floats and floats.count(dtype) > len(floats) // 2:
+            return p.name, f"{p.name} weights ({floats.count(dtype)} of {len(floats)} float initializers), no Q/DQ"
+    base = next(p for p in float_rows if p.graph == EXPORTED)
+    count = floats.count(getattr(T, base.element))
+    return base.name, f"{base.name} weights ({count} of {len(floats)} float initializers), no Q/DQ"
 
 
 def graph_facts(path: str | os.PathLike) -> dict | None:

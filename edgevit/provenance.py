@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ._io import sha256_file
 from .errors import ArtifactIntegrityError, EdgeVitWarning, ManifestError
 from .formats import ONNX_PRECISIONS
-from .metrics import OUTPUT_RANKS
+from .output_kinds import OutputKind, kinds_of_rank
 
 if TYPE_CHECKING:
     from .manifest import Artifact, Manifest
@@ -51,13 +51,13 @@ def source_checkpoint(manifest: "Manifest", verify_hash: bool = True) -> tuple[P
     to its export's working directory: it is looked for beside the manifest first, then in the
     working directory, and the note says it could not be checked.
     """
-    model = manifest.model or {}
-    src = model.get("source")
-    if not isinstance(src, str) or not src or src.startswith("<"):
+    record = manifest.source
+    src = record.name
+    if not record.names_a_file:
         return None, f"manifest source {src!r} is not a file"
     extra = manifest.extra.get("source_manifest")
     base = Path(extra).parent if isinstance(extra, str) else (manifest.root or Path())
-    legacy, path, absolute = "source_sha256" not in model, Path(src), model.get("source_absolute")
+    legacy, path, absolute = not record.hashed, Path(src), record.absolute
     looked = [path] if path.is_absolute() else [base / path] + ([path] if legacy else [])
     looked += [Path(absolute)] if isinstance(absolute, str) and Path(absolute) not in looked else []
     found = list({p.resolve(): p for p in looked if p.exists()}.values())  # one file named two ways: once
@@ -67,7 +67,7 @@ def source_checkpoint(manifest: "Manifest", verify_hash: bool = True) -> tuple[P
     if legacy:
         return found[0], (f"{where} records no sha256 of its checkpoint (written by an older edgevit), so {found[0]} "
                           "is used as the PyTorch reference unchecked; re-export to record it, or pass --reference")
-    recorded = model.get("source_sha256")
+    recorded = record.sha256
     if not (isinstance(recorded, str) and recorded and found[0].is_file()):
         return found[0], None
     if not verify_hash:
@@ -100,12 +100,12 @@ def check_graph(manifest: "Manifest", artifact: "Artifact", file: Path, labels: 
             f"{'a' if facts['precision'].startswith('b') else 'an'} {facts['precision']} graph. Fix its \"precision\" in {where}, or rewrite the {artifact.precision} "
             f"graph with `edgevit quantize {manifest.root} --precision {artifact.precision} --force`")
     shape, name = facts["output_shape"], facts["output"]
-    recorded = (manifest.model or {}).get("output") or "logits"
-    kinds = [k for k, (rank, _) in OUTPUT_RANKS.items() if shape is not None and rank == len(shape)]
+    recorded = manifest.recorded_output
+    kinds = kinds_of_rank(len(shape)) if shape is not None else []
     if not kinds:
         return
     kind = recorded if recorded in kinds else kinds[0] if len(kinds) == 1 else (
-        "features" if name == "features" else "logits")
+        OutputKind.FEATURES if name == "features" else OutputKind.LOGITS)
     manifest.graph_outputs[artifact.path] = kind
     if kind != recorded:
         warnings.warn(f"{file}: {where} says the model outputs {recorded}, but the graph's output {name!r} is "

@@ -40,12 +40,12 @@ def test_demo_runs_every_step_into_one_run_directory(robust_digits, tmp_path, mo
     assert result.steps[0]["source"].startswith("cache"), result.steps[0]
     m = Manifest.load(run / "export")
     assert sorted(a.precision for a in m.find_artifacts(format="onnx")) == ["bf16", "fp16", "fp32", "fp8", "int8"]
-    rows = {r["precision"]: r for r in result.bench.rows if r["backend"] == "onnxruntime" and r["device"] == "cpu"}
+    rows = {r.precision: r for r in result.bench.rows if r.backend == "onnxruntime" and r.device == "cpu"}
     assert set(rows) == set(PRECISIONS), list(rows)
     for p, r in rows.items():  # Q/DQ rows as the graph defines them: their plain columns are this CPU's kernels
-        agreement = (r["exact_qdq"] or {}).get("agreement", r["agreement"])
-        assert r["status"] == "ok" and r["top1"] is not None and agreement >= 0.95, (p, r["status"], agreement)
-        assert r["latency_ms"]["p50"] > 0 and r["throughput"]["img_per_s"] > 0, (p, r["latency_ms"], r["throughput"])
+        agreement = (r.exact_qdq or {}).get("agreement", r.agreement)
+        assert r.status == "ok" and r.top1 is not None and agreement >= 0.95, (p, r.status, agreement)
+        assert r.latency_ms.p50 > 0 and r.throughput.img_per_s > 0, (p, r.latency_ms, r.throughput)
     png = (run / "reports" / "bench.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000, len(png)
     verify = json.loads((run / "reports" / "verify.json").read_text())

@@ -29,8 +29,8 @@ def test_every_user_reads_the_one_table():
     from edgevit.tensorrt import rules
 
     assert tuple(tolerances.TOLERANCES) == ONNX_PRECISIONS, list(tolerances.TOLERANCES)
-    assert manifest.PRECISIONS is PRECISIONS and manifest.MANIFEST_NAME is MANIFEST_NAME
-    assert rules.PRECISIONS is PRECISIONS
+    assert manifest.lookup is formats.precision and manifest.MANIFEST_NAME is MANIFEST_NAME
+    assert rules.lookup is formats.precision and rules.DLA_PRECISIONS == ("fp16", "int8", "mixed")
     assert parse_precisions("fp32,fp8") == ("fp32", "fp8")
     with pytest.raises(ValueError, match="fp32, fp16, bf16, int8, fp8"):
         parse_precisions("int4")

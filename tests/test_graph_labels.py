@@ -46,8 +46,8 @@ def swapped(quantized, tmp_path):
 def test_correct_labels_are_accepted(quantized):
     out, _ = quantized
     for precision, name in (("fp32", "model.onnx"), ("fp16", "model.fp16.onnx"), ("int8", "model.int8.onnx")):
-        _, art, file = Manifest.resolve(out, precision, "onnx")
-        assert art.path == name and file.name == name, (precision, art.path)
+        found = Manifest.resolve(out, precision, "onnx")
+        assert found.entry.path == name and found.path.name == name, (precision, found.entry.path)
 
 
 @pytest.mark.parametrize("precision, file, holds", [("int8", "model.fp16.onnx", "fp16"),

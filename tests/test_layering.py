@@ -31,7 +31,7 @@ MAX_LINES = 600
 LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
     0: ("bottom", (
         "edgevit$", "edgevit.errors", "edgevit.formats", "edgevit.tolerances", "edgevit.metrics",
-        "edgevit.manifest", "edgevit._io", "edgevit._deps", "edgevit.onnx_graph", "edgevit.provenance",
+        "edgevit.manifest", "edgevit.resolved", "edgevit.specs", "edgevit.output_kinds", "edgevit._io", "edgevit._deps", "edgevit.onnx_graph", "edgevit.provenance",
         "edgevit.tensorrt$", "edgevit.tensorrt.rules", "edgevit.tensorrt.fusion",
         "edgevit.tensorrt.jetson", "edgevit.tensorrt._bindings",
     )),
@@ -283,6 +283,22 @@ def test_runtime_check_follows_imports_through_the_package(tmp_path):
 def test_runtime_never_reaches_torch_or_models():
     bad = _unallowed(runtime_violations())
     assert not bad, "\n".join(bad)
+
+
+def test_precision_gate_loads_no_verify_harness():
+    """export and precision sit below verify: the quantize gate loads no edgevit.verify module, even
+    lazily at import, and verify re-exports the one tolerance table rather than a copy."""
+    code = ("import sys\n"
+            "import edgevit.precision.gate\n"
+            "loaded = sorted(m for m in sys.modules if m == 'edgevit.verify' or m.startswith('edgevit.verify.'))\n"
+            "assert not loaded, f'the gate loaded {loaded}'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    from edgevit.tolerances import TOLERANCES
+    from edgevit.verify import TOLERANCES as via_verify
+
+    assert via_verify is TOLERANCES, "edgevit.verify must re-export the one table, not a copy"
 
 
 def test_no_module_over_600_lines():

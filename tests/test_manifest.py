@@ -8,7 +8,8 @@ import pytest
 
 from edgevit._io import sha256_file
 from edgevit.errors import ArtifactExistsError, ArtifactIntegrityError, ManifestError, OnnxModelError
-from edgevit.manifest import MANIFEST_NAME, SCHEMA_VERSION, Artifact, Manifest
+from edgevit.manifest import MANIFEST_NAME, SCHEMA_VERSION, Artifact, Manifest, Resolved
+from edgevit.specs import BatchRange, Preprocessing, TensorSpec
 
 
 def _manifest(tmp_path) -> Manifest:
@@ -16,10 +17,10 @@ def _manifest(tmp_path) -> Manifest:
     m = Manifest(
         model={"source": "digits-tiny", "arch": None, "config": {"embed_dim": 64}, "params": 123},
         labels=["a", "b"],
-        preprocessing={"input_size": [1, 8, 8]},
-        inputs=[{"name": "images", "dtype": "float32", "shape": ["batch", 1, 8, 8], "dynamic_axes": {"0": "batch"}}],
-        outputs=[{"name": "logits", "dtype": "float32", "shape": ["batch", 2], "dynamic_axes": {"0": "batch"}}],
-        batch={"dynamic": True, "min": 1, "opt": 4, "max": 64},
+        preprocessing=Preprocessing(input_size=(1, 8, 8), mean=(0.5,), std=(0.5,)),
+        inputs=[TensorSpec("images", ("batch", 1, 8, 8), "float32", {"0": "batch"})],
+        outputs=[TensorSpec("logits", ("batch", 2), "float32", {"0": "batch"})],
+        batch=BatchRange(1, 4, 64, dynamic=True),
         export={"opset": 18, "attention": "decomposed"},
         root=tmp_path,
     )
@@ -174,22 +175,24 @@ def _export_dir(tmp_path) -> Manifest:
 def test_resolve_picks_from_an_outdir_or_its_manifest(tmp_path, given):
     _export_dir(tmp_path)
     source = tmp_path if given == "dir" else tmp_path / MANIFEST_NAME
-    picks = {(p, f): Manifest.resolve(source, p, f).artifact.path
+    picks = {(p, f): Manifest.resolve(source, p, f).entry.path
              for p, f in [(None, None), ("fp16", None), ("fp16", "tensorrt"), (None, "tensorrt"), ("fp32", "onnx")]}
     assert picks == {(None, None): "model.onnx",             # ONNX before engines, then fp32
                      ("fp16", None): "model.fp16.onnx",
                      ("fp16", "tensorrt"): "model.fp16.plan",
                      (None, "tensorrt"): "model.fp16.plan",  # the only engine, whatever its precision
                      ("fp32", "onnx"): "model.onnx"}, picks
-    manifest, art, file = Manifest.resolve(source, "fp16")
-    assert manifest.root == tmp_path and file == tmp_path / "model.fp16.onnx" and art.precision == "fp16"
+    found = Manifest.resolve(source, "fp16")
+    assert found.manifest.root == tmp_path and found.path == tmp_path / "model.fp16.onnx"
+    assert found.entry.precision == found.precision == "fp16" and found.format == "onnx" and found.listed
 
 
 def test_resolve_an_artifact_file_takes_its_entry(tmp_path):
     _export_dir(tmp_path)
-    manifest, art, file = Manifest.resolve(tmp_path / "model.fp16.plan")
-    assert (art.format, art.precision, file) == ("tensorrt", "fp16", tmp_path / "model.fp16.plan")
-    assert Manifest.resolve(tmp_path / "model.onnx", "fp32", "onnx").artifact.path == "model.onnx"
+    found = Manifest.resolve(tmp_path / "model.fp16.plan")
+    assert (found.format, found.precision, found.path) == ("tensorrt", "fp16", tmp_path / "model.fp16.plan")
+    assert found.entry.format == "tensorrt" and found.record["precision"] == "fp16"
+    assert Manifest.resolve(tmp_path / "model.onnx", "fp32", "onnx").entry.path == "model.onnx"
     with pytest.raises(ValueError, match="is a fp32 graph, not the fp16 one asked for"):
         Manifest.resolve(tmp_path / "model.onnx", "fp16")
     with pytest.raises(ValueError, match="not the onnx artifact"):
@@ -214,13 +217,18 @@ def test_resolve_errors_say_what_is_there(tmp_path):
     (tmp_path / "stray.onnx").write_bytes(b"x")
     with pytest.raises(ManifestError, match="stray.onnx is not recorded in"):
         Manifest.resolve(tmp_path / "stray.onnx")
-    assert Manifest.resolve(tmp_path / "stray.onnx", listed=False)[1:] == (None, tmp_path / "stray.onnx")
+    stray = Manifest.resolve(tmp_path / "stray.onnx", listed=False)
+    assert (stray.entry, stray.path, stray.format, stray.listed) == (None, tmp_path / "stray.onnx", "onnx", False)
+    assert stray.manifest.root == tmp_path
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "model.onnx").write_bytes(b"x")
     with pytest.raises(ManifestError, match="no manifest beside model.onnx"):
         Manifest.resolve(bare / "model.onnx")
-    assert Manifest.resolve(bare / "model.onnx", listed=False) == (None, None, bare / "model.onnx")
+    assert Manifest.resolve(bare / "model.onnx", listed=False) == Resolved(bare / "model.onnx", "onnx")
+    (bare / "model.bin").write_bytes(b"x")
+    with pytest.raises(ValueError, match="not an artifact file edgevit knows"):
+        Manifest.resolve(bare / "model.bin", listed=False)
     (tmp_path / "model.fp16.onnx").unlink()
     with pytest.raises(ManifestError, match="listed in .* but missing"):
         Manifest.resolve(tmp_path, "fp16")

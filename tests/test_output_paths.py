@@ -38,10 +38,10 @@ def outdir(digits_like_copy):
 
 @pytest.fixture
 def no_slow_work(monkeypatch):
-    monkeypatch.setattr("edgevit.demo._train", must_not_run("the demo's training step"))
+    monkeypatch.setattr("edgevit.train.train", must_not_run("the demo's training step"))
     monkeypatch.setattr("edgevit.bench.run_bench", must_not_run("benchmarking"))
-    monkeypatch.setattr("edgevit.tensorrt.build.resolve_onnx", must_not_run("reading the ONNX graph"))
-    monkeypatch.setattr("edgevit.export.onnx._prepare_model", must_not_run("model loading"))
+    monkeypatch.setattr("edgevit.manifest.Manifest.resolve", must_not_run("reading the ONNX graph"))
+    monkeypatch.setattr("edgevit.models.checkpoint.load_model", must_not_run("model loading"))
 
 
 @pytest.fixture

@@ -21,10 +21,9 @@ import os
 import platform
 import re
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -33,26 +32,11 @@ from ..tensorrt.jetson import command_output, jetson_info
 PHASES = ("h2d", "compute", "d2h")
 
 
-class Record(Mapping):
-    """A dataclass that also reads as the mapping its :meth:`to_dict` gives (``row["status"]``,
-    ``set(stats)``), so code written against the JSON shape keeps working on the typed object."""
+class Record:
+    """A dataclass whose JSON shape is :meth:`to_dict` (nested records as dicts); read it by attribute."""
 
     def to_dict(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
-
-    def __getitem__(self, key: str):
-        if key not in self._keys():
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._keys())
-
-    def __len__(self) -> int:
-        return len(self._keys())
-
-    def _keys(self) -> list[str]:
-        return [f.name for f in fields(self)]
 
 
 def _plain(value):
@@ -95,12 +79,11 @@ class LatencyStats(Record):
     noisy: bool
     phases: dict | None = None
 
-    def _keys(self) -> list[str]:
-        keys = super()._keys()
-        return keys if self.phases is not None else [k for k in keys if k != "phases"]
-
     def to_dict(self) -> dict:
-        return {k: _plain(getattr(self, k)) for k in self._keys()}
+        data = super().to_dict()
+        if self.phases is None:
+            del data["phases"]
+        return data
 
 
 def latency_stats(samples_ms: Iterable[float], noise_cv: float = 0.10, batch: int = 1) -> LatencyStats:

@@ -8,8 +8,10 @@ Rows, in this order:
   first ok fp32 ONNX row becomes the reference for agreement and speed-up);
 - with ``torch.cuda.is_available()``: PyTorch CUDA at fp32, fp16 and bf16 with SDPA, each eager
   and as a replayed CUDA graph (``variant`` "eager" / "cuda-graph");
-- one row per ONNX artifact and ONNX Runtime provider (CPU; CUDA too when installed);
-- one row per TensorRT engine (``skipped`` with the install command when TensorRT is absent).
+- one row per graph artifact (ONNX) and ONNX Runtime provider (CPU; CUDA too when installed);
+- one row per engine artifact (TensorRT: ``skipped`` with the install command when TensorRT is absent).
+
+Each file's rows are run by the runner of its format's row (:data:`edgevit.formats.ARTIFACT_FORMATS`).
 
 A manifest-listed file that is missing or whose sha256 differs is a ``failed`` row, never run.
 """
@@ -18,15 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .._io import is_edgevit_internal
 from ..errors import EdgeVitError, ManifestError
-from ..formats import ENGINE_SUFFIXES, FLOAT_PRECISIONS, MANIFEST_NAME, QUANTIZED
-from ..metrics import FEATURE_OUTPUTS
-from ..runtime.onnxruntime_runner import JUDGED_BY
+from ..formats import ARTIFACT_FORMATS, BASE_PRECISION, FLOAT_PRECISIONS, MANIFEST_NAME, QUANTIZED, find_format
+from ..output_kinds import OutputKind, kind_of_output_name
+from ..resolved import Resolved
+from ..runtime.onnxruntime_runner import JUDGED_BY, PROVIDERS
+from ..specs import BatchRange
 from .report import BenchRow
 from .targets import RunnerTarget, Target, TorchCudaTarget
 
@@ -49,21 +53,11 @@ class Plan:
     exact: Callable[[], Target] | None = None  # a Q/DQ graph on the CPU: the same graph, Q/DQ run exactly
 
 
-@dataclass
-class Unlisted:
-    """A file no manifest lists: its precision detected from the graph, "unknown" for an engine."""
-
-    path: str
-    format: str
-    precision: str
-    external_data: list = field(default_factory=list)
-
-
-def resolve_sources(sources) -> list[tuple]:
-    """[(manifest | None, root, [manifest Artifact | Unlisted])] per source (an export OUTDIR or an
-    artifact file; a file beside a manifest takes its manifest entry)."""
+def resolve_sources(sources) -> list[Resolved]:
+    """Every artifact file of ``sources`` (export OUTDIRs, each giving every file its manifest lists, or
+    artifact files, a file beside a manifest taking its entry), as :meth:`edgevit.manifest.Manifest.resolve`
+    names them; the files are not checked yet (each row checks its own: :func:`_integrity_problem`)."""
     from ..manifest import Manifest
-    from ..verify import detect_onnx_precision
 
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
@@ -82,34 +76,33 @@ def resolve_sources(sources) -> list[tuple]:
             manifest = Manifest.load(path)
             if not manifest.artifacts:
                 raise ManifestError(f"{path / MANIFEST_NAME}: lists no artifacts; run edgevit export first")
-            out.append((manifest, manifest.root, list(manifest.artifacts)))
+            out.extend(manifest.resolved(art, verify_hash=None) for art in manifest.artifacts)
             continue
-        if path.exists() and path.suffix not in (".onnx", *ENGINE_SUFFIXES):
-            raise ValueError(f"{path}: not an ONNX file (.onnx), a TensorRT engine ({', '.join(ENGINE_SUFFIXES)}) "
+        if path.exists() and find_format(path) is None:
+            known = ", ".join(f"{f.what} ({', '.join(f.suffixes)})" for f in ARTIFACT_FORMATS.values())
+            raise ValueError(f"{path}: not an artifact file ({known}) "
                              f"or an export directory with an {MANIFEST_NAME} manifest")
         # the file's sha256 is checked per row (_integrity_problem), so a changed file fails its rows only
-        manifest, entry, _ = Manifest.resolve(path, verify_hash=False, listed=False)
-        if entry is None:
-            fmt = "onnx" if path.suffix == ".onnx" else "tensorrt"
-            entry = Unlisted(path.name, fmt, detect_onnx_precision(path) if fmt == "onnx" else "unknown")
-        out.append((manifest, path.parent, [entry]))
+        out.append(Manifest.resolve(path, verify_hash=False, listed=False))
     return out
 
 
-def batch_profile(manifests: list) -> dict | None:
-    """The first manifest's batch profile ({"min", "opt", "max", "dynamic"}), or None."""
-    for m in manifests:
-        if m is not None and m.batch:
-            return m.batch
-    return None
+def manifests_of(resolved: list[Resolved]) -> list:
+    """The manifests of the benchmarked files, each once, in order."""
+    return list({id(r.manifest): r.manifest for r in resolved if r.manifest is not None}.values())
 
 
-def check_batch(b: int, profile: dict | None, what: str) -> None:
-    """ValueError when batch ``b`` (the option ``what``) is outside the export's batch profile."""
-    if profile is None or not profile:
+def batch_profile(manifests: list) -> BatchRange | None:
+    """The first manifest's batch range, or None."""
+    return next((m.batch for m in manifests if m is not None and m.batch is not None), None)
+
+
+def check_batch(b: int, profile: BatchRange | None, what: str) -> None:
+    """ValueError when batch ``b`` (the option ``what``) is outside the export's batch range."""
+    if profile is None:
         return
-    lo, hi = int(profile.get("min", 1)), int(profile.get("max", b))
-    if not profile.get("dynamic", True) and b != lo:
+    lo, hi = profile.min, profile.max
+    if not profile.is_dynamic and b != lo:
         raise ValueError(f"{what} {b}: the artifacts have a static batch of {lo}; only batch {lo} can run")
     if not lo <= b <= hi:
         raise ValueError(f"{what} {b} is outside the export's batch profile {lo}..{hi} "
@@ -117,30 +110,14 @@ def check_batch(b: int, profile: dict | None, what: str) -> None:
                          "with --batch MIN,OPT,MAX")
 
 
-def reference_model(manifests: list, cfg: BenchConfig):
-    """(model, source, reason): the PyTorch reference (``--reference``, else the manifests' checkpoint:
-    :func:`edgevit.verify.artifacts.source_model`), or None and why not; with a model, ``reason`` is a
-    note for the report's warnings (an unchecked checkpoint) or None."""
-    from ..models import load_model
-    from ..verify.artifacts import source_model
-
-    if cfg.reference:
-        return load_model(cfg.reference, arch=cfg.arch, **cfg.model_overrides), cfg.reference, None
-    model, source, note = source_model(manifests, cfg.arch, cfg.model_overrides, cfg.verify_hash)
-    if model is None:
-        note = f"{note} (give --reference CHECKPOINT)"
-    return model, source, note
-
-
-def output_kind(manifests: list, model, resolved=()) -> str:
+def output_kind(manifests: list, model, resolved: list[Resolved] = ()) -> OutputKind:
     """What the benchmarked artifacts output: the manifests' ``model.output`` (logits before it was
     recorded; a listed graph's own output rank where it disagrees: :meth:`Manifest.check_artifact`), else
     the reference model's ``output_kind``, else an ONNX graph's output name."""
-    for m, _, arts in resolved:
-        for art in arts:
-            if m is not None and art.format == "onnx" and not isinstance(art, Unlisted):
-                with contextlib.suppress(EdgeVitError):  # a bad file is its row's failure, reported there
-                    m.check_artifact(art, verify_hash=False)
+    for r in resolved:
+        if r.listed and r.artifact_format.graph:
+            with contextlib.suppress(EdgeVitError):  # a bad file is its row's failure, reported there
+                r.manifest.check_artifact(r.entry, verify_hash=False)
     recorded = {m.output_kind for m in manifests if m is not None}
     if len(recorded) > 1:
         raise ValueError(f"the sources output {' and '.join(sorted(recorded))}: their rows cannot be compared; "
@@ -152,29 +129,27 @@ def output_kind(manifests: list, model, resolved=()) -> str:
     with contextlib.suppress(Exception):
         import onnx
 
-        for _, root, arts in resolved:
-            for art in arts:
-                if art.format == "onnx":
-                    names = [o.name for o in onnx.load(str(Path(root) / art.path), load_external_data=False).graph.output]
-                    return names[0] if names and names[0] in FEATURE_OUTPUTS else "logits"
-    return "logits"
+        for r in resolved:
+            if r.artifact_format.graph:
+                names = [o.name for o in onnx.load(str(r.path), load_external_data=False).graph.output]
+                return kind_of_output_name(names[0] if names else None)
+    return OutputKind.LOGITS
 
 
-def shape_from_onnx(resolved) -> tuple | None:
-    """The (C, H, W) input shape of the first ONNX artifact whose input dims are all fixed."""
+def shape_from_onnx(resolved: list[Resolved]) -> tuple | None:
+    """The (C, H, W) input shape of the first ONNX graph whose input dims are all fixed."""
     with contextlib.suppress(Exception):
         import onnx
 
-        for _, root, arts in resolved:
-            for art in arts:
-                if art.format != "onnx":
-                    continue
-                with contextlib.suppress(Exception):
-                    m = onnx.load(str(Path(root) / art.path), load_external_data=False)
-                    dims = m.graph.input[0].type.tensor_type.shape.dim
-                    shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)[1:]
-                    if shape and all(isinstance(d, int) and d > 0 for d in shape):
-                        return shape
+        for r in resolved:
+            if not r.artifact_format.graph:
+                continue
+            with contextlib.suppress(Exception):
+                m = onnx.load(str(r.path), load_external_data=False)
+                dims = m.graph.input[0].type.tensor_type.shape.dim
+                shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)[1:]
+                if shape and all(isinstance(d, int) and d > 0 for d in shape):
+                    return shape
     return None
 
 
@@ -182,29 +157,29 @@ def _ort_providers(cfg: BenchConfig, machine: dict) -> list[str]:
     if cfg.providers is not None:
         return list(cfg.providers)
     out = ["cpu"]
-    if "CUDAExecutionProvider" in machine.get("onnxruntime_providers", []) and cfg.device != "cpu":
+    if PROVIDERS["cuda"][0] in machine.get("onnxruntime_providers", []) and cfg.device != "cpu":
         out.append("cuda")
     return out
 
 
-def _size_mb(root: Path, art) -> float | None:
+def _size_mb(found: Resolved) -> float | None:
     total = 0
-    found = False
-    for rel in [art.path, *art.external_data]:
-        p = root / rel
+    found_any = False
+    extra = found.entry.external_data if found.listed else []
+    for p in [found.path, *(found.manifest.root / rel for rel in extra)]:
         if p.exists():
             total += p.stat().st_size
-            found = True
-    return round(total / 1e6, 4) if found else None
+            found_any = True
+    return round(total / 1e6, 4) if found_any else None
 
 
-def _integrity_problem(manifest, art, verify_hash: bool) -> str | None:
+def _integrity_problem(found: Resolved, verify_hash: bool) -> str | None:
     """Why a manifest-listed file must not be benchmarked (missing, or its sha256 differs from
     the recorded one: :meth:`edgevit.manifest.Manifest.check_artifact`), else None."""
-    if manifest is None or isinstance(art, Unlisted):
+    if not found.listed:
         return None
     try:
-        manifest.check_artifact(art, verify_hash)
+        found.manifest.check_artifact(found.entry, verify_hash)
     except ManifestError as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
@@ -224,14 +199,14 @@ def _cuda_available(cfg: BenchConfig) -> bool:
     return cuda
 
 
-def plan_rows(resolved, model, ref_source, ref_reason, cfg: BenchConfig, machine: dict, threads: int,
+def plan_rows(resolved: list[Resolved], model, ref_source, ref_reason, cfg: BenchConfig, machine: dict, threads: int,
               output: str = "logits") -> list[Plan]:
     """One :class:`Plan` per row, in the module docstring's order."""
-    from ..runtime import get_runner
+    from ..runtime import get_runner, runner_for_format
 
-    def ort_target(file, provider, **options):
-        return lambda: RunnerTarget(lambda: get_runner("onnxruntime", file, providers=provider, threads=threads,
-                                                       **options))
+    def graph_target(fmt, file, provider, qdq=None):
+        return lambda: RunnerTarget(lambda: runner_for_format(fmt.name, file, providers=provider, threads=threads,
+                                                              qdq=qdq))
 
     tokens = output == "tokens"  # the PyTorch rows run model.forward_tokens, as the tokens graph does
     plans: list[Plan] = []
@@ -239,13 +214,13 @@ def plan_rows(resolved, model, ref_source, ref_reason, cfg: BenchConfig, machine
         size = None
         if ref_source and Path(ref_source).is_file():
             size = round(Path(ref_source).stat().st_size / 1e6, 4)
-        row = BenchRow(name="torch cpu fp32", backend="torch", device="cpu", format="checkpoint", precision="fp32",
+        row = BenchRow(name="torch cpu fp32", backend="torch", device="cpu", format="checkpoint", precision=BASE_PRECISION,
                        artifact=ref_source, variant="eager", reference=True, size_mb=size)
         if model is None:
             plans.append(Plan(row, status="skipped", error=f"no PyTorch reference: {ref_reason}"))
         else:
             plans.append(Plan(row, make=lambda: RunnerTarget(
-                lambda: get_runner("torch", model, attention="sdpa", device="cpu", dtype="fp32",
+                lambda: get_runner("torch", model, attention="sdpa", device="cpu", dtype=BASE_PRECISION,
                                    output="tokens" if tokens else None))))
     if _cuda_available(cfg) and model is not None:
         for dtype in TORCH_CUDA_DTYPES:
@@ -258,35 +233,41 @@ def plan_rows(resolved, model, ref_source, ref_reason, cfg: BenchConfig, machine
                                   make=lambda d=dtype, g=graph: TorchCudaTarget(model, d, g, tokens=tokens)))
     providers = _ort_providers(cfg, machine)
     seen = set()
-    for manifest, root, arts in resolved:
-        for art in arts:
-            file = (Path(root) / art.path).resolve()
-            if file in seen:
-                continue
-            seen.add(file)
-            size = _size_mb(Path(root), art)
-            rel = str(Path(root) / art.path)
-            problem = _integrity_problem(manifest, art, cfg.verify_hash)  # hashed once per file
-            if art.format == "onnx":
-                for prov in providers:
-                    row = BenchRow(name=f"ort {prov} {art.precision} {Path(art.path).name}", backend="onnxruntime",
-                                   device="cpu" if prov == "cpu" else "cuda", format="onnx",
-                                   precision=art.precision, artifact=rel, provider=prov, size_mb=size)
-                    if problem:
-                        plans.append(Plan(row, status="failed", error=problem))
-                        continue
-                    exact = (ort_target(file, "cpu", qdq=JUDGED_BY)  # a Q/DQ graph: judged as the graph defines it
-                             if prov == "cpu" and art.precision in QUANTIZED else None)
-                    plans.append(Plan(row, onnx_path=file, exact=exact, make=ort_target(file, prov)))
-            else:
-                row = BenchRow(name=f"tensorrt {art.precision} {Path(art.path).name}", backend="tensorrt",
-                               device="cuda", format="tensorrt", precision=art.precision, artifact=rel, size_mb=size)
-                record = None if isinstance(art, Unlisted) else art.to_dict()  # checked against this machine
-                plans.append(Plan(row, status="failed", error=problem) if problem else
-                             Plan(row, make=lambda f=file, e=record: RunnerTarget(
-                                 lambda: get_runner("tensorrt", f, manifest_entry=e))))
+    for found in resolved:
+        file = found.path.resolve()
+        if file in seen:
+            continue
+        seen.add(file)
+        plans.extend(_file_plans(found, file, providers, _integrity_problem(found, cfg.verify_hash),  # hashed once
+                                 graph_target))
     return plans
 
 
-__all__ = ["Plan", "TORCH_CUDA_DTYPES", "Unlisted", "batch_profile", "check_batch", "output_kind", "plan_rows",
-           "reference_model", "resolve_sources", "shape_from_onnx"]
+def _file_plans(found: Resolved, file: Path, providers: list[str], problem: str | None, graph_target) -> list[Plan]:
+    """The rows of one artifact file, run by its format's runner (:data:`edgevit.formats.ARTIFACT_FORMATS`):
+    a graph once per ONNX Runtime provider, an engine once; a file that failed its check gives failed rows."""
+    from ..runtime import runner_for_format
+
+    fmt, precision = found.artifact_format, found.precision or "unknown"
+    common = {"format": fmt.name, "backend": fmt.runner, "precision": precision, "artifact": str(found.path),
+              "size_mb": _size_mb(found)}
+    if not fmt.graph:
+        row = BenchRow(name=f"{fmt.label} {precision} {found.path.name}", device="cuda", **common)
+        record = found.record  # checked against this machine
+        return [Plan(row, status="failed", error=problem) if problem else
+                Plan(row, make=lambda: RunnerTarget(lambda: runner_for_format(fmt.name, file, manifest_entry=record)))]
+    plans = []
+    for prov in providers:
+        row = BenchRow(name=f"{fmt.label} {prov} {precision} {found.path.name}",
+                       device="cpu" if prov == "cpu" else "cuda", provider=prov, **common)
+        if problem:
+            plans.append(Plan(row, status="failed", error=problem))
+            continue
+        exact = (graph_target(fmt, file, "cpu", qdq=JUDGED_BY)  # a Q/DQ graph: judged as the graph defines it
+                 if prov == "cpu" and precision in QUANTIZED else None)
+        plans.append(Plan(row, onnx_path=file, exact=exact, make=graph_target(fmt, file, prov)))
+    return plans
+
+
+__all__ = ["Plan", "TORCH_CUDA_DTYPES", "batch_profile", "check_batch", "manifests_of", "output_kind", "plan_rows",
+           "resolve_sources", "shape_from_onnx"]

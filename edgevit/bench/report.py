@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .._io import to_jsonable
 from ..errors import MissingDependencyError
 from .measure import PHASES, LatencyStats, Record
 
@@ -137,9 +138,7 @@ class BenchRow(Record):
 
     def csv_record(self) -> dict:
         """The values of :data:`CSV_COLUMNS` (None where empty)."""
-        lat = self.latency_ms or {}
-        thr = self.throughput or {}
-        ph = self.phases_ms or {}
+        lat, thr, ph = self.latency_ms, self.throughput, self.phases_ms or {}
         att = self.attention or {}
         exact, drift = self.exact_qdq or {}, self.kernel_drift or {}
         sweep = ";".join(f"{s.batch}={s.latency_ms.p50:.4g}" for s in self.sweep)
@@ -150,18 +149,24 @@ class BenchRow(Record):
             "size_mb": self.size_mb, "top1": self.top1, "agreement": self.agreement,
             "max_abs": self.max_abs, "cosine_min": self.cosine_min, "cosine_mean": self.cosine_mean,
             "within_tolerance": self.within_tolerance,
-            "latency_p50_ms": lat.get("p50"), "latency_p90_ms": lat.get("p90"), "latency_p99_ms": lat.get("p99"),
-            "latency_cv": lat.get("cv"), "noisy": lat.get("noisy"), "iterations": lat.get("iterations"),
-            "throughput_batch": thr.get("batch"), "throughput_img_s": thr.get("img_per_s"),
+            "latency_p50_ms": _field(lat, "p50"), "latency_p90_ms": _field(lat, "p90"),
+            "latency_p99_ms": _field(lat, "p99"), "latency_cv": _field(lat, "cv"), "noisy": _field(lat, "noisy"),
+            "iterations": _field(lat, "iterations"),
+            "throughput_batch": _field(thr, "batch"), "throughput_img_s": _field(thr, "img_per_s"),
             "speedup": self.speedup, "throughput_speedup": self.throughput_speedup,
-            "h2d_p50_ms": (ph.get("h2d") or {}).get("p50"), "compute_p50_ms": (ph.get("compute") or {}).get("p50"),
-            "d2h_p50_ms": (ph.get("d2h") or {}).get("p50"), "sweep_p50_ms": sweep or None,
+            "h2d_p50_ms": _field(ph.get("h2d"), "p50"), "compute_p50_ms": _field(ph.get("compute"), "p50"),
+            "d2h_p50_ms": _field(ph.get("d2h"), "p50"), "sweep_p50_ms": sweep or None,
             "attention_status": att.get("status"), "attention_max_abs": att.get("max_abs"),
             "attention_cosine_min": att.get("cosine_min"),
             "exact_top1": exact.get("top1"), "exact_agreement": exact.get("agreement"),
             "exact_within_tolerance": exact.get("within_tolerance"), "kernel_drift_max_abs": drift.get("max_abs"),
             "kernels_within_tolerance": drift.get("within_tolerance"),
         }
+
+
+def _field(record, name: str):
+    """``record.name``, or None without a record."""
+    return None if record is None else getattr(record, name)
 
 
 @dataclass
@@ -205,7 +210,7 @@ class BenchReport:
                         "rows": [r.to_dict() for r in self.rows], "warnings": self.warnings, "files": self.files})
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, default=_jsonable) + "\n"
+        return json.dumps(self.to_dict(), indent=2, default=to_jsonable) + "\n"
 
     def to_csv(self) -> str:
         buf = io.StringIO()
@@ -335,16 +340,6 @@ def _finite(obj):
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
     return obj
-
-
-def _jsonable(obj):
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "__fspath__"):
-        return str(obj)
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 __all__ = ["CSV_COLUMNS", "REPORT_FILES", "SCHEMA_VERSION", "BenchReport", "BenchRow", "Throughput"]

@@ -25,18 +25,19 @@ import numpy as np
 
 from ..data.defaults import DIGITS_INPUT
 from ..errors import DataError, MissingDependencyError
-from ..formats import ONNX_PRECISIONS
-from ..metrics import KNN_AGREEMENT, compare_outputs
+from ..formats import BASE_PRECISION
+from ..metrics import KNN_AGREEMENT, compare
 from ..runtime.batching import padded_chunks
-from ..tolerances import get_tolerance
+from ..runtime.onnxruntime_runner import PROVIDERS
+from ..tolerances import TOLERANCES, Tolerance, Verdict, get_tolerance
 from .measure import available_cpus, machine_info, measure
 from .plan import (
     Plan,
     batch_profile,
     check_batch,
+    manifests_of,
     output_kind,
     plan_rows,
-    reference_model,
     resolve_sources,
     shape_from_onnx,
 )
@@ -132,8 +133,8 @@ class BenchConfig:
         if self.providers is not None:
             self.providers = tuple(self.providers)
             for p in self.providers:
-                if p not in ("cpu", "cuda", "tensorrt"):
-                    raise ValueError(f"providers must be among ['cpu', 'cuda', 'tensorrt'], got {p!r}")
+                if p not in PROVIDERS:
+                    raise ValueError(f"providers must be among {list(PROVIDERS)}, got {p!r}")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -211,9 +212,10 @@ def _exact_outputs(plan: Plan, images: np.ndarray, batch: int) -> np.ndarray | N
             target.close()
 
 
-def _tolerance_precision(precision: str) -> str:
-    """The tolerance row a precision is judged by (an unknown engine precision: int8's, the loosest)."""
-    return precision if precision in ONNX_PRECISIONS else "int8"
+def _tolerance(precision: str, output: str) -> Tolerance | None:
+    """The tolerance row a row's precision is judged by; None for a precision without one (an engine
+    of another precision, or one no manifest lists): such a row is not judged."""
+    return get_tolerance(precision, output) if precision in TOLERANCES else None
 
 
 def _fail_outside_tolerance(row: BenchRow, output: str) -> None:
@@ -221,7 +223,7 @@ def _fail_outside_tolerance(row: BenchRow, output: str) -> None:
     ``failed``, never ``ok`` (a wrong reference or a broken artifact), with the numbers that miss."""
     if row.within_tolerance is not False or row.reference or row.status != "ok":
         return
-    tol = get_tolerance(_tolerance_precision(row.precision), output)
+    tol = _tolerance(row.precision, output)
     got = row.exact_qdq or {"max_abs": row.max_abs, "cosine_min": row.cosine_min, "agreement": row.agreement}
     misses = [f"max abs {got['max_abs']:.3g} (limit atol {tol.atol:g} + rtol {tol.rtol:g}*|ref|)"]
     if got["cosine_min"] is not None and got["cosine_min"] < tol.min_cosine:
@@ -229,21 +231,20 @@ def _fail_outside_tolerance(row: BenchRow, output: str) -> None:
     if got["agreement"] is not None and got["agreement"] < tol.min_agreement:
         misses.append(f"agreement {got['agreement']:.4f} < {tol.min_agreement:g}")
     row.status = "failed"
-    row.add_reason(f"outputs outside the {_tolerance_precision(row.precision)} tolerance against the reference "
+    row.add_reason(f"outputs outside the {row.precision} tolerance against the reference "
                    f"row: {'; '.join(misses)}")
 
 
-def _judged(logits: np.ndarray, ref_logits: np.ndarray, labels, tol, output: str) -> dict:
-    """``logits`` against the reference row's at ``tol``: top1, agreement, max_abs, cosine_min/mean, within."""
-    stats = compare_outputs(ref_logits, logits, tol, output=output)
-    agreement = stats.get("knn_agreement", stats.get("top1_agreement"))
-    within = stats["violations"] == 0 and stats["nonfinite"] == 0 and stats["cosine_min"] >= tol.min_cosine
-    if agreement is not None:
-        within = within and agreement >= tol.min_agreement
+def _judged(logits: np.ndarray, ref_logits: np.ndarray, labels, tol: Tolerance | None, output: str) -> dict:
+    """``logits`` against the reference row's (:func:`edgevit.metrics.compare`), judged at ``tol`` by
+    :meth:`edgevit.tolerances.Tolerance.judge`: top1, agreement, max_abs, cosine_min/mean, within
+    (None without a tolerance row)."""
+    stats = compare(ref_logits, logits, tol, output=output)
+    within = None if tol is None else Verdict.of(tol.judge(stats)) is Verdict.PASSED
     top1 = (float((logits.argmax(1) == labels).mean())
             if labels is not None and logits.ndim == 2 and output == "logits" else None)
-    return {"top1": top1, "agreement": agreement, "max_abs": stats["max_abs"], "cosine_min": stats["cosine_min"],
-            "cosine_mean": stats["cosine_mean"], "within_tolerance": bool(within)}
+    return {"top1": top1, "agreement": stats.agreement, "max_abs": stats.max_abs, "cosine_min": stats.cosine_min,
+            "cosine_mean": stats.cosine_mean, "within_tolerance": within}
 
 
 def _accuracy(row: BenchRow, logits: np.ndarray, ref_logits: np.ndarray | None, labels,
@@ -252,12 +253,16 @@ def _accuracy(row: BenchRow, logits: np.ndarray, ref_logits: np.ndarray | None, 
     "tokens": no top-1; ``agreement`` is the k-NN agreement (:func:`edgevit.metrics.neighbour_agreement`).
     ``exact``: a Q/DQ graph's outputs with Q/DQ run exactly (``row.exact_qdq``, which then decides
     ``within_tolerance``), compared with this CPU's kernels' (``row.kernel_drift``). Returns a warning
-    when the kernels drift from the exact arithmetic by more than the row's tolerance."""
+    when the kernels drift from the exact arithmetic by more than the row's tolerance. A row whose
+    precision has no tolerance row keeps ``within_tolerance`` None, with the reason."""
     if logits is None:
         return None
+    tol = _tolerance(row.precision, output)  # the manifest's precision for the artifact
     if row.precision == "unknown":  # an engine no manifest lists: no tolerance row to judge it by
         row.reason = "no edgevit.json records this engine's precision, so its accuracy is not judged against " \
                      "a tolerance row; benchmark the directory `edgevit build` wrote it to"
+    elif tol is None:
+        row.add_reason(f"precision {row.precision!r} has no tolerance row, so its accuracy is not judged")
     if labels is not None and logits.ndim == 2 and output == "logits":
         row.top1 = float((logits.argmax(1) == labels).mean())
     if ref_logits is None:
@@ -265,12 +270,11 @@ def _accuracy(row: BenchRow, logits: np.ndarray, ref_logits: np.ndarray | None, 
     if ref_logits.shape != logits.shape:
         row.add_reason(f"output shape {list(logits.shape)} differs from the reference {list(ref_logits.shape)}")
         return None
-    tol = get_tolerance(_tolerance_precision(row.precision), output)  # the manifest's precision for the artifact
     judged = _judged(logits, ref_logits, labels, tol, output)
     row.agreement, row.max_abs = judged["agreement"], judged["max_abs"]
     row.cosine_min, row.cosine_mean = judged["cosine_min"], judged["cosine_mean"]
-    row.within_tolerance = None if row.precision == "unknown" else judged["within_tolerance"]
-    if exact is None or exact.shape != logits.shape:
+    row.within_tolerance = judged["within_tolerance"]
+    if exact is None or exact.shape != logits.shape or tol is None:
         return None
     graph = _judged(exact, ref_logits, labels, tol, output)
     row.exact_qdq = {k: graph[k] for k in ("top1", "agreement", "max_abs", "cosine_min", "within_tolerance")}
@@ -292,9 +296,11 @@ def _attention(plan: Plan, model, images: np.ndarray, cfg: BenchConfig, threads:
         return {"status": "skipped", "reason": f"row {plan.row.status}"}
     if model is None:
         return {"status": "skipped", "reason": "no PyTorch reference (give --reference CHECKPOINT)"}
+    if plan.row.precision not in TOLERANCES:
+        return {"status": "skipped", "reason": f"precision {plan.row.precision!r} has no tolerance row"}
     try:
         att = verify_attention_onnx(plan.onnx_path, model, images[:cfg.attention_samples],
-                                    precision=_tolerance_precision(plan.row.precision),
+                                    precision=plan.row.precision,
                                     batch_size=min(32, cfg.attention_samples), providers=plan.row.provider,
                                     threads=threads)
     except Exception as exc:
@@ -325,12 +331,9 @@ def _input_shape_and_preprocessing(manifests: list, model, resolved) -> tuple:
     pre = None
     for m in manifests:
         if m is not None and m.inputs:
-            shape = tuple(m.inputs[0]["shape"][1:])
-        if m is not None and isinstance(m.preprocessing, dict) and pre is None:
-            from ..data.preprocess import Preprocessing
-
-            with contextlib.suppress(TypeError, ValueError):
-                pre = Preprocessing.from_dict(m.preprocessing)
+            shape = m.sample_shape
+        if m is not None and pre is None:
+            pre = m.preprocessing
     if model is not None:
         c = model.config
         shape = shape or (c.in_chans, c.img_size, c.img_size)
@@ -349,7 +352,7 @@ def _choose_reference(report: BenchReport, ref_reason: str | None) -> tuple[Benc
     note = "PyTorch eager fp32 on CPU (SDPA attention) from the manifest's checkpoint"
     if ref_row is None:
         ref_row = next((r for r in report.rows if r.status == "ok" and r.format == "onnx"
-                        and r.precision == "fp32"), None)
+                        and r.precision == BASE_PRECISION), None)
         note = (f"the PyTorch reference is unavailable ({ref_reason}); agreement and speed-up are relative to "
                 f"{ref_row.name}" if ref_row else f"no reference row ran ({ref_reason})")
         if ref_row is not None:
@@ -387,13 +390,14 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
         An artifact that cannot be loaded or run becomes a ``failed`` row instead.
     """
     from ..verify import load_inputs
+    from ..verify.artifacts import source_model
 
     cfg = replace(config, **options) if config is not None else BenchConfig(**options)
     started = time.perf_counter()
     resolved = resolve_sources(sources)
-    manifests = [m for m, _, _ in resolved]
+    manifests = manifests_of(resolved)
     profile = batch_profile(manifests)
-    batch = cfg.batch or (int(profile["max"]) if profile and profile.get("max") else DEFAULT_BATCH)
+    batch = cfg.batch or (profile.max if profile is not None else DEFAULT_BATCH)
     check_batch(batch, profile, "batch")
     for b in cfg.batch_sweep:
         check_batch(b, profile, "--batch-sweep value")
@@ -404,7 +408,10 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
     if machine.get("jetson"):
         report.warnings.extend(machine["jetson"]["warnings"])
 
-    model, ref_source, ref_reason = reference_model(manifests, cfg)
+    model, ref_source, ref_reason = source_model(manifests, cfg.reference, cfg.arch, cfg.model_overrides,
+                                                 cfg.verify_hash)
+    if model is None:
+        ref_reason = f"{ref_reason} (give --reference CHECKPOINT)"
     if model is not None and ref_reason:
         report.warnings.append(ref_reason)  # a reference checkpoint that could not be checked
     output = output_kind(manifests, model, resolved)
@@ -443,7 +450,7 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
                 if plan.exact is not None:
                     exact_by_row[row.name] = _exact_outputs(plan, images, batch)
             report.rows.append(row)
-            if cfg.attention and row.backend == "onnxruntime":
+            if cfg.attention and plan.onnx_path is not None:
                 row.attention = _attention(plan, model, images, cfg, threads)
 
     ref_row, note = _choose_reference(report, ref_reason)

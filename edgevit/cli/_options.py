@@ -1,15 +1,68 @@
 """Options several commands share: ``--json``, ``--preprocessed``, ``--verify-hash``, the model
 overrides (``--num-heads``, ``--act``, ``--img-size``), the precision-graph options of ``export``
-and ``quantize``, and the parsers of comma lists."""
+and ``quantize``, the parsers of comma lists, and :func:`library_option`, an option whose default
+(and choices) the library defines."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib
+import inspect
 
 import click
 
-from ..formats import ACTIVATIONS, FLOAT_PRECISIONS, ONNX_PRECISIONS
+from ..formats import ACTIVATIONS, FLOAT_PRECISIONS, ONNX_PRECISIONS, QDQ_BASES
 
+
+def library_value(path: str):
+    """The library's value at ``"module:NAME"`` (a constant), ``"module:Class.field"`` (the default
+    of a config dataclass's field) or ``"module:function.parameter"`` (a parameter's default),
+    imported when asked for."""
+    module, _, name = path.partition(":")
+    owner, _, attr = name.partition(".")
+    value = getattr(importlib.import_module(module), owner)
+    if not attr:
+        return value
+    if not dataclasses.is_dataclass(value):
+        return inspect.signature(value).parameters[attr].default
+    found = next(f for f in dataclasses.fields(value) if f.name == attr)
+    return found.default_factory() if found.default is dataclasses.MISSING else found.default
+
+
+class LibraryDefault(click.Option):
+    """An option whose default is :func:`library_value` of ``default_from`` (``show`` turns it into
+    the option's value, e.g. a tuple into a comma list), read when the command runs or shows its
+    help: the CLI states no default of its own and imports no library to start."""
+
+    def __init__(self, *decls, default_from: str, show=None, **kwargs):
+        super().__init__(*decls, **kwargs)
+        self.default_from, self.show = default_from, show
+
+    def get_default(self, ctx, call: bool = True):
+        value = library_value(self.default_from)
+        return self.show(value) if self.show else value
+
+
+class LibraryChoice(click.Choice):
+    """A choice among the library's values at ``path`` (:func:`library_value`), read when first needed."""
+
+    def __init__(self, path: str, case_sensitive: bool = True) -> None:
+        self.path, self.case_sensitive = path, case_sensitive
+
+    @property
+    def choices(self) -> tuple:
+        return tuple(library_value(self.path))
+
+
+def library_option(*decls, default_from: str, show=None, **kwargs):
+    """``click.option`` whose default, shown by ``--help``, is the library's (:class:`LibraryDefault`)."""
+    return click.option(*decls, cls=LibraryDefault, default_from=default_from, show=show, show_default=True,
+                        **kwargs)
+
+
+QUANTIZE_CONFIG = "edgevit.precision.pipeline:QuantizeConfig"
+CALIBRATION_CONFIG = "edgevit.precision.calibration.calibrate:CalibrationConfig"
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 preprocessed_option = click.option(
@@ -53,10 +106,10 @@ def model_override_options(fn):
 def precision_options(fn):
     """Options shared by ``quantize`` and ``export --precision``."""
     opts = [
-        click.option("--io-dtype", type=click.Choice(FLOAT_PRECISIONS), default="fp32", show_default=True,
-                     help="Graph input/output type of the fp16/bf16 graphs."),
-        click.option("--int8-base", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True,
-                     help="Precision of everything int8/fp8 does not quantize."),
+        library_option("--io-dtype", type=click.Choice(FLOAT_PRECISIONS), default_from=f"{QUANTIZE_CONFIG}.io_dtype",
+                       help="Graph input/output type of the fp16/bf16 graphs."),
+        library_option("--int8-base", type=click.Choice(QDQ_BASES), default_from=f"{QUANTIZE_CONFIG}.int8_base",
+                       help="Precision of everything int8/fp8 does not quantize."),
         click.option("--quantize-attention", is_flag=True,
                      help="Also Q/DQ the two attention MatMuls (TensorRT's INT8 fused MHA placement)."),
         click.option("--quantize-patch-embed", is_flag=True, help="Also Q/DQ the patch-embedding Conv."),
@@ -66,18 +119,19 @@ def precision_options(fn):
                      help="Calibration images: 'digits' (train split), an ImageFolder (train split) or .npy/.npz "
                           "(raw pixels; see --preprocessed). Default: the bundled digits for models of 1x8x8 "
                           "input; other models must name theirs."),
-        click.option("--calib-samples", type=int, default=512, show_default=True),
-        click.option("--calib-batch", type=int, default=32, show_default=True),
-        click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse"]),
-                     default="percentile", show_default=True),
-        click.option("--percentile", type=float, default=99.99, show_default=True),
+        library_option("--calib-samples", type=int, default_from=f"{QUANTIZE_CONFIG}.calib_samples"),
+        library_option("--calib-batch", type=int, default_from=f"{QUANTIZE_CONFIG}.calib_batch"),
+        library_option("--calib-method", type=LibraryChoice("edgevit.precision.calibration.calibrate:METHODS"),
+                       default_from=f"{CALIBRATION_CONFIG}.method"),
+        library_option("--percentile", type=float, default_from=f"{CALIBRATION_CONFIG}.percentile"),
         click.option("--calib-cache", type=click.Path(dir_okay=False),
                      help="Calibration cache JSON (default OUTDIR/calibration.json); reused while valid."),
         click.option("--data", "gate_data",
                      help="Labelled held-out data of the accuracy gate (its test split). Default: the bundled "
                           "digits for models of 1x8x8 input; other models must name theirs (or --no-gate)."),
         preprocessed_option,
-        click.option("--max-drop", type=float, default=1.0, show_default=True, help="Top-1 budget in points."),
+        library_option("--max-drop", type=float, default_from=f"{QUANTIZE_CONFIG}.max_drop",
+                       help="Top-1 budget in points."),
         click.option("--sensitivity", is_flag=True, help="Report per-layer sensitivity of int8/fp8."),
         click.option("--auto-exclude", is_flag=True,
                      help="Keep the most sensitive layers unquantized, one at a time, until the gate passes."),

@@ -8,15 +8,7 @@ import sys
 
 import click
 
-
-def to_jsonable(obj):
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "__fspath__"):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+from .._io import to_jsonable
 
 
 def emit_json(data) -> None:

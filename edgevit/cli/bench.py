@@ -4,31 +4,39 @@ from __future__ import annotations
 
 import click
 
+from ..runtime.onnxruntime_runner import PROVIDERS
 from ._errors import handle_errors
-from ._options import int_list, json_option, model_override_options, preprocessed_option, verify_hash_option
+from ._options import (
+    int_list,
+    json_option,
+    library_option,
+    model_override_options,
+    preprocessed_option,
+    verify_hash_option,
+)
 from ._render import console, finish
 
 
 @click.command("bench")
 @click.argument("sources", nargs=-1, required=True, metavar="OUTDIR|ARTIFACT...")
-@click.option("--data", default="digits", show_default=True,
+@library_option("--data", default_from="edgevit.bench.run:BenchConfig.data",
               help="Labelled data for top-1: 'digits', an ImageFolder, a .npz (raw pixels; see --preprocessed), "
                    "or 'random'.")
 @preprocessed_option
-@click.option("--samples", type=int, default=512, show_default=True, help="At most this many images for accuracy.")
-@click.option("--warmup-s", type=float, default=0.2, show_default=True, help="Warm-up seconds per measurement.")
+@library_option("--samples", type=int, default_from="edgevit.bench.run:BenchConfig.samples", help="At most this many images for accuracy.")
+@library_option("--warmup-s", type=float, default_from="edgevit.bench.run:BenchConfig.warmup_s", help="Warm-up seconds per measurement.")
 @click.option("--iterations", type=int, help="Timed calls per measurement (default 50).")
 @click.option("--duration-s", type=float, help="Time each measurement for this many seconds instead of --iterations.")
-@click.option("--time-limit-s", type=float, default=10.0, show_default=True,
+@library_option("--time-limit-s", type=float, default_from="edgevit.bench.run:BenchConfig.time_limit_s",
               help="Stop a measurement after this many seconds (once 5 calls were timed).")
 @click.option("--threads", type=int, help="CPU threads for PyTorch and ONNX Runtime (default: all available).")
 @click.option("--batch", type=int, help="Throughput batch (default: the manifest profile's max, or 32).")
 @click.option("--batch-sweep", metavar="1,2,4,...", help="Also measure latency at these batch sizes.")
-@click.option("--noise-cv", type=float, default=0.10, show_default=True,
+@library_option("--noise-cv", type=float, default_from="edgevit.bench.run:BenchConfig.noise_cv",
               help="Flag a measurement as noisy when its coefficient of variation exceeds this.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+@library_option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default_from="edgevit.bench.run:BenchConfig.device",
               help="auto: PyTorch CUDA rows when a GPU is visible; cpu: none.")
-@click.option("--provider", "providers", multiple=True, type=click.Choice(["cpu", "cuda", "tensorrt"]),
+@click.option("--provider", "providers", multiple=True, type=click.Choice(list(PROVIDERS)),
               help="ONNX Runtime providers (repeatable; default cpu, plus cuda when installed).")
 @click.option("--no-cuda-graphs", is_flag=True, help="Skip the PyTorch CUDA-graph rows.")
 @click.option("--reference", help="Checkpoint of the PyTorch reference (default: the manifest's model.source).")
@@ -49,8 +57,8 @@ def bench_cmd(sources: tuple, batch_sweep: str | None, providers: tuple, no_cuda
     Exit status 1 when a row failed."""
     from pathlib import Path
 
-    from ..bench import REPORT_FILES, BenchConfig, run_bench
     from .._io import check_output_dir, check_writable
+    from ..bench import REPORT_FILES, BenchConfig, run_bench
 
     if opts["iterations"] is not None and opts["duration_s"] is not None:
         raise click.UsageError("give either --iterations or --duration-s, not both")
@@ -96,8 +104,8 @@ def render_bench(report) -> None:
     if report.exact_note():
         click.echo(report.exact_note())
     for row in report.rows:
-        if row["status"] != "ok":
-            click.echo(f"{row['status']}: {row['name']}: {row['reason']}")
+        if row.status != "ok":
+            click.echo(f"{row.status}: {row.name}: {row.reason}")
     for note in report.warnings:
         click.secho(f"warning: {note}", fg="yellow", err=True)
     if report.files:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ._errors import handle_errors
-from ._options import json_option
+from ._options import json_option, library_option
 from ._render import finish, table
 from .bench import render_bench
 
@@ -15,8 +15,8 @@ from .bench import render_bench
 @click.option("--checkpoint", help="Use this digits-tiny checkpoint instead of training or the cached one.")
 @click.option("--retrain", is_flag=True, help="Train even when a cached checkpoint exists.")
 @click.option("--epochs", type=int, help="Training epochs (default: the tuned default).")
-@click.option("--iterations", "bench_iterations", type=int, default=30, show_default=True,
-              help="Timed calls per bench measurement.")
+@library_option("--iterations", "bench_iterations", type=int, default_from="edgevit.demo:DemoConfig.bench_iterations",
+                help="Timed calls per bench measurement.")
 @click.option("--force", is_flag=True, help="Write into a non-empty run directory.")
 @json_option
 @handle_errors

@@ -7,7 +7,13 @@ import click
 
 from ..formats import PRECISIONS
 from ._errors import handle_errors
-from ._options import json_option, preprocessed_option, verify_hash_option
+from ._options import (
+    LibraryChoice,
+    json_option,
+    library_option,
+    preprocessed_option,
+    verify_hash_option,
+)
 from ._render import emit_json, table
 
 
@@ -54,9 +60,9 @@ def render_build(result) -> None:
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="Timing cache file, loaded and saved.")
 @click.option("--dla-core", type=int, metavar="N", help="Build for DLA core N, with GPU fallback (Jetson AGX/NX).")
 @click.option("--version-compatible", is_flag=True, help="Build a version-compatible engine (opt-in).")
-@click.option("--hardware-compat", "hardware_compatibility", default="none", show_default=True,
-              type=click.Choice(["none", "ampere_plus", "same_compute_capability"]),
-              help="Hardware-compatibility level (opt-in).")
+@library_option("--hardware-compat", "hardware_compatibility", type=LibraryChoice("edgevit.tensorrt.rules:HW_COMPAT_LEVELS"),
+                default_from="edgevit.tensorrt.build:EngineBuildConfig.hardware_compatibility",
+                help="Hardware-compatibility level (opt-in).")
 @click.option("--weakly-typed", is_flag=True,
               help="TensorRT 10 only: FP16/BF16 builder flags instead of the default strong typing (recorded).")
 @click.option("--force", is_flag=True, help="Overwrite an existing engine.")
@@ -69,7 +75,7 @@ def build_cmd(source: str, output: str, batch: str | None, force: bool, verify_h
     from ..tensorrt.build import EngineBuildConfig, build_engine
 
     if batch is not None:
-        from ..export.onnx import parse_batch
+        from ..specs import parse_batch  # no torch: build loads none
 
         opts["batch"] = parse_batch(batch)
     result = build_engine(source, output, EngineBuildConfig(**opts), force=force, verify_hash=verify_hash)
@@ -95,7 +101,7 @@ def predict_cmd(model: str, images: tuple[str, ...], topk: int, preprocessed: bo
     from ..runtime import Engine
 
     with Engine.load(model, threads=threads, verify_hash=verify_hash) as engine:
-        if engine.output_kind != "logits":
+        if not engine.output_kind.classes:
             raise OutputKindError(f"{model} outputs {engine.output_kind}, not class logits, so there is nothing to "
                                   f"rank; run `edgevit embed {model} IMAGE... -o embeddings.npy` for its "
                                   f"{engine.output_kind}")
@@ -130,35 +136,19 @@ def embed_cmd(model: str, images: tuple[str, ...], output: str | None, force: bo
               threads: int | None, verify_hash: bool, as_json: bool) -> None:
     """Embeddings of IMAGE files (PNG, JPEG, ...) or .npy/.npz arrays from a headless model's engine or
     ONNX (its features, or its patch tokens): shape and L2 norm per input; -o saves them as .npy."""
-    import numpy as np
-
-    from .._io import atomic_path, check_writable
-    from ..runtime import Engine
+    from ..runtime.embeddings import check_embeddings_file, embed_files
 
     if output is not None:
-        if not output.endswith(".npy"):
-            raise ValueError(f"-o/--output {output}: embeddings are written as a numpy array; give a .npy file name")
-        check_writable(output, force)  # before the run
-    with Engine.load(model, threads=threads, verify_hash=verify_hash) as engine:
-        kind, rows, arrays = engine.output_kind, [], []
-        for item in images:
-            emb = engine.embed(item, preprocessed=preprocessed)
-            for i, vector in enumerate(emb):
-                norm = np.linalg.norm(vector, axis=-1).mean()  # tokens: the mean per-token norm
-                rows.append({"input": item if len(emb) == 1 else f"{item}[{i}]", "shape": list(vector.shape),
-                             "norm": float(norm), "latency_ms": engine.last_latency_ms / len(emb)})
-            arrays.append(emb)
-        backend = engine.backend
-    result = np.concatenate(arrays)
+        check_embeddings_file(output, force)  # before the run
+    result = embed_files(model, images, preprocessed=preprocessed, threads=threads, verify_hash=verify_hash)
     if output is not None:
-        with atomic_path(output, force=force) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, result)
+        result.save(output, force=force)
     if as_json:
-        emit_json({"ok": True, "model": model, "backend": backend, "output": kind, "shape": list(result.shape),
-                   "file": output, "embeddings": rows})
+        emit_json(result.to_dict(output))
         return
+    kind, backend, rows = result.kind, result.backend, result.rows
     norm = "mean token L2 norm" if kind == "tokens" else "L2 norm"
     table(f"edgevit embed: {model} ({backend}, {kind})", ["input", "shape", norm, "latency ms"],
           [[r["input"], "x".join(map(str, r["shape"])), f"{r['norm']:.4f}", f"{r['latency_ms']:.2f}"] for r in rows])
-    click.echo(f"{kind} {list(result.shape)}" + (f" written to {output}" if output else
-                                                   "; pass -o FILE.npy to save them"))
+    click.echo(f"{kind} {list(result.array.shape)}" + (f" written to {output}" if output else
+                                                         "; pass -o FILE.npy to save them"))

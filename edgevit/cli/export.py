@@ -3,13 +3,23 @@ graphs with their accuracy gate, and the TensorRT-aware graph checks."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
+from ..formats import BASE_PRECISION
+from ..output_kinds import OUTPUT_KINDS
+from ..tolerances import Verdict
 from ._errors import handle_errors
-from ._options import json_option, model_override_options, parse_precisions, precision_options, verify_hash_option
+from ._options import (
+    LibraryChoice,
+    json_option,
+    library_option,
+    model_override_options,
+    parse_precisions,
+    precision_options,
+    verify_hash_option,
+)
 from ._render import emit_json, finish, table
 from .deploy import render_build
 
@@ -21,13 +31,14 @@ from .deploy import render_build
 @click.option("--arch", help="Variant name for a timm state dict (inferred from shapes otherwise).")
 @click.option("--opset", type=int, help="ONNX opset (default: 18 for decomposed attention, 23 for fused; 17 up to the newest "
                    "the installed exporter writes).")
-@click.option("--attention", type=click.Choice(["decomposed", "fused"]), default=None,
-              help="decomposed: MatMul-Softmax-MatMul, Q pre-scaled (default; TensorRT 10.3 parses it). "
-                   "fused: the opset-23 Attention op (TensorRT >= 10.14).")
+@library_option("--attention", type=LibraryChoice("edgevit.export.tensorrt_ops:ATTENTION_FORMS"),
+                default_from="edgevit.export.tensorrt_ops:DEFAULT_ATTENTION",
+                help="decomposed: MatMul-Softmax-MatMul, Q pre-scaled (JetPack 6's TensorRT parses it). "
+                     "fused: the opset-23 Attention op (TensorRT >= 10.14).")
 @click.option("--batch", "batch", metavar="MIN,OPT,MAX",
               help="Dynamic batch bounds, recorded for TensorRT profiles (default 1,1,32).")
 @click.option("--static-batch", type=int, metavar="N", help="Fix the batch to N instead of a dynamic batch.")
-@click.option("--output-kind", "output_kind", type=click.Choice(["logits", "features", "tokens"]),
+@click.option("--output-kind", "output_kind", type=click.Choice(list(OUTPUT_KINDS)),
               help="The graph's output: logits (a classifier, the default for one), features (a headless model's "
                    "pooled embedding, its default) or tokens (the patch tokens (batch, patches, dim), class and "
                    "register tokens dropped, for dense heads).")
@@ -35,7 +46,7 @@ from .deploy import render_build
 @click.option("--force", is_flag=True, help="Overwrite model.onnx / edgevit.json in OUTPUT.")
 @click.option("--engine", "engine", is_flag=True,
               help="Then build a TensorRT engine OUTPUT/model.plan from the export (same as edgevit build).")
-@click.option("--precision", "precision", default="fp32", show_default=True,
+@click.option("--precision", "precision", default=BASE_PRECISION, show_default=True,
               help="Comma list of fp32, fp16, bf16, int8, fp8: graphs to write (see edgevit quantize).")
 @precision_options
 @model_override_options
@@ -46,51 +57,41 @@ def export_cmd(source: str, output: str, arch: str | None, opset: int | None, at
                engine: bool, precision: str, as_json: bool, model_overrides: dict, **qopts) -> None:
     """Export SOURCE (variant name, checkpoint, or hub name: timm/NAME.TAG, hf-hub:ORG/REPO) to
     OUTPUT/model.onnx, verified against PyTorch."""
-    from ..export.onnx import DEFAULT_ATTENTION, ExportConfig, export_onnx, parse_batch
-    from ..precision import quantize
+    from ..export.onnx import ExportConfig
+    from ..export.pipeline import export_pipeline
+    from ..specs import parse_batch
 
-    if engine:  # fail before the (slow) export when TensorRT is missing
-        from ..tensorrt._bindings import import_tensorrt
-
-        import_tensorrt()
     if batch is not None and static_batch is not None:
         raise ValueError("give either --batch MIN,OPT,MAX or --static-batch N, not both")
-    options = {"attention": attention or DEFAULT_ATTENTION, "opset": opset, "static_batch": static_batch,
-               "simplify": not no_simplify, "output": output_kind}
+    options = {"attention": attention, "opset": opset, "static_batch": static_batch, "simplify": not no_simplify,
+               "output": output_kind}
     if batch is not None:
         options["batch"] = parse_batch(batch)
     precisions = parse_precisions(precision)
     # every option is checked before the export writes anything
-    qconfig = _quantize_config(precisions, qopts, not as_json) if precisions != ("fp32",) else None
-    result = export_onnx(source, output, ExportConfig(**options), arch=arch, force=force,
-                         model_overrides=model_overrides)
-    if qconfig is not None:
-        quantized = quantize(output, qconfig, force=force)
-        _finish_quantize(quantized, as_json, {**result.to_dict(), "ok": quantized.ok})
-        if as_json:
-            return
-    built = None
-    if engine:
-        from ..formats import engine_file
-        from ..tensorrt.build import build_engine
-
-        built = build_engine(output, os.path.join(output, engine_file()), force=force)
+    qconfig = _quantize_config(precisions, qopts, not as_json) if precisions != (BASE_PRECISION,) else None
+    done = export_pipeline(source, output, ExportConfig(**options), quantize=qconfig, engine=engine, arch=arch,
+                           force=force, model_overrides=model_overrides)
+    if done.quantize is not None:
+        _finish_quantize(done.quantize, as_json, done.to_dict())
     if as_json:
-        emit_json({**result.to_dict(), **({"engine": built.to_dict()} if built else {})})
+        if done.quantize is None:
+            emit_json(done.to_dict())
         return
-    art = result.manifest.artifact(precision="fp32", format="onnx")
+    result, built = done.export, done.engine
+    art = result.manifest.artifact(precision=BASE_PRECISION, format="onnx")
     b = result.manifest.batch
     rows = [["onnx", result.onnx_path], ["manifest", result.manifest_path],
             ["opset / attention", f"{result.manifest.export['opset']} / {result.manifest.export['attention']}"],
-            ["batch", f"dynamic {b['min']}..{b['max']} (opt {b['opt']})" if b["dynamic"] else f"static {b['min']}"],
+            ["batch", f"dynamic {b.min}..{b.max} (opt {b.opt})" if b.dynamic else f"static {b.min}"],
             ["sha256", art.sha256[:16] + "..."], ["external data", ", ".join(art.external_data) or "no"],
             ["simplified", "yes" if result.simplify.get("applied") else "no"]]
     out = result.manifest.outputs[0]
-    rows.insert(2, ["output", f"{out['name']} [{', '.join(map(str, out['shape']))}]"])
+    rows.insert(2, ["output", f"{out.name} [{', '.join(map(str, out.shape))}]"])
     for check in result.verification.get("checks", []):
-        agree = (f"top-1 agree {check['top1_agree']:.3f}" if "top1_agree" in check else
-                 f"cos min {check['min_cosine']:.6f}" + (f", k-NN@{check['knn_k']} agree {check['knn_agree']:.3f}"
-                                                          if check["knn_k"] else ""))
+        agree = (f"top-1 agree {check['top1_agreement']:.3f}" if "top1_agreement" in check else
+                 f"cos min {check['cosine_min']:.6f}" + (f", k-NN@{check['knn_k']} agree {check['knn_agreement']:.3f}"
+                                                         if check["knn_k"] else ""))
         rows.append([f"vs PyTorch: {check['input']}",
                      f"max abs {check['max_abs']:.2e}, rel {check['max_rel_to_scale']:.1e}, {agree}"])
     table(f"edgevit export: {source}", ["field", "value"], rows)
@@ -118,22 +119,24 @@ def _quantize_config(precisions, opts: dict, progress: bool):
 
 
 def _render_quantize(result) -> None:
-    output = next((e["gate"]["output"] for e in result.entries.values() if e["gate"].get("output")), "logits")
-    features = output != "logits"  # features / tokens: no labels, judged by cosine and k-NN agreement with fp32
-    knn = next((e["gate"]["agreement_metric"] for e in result.entries.values() if "agreement_metric" in e["gate"]),
-               "k-NN")
+    gates = [e["gate"] for e in result.entries.values()]
+    judged_features = next((g for g in gates if g.features), None)
+    features = judged_features is not None  # features / tokens: no labels, judged by cosine and k-NN agreement
+    output = judged_features.comparison.output if features else "logits"
+    knn = judged_features.comparison.agreement_metric if features else "k-NN"
     rows = []
     for p, e in result.entries.items():
         g = e["gate"]
-        verdict = g["verdict"] + (": " + "; ".join(g["reasons"]) if g.get("reasons") else "")
-        if "top1" in g:
-            rows.append([p, e["path"], f"{g['top1']:.4f}", f"{g['drop_points']:+.2f}", f"{g['agreement']:.4f}",
-                         f"{g['max_abs']:.3g}", verdict])
-        elif "min_cosine" in g:
-            rows.append([p, e["path"], f"{g['min_cosine']:.5f}", f"{g['mean_cosine']:.5f}", f"{g['agreement']:.4f}",
-                         f"{g['max_abs']:.3g}", verdict])
+        verdict = g.verdict.value + (": " + "; ".join(g.reasons) if g.reasons else "")
+        c = g.comparison
+        if c is None:
+            rows.append([p, e["path"], "-", "-", "-", "-", g.verdict.value])
+        elif g.features:
+            rows.append([p, e["path"], f"{c.cosine_min:.5f}", f"{c.cosine_mean:.5f}", f"{g.agreement:.4f}",
+                         f"{c.max_abs:.3g}", verdict])
         else:
-            rows.append([p, e["path"], "-", "-", "-", "-", g["verdict"]])
+            rows.append([p, e["path"], f"{g.top1:.4f}", f"{g.drop_points:+.2f}", f"{g.agreement:.4f}",
+                         f"{c.max_abs:.3g}", verdict])
     accuracy = ["cos min", "cos mean", f"{knn} agree"] if features else ["top-1", "drop (pts)", "agree"]
     table(f"precision graphs in {result.outdir} (gate vs fp32 on ONNX Runtime CPU)",
           ["precision", "file", *accuracy, "max |d|", "gate"], rows)
@@ -143,14 +146,14 @@ def _render_quantize(result) -> None:
         click.echo(f"{output} have no labels: the gate compares each graph's {output} with the fp32 graph's: lowest "
                    f"per-sample cosine >= min_cosine and {knn} agreement >= min_agreement of the precision's "
                    f"tolerance ({KNN_AGREEMENT})")
-    judged = next((e["gate"]["arithmetic"] for e in result.entries.values() if e["gate"].get("arithmetic")), None)
+    judged = next((g.arithmetic for g in gates if g.arithmetic), None)
     if judged:
         click.echo(f"int8/fp8 graphs judged by their {judged}")
     for p, e in result.entries.items():
         if e.get("sensitivity"):
             table(f"{p} sensitivity: one layer quantized at a time (worst first)",
                   ["layer", "cos min" if features else "drop (pts)", "agree"],
-                  [[r["layer"], f"{r['min_cosine']:.5f}" if features else f"{r['drop_points']:+.2f}",
+                  [[r["layer"], f"{r['cosine_min']:.5f}" if features else f"{r['drop_points']:+.2f}",
                     f"{r['agreement']:.4f}"] for r in e["sensitivity"][:8]])
         if e.get("auto_excluded"):
             click.echo(f"{p}: auto-excluded {', '.join(e['auto_excluded'])}")
@@ -161,8 +164,8 @@ def _render_quantize(result) -> None:
 
 
 def _finish_quantize(result, as_json: bool, extra: dict | None = None) -> None:
-    failed = [f"{p}: " + "; ".join(e["gate"]["reasons"]) for p, e in result.entries.items()
-              if e["gate"]["verdict"] == "failed"]
+    failed = [f"{p}: " + "; ".join(e["gate"].reasons) for p, e in result.entries.items()
+              if e["gate"].verdict is Verdict.FAILED]
     finish({**(extra or {}), "quantize": result.to_dict(), "ok": result.ok}, as_json,
            lambda: _render_quantize(result), result.ok,
            "accuracy gate failed (recorded as failed in the manifest); try --auto-exclude, another "
@@ -171,8 +174,8 @@ def _finish_quantize(result, as_json: bool, extra: dict | None = None) -> None:
 
 @click.command("quantize")
 @click.argument("source", metavar="MODEL.onnx|OUTDIR")
-@click.option("--precision", "precision", default="fp16,bf16,int8,fp8", show_default=True,
-              help="Comma list of fp32, fp16, bf16, int8, fp8.")
+@library_option("--precision", "precision", default_from="edgevit.precision.pipeline:QuantizeConfig.precisions",
+                show=",".join, help="Comma list of fp32, fp16, bf16, int8, fp8.")
 @precision_options
 @click.option("--force", is_flag=True, help="Overwrite existing model.<precision>.onnx files.")
 @verify_hash_option
@@ -193,8 +196,8 @@ def lint_table(report) -> None:
 
 @click.command("lint")
 @click.argument("model_path", metavar="MODEL.onnx", type=click.Path())
-@click.option("--trt-version", "tensorrt_version", default="10.3", show_default=True,
-              help="TensorRT version to check against (10.3 = JetPack 6).")
+@library_option("--trt-version", "tensorrt_version", default_from="edgevit.export.tensorrt_ops:DEFAULT_TENSORRT_VERSION",
+                help="TensorRT version to check against (the default: JetPack 6's).")
 @json_option
 @handle_errors
 def lint_cmd(model_path: str, tensorrt_version: str, as_json: bool) -> None:

@@ -8,7 +8,13 @@ import os
 import click
 
 from ._errors import handle_errors
-from ._options import json_option, model_override_options, preprocessed_option
+from ._options import (
+    LibraryChoice,
+    json_option,
+    library_option,
+    model_override_options,
+    preprocessed_option,
+)
 from ._render import emit_json, table
 
 
@@ -21,13 +27,13 @@ from ._render import emit_json, table
 @click.option("--lr", type=float, help="Peak learning rate (AdamW).")
 @click.option("--weight-decay", type=float)
 @click.option("--warmup-epochs", type=float)
-@click.option("--schedule", type=click.Choice(["cosine", "onecycle"]))
+@click.option("--schedule", type=LibraryChoice("edgevit.train.config:SCHEDULES"))
 @click.option("--label-smoothing", type=float)
-@click.option("--augment", type=click.Choice(["affine", "shift", "none"]),
+@click.option("--augment", type=LibraryChoice("edgevit.train.config:AUGMENTS"),
               help="Training augmentation.")
-@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]),
+@click.option("--amp", type=LibraryChoice("edgevit.train.config:AMP_MODES"),
               help="Mixed precision on CUDA (ignored on CPU).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--device", type=LibraryChoice("edgevit.train.config:DEVICES"))
 @click.option("--seed", type=int)
 @click.option("-o", "--output", help="Run directory (default: runs/train-<timestamp>).")
 @click.option("--resume", help="Continue the run in this directory (with its recorded --model, --data, ...).")
@@ -60,9 +66,9 @@ def train_cmd(as_json: bool, **opts) -> None:
 @click.argument("source")
 @click.option("--data", help="'digits', an ImageFolder, or a .npz with labels (default: the bundled digits for "
                              "models of 1x8x8 input; other models must name theirs).")
-@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
+@library_option("--split", type=LibraryChoice("edgevit.data.sources:SPLITS"), default_from="edgevit.evaluate:evaluate.split")
 @click.option("--arch", help="Variant a timm state dict belongs to.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
+@library_option("--batch-size", type=int, default_from="edgevit.evaluate:evaluate.batch_size")
 @model_override_options
 @preprocessed_option
 @json_option

@@ -6,26 +6,33 @@ import json
 
 import click
 
-from ..formats import ONNX_PRECISIONS
-from ..runtime.onnxruntime_runner import JUDGED_BY, QDQ_MODES
+from ..formats import ARTIFACT_FORMATS, ONNX_PRECISIONS
+from ..runtime.onnxruntime_runner import PROVIDERS, QDQ_MODES
 from ._errors import handle_errors
-from ._options import csv_list, json_option, model_override_options, preprocessed_option, verify_hash_option
+from ._options import (
+    csv_list,
+    json_option,
+    library_option,
+    model_override_options,
+    preprocessed_option,
+    verify_hash_option,
+)
 from ._render import finish, table, to_jsonable
 
 
 @click.command("verify")
 @click.argument("reference")
 @click.argument("candidate", required=False)
-@click.option("--data", default="random", show_default=True,
+@library_option("--data", default_from="edgevit.verify.run:VerifyConfig.data",
               help="'random' (seeded normal), 'digits', an ImageFolder directory or a .npy/.npz (raw pixels; "
                    "see --preprocessed).")
 @preprocessed_option
-@click.option("--samples", type=int, default=64, show_default=True, help="How many inputs to compare on.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --data random.")
+@library_option("--samples", type=int, default_from="edgevit.verify.run:VerifyConfig.samples", help="How many inputs to compare on.")
+@library_option("--batch-size", type=int, default_from="edgevit.verify.run:VerifyConfig.batch_size")
+@library_option("--seed", type=int, default_from="edgevit.verify.run:VerifyConfig.seed", help="Seed of --data random.")
 @click.option("--precision", type=click.Choice(ONNX_PRECISIONS),
               help="Candidate precision: picks the OUTDIR artifact and the tolerance row (default: detected).")
-@click.option("--format", "fmt", type=click.Choice(["onnx", "tensorrt"]),
+@click.option("--format", "fmt", type=click.Choice(list(ARTIFACT_FORMATS)),
               help="Which artifact of an OUTDIR to take (default: the ONNX one).")
 @click.option("--atol", type=float, help="Override the absolute tolerance of final outputs.")
 @click.option("--rtol", type=float, help="Override the relative tolerance of final outputs.")
@@ -36,15 +43,15 @@ from ._render import finish, table, to_jsonable
 @click.option("--attn-min-cosine", type=float, help="Override the minimum cosine of attention outputs.")
 @click.option("--attention", is_flag=True,
               help="Also compare every block's attention output with a float64 PyTorch math reference.")
-@click.option("--device", default="cpu", show_default=True, help="PyTorch device: cpu or cuda[:N].")
-@click.option("--dtypes", default="fp32,fp16,bf16", show_default=True,
+@library_option("--device", default_from="edgevit.verify.run:VerifyConfig.device", help="PyTorch device: cpu or cuda[:N].")
+@library_option("--dtypes", default_from="edgevit.verify.run:VerifyConfig.dtypes", show=",".join,
               help="PyTorch candidate with --attention: dtypes to check, comma-separated.")
 @click.option("--backends", help="PyTorch candidate with --attention: subset of "
               "flash,efficient,cudnn,math,naive (default: all).")
-@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
+@click.option("--provider", type=click.Choice(list(PROVIDERS)), default="cpu", show_default=True,
               help="ONNX Runtime execution provider.")
 @click.option("--threads", type=int, help="ONNX Runtime intra-op threads.")
-@click.option("--qdq", type=click.Choice(list(QDQ_MODES)), default=JUDGED_BY, show_default=True,
+@library_option("--qdq", type=click.Choice(list(QDQ_MODES)), default_from="edgevit.verify.run:VerifyConfig.qdq",
               help="How int8/fp8 Q/DQ graphs run: exact (the arithmetic the graph defines, as TensorRT computes it; "
               "the same verdict on every CPU) or kernels (as this CPU's ONNX Runtime int8 kernels run it).")
 @click.option("--arch", help="Variant a timm state dict belongs to.")
@@ -87,14 +94,15 @@ def _render_verify(report) -> None:
     tol = report.tolerance
     rows = []
     features = report.output != "logits"
-    for name, s in report.outputs.items():
+    for name, c in report.outputs.items():
         if features:
-            rows.append([name, e(s["max_abs"]), e(s["max_rel"]), e(s["mean_abs"]), cos(s["cosine_min"]),
-                         cos(s["cosine_mean"]), f"{s['knn_agreement']:.4f}" if s.get("knn_k") else "-"])
+            rows.append([name, e(c.max_abs), e(c.max_rel), e(c.mean_abs), cos(c.cosine_min),
+                         cos(c.cosine_mean), f"{c.knn_agreement:.4f}" if c.knn_k else "-"])
             continue
-        agree = (f"{s['top1_agreement']:.4f}/{s['top5_agreement']:.4f}" if "top1_agreement" in s else "-")
-        acc = (f"{s['accuracy_reference']:.4f}/{s['accuracy_candidate']:.4f}" if "accuracy_reference" in s else "-")
-        rows.append([name, e(s["max_abs"]), e(s["max_rel"]), e(s["mean_abs"]), cos(s["cosine_min"]), agree, acc])
+        agree = f"{c.top1_agreement:.4f}/{c.top5_agreement:.4f}" if c.top1_agreement is not None else "-"
+        acc = (f"{c.accuracy_reference:.4f}/{c.accuracy_candidate:.4f}" if c.accuracy_reference is not None
+               else "-")
+        rows.append([name, e(c.max_abs), e(c.max_rel), e(c.mean_abs), cos(c.cosine_min), agree, acc])
     click.echo(f"reference {report.reference['source']} [{report.reference.get('runner')}]")
     click.echo(f"candidate {report.candidate['source']} [{report.candidate.get('runner')}], precision "
                f"{report.precision}")
@@ -104,7 +112,7 @@ def _render_verify(report) -> None:
     if report.arithmetic:
         click.echo(f"Q/DQ run as: {report.arithmetic}")
     if features:
-        k = next((s.get("knn_k") for s in report.outputs.values()), None) or "k"
+        k = next((c.knn_k for c in report.outputs.values()), None) or "k"
         table("final outputs", ["output", "max abs", "max rel", "mean abs", "cos min", "cos mean",
                                 f"k-NN@{k} agree"], rows)
         from ..metrics import KNN_AGREEMENT

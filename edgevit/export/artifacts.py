@@ -10,33 +10,31 @@ from typing import TYPE_CHECKING
 
 from .._io import install_file, remove_inside
 from ..errors import ManifestError
-from ..formats import CALIBRATION_CACHE, CALIBRATION_CACHE_FORMAT, MANIFEST_NAME, ONNX_DATA_FILE, onnx_file
+from ..formats import BASE_PRECISION, CALIBRATION_CACHE, CALIBRATION_CACHE_FORMAT, MANIFEST_NAME, ONNX_DATA_FILE, onnx_file
 from ..manifest import Manifest, library_versions
 from ..models.vit import count_params
+from ..specs import BatchRange, TensorSpec
+from ..tolerances import Verdict, VerdictRecord
 from .checks import INPUT_NAME, GraphInfo
 
 if TYPE_CHECKING:
     from .lint import LintReport
     from .onnx import ExportConfig
 
-MODEL_FILE = onnx_file("fp32")
+MODEL_FILE = onnx_file(BASE_PRECISION)
 DATA_FILE = ONNX_DATA_FILE
 
 
-def verdict(verification: dict, report: "LintReport | None") -> dict:
-    return {
-        "verified": bool(verification.get("passed")) if not verification.get("skipped") else None,
-        "max_abs_vs_torch": verification.get("max_abs"),
-        "lint_errors": len(report.errors) if report else None,
-        "lint_warnings": len(report.warnings) if report else None,
-    }
+def verdict(verification: dict, report: "LintReport | None") -> VerdictRecord:
+    """The fp32 graph's verdict: its check against PyTorch (not run when skipped) and the lint counts."""
+    ran = not verification.get("skipped")
+    return VerdictRecord(Verdict.from_verified(bool(verification.get("passed")) if ran else None), "export",
+                         verification.get("max_abs"), len(report.errors) if report else None,
+                         len(report.warnings) if report else None)
 
 
-def tensor_spec(name: str, dims: list, dynamic: bool, **extra) -> dict:
-    spec = {"name": name, "dtype": "float32", "shape": dims,
-            "dynamic_axes": {"0": "batch"} if dynamic else {}}
-    spec.update(extra)
-    return spec
+def tensor_spec(name: str, dims: list, dynamic: bool, **extra) -> TensorSpec:
+    return TensorSpec(name, tuple(dims), "float32", {"0": "batch"} if dynamic else {}, **extra)
 
 
 def build_manifest(model, source_desc, arch, cfg: "ExportConfig", slim_info, verification, report, external,
@@ -50,11 +48,11 @@ def build_manifest(model, source_desc, arch, cfg: "ExportConfig", slim_info, ver
         model={"source": source_desc, "arch": arch, "config": exported_cfg.to_dict(), "params": count_params(model),
                "guessed": dict(model.guessed), "output": graph.output},
         labels=list(model.labels) if model.labels is not None else None,
-        preprocessing=pre.to_dict() if pre is not None else None,
+        preprocessing=pre,
         inputs=[tensor_spec(INPUT_NAME, [batch_dim, c.in_chans, c.img_size, c.img_size], cfg.dynamic,
                              layout="NCHW", normalized=True)],
         outputs=[tensor_spec(graph.output, [batch_dim, *graph.dims], cfg.dynamic)],
-        batch={"dynamic": cfg.dynamic, "min": lo, "opt": opt, "max": hi},
+        batch=BatchRange(lo, opt, hi, cfg.dynamic),
         export={
             "exporter": "torch.onnx.export(dynamo=True)",
             "opset": cfg.resolved_opset,
@@ -107,7 +105,7 @@ def remove_superseded(old: Manifest, new: Manifest, outdir: Path) -> list[str]:
     cache = outdir / CALIBRATION_CACHE
     try:
         data = json.loads(cache.read_text())
-        new_sha = new.artifact(precision="fp32", format="onnx").sha256
+        new_sha = new.artifact(precision=BASE_PRECISION, format="onnx").sha256
         if isinstance(data, dict) and data.get("format") == CALIBRATION_CACHE_FORMAT and data.get("graph_sha256") != new_sha:
             stale.append(CALIBRATION_CACHE)
     except (OSError, ValueError, ManifestError):

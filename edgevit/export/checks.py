@@ -3,7 +3,7 @@
 :class:`GraphInfo` is what one PyTorch forward pass says the graph must compute (output name and
 dims, the Linear / LayerNorm calls, the attention blocks); :func:`check_structure` (op counts and
 I/O names), :func:`check_file` (onnx.checker, strict shape inference) and :func:`verify_export`
-(ONNX Runtime against PyTorch, :func:`compare_logits`) raise ExportError when the graph is not
+(ONNX Runtime against PyTorch, :func:`edgevit.metrics.compare`) raise ExportError when the graph is not
 what was promised.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import ExportError
-from ..metrics import FEATURE_OUTPUTS, cosine_per_sample, neighbour_agreement
+from ..metrics import Comparison, compare
 from ..models.vit import VisionTransformer
 from ..onnx_graph import count_ops
 from .names import module_calls
@@ -128,28 +128,16 @@ def reference_images(model: VisionTransformer, n: int) -> np.ndarray | None:
     return np.ascontiguousarray(images, dtype=np.float32)
 
 
-def compare_logits(ref: np.ndarray, got: np.ndarray, output: str = "logits") -> dict:
-    """max abs error, error relative to the outputs' scale, per-sample cosine over the flattened
-    output (worst and mean); for logits the top-1 agreement, for ``output`` "features"/"tokens"
-    (no classes) the k-NN agreement (:func:`edgevit.metrics.neighbour_agreement`) instead."""
-    ref = ref.astype(np.float64)
-    got = got.astype(np.float64)
-    err = np.abs(ref - got)
-    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
-    cosine = cosine_per_sample(ref, got)
-    result = {
-        "max_abs": float(err.max()) if err.size else 0.0,
-        "mean_abs": float(err.mean()) if err.size else 0.0,
-        "logits_scale": scale,
-        "max_rel_to_scale": float(err.max() / scale) if scale > 0 else 0.0,
-        "min_cosine": float(cosine.min()) if cosine.size else 1.0,
-        "mean_cosine": float(cosine.mean()) if cosine.size else 1.0,
-    }
-    if output in FEATURE_OUTPUTS:
-        result["knn_agree"], result["knn_k"] = neighbour_agreement(ref, got)
+def check_record(name: str, batch: int, c: Comparison) -> dict:
+    """One input's line of the export check, in :class:`edgevit.metrics.Comparison`'s names."""
+    record = {"input": name, "batch": batch, "max_abs": c.max_abs, "mean_abs": c.mean_abs,
+              "reference_scale": c.reference_scale, "max_rel_to_scale": c.max_rel_to_scale,
+              "cosine_min": c.cosine_min, "cosine_mean": c.cosine_mean}
+    if c.knn_k is not None:
+        record.update(knn_agreement=c.knn_agreement, knn_k=c.knn_k)
     else:
-        result["top1_agree"] = float((ref.argmax(1) == got.argmax(1)).mean()) if ref.size else 1.0
-    return result
+        record["top1_agreement"] = c.top1_agreement if c.top1_agreement is not None else 1.0
+    return record
 
 
 def verify_export(model: VisionTransformer, path: Path, cfg: "ExportConfig", output: str = "logits") -> dict:
@@ -184,7 +172,7 @@ def verify_export(model: VisionTransformer, path: Path, cfg: "ExportConfig", out
             raise ExportError(f"ONNX Runtime failed on {name} input of shape {x.shape}: {str(exc)[:500]}") from exc
         if got.shape != ref.shape:
             raise ExportError(f"ONNX Runtime {output} have shape {got.shape} on {name}, PyTorch {ref.shape}")
-        checks.append({"input": name, "batch": int(x.shape[0]), **compare_logits(ref, got, output)})
+        checks.append(check_record(name, int(x.shape[0]), compare(ref, got, output=output)))
     session.deactivate()
     worst = max(ch["max_abs"] for ch in checks)
     result = {
@@ -199,10 +187,11 @@ def verify_export(model: VisionTransformer, path: Path, cfg: "ExportConfig", out
     }
     if not result["passed"]:
         def agree(ch):
-            return f"top-1 agree {ch['top1_agree']:.3f}" if "top1_agree" in ch else f"k-NN agree {ch['knn_agree']:.3f}"
+            return (f"top-1 agree {ch['top1_agreement']:.3f}" if "top1_agreement" in ch
+                    else f"k-NN agree {ch['knn_agreement']:.3f}")
 
         lines = "; ".join(f"{ch['input']}: max abs {ch['max_abs']:.3e} (rel to scale {ch['max_rel_to_scale']:.2e}, "
-                          f"cosine {ch['min_cosine']:.6f}, {agree(ch)})" for ch in checks)
+                          f"cosine {ch['cosine_min']:.6f}, {agree(ch)})" for ch in checks)
         raise ExportError(
             f"ONNX Runtime disagrees with PyTorch beyond atol {cfg.atol:g}: worst max abs {worst:.3e}. {lines}. "
             "Nothing was written."
@@ -210,5 +199,5 @@ def verify_export(model: VisionTransformer, path: Path, cfg: "ExportConfig", out
     return result
 
 
-__all__ = ["GraphInfo", "INPUT_NAME", "check_file", "check_structure", "compare_logits", "output_module",
+__all__ = ["GraphInfo", "INPUT_NAME", "check_file", "check_record", "check_structure", "output_module",
            "verify_export"]

@@ -36,23 +36,9 @@ The default is ``decomposed`` because it is the form that both conditions allow:
   Release - 2025-11-7: Added support for the ``Attention`` operator". The decomposed pattern is
   also exactly what TensorRT's MHA fusion matches (Q pre-scaled).
 * On ONNX Runtime CPU neither form is clearly faster once the decomposed graph's erf-GELU is
-  put in the order ORT fuses (:func:`canonicalize_gelu`, applied to every export; before it the
-  decomposed graph took 126.6 ms of kernel time). Measured on this project's 2-core Intel Xeon
-  (2.5 GHz, AVX-512) CPU machine, shared and loaded, DeiT-Small shapes, random weights,
-  onnxruntime 1.32, ``benchmarks/export_cpu.py`` (2 threads, median of 30 at batch 1):
-
-  =========================================  ==================  ==================
-  ORT CPU                                    decomposed (op 18)  fused (opset 23)
-  =========================================  ==================  ==================
-  kernel time, batch 1, 1 thread (profiler)  100.1 ms            112.4 ms
-  wall, batch 1, run A (load 2.6)            66.4 ms             75.6 ms
-  wall, batch 1, run B (load 3.9)            101.3 ms            99.7 ms
-  wall, batch 1, run C (load 3.7, n=20)      106.0 ms            100.4 ms
-  wall, batch 8, runs A / B                  509 / 1424 ms       492 / 1318 ms
-  =========================================  ==================  ==================
-
-  The differences flip sign between runs and stay within the run-to-run noise (about 10 %),
-  so the form TensorRT 10.3 can parse is the default.
+  put in the order ORT fuses (:func:`canonicalize_gelu`, applied to every export): the
+  differences flip sign between runs and stay within the run-to-run noise (the measurements are in
+  benchmarks/README.md, "Attention form on ONNX Runtime CPU").
 
 Failure handling
 ----------------
@@ -86,46 +72,27 @@ import torch
 
 from .._io import check_output_dir, check_writable, outdir_lock, remove_stale_temporaries, temporary_dir
 from ..errors import ExportError
-from ..formats import MANIFEST_NAME
+from ..formats import BASE_PRECISION, MANIFEST_NAME
 from ..manifest import Manifest
 from ..models.vit import VisionTransformer
 from ..onnx_graph import count_ops
 from ..provenance import source_fields
-from ..tolerances import OUTPUT_KINDS
+from ..output_kinds import OUTPUT_KINDS
+from ..tolerances import EXPORT_ATOL
+from ..specs import check_batch_bounds, parse_batch  # noqa: F401  (parse_batch: re-exported)
 from .artifacts import DATA_FILE, MODEL_FILE, build_manifest, install, previous_manifest, remove_superseded, verdict
-from .checks import (INPUT_NAME, LAYERNORM_OPSET, GraphInfo, check_file, check_structure, compare_logits, output_module,
+from .tensorrt_ops import ATTENTION_FORMS, DEFAULT_ATTENTION
+from .checks import (INPUT_NAME, LAYERNORM_OPSET, GraphInfo, check_file, check_structure, output_module,
                      verify_export)
 from .lint import DEFAULT_TENSORRT_VERSION, LintReport, lint_onnx
 from .names import name_vit_nodes
 from .rewrites import ATTENTION_OPSET, canonicalize_gelu, fuse_attention
 
-ATTENTION_FORMS = ("decomposed", "fused")
-DEFAULT_ATTENTION = "decomposed"
 DEFAULT_OPSET = {"decomposed": 18, "fused": 23}
 MIN_OPSET = LAYERNORM_OPSET
 DEFAULT_BATCH = (1, 1, 32)
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3
 EXTERNAL_TENSOR_MIN_BYTES = 1024  # smaller tensors (shape constants) stay inline, readable by shape inference
-DEFAULT_ATOL = 1e-4
-
-
-def parse_batch(text: str) -> tuple[int, int, int]:
-    """``"1,8,32"`` -> (1, 8, 32): MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX."""
-    parts = [p.strip() for p in str(text).split(",")]
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"--batch must be MIN,OPT,MAX integers (e.g. 1,8,32), got {text!r}") from None
-    if len(values) != 3:
-        raise ValueError(f"--batch must be three integers MIN,OPT,MAX (e.g. 1,8,32), got {text!r}")
-    _check_batch(values)
-    return values  # type: ignore[return-value]
-
-
-def _check_batch(values) -> None:
-    lo, opt, hi = values
-    if not (1 <= lo <= opt <= hi):
-        raise ValueError(f"batch bounds must satisfy 1 <= MIN <= OPT <= MAX, got MIN={lo}, OPT={opt}, MAX={hi}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -154,7 +121,7 @@ class ExportConfig:
     static_batch: int | None = None
     simplify: bool = True
     verify: bool = True
-    atol: float = DEFAULT_ATOL
+    atol: float = EXPORT_ATOL  # the named tolerance of edgevit.tolerances
     lint: bool = True
     tensorrt_version: str = DEFAULT_TENSORRT_VERSION
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD
@@ -169,7 +136,7 @@ class ExportConfig:
         object.__setattr__(self, "batch", tuple(int(b) for b in self.batch))
         if len(self.batch) != 3:
             raise ValueError(f"batch must be (MIN, OPT, MAX), got {self.batch}")
-        _check_batch(self.batch)
+        check_batch_bounds(*self.batch)
         if self.static_batch is not None and (not isinstance(self.static_batch, int) or self.static_batch < 1):
             raise ValueError(f"static_batch must be a positive integer, got {self.static_batch!r}")
         opset = self.resolved_opset
@@ -236,9 +203,9 @@ class ExportResult:
             "manifest": str(self.manifest_path),
             "artifacts": [a.to_dict() for a in self.manifest.artifacts],
             "output": self.manifest.output_kind,
-            "outputs": self.manifest.outputs,
+            "outputs": [o.to_dict() for o in self.manifest.outputs],
             "export": self.manifest.export,
-            "batch": self.manifest.batch,
+            "batch": self.manifest.batch.to_dict() if self.manifest.batch is not None else {},
             "verification": self.verification,
             "lint": self.lint.to_dict() if self.lint else None,
             "simplify": self.simplify,
@@ -317,9 +284,9 @@ def export_onnx(
         manifest.export["gelu_reordered"] = gelus
         manifest.export["node_names"] = node_names
         manifest.root = work
-        manifest.add_artifact(MODEL_FILE, format="onnx", precision="fp32",
+        manifest.add_artifact(MODEL_FILE, format="onnx", precision=BASE_PRECISION,
                               external_data=[DATA_FILE] if external else [], opset=cfg.resolved_opset,
-                              attention=cfg.attention, verdict=verdict(verification, report))
+                              attention=cfg.attention, verdict=verdict(verification, report).to_dict())
         manifest.export["seconds"] = round(time.perf_counter() - start, 2)
         # Another writer of OUTDIR may have finished while this one worked: decide under its lock,
         # from what is there now, and install the graph and the manifest that describes it together.
@@ -513,5 +480,5 @@ def _save(proto, work: Path, threshold: int) -> tuple[Path, bool]:
 __all__ = [
     "ATTENTION_FORMS", "DEFAULT_ATTENTION", "DEFAULT_OPSET", "OUTPUT_KINDS", "ExportConfig", "ExportResult",
     "canonicalize_gelu",
-    "compare_logits", "export_onnx", "fuse_attention", "parse_batch",
+    "export_onnx", "fuse_attention", "parse_batch",
 ]

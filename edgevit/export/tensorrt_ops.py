@@ -10,6 +10,10 @@ import json
 from functools import lru_cache
 from importlib import resources
 
+# The ONNX forms attention is exported in (edgevit export --attention); here, torch-free, so the CLI can offer them.
+ATTENTION_FORMS = ("decomposed", "fused")
+DEFAULT_ATTENTION = "decomposed"
+
 DEFAULT_TENSORRT_VERSION = "10.3"
 
 

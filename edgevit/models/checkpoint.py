@@ -187,7 +187,7 @@ def _load_safetensors(path: Path, arch, overrides) -> VisionTransformer:
         tensors = convert.adapt_timm_state_dict(tensors, cfg)
     model = _build(path, cfg, tensors)
     model.labels = labels
-    model.preprocessing = _fit_preprocessing(pre, cfg)
+    model.preprocessing = fit_preprocessing(pre, cfg)
     return model
 
 
@@ -224,7 +224,7 @@ def _load_state_dict(path: Path, obj, arch, overrides) -> VisionTransformer:
         cfg = cfg.replace(**overrides)
     model = _build(path, cfg, convert.adapt_timm_state_dict(state, cfg))
     pre = get_variant(arch).preprocessing if arch else None
-    model.preprocessing = _fit_preprocessing(pre, cfg)
+    model.preprocessing = fit_preprocessing(pre, cfg)
     model.guessed = guessed
     if guessed:
         warnings.warn(_guess_message(path, cfg, guessed), EdgeVitWarning, stacklevel=3)
@@ -351,7 +351,7 @@ def _drop_pooler(path: Path, state: dict) -> dict:
     return {k: v for k, v in state.items() if k not in pooler}
 
 
-def _fit_preprocessing(pre: Preprocessing | None, cfg: ViTConfig) -> Preprocessing:
+def fit_preprocessing(pre: Preprocessing | None, cfg: ViTConfig) -> Preprocessing:
     """The checkpoint's preprocessing, at the config's input size (ImageNet defaults if none)."""
     base = pre.to_dict() if pre else {}
     base["input_size"] = (cfg.in_chans, cfg.img_size, cfg.img_size)

@@ -98,7 +98,7 @@ def _load_timm_dir(path: Path, arch, overrides):
 
 
 def _load_timm_weights(directory: Path, architecture: str, pretrained: dict, fields: dict, arch, overrides):
-    from .checkpoint import _fit_preprocessing, load_model
+    from .checkpoint import fit_preprocessing, load_model
     from ..data.preprocess import Preprocessing
     from .registry import list_variants
 
@@ -116,7 +116,7 @@ def _load_timm_weights(directory: Path, architecture: str, pretrained: dict, fie
         except (ValueError, TypeError):
             pre = None  # a config we cannot read: the loader's defaults stay
         if pre is not None:
-            model.preprocessing = _fit_preprocessing(pre, model.config)
+            model.preprocessing = fit_preprocessing(pre, model.config)
     return model
 
 

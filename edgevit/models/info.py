@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..formats import FP16, INT8
+from ..output_kinds import OutputKind
 from .checkpoint import load_model
 from .vit import ViTConfig, count_params, macs_per_image
 
@@ -20,8 +22,8 @@ def fused_mha_eligibility(cfg: ViTConfig) -> dict:
     if not seq_ok:
         reasons.append(f"sequence {cfg.num_tokens} > {INT8_FUSED_MHA_MAX_SEQ} (INT8 fused MHA limit)")
     return {
-        "fp16": head_ok,
-        "int8": head_ok and seq_ok,
+        FP16: head_ok,
+        INT8: head_ok and seq_ok,
         "reasons": "; ".join(reasons) or "eligible",
     }
 
@@ -43,7 +45,7 @@ def model_family(cfg: ViTConfig) -> str:
     return "vit"
 
 
-def output_kind(cfg: ViTConfig) -> str:
+def output_kind(cfg: ViTConfig) -> OutputKind:
     """"logits" for a classifier, "features" for a headless model (num_classes=0)."""
     return cfg.output_kind
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..formats import ACTIVATIONS
+from ..output_kinds import OutputKind
 
 ATTN_IMPLS = ("sdpa", "math")
 POS_EMBEDS = ("learned", "sincos")
@@ -151,8 +152,8 @@ class ViTConfig:
         return self.proj_dim or self.pooled_dim
 
     @property
-    def output_kind(self) -> str:
-        return "logits" if self.num_classes else "features"
+    def output_kind(self) -> OutputKind:
+        return OutputKind.LOGITS if self.num_classes else OutputKind.FEATURES
 
     @property
     def mlp_hidden(self) -> int:
@@ -463,8 +464,8 @@ class VisionTransformer(nn.Module):
         return self.config.num_prefix_tokens
 
     @property
-    def output_kind(self) -> str:
-        """"logits" for a classifier, "features" for a headless model (num_classes=0)."""
+    def output_kind(self) -> OutputKind:
+        """logits for a classifier, features for a headless model (num_classes=0)."""
         return self.config.output_kind
 
     def _check_input(self, x: torch.Tensor) -> None:

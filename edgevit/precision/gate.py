@@ -1,8 +1,10 @@
 """The accuracy gate: is a precision graph good enough to keep?
 
 A graph runs with ONNX Runtime on CPU over held-out data (the test split, :func:`load_gate_data`)
-and is compared with the fp32 graph (:func:`gate_metrics`); :func:`judge` turns the numbers into
-a verdict against the precision's row of :data:`edgevit.tolerances.TOLERANCES`:
+and is compared with the fp32 graph (:func:`gate_metrics`: :func:`edgevit.metrics.compare`); :func:`judge`
+turns that :class:`edgevit.metrics.Comparison` into a :class:`GateResult` (an
+:class:`edgevit.tolerances.Verdict` and the failed checks) through the one judge,
+:meth:`edgevit.tolerances.Tolerance.judge`, of the precision's row of :data:`edgevit.tolerances.TOLERANCES`:
 
 - logits: it fails if top-1 drops more than ``max_drop`` points or top-1 agreement with fp32 falls
   below the precision's ``min_agreement``;
@@ -25,9 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..formats import QUANTIZED
-from ..export.onnx import compare_logits
+from ..formats import BASE_PRECISION, QUANTIZED
 from ..manifest import Manifest
+from ..metrics import Comparison, compare
+from ..output_kinds import FEATURE_OUTPUTS
+from ..tolerances import Check, Verdict, get_tolerance
 from .graphs import build_precision_graph
 from .recipe import PrecisionRecipe, quantizable_nodes
 
@@ -54,54 +58,110 @@ def run_graph(graph, images: np.ndarray, threads: int | None) -> np.ndarray:
         return np.asarray(run_batched(runner, images, GATE_BATCH)[runner.output_names()[0]], dtype=np.float32)
 
 
-def gate_metrics(logits: np.ndarray, data: GateData) -> dict:
-    """How the outputs ``logits`` of a candidate graph compare with the fp32 graph's on ``data``."""
-    if data.output != "logits":  # no labels: per-sample cosine and nearest-neighbour agreement with fp32
-        diff = compare_logits(data.reference, logits, data.output)
-        return {"output": data.output, "agreement": diff["knn_agree"], "agreement_metric": f"k-NN@{diff['knn_k']}",
-                "max_abs": diff["max_abs"], "min_cosine": diff["min_cosine"], "mean_cosine": diff["mean_cosine"]}
-    ref_top1 = float((data.reference.argmax(1) == data.labels).mean())
-    top1 = float((logits.argmax(1) == data.labels).mean())
-    diff = compare_logits(data.reference, logits)
-    return {"top1": top1, "fp32_top1": ref_top1, "drop_points": round((ref_top1 - top1) * 100, 4),
-            "agreement": diff["top1_agree"], "max_abs": diff["max_abs"], "min_cosine": diff["min_cosine"]}
+@dataclass(frozen=True)
+class GateResult:
+    """The gate's record of one graph: the verdict, why, and the numbers it was judged on.
+
+    ``comparison`` is the graph's outputs against the fp32 graph's (:func:`gate_metrics`); the limits
+    are ``max_drop`` (logits: the top-1 budget in points), ``min_agreement`` and, for features /
+    tokens, ``min_cosine``. :meth:`to_dict` is what the manifest's ``gate`` field and ``--json`` hold."""
+
+    verdict: Verdict
+    reasons: tuple[str, ...] = ()
+    comparison: Comparison | None = None
+    max_drop: float | None = None
+    min_agreement: float | None = None
+    min_cosine: float | None = None
+    data: str | None = None
+    arithmetic: str | None = None
+
+    @property
+    def verified(self) -> bool | None:
+        return self.verdict.verified
+
+    @property
+    def features(self) -> bool:
+        """Judged without labels (features / tokens): by cosine and k-NN agreement."""
+        return self.comparison is not None and self.comparison.output in FEATURE_OUTPUTS
+
+    @property
+    def top1(self) -> float | None:
+        return self.comparison.accuracy_candidate if self.comparison is not None else None
+
+    @property
+    def fp32_top1(self) -> float | None:
+        return self.comparison.accuracy_reference if self.comparison is not None else None
+
+    @property
+    def drop_points(self) -> float | None:
+        return drop_points(self.comparison) if self.comparison is not None else None
+
+    @property
+    def agreement(self) -> float | None:
+        return self.comparison.agreement if self.comparison is not None else None
+
+    def with_reason(self, reason: str) -> "GateResult":
+        return replace(self, reasons=(*self.reasons, reason))
+
+    def to_dict(self) -> dict:
+        record: dict = {}
+        if self.data is not None:
+            record["data"] = self.data
+        if self.arithmetic is not None:
+            record["arithmetic"] = self.arithmetic
+        c = self.comparison
+        if c is not None and self.features:
+            record.update(output=str(c.output), agreement=c.agreement, agreement_metric=c.agreement_metric,
+                          max_abs=c.max_abs, cosine_min=c.cosine_min, cosine_mean=c.cosine_mean,
+                          min_cosine=self.min_cosine, min_agreement=self.min_agreement)
+        elif c is not None:
+            record.update(top1=self.top1, fp32_top1=self.fp32_top1, drop_points=self.drop_points,
+                          agreement=c.agreement, max_abs=c.max_abs, cosine_min=c.cosine_min,
+                          max_drop=self.max_drop, min_agreement=self.min_agreement)
+        return {**record, "verdict": self.verdict.value, "reasons": list(self.reasons)}
 
 
-def judge(metrics: dict, precision: str, max_drop: float) -> dict:
-    """The verdict ("passed"/"failed") on :func:`gate_metrics`' numbers, with the limits and the reasons."""
-    from ..tolerances import get_tolerance
+def drop_points(comparison: Comparison) -> float | None:
+    """How many top-1 points the candidate loses against the reference (None without labels)."""
+    if comparison.accuracy_reference is None or comparison.accuracy_candidate is None:
+        return None
+    return round((comparison.accuracy_reference - comparison.accuracy_candidate) * 100, 4)
 
-    output = metrics.get("output", "logits")
+
+def gate_metrics(outputs: np.ndarray, data: GateData) -> Comparison:
+    """How the ``outputs`` of a candidate graph compare with the fp32 graph's on ``data`` (with the
+    labels, each side's top-1 accuracy)."""
+    return compare(data.reference, outputs, labels=data.labels, output=data.output)
+
+
+def judge(comparison: Comparison, precision: str, max_drop: float) -> GateResult:
+    """The gate's verdict on ``comparison``, by the one judge (:meth:`edgevit.tolerances.Tolerance.judge`)
+    of the precision's tolerance row: top-1 agreement and the ``max_drop`` budget (logits), or the lowest
+    cosine and k-NN agreement (features / tokens); each failed check is a reason, with its numbers."""
+    output = comparison.output
     tol = get_tolerance(precision, output)
-    need = tol.min_agreement
-    reasons = []
-    if output != "logits":
-        if metrics["min_cosine"] < tol.min_cosine:
-            reasons.append(f"lowest per-sample cosine with fp32 {metrics['min_cosine']:.5f} < {tol.min_cosine} "
-                           f"({precision} {output} tolerance)")
-        if metrics["agreement"] < need:
-            reasons.append(f"{metrics['agreement_metric']} agreement with fp32 {metrics['agreement']:.4f} < {need} "
-                           f"({precision} {output} tolerance)")
-        return {**metrics, "min_cosine_limit": tol.min_cosine, "min_agreement": need,
-                "verdict": "failed" if reasons else "passed", "reasons": reasons}
-    if metrics["drop_points"] > max_drop + 1e-9:
-        reasons.append(f"top-1 drops {metrics['drop_points']:.2f} points > budget {max_drop:g}")
-    if metrics["agreement"] < need:
-        reasons.append(f"top-1 agreement with fp32 {metrics['agreement']:.4f} < {need} ({precision} tolerance)")
-    return {**metrics, "max_drop": max_drop, "min_agreement": need,
-            "verdict": "failed" if reasons else "passed", "reasons": reasons}
+    why = f"{precision} {output} tolerance" if output in FEATURE_OUTPUTS else f"{precision} tolerance"
+    checks = {c.name: replace(c, detail=why) for c in tol.judge(comparison)}
+    if output in FEATURE_OUTPUTS:
+        decisive = [checks["cosine_min"]] + [c for n, c in checks.items() if n.startswith("knn")]
+    else:
+        drop = drop_points(comparison)
+        decisive = [] if drop is None else [
+            Check("top1_drop_points", drop, max_drop, "<=", drop <= max_drop + 1e-9, "the max_drop budget")]
+        decisive += [checks[n] for n in ("top1_agreement",) if n in checks]
+    return GateResult(Verdict.of(decisive), tuple(c.describe() for c in decisive if not c.passed), comparison,
+                      None if output in FEATURE_OUTPUTS else max_drop, tol.min_agreement,
+                      tol.min_cosine if output in FEATURE_OUTPUTS else None)
 
 
-def gate_graph(graph, precision: str, data: GateData | None, max_drop: float, threads: int | None) -> dict:
-    """The gate's record for one graph: its data, numbers and verdict ("not verified" without data)."""
+def gate_graph(graph, precision: str, data: GateData | None, max_drop: float, threads: int | None) -> GateResult:
+    """The gate's record for one graph: its data, numbers and verdict (not run without data)."""
     if data is None:
-        return {"verdict": "not verified", "reasons": ["--no-gate"]}
+        return GateResult(Verdict.NOT_RUN, ("--no-gate",))
     from ..runtime.onnxruntime_runner import JUDGED_BY, QDQ_MODES
 
-    record = {"data": data.description}
-    if precision in QUANTIZED:
-        record["arithmetic"] = QDQ_MODES[JUDGED_BY]
-    return {**record, **judge(gate_metrics(run_graph(graph, data.images, threads), data), precision, max_drop)}
+    result = judge(gate_metrics(run_graph(graph, data.images, threads), data), precision, max_drop)
+    return replace(result, data=data.description, arithmetic=QDQ_MODES[JUDGED_BY] if precision in QUANTIZED else None)
 
 
 def input_preprocessing(manifest: Manifest, spec: str, preprocessed: bool, option: str):
@@ -109,13 +169,10 @@ def input_preprocessing(manifest: Manifest, spec: str, preprocessed: bool, optio
     model input (``--preprocessed``), none at all (an identity of the graph's input shape)."""
     from ..data import Preprocessing
 
-    pre = Preprocessing.from_manifest(manifest)  # ManifestError for a damaged one
-    if pre is not None:
-        return pre
+    if manifest.preprocessing is not None:  # checked when the manifest was loaded
+        return manifest.preprocessing
     if preprocessed:
-        channels = int(manifest.inputs[0]["shape"][1])
-        return Preprocessing(input_size=tuple(int(v) for v in manifest.inputs[0]["shape"][1:]),
-                             mean=(0.0,) * channels, std=(1.0,) * channels, pixel_max=1.0, crop_pct=1.0)
+        return Preprocessing.identity(manifest.sample_shape)
     raise DataError(f"{manifest.root}: the manifest records no preprocessing (the model was exported without one), "
                     f"so {option} {spec!r} cannot be turned into model input; give arrays that already are model "
                     "input with --preprocessed, re-export from a checkpoint that records its preprocessing, "
@@ -131,13 +188,13 @@ def load_gate_data(spec: str, manifest: Manifest, fp32_path: Path, threads: int 
     ds = load_dataset(spec, input_preprocessing(manifest, spec, preprocessed, "--data"), split="test",
                       preprocessed=preprocessed, model_labels=manifest.labels)
     output = manifest.output_kind
-    if output == "logits" and (ds.labels is None or len(ds.labels) == 0):
+    if output.classes and (ds.labels is None or len(ds.labels) == 0):
         raise DataError(f"gate data {spec!r} has no labels; give labelled data with --data or pass --no-gate")
     if len(ds.images) < 2:
         raise DataError(f"gate data {spec!r} holds {len(ds.images)} image(s) in its test split; the gate needs "
                         "at least 2 (k-NN agreement compares samples with each other): give more with --data")
-    labels = np.asarray(ds.labels) if output == "logits" else None
-    note = "" if output == "logits" else f"; {output}: no labels used, judged by cosine and k-NN agreement with fp32"
+    labels = np.asarray(ds.labels) if output.classes else None
+    note = "" if output.classes else f"; {output}: no labels used, judged by cosine and k-NN agreement with fp32"
     return GateData(ds.images, labels, f"{spec} test split ({len(ds.images)} images{note})",
                     run_graph(str(fp32_path), ds.images, threads), output)
 
@@ -158,14 +215,14 @@ def layer_sensitivity(fp32_path: Path, recipe: PrecisionRecipe, amax: dict, data
     layers = quantizable_nodes(graph_for_names(fp32_path), recipe)
     rows = []
     for layer in tqdm(layers, desc=f"sensitivity ({recipe.precision})", disable=not progress, file=sys.stderr):
-        graph = build_precision_graph(fp32_path, replace(recipe, base="fp32"), amax, nodes=[layer])
+        graph = build_precision_graph(fp32_path, replace(recipe, base=BASE_PRECISION), amax, nodes=[layer])
         m = gate_metrics(run_graph(graph, data.images, threads), data)
-        rows.append({"layer": layer, "drop_points": m.get("drop_points"), "agreement": m["agreement"],
-                     "min_cosine": m["min_cosine"], "max_abs": m["max_abs"]})
+        rows.append({"layer": layer, "drop_points": None if m.output in FEATURE_OUTPUTS else drop_points(m),
+                     "agreement": m.agreement, "cosine_min": m.cosine_min, "max_abs": m.max_abs})
     return sorted(rows, key=lambda r: (-(r["drop_points"] or 0.0), r["agreement"], -r["max_abs"]))
 
 
-def auto_exclude(fp32_path: Path, recipe: PrecisionRecipe, amax: dict, graph, gate: dict, sensitivity: list[dict],
+def auto_exclude(fp32_path: Path, recipe: PrecisionRecipe, amax: dict, graph, gate: GateResult, sensitivity: list[dict],
                  data: GateData, max_drop: float, threads: int | None):
     """Keep the layers of ``sensitivity`` (most harmful first) out of quantization one at a time,
     rebuilding and re-gating, until the gate passes; the last quantized layer always stays, so the
@@ -176,17 +233,17 @@ def auto_exclude(fp32_path: Path, recipe: PrecisionRecipe, amax: dict, graph, ga
     for row in sensitivity:
         trial = replace(start, exclude=start.exclude + tuple(excluded) + (row["layer"],))
         if not quantizable_nodes(names, trial):
-            gate["reasons"] = [*gate["reasons"], f"--auto-exclude kept {len(excluded)} layer(s) unquantized and "
-                               f"the gate still fails with only {row['layer']} quantized"]
+            gate = gate.with_reason(f"--auto-exclude kept {len(excluded)} layer(s) unquantized and "
+                                    f"the gate still fails with only {row['layer']} quantized")
             break
         excluded.append(row["layer"])
         recipe = trial
         graph = build_precision_graph(fp32_path, recipe, amax)
         gate = gate_graph(graph, recipe.precision, data, max_drop, threads)
-        if gate["verdict"] == "passed":
+        if gate.verdict is Verdict.PASSED:
             break
     return recipe, graph, gate, excluded
 
 
-__all__ = ["GateData", "auto_exclude", "gate_graph", "gate_metrics", "graph_for_names", "input_preprocessing", "judge",
+__all__ = ["GateData", "GateResult", "auto_exclude", "drop_points", "gate_graph", "gate_metrics", "graph_for_names", "input_preprocessing", "judge",
            "layer_sensitivity", "load_gate_data", "run_graph"]

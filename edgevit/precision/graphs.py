@@ -35,11 +35,20 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ExportError
+from ..formats import BASE_PRECISION, CAST, EXPORTED, Precision, precision
 from ..onnx_graph import Graph, bypass_nodes, topologically_sorted
 from .recipe import QUANTIZED_OP_TYPES, PrecisionRecipe, quantizable_nodes
 
 # Q/DQ take float8 types and fp16 scales from opset 19 (TensorRT 10 parses opsets up to 20+)
 QDQ_TYPED_OPSET = 19
+_INT8, _FLOAT16 = "INT8", "FLOAT16"  # ONNX element types: ORT's quantizer's and float16 converter's output
+
+
+def numpy_type(row: Precision):
+    """The numpy (or ml_dtypes) dtype of ``row``'s element type."""
+    import ml_dtypes
+
+    return np.dtype(getattr(ml_dtypes, row.numpy_type, None) or row.numpy_type)
 
 
 def build_precision_graph(fp32_path: str | Path, recipe: PrecisionRecipe, amax: dict[str, float] | None = None,
@@ -52,10 +61,11 @@ def build_precision_graph(fp32_path: str | Path, recipe: PrecisionRecipe, amax: 
     import onnx
 
     fp32_path = Path(fp32_path)
-    if recipe.precision == "fp32":
+    row = precision(recipe.precision, onnx=True)
+    if row.graph == EXPORTED:
         return onnx.load(str(fp32_path))
-    if recipe.precision in ("fp16", "bf16"):
-        return _reduced_float(onnx.load(str(fp32_path)), recipe.precision, recipe.keep_fp32, recipe.io_dtype)
+    if row.graph == CAST:
+        return _reduced_float(onnx.load(str(fp32_path)), row, recipe.keep_fp32, recipe.io_dtype)
     if not amax:
         raise ExportError(f"the {recipe.precision} graph needs calibration ranges (amax); none were given")
     proto = onnx.load(str(fp32_path))
@@ -64,50 +74,54 @@ def build_precision_graph(fp32_path: str | Path, recipe: PrecisionRecipe, amax: 
         raise ExportError(f"the {recipe.precision} recipe selects no node to quantize in {fp32_path} "
                           f"(patterns {list(recipe.quantize_patterns())}, exclude {list(recipe.exclude)}); "
                           "was the graph exported by edgevit (it names nodes after the model's modules)?")
-    qdq = _quantize_qdq(fp32_path, proto, recipe, amax, nodes)
-    if recipe.precision == "fp8" or recipe.base == "fp16":
+    qdq = _quantize_qdq(fp32_path, proto, recipe, row, amax, nodes)
+    base = precision(recipe.base)
+    if row.element != _INT8 or base.graph != EXPORTED:
         _require_opset(qdq, QDQ_TYPED_OPSET)
-    if recipe.base == "fp16":
-        qdq = _reduced_float(qdq, "fp16", recipe.keep_fp32, recipe.io_dtype)
+    if base.graph == CAST:
+        qdq = _reduced_float(qdq, base, recipe.keep_fp32, recipe.io_dtype)
     return qdq
 
 
-# ------------------------------------------------------------------------------ fp16 / bf16
-def _reduced_float(proto, dtype: str, keep_fp32, io_dtype: str):
+# ------------------------------------------------------------------------------ plain float casts
+def _reduced_float(proto, row: Precision, keep_fp32, io_dtype: str):
+    """The ``row`` (a :data:`~edgevit.formats.CAST` precision) version of a float32 graph."""
     from onnx import TensorProto, numpy_helper
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     bypass_nodes(proto, "Identity")  # the fp16 converter mishandles Identities forwarding initializers
     originals = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer
                  if t.data_type == TensorProto.FLOAT}
-    converted = convert_float_to_float16(proto, keep_io_types=(io_dtype == "fp32"), op_block_list=list(keep_fp32))
-    if dtype == "bf16":
-        _fp16_to_bf16(converted, originals)
+    converted = convert_float_to_float16(proto, keep_io_types=(io_dtype == BASE_PRECISION),
+                                         op_block_list=list(keep_fp32))
+    if row.element != _FLOAT16:
+        _retype_fp16(converted, originals, row)
     return topologically_sorted(converted)
 
 
-def _fp16_to_bf16(proto, originals: dict) -> None:
-    """Retype an fp16 graph to bf16 in place; weights are rounded from their fp32 originals."""
-    import ml_dtypes
+def _retype_fp16(proto, originals: dict, row: Precision) -> None:
+    """Retype a float16 graph to ``row``'s element type in place; weights are rounded from their fp32
+    originals (ONNX Runtime's converter has float16 only)."""
     from onnx import TensorProto, numpy_helper
 
-    f16, b16 = TensorProto.FLOAT16, TensorProto.BFLOAT16
+    f16, b16 = TensorProto.FLOAT16, getattr(TensorProto, row.element)
+    dtype = numpy_type(row)
 
     def retype(value_info) -> None:
         t = value_info.type.tensor_type
         if t.elem_type == f16:
             t.elem_type = b16
 
-    def bf16_tensor(t, source=None) -> None:
+    def retyped_tensor(t, source=None) -> None:
         values = originals.get(t.name) if source is None else source
         if values is None:
             values = numpy_helper.to_array(t).astype(np.float32)
-        new = numpy_helper.from_array(np.asarray(values, dtype=np.float32).astype(ml_dtypes.bfloat16), t.name)
+        new = numpy_helper.from_array(np.asarray(values, dtype=np.float32).astype(dtype), t.name)
         t.CopyFrom(new)
 
     for t in proto.graph.initializer:
         if t.data_type == f16:
-            bf16_tensor(t)
+            retyped_tensor(t)
     for vi in list(proto.graph.input) + list(proto.graph.output) + list(proto.graph.value_info):
         retype(vi)
     for node in proto.graph.node:
@@ -115,17 +129,19 @@ def _fp16_to_bf16(proto, originals: dict) -> None:
             if node.op_type == "Cast" and attr.name == "to" and attr.i == f16:
                 attr.i = b16
             elif attr.type == attr.TENSOR and attr.t.data_type == f16:
-                bf16_tensor(attr.t, numpy_helper.to_array(attr.t).astype(np.float32))
+                retyped_tensor(attr.t, numpy_helper.to_array(attr.t).astype(np.float32))
 
 
-# ------------------------------------------------------------------------------ int8 / fp8
-def _quantize_qdq(fp32_path: Path, proto, recipe: PrecisionRecipe, amax: dict[str, float], nodes: list[str]):
-    """The int8 Q/DQ graph (ORT's quantizer); fp8 is derived from a per-tensor int8 one."""
+# ------------------------------------------------------------------------------ Q/DQ
+def _quantize_qdq(fp32_path: Path, proto, recipe: PrecisionRecipe, row: Precision, amax: dict[str, float],
+                  nodes: list[str]):
+    """The int8 Q/DQ graph (ORT's quantizer); a float8 one is derived from a per-tensor int8 one."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
-    per_channel = recipe.precision == "int8"  # fp8 weights per tensor (Model Optimizer's FP8 default)
+    if row.element != _INT8 and row.per_channel:
+        raise ExportError(f"{row.name}: float8 Q/DQ weights are per tensor (per_channel=False on its row)")
     # Only the activation inputs of the selected nodes get Q/DQ: a Q/DQ on a MatMul's output
     # (before the bias Add) is not part of the recipe (OpTypesToExcludeOutputQuantization).
     inits = {t.name for t in proto.graph.initializer}
@@ -145,7 +161,7 @@ def _quantize_qdq(fp32_path: Path, proto, recipe: PrecisionRecipe, amax: dict[st
                 quantize_static(
                     str(fp32_path), str(out), calibration_data_reader=None, quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(QUANTIZED_OP_TYPES), nodes_to_quantize=nodes,
-                    per_channel=per_channel, reduce_range=False, activation_type=QuantType.QInt8,
+                    per_channel=row.per_channel, reduce_range=False, activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
                     extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
@@ -156,24 +172,28 @@ def _quantize_qdq(fp32_path: Path, proto, recipe: PrecisionRecipe, amax: dict[st
             raise ExportError(f"ONNX Runtime's Q/DQ quantizer failed on {fp32_path} for {recipe.precision}: "
                               f"{str(exc)[:400]}") from exc
         qdq = onnx.load(str(out))
-    if recipe.precision == "fp8":
-        _int8_to_fp8(qdq, {t.name: t for t in proto.graph.initializer})
+    if row.element != _INT8:
+        _int8_to_float8(qdq, {t.name: t for t in proto.graph.initializer}, row)
     return qdq
 
 
-FP8_MAX = 448.0  # largest finite float8 e4m3fn
+FP8_MAX = 448.0  # largest finite float8 e4m3fn (the fp8 row's element)
 
 
-def _int8_to_fp8(proto, fp32_inits: dict) -> None:
-    """Turn a per-tensor symmetric int8 Q/DQ graph into float8 e4m3fn Q/DQ, in place.
+def _int8_to_float8(proto, fp32_inits: dict, row: Precision) -> None:
+    """Turn a per-tensor symmetric int8 Q/DQ graph into Q/DQ of ``row``'s float8 element type, in place.
 
     Our own code because ONNX Runtime's quantizer derives FP8 scales only from a distribution's
-    standard deviation (``CalibrationMethod.Distribution``), not from amax / 448 as TensorRT and
-    Model Optimizer do. Activation scales become amax / 448 (from amax / 127); weights are
-    re-quantized from their fp32 originals with scale max|w| / 448; zero points become fp8 0.
+    standard deviation (``CalibrationMethod.Distribution``), not from amax / max as TensorRT and
+    Model Optimizer do. Activation scales become amax / max (from amax / 127), max the type's largest
+    finite value (448 for e4m3fn); weights are re-quantized from their fp32 originals with scale
+    max|w| / max; zero points become float8 0.
     """
     import ml_dtypes
     from onnx import TensorProto, numpy_helper
+
+    dtype = numpy_type(row)
+    top = float(ml_dtypes.finfo(dtype).max)
 
     inits = {t.name: t for t in proto.graph.initializer}
 
@@ -186,7 +206,7 @@ def _int8_to_fp8(proto, fp32_inits: dict) -> None:
             continue
         source, scale, zero = node.input[0], node.input[1], node.input[2]
         if zero not in done:
-            put(zero, np.zeros(numpy_helper.to_array(inits[zero]).shape, dtype=ml_dtypes.float8_e4m3fn))
+            put(zero, np.zeros(numpy_helper.to_array(inits[zero]).shape, dtype=dtype))
             done.add(zero)
         if scale in done:
             continue
@@ -195,11 +215,11 @@ def _int8_to_fp8(proto, fp32_inits: dict) -> None:
         original = fp32_inits.get(source[:-len("_quantized")]) if source.endswith("_quantized") else None
         if node.op_type == "DequantizeLinear" and source in inits and original is not None:
             w = numpy_helper.to_array(original).astype(np.float32)
-            new = np.float32(max(float(np.abs(w).max()), 1e-12) / FP8_MAX)
-            put(source, (w / new).astype(ml_dtypes.float8_e4m3fn))
+            new = np.float32(max(float(np.abs(w).max()), 1e-12) / top)
+            put(source, (w / new).astype(dtype))
             put(scale, new.reshape(old.shape))
         else:
-            put(scale, (old * np.float32(127.0 / FP8_MAX)).astype(np.float32))
+            put(scale, (old * np.float32(127.0 / top)).astype(np.float32))
     assert all(t.data_type != TensorProto.INT8 for t in proto.graph.initializer if t.name in done), "int8 left"
 
 

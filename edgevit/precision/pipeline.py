@@ -29,9 +29,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .._io import atomic_path, check_output_dir, check_writable, outdir_lock, remove_stale_temporaries, sha256_file
-from ..formats import CALIBRATION_CACHE, ONNX_FILES, ONNX_PRECISIONS, QUANTIZED
+from ..formats import BASE_PRECISION, CALIBRATION_CACHE, CAST, FP16, ONNX_FILES, ONNX_PRECISIONS, QUANTIZED
+from ..formats import precision as lookup
 from ..data.defaults import default_data
 from ..manifest import Manifest
+from ..tolerances import Verdict, VerdictRecord
 from .calibration import (DEFAULT_BATCH, DEFAULT_SAMPLES, CalibrationConfig, calibrate, calibration_data_key,
                           load_calibration_data, read_cache)
 from .gate import (GateData, auto_exclude, gate_graph, graph_for_names, input_preprocessing, layer_sensitivity,
@@ -44,9 +46,9 @@ from .recipe import PrecisionRecipe, check_exclude
 class QuantizeConfig:
     """What :func:`quantize` builds and how it calibrates and gates it (the ``edgevit quantize`` options)."""
 
-    precisions: tuple[str, ...] = tuple(p for p in ONNX_PRECISIONS if p != "fp32")
-    io_dtype: str = "fp32"
-    int8_base: str = "fp16"
+    precisions: tuple[str, ...] = tuple(p for p in ONNX_PRECISIONS if p != BASE_PRECISION)
+    io_dtype: str = BASE_PRECISION
+    int8_base: str = FP16                   # the Q/DQ graphs' base precision (PrecisionRecipe.base)
     quantize_attention: bool = False
     quantize_patch_embed: bool = False
     exclude: tuple[str, ...] = ()
@@ -77,26 +79,28 @@ class QuantizeConfig:
         if self.auto_exclude and not self.gate:
             raise ValueError("auto_exclude needs the gate (it excludes layers until the gate passes); drop --no-gate")
         # every option is checked here, before anything is written (a half-done run would leave files behind)
-        clash = [p for p in self.precisions if p in ("fp16", "bf16") and self.io_dtype not in ("fp32", p)]
+        clash = [p for p in self.precisions if lookup(p).graph == CAST and self.io_dtype not in (BASE_PRECISION, p)]
         if clash:
             raise ValueError(f"--io-dtype {self.io_dtype} does not fit the {clash[0]} graph (its inputs and outputs "
-                             f"are fp32 or {clash[0]}); run --precision {clash[0]} separately with --io-dtype "
-                             f"{clash[0]} or fp32, or keep --io-dtype fp32 for all")
+                             f"are {BASE_PRECISION} or {clash[0]}); run --precision {clash[0]} separately with "
+                             f"--io-dtype {clash[0]} or {BASE_PRECISION}, or keep --io-dtype {BASE_PRECISION} for all")
         for precision in self.precisions:
             self.recipe(precision)
         if self.exclude and not any(p in QUANTIZED for p in self.precisions):
-            raise ValueError(f"--exclude {' '.join(self.exclude)} only applies to int8/fp8 graphs, and --precision "
-                             f"asks for {','.join(self.precisions)}; drop --exclude or add int8/fp8")
+            qdq = "/".join(QUANTIZED)
+            raise ValueError(f"--exclude {' '.join(self.exclude)} only applies to {qdq} graphs, and --precision "
+                             f"asks for {','.join(self.precisions)}; drop --exclude or add {qdq}")
 
-    def recipe(self, precision: str) -> PrecisionRecipe:
-        io = self.io_dtype if precision in ("fp16", "bf16") or self.io_dtype == "fp32" else "fp32"
-        return PrecisionRecipe(precision, io_dtype=io, base=self.int8_base, quantize_attention=self.quantize_attention,
+    def recipe(self, name: str) -> PrecisionRecipe:
+        io = self.io_dtype if lookup(name).graph == CAST or self.io_dtype == BASE_PRECISION else BASE_PRECISION
+        return PrecisionRecipe(name, io_dtype=io, base=self.int8_base, quantize_attention=self.quantize_attention,
                                quantize_patch_embed=self.quantize_patch_embed, exclude=self.exclude)
 
 
 @dataclass
 class QuantizeResult:
-    """What :func:`quantize` did: one entry per precision (path, recipe, gate, sensitivity), the calibration."""
+    """What :func:`quantize` did: one entry per precision (path, recipe, ``gate``: a
+    :class:`edgevit.precision.gate.GateResult`, sensitivity), the calibration."""
 
     outdir: Path
     entries: dict[str, dict]
@@ -105,10 +109,11 @@ class QuantizeResult:
 
     @property
     def ok(self) -> bool:
-        return all(e["gate"]["verdict"] != "failed" for e in self.entries.values())
+        return all(e["gate"].verdict is not Verdict.FAILED for e in self.entries.values())
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "outdir": str(self.outdir), "precisions": self.entries,
+        precisions = {p: {**e, "gate": e["gate"].to_dict()} for p, e in self.entries.items()}
+        return {"ok": self.ok, "outdir": str(self.outdir), "precisions": precisions,
                 "calibration": self.calibration, "seconds": round(self.seconds, 2)}
 
 
@@ -135,17 +140,18 @@ def quantize(source, config: QuantizeConfig | None = None, *, force: bool = Fals
     """
     cfg = config or QuantizeConfig()
     start = time.perf_counter()
-    manifest, fp32_art, fp32_path = Manifest.resolve(source, "fp32", "onnx", verify_hash=cfg.verify_hash)
+    fp32 = Manifest.resolve(source, BASE_PRECISION, "onnx", verify_hash=cfg.verify_hash)
+    manifest, fp32_art, fp32_path = fp32.manifest, fp32.entry, fp32.path
     outdir = manifest.root
     check_output_dir(outdir, "OUTDIR (copy the export somewhere writable)")
     if cfg.calib_cache:
         check_output_dir(Path(cfg.calib_cache).parent, "--calib-cache")
     remove_stale_temporaries(outdir)
-    wanted = [p for p in cfg.precisions if p != "fp32"]
+    wanted = [p for p in cfg.precisions if p != BASE_PRECISION]
     for p in wanted:
         check_writable(outdir / ONNX_FILES[p], force)
     quantized = [p for p in wanted if p in QUANTIZED]
-    shape = tuple(manifest.inputs[0]["shape"][1:]) if manifest.inputs else ()  # the digits fit 1x8x8 models only
+    shape = manifest.sample_shape  # the digits fit 1x8x8 models only
     cfg = replace(cfg, calib_data=default_data(cfg.calib_data, shape, "--calib-data") if quantized else cfg.calib_data,
                   data=default_data(cfg.data, shape, "--data", " or pass --no-gate") if cfg.gate else cfg.data)
     if cfg.exclude and quantized:
@@ -155,9 +161,10 @@ def quantize(source, config: QuantizeConfig | None = None, *, force: bool = Fals
     if any(p in QUANTIZED for p in wanted):
         calib = _calibrate(cfg, manifest, fp32_path, fp32_art.sha256 if cfg.verify_hash else None)
     entries: dict[str, dict] = {}
-    if "fp32" in cfg.precisions:
-        entries["fp32"] = {"path": ONNX_FILES["fp32"], "recipe": {"precision": "fp32"},
-                           "gate": gate_graph(str(fp32_path), "fp32", gate_data, cfg.max_drop, cfg.threads)}
+    if BASE_PRECISION in cfg.precisions:
+        entries[BASE_PRECISION] = {"path": ONNX_FILES[BASE_PRECISION], "recipe": {"precision": BASE_PRECISION},
+                                   "gate": gate_graph(str(fp32_path), BASE_PRECISION, gate_data, cfg.max_drop,
+                                                      cfg.threads)}
     fields: dict[str, dict] = {}
     # Every graph is written under a temporary name and all are renamed together after the last one
     # is built: a failure on the way leaves OUTDIR as it was, with no unlisted graph to block the next run.
@@ -192,7 +199,7 @@ def _calibrate(cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path, checked
     key = calibration_data_key(cfg.calib_data, cfg.calib_samples, cfg.calib_batch, preprocessed=cfg.preprocessed)
     graph_sha = checked_sha256 or sha256_file(fp32_path)  # resolve() already hashed and checked it
     if read_cache(cache, graph_sha, cfg.calibration, key) is None:
-        shape = tuple(manifest.inputs[0]["shape"][1:])
+        shape = manifest.sample_shape
         preprocessing = input_preprocessing(manifest, cfg.calib_data, cfg.preprocessed, "--calib-data")
         data = load_calibration_data(cfg.calib_data, preprocessing, shape,
                                      num_samples=cfg.calib_samples, batch_size=cfg.calib_batch,
@@ -211,16 +218,15 @@ def _one_precision(precision: str, cfg: QuantizeConfig, fp32_path: Path, calib, 
     graph = build_precision_graph(fp32_path, recipe, amax)
     gate = gate_graph(graph, precision, data, cfg.max_drop, cfg.threads)
     entry: dict = {"path": ONNX_FILES[precision]}
-    if recipe.quantized and data is not None and (cfg.sensitivity or (cfg.auto_exclude and gate["verdict"] == "failed")):
+    if recipe.quantized and data is not None and (cfg.sensitivity or (cfg.auto_exclude and gate.verdict is Verdict.FAILED)):
         entry["sensitivity"] = layer_sensitivity(fp32_path, recipe, amax, data, cfg.threads, cfg.progress)
-    if recipe.quantized and cfg.auto_exclude and gate["verdict"] == "failed":
+    if recipe.quantized and cfg.auto_exclude and gate.verdict is Verdict.FAILED:
         recipe, graph, gate, entry["auto_excluded"] = auto_exclude(
             fp32_path, recipe, amax, graph, gate, entry["sensitivity"], data, cfg.max_drop, cfg.threads)
     entry["recipe"] = recipe.to_dict()
     entry["gate"] = gate
     onnx.save_model(graph, str(tmp))
-    fields = {"recipe": entry["recipe"], "gate": gate,
-              "verdict": {"verified": {"passed": True, "failed": False}.get(gate["verdict"]), "gate": gate["verdict"]}}
+    fields = {"recipe": entry["recipe"], "gate": gate.to_dict(), "verdict": VerdictRecord(gate.verdict, "gate").to_dict()}
     if amax is not None:
         fields["calibration"] = calib.to_dict()
     for key in ("sensitivity", "auto_excluded"):

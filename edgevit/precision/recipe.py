@@ -14,7 +14,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import asdict, dataclass, replace
 
-from ..formats import FLOAT_PRECISIONS, ONNX_PRECISIONS, QUANTIZED
+from ..formats import (BASE_PRECISION, CAST, EXPORTED, FLOAT_PRECISIONS, FP16, QDQ, QDQ_BASES, QUANTIZED,
+                       precision)
 
 # Softmax in fp32 is the conservative choice, not a measured need: on the trained digits-tiny
 # (85 epochs, digits test split, ORT CPU) the fp16 graph's logits differ from fp32 by max abs
@@ -33,35 +34,40 @@ class PrecisionRecipe:
     """Everything that decides one precision graph; recorded whole in the manifest."""
 
     precision: str
-    io_dtype: str = "fp32"
+    io_dtype: str = BASE_PRECISION
     keep_fp32: tuple[str, ...] = KEEP_FP32
-    base: str = "fp16"                     # int8/fp8: precision of everything not quantized
+    base: str = FP16                       # Q/DQ (int8/fp8): precision of everything not quantized
     quantize_attention: bool = False
     quantize_patch_embed: bool = False
     exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.precision not in ONNX_PRECISIONS:
-            raise ValueError(f"precision must be one of {list(ONNX_PRECISIONS)}, got {self.precision!r}")
+        precision(self.precision, onnx=True)
         if self.io_dtype not in FLOAT_PRECISIONS:
-            raise ValueError(f"io_dtype must be fp32, fp16 or bf16, got {self.io_dtype!r}")
-        if self.io_dtype != "fp32" and self.io_dtype != self._float_dtype:
+            raise ValueError(f"io_dtype must be {', '.join(FLOAT_PRECISIONS[:-1])} or {FLOAT_PRECISIONS[-1]}, "
+                             f"got {self.io_dtype!r}")
+        if self.io_dtype != BASE_PRECISION and self.io_dtype != self._float_dtype:
             raise ValueError(f"io_dtype {self.io_dtype} does not match the {self.precision} graph's float type "
-                             f"({self._float_dtype}); use fp32 or {self._float_dtype}")
-        if self.base not in ("fp16", "fp32"):
-            raise ValueError(f"int8/fp8 base precision must be fp16 or fp32, got {self.base!r}")
+                             f"({self._float_dtype}); use {BASE_PRECISION} or {self._float_dtype}")
+        if self.base not in QDQ_BASES:
+            raise ValueError(f"{'/'.join(QUANTIZED)} base precision must be {' or '.join(QDQ_BASES)}, "
+                             f"got {self.base!r}")
         object.__setattr__(self, "keep_fp32", tuple(self.keep_fp32))
         object.__setattr__(self, "exclude", tuple(self.exclude))
 
     @property
+    def row(self):
+        """The precision's row (:func:`edgevit.formats.precision`)."""
+        return precision(self.precision, onnx=True)
+
+    @property
     def _float_dtype(self) -> str:
-        if self.precision in ("fp16", "bf16"):
-            return self.precision
-        return self.base if self.precision in QUANTIZED else "fp32"
+        graph = self.row.graph
+        return self.precision if graph == CAST else self.base if graph == QDQ else BASE_PRECISION
 
     @property
     def quantized(self) -> bool:
-        return self.precision in QUANTIZED
+        return self.row.graph == QDQ
 
     def quantize_patterns(self) -> tuple[str, ...]:
         return (LINEAR_PATTERNS + (ATTENTION_PATTERNS if self.quantize_attention else ())
@@ -75,11 +81,11 @@ class PrecisionRecipe:
                 d.pop(key)
         else:
             d["placement"] = "inputs of " + ", ".join(self.quantize_patterns())
-            d["weights"] = "per-channel (MatMul axis 1, Conv axis 0)" if self.precision == "int8" else "per-tensor"
+            d["weights"] = "per-channel (MatMul axis 1, Conv axis 0)" if self.row.per_channel else "per-tensor"
             d["activations"] = "per-tensor, symmetric, zero point 0"
-            d["format"] = "int8" if self.precision == "int8" else "float8e4m3fn"
-        if self.precision == "fp32":
-            return {"precision": "fp32"}
+            d["format"] = self.row.element.lower()
+        if self.row.graph == EXPORTED:
+            return {"precision": self.precision}
         return d
 
 

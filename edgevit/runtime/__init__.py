@@ -3,6 +3,9 @@
 For applications, :class:`Engine` (``Engine.load(path).predict(images)``) wraps a runner with
 the manifest's labels and preprocessing; it needs numpy and Pillow, never torch.
 
+Which runner executes an artifact file is its format's row in :data:`edgevit.formats.ARTIFACT_FORMATS`
+(:func:`runner_for_format`); a new backend is a runner registered here plus a format row there.
+
 Backends are imported lazily, inside :func:`get_runner`, so ``import edgevit`` (and
 ``import edgevit.runtime``) imports neither onnxruntime nor tensorrt.
 
@@ -49,6 +52,11 @@ def register_runner(name: str, target: str) -> None:
     _RUNNERS[name] = target
 
 
+def unregister_runner(name: str) -> None:
+    """Remove a backend :func:`register_runner` added (KeyError when none is registered as ``name``)."""
+    del _RUNNERS[name]
+
+
 def runner_class(name: str) -> type[Runner]:
     """The runner class of backend ``name``, importing its module now."""
     key = _ALIASES.get(name, name)
@@ -67,7 +75,23 @@ def get_runner(name: str, source, **options) -> Runner:
     return runner_class(name)(source, **options)
 
 
+def runner_for_format(format: str, source, *, providers=None, threads: int | None = None, qdq: str | None = None,
+                      manifest_entry: dict | None = None, cuda_graph: bool = False) -> Runner:
+    """The runner that executes a file of artifact format ``format``: the runner its row of
+    :data:`edgevit.formats.ARTIFACT_FORMATS` names, given the options of its kind (a graph: ONNX Runtime's
+    ``providers``, ``threads`` and ``qdq``, each left to the runner's default when None; an engine: its
+    ``manifest_entry``, checked against this machine, and ``cuda_graph``). Not yet active."""
+    from ..formats import artifact_format
+
+    row = artifact_format(format)
+    if row.graph:
+        options = {"providers": providers, "threads": threads, **({"qdq": qdq} if qdq is not None else {})}
+    else:
+        options = {"manifest_entry": manifest_entry, "cuda_graph": cuda_graph}
+    return get_runner(row.runner, source, **options)
+
+
 __all__ = [
     "Engine", "InputSpec", "Runner", "concrete_shape", "format_spec", "get_runner", "list_runners",
-    "register_runner", "runner_class", "validate_feeds",
+    "register_runner", "runner_class", "runner_for_format", "unregister_runner", "validate_feeds",
 ]

@@ -30,11 +30,8 @@ import numpy as np
 
 from ..errors import DataError, ManifestError, OutputKindError
 from ..manifest import Manifest
-from ..metrics import FEATURE_OUTPUTS, OUTPUT_RANKS
+from ..output_kinds import OutputKind, kind_of_output_name
 from .batching import batch_range, padded_chunks
-
-ONNX_SUFFIXES = (".onnx",)
-
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     x = np.asarray(logits, dtype=np.float64)
@@ -54,7 +51,7 @@ class Engine:
             (the Engine activates it and :meth:`close` releases it).
         manifest: the manifest of ``path``'s directory, or None (then no labels or preprocessing).
         artifact: ``path``'s entry in the manifest, or None.
-        backend: ``"onnxruntime"`` or ``"tensorrt"``.
+        backend: the name of the runner (``"onnxruntime"``, ``"tensorrt"``, ...).
     """
 
     def __init__(self, path: Path, runner, manifest: Manifest | None, artifact: dict | None, backend: str):
@@ -72,8 +69,9 @@ class Engine:
     @classmethod
     def load(cls, path: str | os.PathLike, *, threads: int | None = None, providers=None,
              cuda_graph: bool = False, check_compat: bool = True, verify_hash: bool = True) -> "Engine":
-        """Open ``path``: ``*.onnx`` through ONNX Runtime, anything else as a TensorRT plan. The
-        manifest beside it (``edgevit.json``) is read when present.
+        """Open ``path`` with the runner of its format (:data:`edgevit.formats.ARTIFACT_FORMATS`: ``*.onnx``
+        through ONNX Runtime, ``*.plan`` / ``*.engine`` / ``*.trt`` through TensorRT). The manifest beside it
+        (``edgevit.json``) is read when present.
 
         Args:
             path: an ``.onnx`` file or a TensorRT engine (``.plan``, ``.engine``, ...).
@@ -90,26 +88,21 @@ class Engine:
 
         Raises:
             DataError: ``path`` is not a file.
+            ValueError: its suffix names no artifact format.
             ArtifactIntegrityError: the file does not match the manifest's sha256.
             EngineMismatchError: the engine was built for another TensorRT, GPU or CUDA.
             MissingDependencyError: onnxruntime, or tensorrt and cuda-python, are not installed.
         """
-        from . import get_runner
+        from . import runner_for_format
 
         path = Path(path)
         if not path.is_file():
             raise DataError(f"{path}: no such engine or ONNX file")
         # no graph read here (a device may lack onnx, and ORT loads the file next): _check_rank checks outputs
-        manifest, entry, _ = Manifest.resolve(path, verify_hash=verify_hash, listed=False, graph=False)
-        artifact = entry.to_dict() if entry is not None else None
-        if path.suffix.lower() in ONNX_SUFFIXES:
-            runner = get_runner("onnxruntime", path, providers=providers, threads=threads)
-            backend = "onnxruntime"
-        else:
-            entry = artifact if (artifact and check_compat) else None
-            runner = get_runner("tensorrt", path, manifest_entry=entry, cuda_graph=cuda_graph)
-            backend = "tensorrt"
-        return cls(path, runner, manifest, artifact, backend)
+        found = Manifest.resolve(path, verify_hash=verify_hash, listed=False, graph=False)
+        runner = runner_for_format(found.format, path, providers=providers, threads=threads,
+                                   manifest_entry=found.record if check_compat else None, cuda_graph=cuda_graph)
+        return cls(path, runner, found.manifest, found.record, found.artifact_format.runner)
 
     def close(self) -> None:
         self.runner.deactivate()
@@ -127,9 +120,8 @@ class Engine:
 
     @property
     def preprocessing(self):
-        from ..data.preprocess import Preprocessing
-
-        return Preprocessing.from_manifest(self.manifest)
+        """The manifest's preprocessing spec (:class:`edgevit.specs.Preprocessing`), or None."""
+        return self.manifest.preprocessing if self.manifest else None
 
     @property
     def profile(self) -> tuple[int, int, int] | None:
@@ -139,20 +131,17 @@ class Engine:
             return int(prof["min"]), int(prof["opt"]), int(prof["max"])
         if hasattr(self.runner, "profile"):
             return self.runner.profile()
-        b = self.manifest.batch if self.manifest else None
-        if b and all(k in b for k in ("min", "opt", "max")):
-            return int(b["min"]), int(b["opt"]), int(b["max"])
-        return None
+        return self.manifest.batch.bounds if self.manifest and self.manifest.batch else None
 
     def input_spec(self) -> dict:
         return self.runner.input_spec()
 
     @property
-    def output_kind(self) -> str:
-        """"logits", "features" or "tokens": the manifest's ``model.output``, else the graph's output name."""
+    def output_kind(self) -> OutputKind:
+        """The manifest's ``model.output``, else the kind the graph's output name says."""
         if self.manifest is not None and self.artifact:
             return self.manifest.output_kind
-        return self._output if self._output in FEATURE_OUTPUTS else "logits"
+        return kind_of_output_name(self._output)
 
     # ------------------------------------------------------------------ running
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -235,11 +224,11 @@ class Engine:
         return np.concatenate(outputs)
 
     def _check_rank(self, out: np.ndarray) -> np.ndarray:
-        """``out`` when its rank is that of the model's output kind (:data:`OUTPUT_RANKS`); else
+        """``out`` when its rank is that of the model's output kind (:class:`edgevit.output_kinds.OutputKind`); else
         OutputKindError naming the file, the output and its rank: a graph edgevit did not export (a CNN's
         feature map, a detector's boxes) has nothing to rank or embed."""
         kind = self.output_kind
-        rank, layout = OUTPUT_RANKS.get(kind, OUTPUT_RANKS["logits"])
+        rank, layout = kind.rank, kind.layout
         if np.ndim(out) != rank:
             raise OutputKindError(
                 f"{self.path}: output {self._output!r} has rank {np.ndim(out)} (shape {tuple(np.shape(out))}); edgevit "
@@ -257,7 +246,7 @@ class Engine:
         if not isinstance(topk, int) or topk < 1:
             raise ValueError(f"topk must be a positive integer, got {topk!r}")
         kind = self.output_kind
-        if kind != "logits":
+        if not kind.classes:
             raise OutputKindError(
                 f"{self.path}: this model outputs {kind} ({self._output!r}), not class logits, so there is nothing "
                 f"to rank; get its {kind} with Engine.embed(images) (CLI: `edgevit embed {self.path} IMAGE... "
@@ -282,7 +271,7 @@ class Engine:
         graph (output ``logits``) raises OutputKindError: use :meth:`predict`.
         """
         kind = self.output_kind
-        if kind == "logits":
+        if kind.classes:
             raise OutputKindError(
                 f"{self.path}: this model outputs class logits, not embeddings; use Engine.predict (CLI: "
                 "`edgevit predict`), or export a headless model (num_classes=0), or any model with "

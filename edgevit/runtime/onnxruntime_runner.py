@@ -10,12 +10,13 @@ import numpy as np
 from ..errors import MissingDependencyError, OnnxModelError
 from .base import InputSpec, Runner
 
-# short names -> provider lists, most preferred first (ORT falls back along the list)
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
+"""The one list of ONNX Runtime providers edgevit names: short name (``--provider``, ``providers=``) ->
+ExecutionProvider names, most preferred first (ORT falls back along the list)."""
 
 _ORT_TYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,

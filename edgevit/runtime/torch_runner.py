@@ -8,20 +8,22 @@ import numpy as np
 import torch
 
 from ..errors import EdgeVitError
+from ..formats import BASE_PRECISION, PRECISION_TABLE
 from .base import InputSpec, Runner
 
 ATTENTIONS = ("math", "sdpa")
 DEVICES = ("cpu", "cuda")
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"  # a headless model's output is "features" (its ``output_kind``), or "tokens" when asked
 
 
 def torch_dtype(name: str) -> torch.dtype:
-    try:
-        return DTYPES[name]
-    except KeyError:
-        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {name!r}") from None
+    """The torch dtype of precision ``name`` (its row's ``torch_dtype``)."""
+    row = next((p for p in PRECISION_TABLE if p.name == name and p.torch_dtype), None)
+    if row is None:
+        known = [p.name for p in PRECISION_TABLE if p.torch_dtype]
+        raise ValueError(f"dtype must be one of {known}, got {name!r}")
+    return getattr(torch, row.torch_dtype)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -50,7 +52,7 @@ class TorchRunner(Runner):
     (the patch tokens, what ``edgevit export --output-kind tokens`` writes) as ``tokens``.
     """
 
-    def __init__(self, source, attention: str | None = None, device: str = "cpu", dtype: str = "fp32",
+    def __init__(self, source, attention: str | None = None, device: str = "cpu", dtype: str = BASE_PRECISION,
                  arch: str | None = None, output: str | None = None):
         super().__init__()
         if attention is not None and attention not in ATTENTIONS:

@@ -22,6 +22,7 @@ from pathlib import Path
 from .._io import (atomic_path, check_output_dir, check_writable, install_file, outdir_lock, remove_stale_temporaries,
                    temporary_name, write_text_atomic)
 from ..errors import ManifestError, TensorRTError
+from ..formats import BASE_PRECISION
 from ..manifest import MANIFEST_NAME, Manifest
 from ..onnx_graph import QDQ_OPS
 from . import rules
@@ -31,20 +32,41 @@ from .fusion import FusionReport, fusion_report
 
 
 # ------------------------------------------------------------------ TensorRT calls
-@dataclass
-class BuildOptions:
-    precision: str = "fp32"
-    has_qdq: bool = False
-    profile: tuple[int, int, int] = (1, 1, 1)
-    input_name: str = "images"
-    input_shape: tuple = ()  # per-sample shape (C, H, W)
+@dataclass(frozen=True)
+class EngineBuildConfig:
+    """Options of :func:`build_engine` (``batch`` overrides the manifest's min/opt/max)."""
+
+    precision: str | None = None  # which ONNX artifact of an OUTDIR; default: the only one, else fp32
+    batch: tuple[int, int, int] | None = None
     workspace_mib: int | None = None
     optimization_level: int | None = None
     timing_cache: str | None = None
     dla_core: int | None = None
     version_compatible: bool = False
-    hardware_compatibility: str = "none"  # a key of rules.HW_COMPAT_LEVELS
-    weakly_typed: bool = False
+    hardware_compatibility: str = "none"
+    weakly_typed: bool = False  # TensorRT 10 only: FP16/BF16 builder flags instead of strong typing
+
+    def __post_init__(self) -> None:
+        if self.hardware_compatibility not in rules.HW_COMPAT_LEVELS:
+            raise ValueError(f"hardware_compatibility must be one of {list(rules.HW_COMPAT_LEVELS)}, "
+                             f"got {self.hardware_compatibility!r}")
+        if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
+            raise ValueError(f"builder optimization level must be 0..5, got {self.optimization_level}")
+        if self.workspace_mib is not None and self.workspace_mib < 1:
+            raise ValueError(f"workspace must be >= 1 MiB, got {self.workspace_mib}")
+
+
+@dataclass
+class BuildOptions:
+    """What :func:`build_plan` builds: the graph's facts (its precision, whether it holds Q/DQ, its
+    input and batch profile) and the user's :class:`EngineBuildConfig`."""
+
+    precision: str = BASE_PRECISION
+    has_qdq: bool = False
+    profile: tuple[int, int, int] = (1, 1, 1)
+    input_name: str = "images"
+    input_shape: tuple = ()  # per-sample shape (C, H, W)
+    config: EngineBuildConfig = field(default_factory=EngineBuildConfig)
 
 
 @dataclass
@@ -83,13 +105,14 @@ def build_plan(onnx_path: str | os.PathLike, opts: BuildOptions) -> BuildResult:
     """Parse ``onnx_path`` and build a serialized engine (plan bytes) with ``opts``."""
     from .session import deserialize, device_facts
 
+    cfg = opts.config
     trt = import_tensorrt()
     start = time.perf_counter()
     facts = device_facts(trt)
     version = trt.__version__
-    mode = rules.build_mode(version, opts.precision, opts.has_qdq, opts.weakly_typed)
-    rules.check_dla(version, facts, opts.dla_core, opts.precision)
-    hw_level = rules.hardware_level_name(version, opts.hardware_compatibility)
+    mode = rules.build_mode(version, opts.precision, opts.has_qdq, cfg.weakly_typed)
+    rules.check_dla(version, facts, cfg.dla_core, opts.precision)
+    hw_level = rules.hardware_level_name(version, cfg.hardware_compatibility)
 
     builder = trt.Builder(logger(trt))
     flags = 0
@@ -104,11 +127,11 @@ def build_plan(onnx_path: str | os.PathLike, opts: BuildOptions) -> BuildResult:
     for name in mode.flags:  # "FP16" / "BF16": weak typing, which rules.build_mode allows on TensorRT 10 only
         config.set_flag(getattr(trt.BuilderFlag, name))
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    if opts.workspace_mib is not None:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace_mib) << 20)
-    if opts.optimization_level is not None:
-        config.builder_optimization_level = int(opts.optimization_level)
-    if opts.version_compatible:
+    if cfg.workspace_mib is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(cfg.workspace_mib) << 20)
+    if cfg.optimization_level is not None:
+        config.builder_optimization_level = int(cfg.optimization_level)
+    if cfg.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if hw_level is not None:  # looked up by name: SAME_COMPUTE_CAPABILITY exists from TensorRT 10.9 only
         config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, hw_level)
@@ -119,13 +142,13 @@ def build_plan(onnx_path: str | os.PathLike, opts: BuildOptions) -> BuildResult:
     profile.set_shape(opts.input_name, (lo, *shape), (opt, *shape), (hi, *shape))
     config.add_optimization_profile(profile)
 
-    if opts.timing_cache:
-        _load_timing_cache(config, opts.timing_cache)
+    if cfg.timing_cache:
+        _load_timing_cache(config, cfg.timing_cache)
 
     dla_fallback = []
-    if opts.dla_core is not None:
+    if cfg.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = int(opts.dla_core)
+        config.DLA_core = int(cfg.dla_core)
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
         for i in range(network.num_layers):
             layer = network.get_layer(i)
@@ -137,46 +160,22 @@ def build_plan(onnx_path: str | os.PathLike, opts: BuildOptions) -> BuildResult:
         raise TensorRTError(f"TensorRT {version} failed to build an engine from {onnx_path} "
                             "(see the TensorRT log above)")
     plan = bytes(plan)
-    if opts.timing_cache:
-        with atomic_path(opts.timing_cache, force=True) as tmp:
+    if cfg.timing_cache:
+        with atomic_path(cfg.timing_cache, force=True) as tmp:
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
 
-    _, engine = deserialize(trt, plan, opts.version_compatible, opts.dla_core)
+    _, engine = deserialize(trt, plan, cfg.version_compatible, cfg.dla_core)
     info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
-    report = fusion_report(info, dla=opts.dla_core is not None)
+    report = fusion_report(info, dla=cfg.dla_core is not None)
     rules.check_realized_precision(report, opts.precision)
-    if opts.dla_core is not None and not report.placement.get("dla"):
-        raise TensorRTError(f"the engine was built for DLA core {opts.dla_core}, but the inspector shows no layer "
+    if cfg.dla_core is not None and not report.placement.get("dla"):
+        raise TensorRTError(f"the engine was built for DLA core {cfg.dla_core}, but the inspector shows no layer "
                             f"running on DLA (all {len(report.placement.get('gpu', []))} on the GPU); "
                             "leave out --dla-core")
     return BuildResult(plan, facts, mode.to_dict(), report, dla_fallback, time.perf_counter() - start)
 
 
 # ------------------------------------------------------------------ edgevit build
-@dataclass(frozen=True)
-class EngineBuildConfig:
-    """Options of :func:`build_engine` (``batch`` overrides the manifest's min/opt/max)."""
-
-    precision: str | None = None  # which ONNX artifact of an OUTDIR; default: the only one, else fp32
-    batch: tuple[int, int, int] | None = None
-    workspace_mib: int | None = None
-    optimization_level: int | None = None
-    timing_cache: str | None = None
-    dla_core: int | None = None
-    version_compatible: bool = False
-    hardware_compatibility: str = "none"
-    weakly_typed: bool = False  # TensorRT 10 only: FP16/BF16 builder flags instead of strong typing
-
-    def __post_init__(self) -> None:
-        if self.hardware_compatibility not in rules.HW_COMPAT_LEVELS:
-            raise ValueError(f"hardware_compatibility must be one of {list(rules.HW_COMPAT_LEVELS)}, "
-                             f"got {self.hardware_compatibility!r}")
-        if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
-            raise ValueError(f"builder optimization level must be 0..5, got {self.optimization_level}")
-        if self.workspace_mib is not None and self.workspace_mib < 1:
-            raise ValueError(f"workspace must be >= 1 MiB, got {self.workspace_mib}")
-
-
 @dataclass
 class EngineBuildResult:
     engine_path: Path
@@ -191,14 +190,6 @@ class EngineBuildResult:
         return {"ok": True, "engine": str(self.engine_path), "fusion_report": str(self.report_path),
                 "manifest": str(self.manifest_path), "artifact": self.artifact, "report": self.report,
                 "dla_fallback": self.dla_fallback, "seconds": round(self.seconds, 2)}
-
-
-def resolve_onnx(source: str | os.PathLike, precision: str | None = None,
-                 verify_hash: bool = True) -> tuple[Manifest, Path, object]:
-    """(manifest, onnx path, artifact) of an export OUTDIR or an ONNX file inside one, checked
-    against the manifest before use (:meth:`edgevit.manifest.Manifest.resolve`)."""
-    manifest, art, onnx_path = Manifest.resolve(source, precision, "onnx", verify_hash=verify_hash)
-    return manifest, onnx_path, art
 
 
 def check_graph_for_tensorrt(onnx_path: Path) -> bool:
@@ -248,22 +239,19 @@ def build_engine(source: str | os.PathLike, output: str | os.PathLike, config: E
     check_output_dir(output.parent, "-o/--output")
     check_writable(output, force)
     check_writable(report_path, force)
-    manifest, onnx_path, art = resolve_onnx(source, cfg.precision, verify_hash)
+    found = Manifest.resolve(source, cfg.precision, "onnx", verify_hash=verify_hash)  # checked before use
+    manifest, onnx_path, art = found.manifest, found.path, found.entry
     profile = rules.profile_from_manifest(manifest.batch, cfg.batch)
     if not manifest.inputs:
         raise ManifestError("the manifest records no inputs; re-export the model")
     inp = manifest.inputs[0]
-    input_shape = tuple(int(d) for d in inp["shape"][1:])
     has_qdq = check_graph_for_tensorrt(onnx_path)
     if cfg.dla_core is not None:
         rules.check_dla_graph(art.precision)
     import_tensorrt()  # fail early, before any file is touched
 
-    opts = BuildOptions(
-        precision=art.precision, has_qdq=has_qdq, profile=profile, input_name=inp["name"],
-        input_shape=input_shape, workspace_mib=cfg.workspace_mib, optimization_level=cfg.optimization_level,
-        timing_cache=cfg.timing_cache, dla_core=cfg.dla_core, version_compatible=cfg.version_compatible,
-        hardware_compatibility=cfg.hardware_compatibility, weakly_typed=cfg.weakly_typed)
+    opts = BuildOptions(precision=art.precision, has_qdq=has_qdq, profile=profile, input_name=inp.name,
+                        input_shape=inp.sample_shape, config=cfg)
     built = build_plan(onnx_path, opts)
     report = built.report.to_dict()
 

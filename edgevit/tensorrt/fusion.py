@@ -29,23 +29,23 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ..formats import EXPORTED, PRECISION_TABLE
+
 FUSED_KERNEL_PREFIXES = ("_gemm_mha_v", "fmha", "_fmha", "flash", "_flash")
 ATTENTION_LAYER_TYPES = ("attention", "iattention", "attentionlayer")
 TENSOR_TYPE_KEYS = ("Format/Datatype", "DataType", "Datatype", "Format")
 """Keys of a tensor's type in inspector JSON: TensorRT 10's ``Format/Datatype``, then the names
 TensorRT 11's detailed output may use."""
 
-_PRECISION_PATTERNS = [  # order matters: "bfloat16" before "float", "fp8" before "fp"
-    ("fp8", re.compile(r"fp8|e4m3|e5m2")),
-    ("int4", re.compile(r"int4")),
-    ("bf16", re.compile(r"bf16|bfloat16")),
-    ("int8", re.compile(r"int8")),
-    ("fp16", re.compile(r"fp16|half")),
-    ("fp32", re.compile(r"fp32|float")),
-    ("int32", re.compile(r"int32")),
-    ("int64", re.compile(r"int64")),
-    ("bool", re.compile(r"bool")),
-]
+_OTHER_TYPES = [("int32", re.compile(r"int32")), ("int64", re.compile(r"int64")), ("bool", re.compile(r"bool"))]
+"""Inspector types of no precision row."""
+
+
+def _precision_patterns() -> list[tuple[str, re.Pattern]]:
+    """(name, pattern) per type text: each precision row's ``trt_names``, the exported (fp32) row's last
+    (its "float" is in "bfloat16"), then the non-float types."""
+    rows = sorted((p for p in PRECISION_TABLE if p.trt_names), key=lambda p: p.graph == EXPORTED)
+    return [(p.name, re.compile("|".join(map(re.escape, p.trt_names)))) for p in rows] + _OTHER_TYPES
 _MYELIN_REGION = re.compile(r"^\{?ForeignNode\[", re.I)   # a whole Myelin (or DLA) region: first...last op
 _MYELIN_KERNEL = re.compile(r"^__myl_", re.I)             # one kernel Myelin generated inside a region
 _GROUP = re.compile(r"(blocks|layers?|features|encoder[./_]layer)[./_](\d+)", re.I)
@@ -59,7 +59,7 @@ def datatype_precision(text: str | None) -> str | None:
     if not text:
         return None
     low = str(text).lower()
-    for name, pattern in _PRECISION_PATTERNS:
+    for name, pattern in _precision_patterns():
         if pattern.search(low):
             return name
     return None

@@ -21,7 +21,9 @@ import re
 from dataclasses import dataclass
 
 from ..errors import DataError, EngineMismatchError, TensorRTError
-from ..formats import PRECISIONS
+from ..formats import BASE_PRECISION, EXPORTED, FP16, PRECISION_TABLE, precision_names
+from ..formats import precision as lookup
+from ..specs import BatchRange
 
 MIN_TENSORRT = (10, 0)
 
@@ -81,7 +83,9 @@ class BuildMode:
         return {"strongly_typed": self.strongly_typed, "flags": list(self.flags), "reason": self.reason}
 
 
-_WEAK_FLAGS = {"fp16": ("FP16",), "bf16": ("BF16",), "fp32": ()}
+def weak_flags() -> dict[str, tuple[str, ...]]:
+    """Plain float precision -> the ``trt.BuilderFlag`` names of its weakly typed build (its row's ``trt_flag``)."""
+    return {p.name: (p.trt_flag,) if p.trt_flag else () for p in PRECISION_TABLE if p.float}
 
 
 def build_mode(version: str, precision: str, has_qdq: bool, weakly_typed: bool = False) -> BuildMode:
@@ -97,9 +101,8 @@ def build_mode(version: str, precision: str, has_qdq: bool, weakly_typed: bool =
       used) -- never a silent fp32 build.
     """
     v = check_supported(version)
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    if precision in ("int8", "fp8", "int4") and not has_qdq:
+    row = lookup(precision)
+    if row.quantized and not has_qdq:
         raise TensorRTError(
             f"a {precision} build needs a graph with QuantizeLinear/DequantizeLinear nodes, and this ONNX has none; "
             f"make the {precision} graph with edgevit's precision step first (TensorRT would otherwise build fp32/fp16)"
@@ -109,17 +112,18 @@ def build_mode(version: str, precision: str, has_qdq: bool, weakly_typed: bool =
     if v[0] >= 11:
         raise ValueError(f"--weakly-typed needs TensorRT 10: TensorRT {version} builds strongly typed only; "
                          "leave out --weakly-typed")
-    if has_qdq or precision not in _WEAK_FLAGS:
+    if has_qdq or not row.float:
         raise ValueError(f"--weakly-typed applies to fp32/fp16/bf16 graphs without Q/DQ nodes; this {precision} "
                          "graph is built strongly typed: leave out --weakly-typed")
-    flags = _WEAK_FLAGS[precision]
+    flags = weak_flags()[precision]
     return BuildMode(False, flags, f"TensorRT {version}: weakly typed (--weakly-typed), builder flags "
                                    f"{list(flags) or 'none'} matching the {precision} graph")
 
 
 # ------------------------------------------------------------------ DLA
-DLA_PRECISIONS = ("fp16", "int8", "mixed")
-"""Graph precisions DLA can run (DLA runs FP16 and INT8 layers only; trtexec forces FP16 for DLA)."""
+DLA_PRECISIONS = precision_names(lambda p: p.dla)
+"""Graph precisions DLA can run, their rows' ``dla`` (DLA runs FP16 and INT8 layers only; trtexec forces FP16
+for DLA)."""
 
 
 def dla_support(version: str, jetson: dict | None) -> str | None:
@@ -174,7 +178,7 @@ def check_dla_graph(precision: str) -> None:
             "or leave out --dla-core")
 
 
-def check_dla(version: str, device: dict, core: int | None, precision: str = "fp16") -> None:
+def check_dla(version: str, device: dict, core: int | None, precision: str = FP16) -> None:
     """Refuse ``--dla-core`` where DLA cannot work. ``device``: the build's device facts
     (``gpu_name``, ``compute_capability``, ``dla_cores`` from ``trt.Runtime.num_DLA_cores``,
     ``jetson``); ``precision``: the graph's. ``core=None``: nothing to check."""
@@ -225,15 +229,15 @@ def hardware_level_name(version: str, level: str) -> str | None:
 
 
 # ------------------------------------------------------------------ optimization profile
-def profile_from_manifest(batch: dict, override: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
+def profile_from_manifest(batch: BatchRange | None, override: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
     """(min, opt, max) batch of the optimization profile.
 
-    ``batch`` is the manifest's ``{"dynamic", "min", "opt", "max"}`` (the range the ONNX graph
-    was exported for). ``override`` (``--batch MIN,OPT,MAX``) must lie inside that range.
+    ``batch`` is the manifest's batch range (the range the ONNX graph was exported for). ``override``
+    (``--batch MIN,OPT,MAX``) must lie inside that range.
     """
-    if not batch or not all(k in batch for k in ("min", "opt", "max")):
-        raise ValueError(f"the manifest's batch entry must hold min, opt and max, got {batch!r}; re-export the model")
-    lo, opt, hi = int(batch["min"]), int(batch["opt"]), int(batch["max"])
+    if batch is None:
+        raise ValueError("the manifest records no batch range (min, opt and max); re-export the model")
+    lo, opt, hi = batch.bounds
     if override is None:
         return lo, opt, hi
     if len(override) != 3:
@@ -241,7 +245,7 @@ def profile_from_manifest(batch: dict, override: tuple[int, int, int] | None = N
     o_lo, o_opt, o_hi = (int(v) for v in override)
     if not 1 <= o_lo <= o_opt <= o_hi:
         raise ValueError(f"--batch must satisfy 1 <= MIN <= OPT <= MAX, got MIN={o_lo}, OPT={o_opt}, MAX={o_hi}")
-    if not batch.get("dynamic", hi > lo) and (o_lo, o_hi) != (lo, hi):
+    if not batch.is_dynamic and (o_lo, o_hi) != (lo, hi):
         raise ValueError(f"the graph has a static batch of {lo}; --batch {o_lo},{o_opt},{o_hi} cannot change it "
                          f"(re-export with --batch MIN,OPT,MAX for a dynamic batch)")
     if o_lo < lo or o_hi > hi:
@@ -265,9 +269,10 @@ def check_realized_precision(report, requested: str) -> None:
     ``report``: a :class:`edgevit.tensorrt.fusion.FusionReport`. Only a detailed report can prove
     this; a names-only report passes (nothing to check).
     """
-    if requested == "fp32" or report.detail != "detailed" or not report.precision_counts:
+    if requested == BASE_PRECISION or report.detail != "detailed" or not report.precision_counts:
         return
-    low = {p: n for p, n in report.precision_counts.items() if p in ("fp16", "bf16", "int8", "fp8", "int4")}
+    lower = {p.name for p in PRECISION_TABLE if p.trt_names and p.graph != EXPORTED}
+    low = {p: n for p, n in report.precision_counts.items() if p in lower}
     if not low:
         raise TensorRTError(
             f"a {requested} engine was asked for, but every layer of the built engine runs in "

@@ -31,7 +31,6 @@ checks), :mod:`.distributed` (torchrun / DDP). The defaults and the measurements
 benchmarks/README.md, "Training defaults".
 """
 
-from .augment import random_affine, random_shift
 from .config import (
     AMP_MODES,
     AUGMENTS,
@@ -47,8 +46,17 @@ from .config import (
     TrainConfig,
     TrainResult,
 )
-from .loop import train
-from .optim import lr_at
+
+_LAZY = {"train": ".loop", "lr_at": ".optim", "random_affine": ".augment", "random_shift": ".augment"}
+
+
+def __getattr__(name: str):
+    """The torch-backed parts load on first use, so the CLI reads the config's choices without torch."""
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "AMP_MODES", "AUGMENTS", "BEST", "DEFAULT_EPOCHS", "DEVICES", "LAST", "RESUME_OVERRIDES", "SCHEDULES",

@@ -14,7 +14,7 @@ from ..errors import CheckpointError
 from .config import LAST, RESUME_OVERRIDES, STATE, STATE_VERSION, TrainConfig
 
 
-def _default_output() -> Path:
+def default_output() -> Path:
     base = Path("runs") / f"train-{time.strftime('%Y%m%d-%H%M%S')}"
     path, n = base, 1
     while path.exists():
@@ -23,7 +23,7 @@ def _default_output() -> Path:
     return path
 
 
-def _resolve_resume(resume: str) -> Path:
+def resolve_resume(resume: str) -> Path:
     path = Path(resume)
     run = path if path.is_dir() else path.parent
     missing = [name for name in (LAST, STATE) if not (run / name).exists()]
@@ -43,7 +43,7 @@ def _same_setting(name: str, given, recorded) -> bool:
     return False
 
 
-def _check_resume_matches(cfg: TrainConfig, saved: TrainConfig, run: Path) -> None:
+def check_resume_matches(cfg: TrainConfig, saved: TrainConfig, run: Path) -> None:
     """A resumed run continues with its recorded settings: refuse one given (not left at its
     default) that differs from the run's, rather than ignore it."""
     default = TrainConfig()
@@ -63,7 +63,7 @@ def _check_resume_matches(cfg: TrainConfig, saved: TrainConfig, run: Path) -> No
         )
 
 
-def _load_state(run: Path) -> dict:
+def load_state(run: Path) -> dict:
     try:
         state = torch.load(run / STATE, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -73,6 +73,6 @@ def _load_state(run: Path) -> dict:
     return state
 
 
-def _save_state(path: Path, state: dict) -> None:
+def save_state(path: Path, state: dict) -> None:
     with atomic_path(path, force=True) as tmp:
         torch.save(state, tmp)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from ..formats import BF16, FP16
+
 SCHEDULES = ("cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
-AMP_MODES = ("auto", "bf16", "fp16", "off")
+AMP_MODES = ("auto", BF16, FP16, "off")
 AUGMENTS = ("affine", "shift", "none")
 SELECTS = ("last", "val_acc", "val_loss")
 DEFAULT_EPOCHS = 85

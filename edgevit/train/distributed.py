@@ -11,7 +11,7 @@ import torch
 
 
 @dataclass
-class _Dist:
+class Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
@@ -32,12 +32,12 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value not in (None, "") else default
 
 
-def _setup_distributed(device_kind: str) -> _Dist:
+def setup_distributed(device_kind: str) -> Dist:
     import torch.distributed as dist
 
     world = _env_int("WORLD_SIZE", 1)
     if world <= 1 and not (dist.is_available() and dist.is_initialized()):
-        return _Dist()
+        return Dist()
     if not dist.is_available():
         raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
     created = False
@@ -46,7 +46,7 @@ def _setup_distributed(device_kind: str) -> _Dist:
         dist.init_process_group(backend=backend)
         created = True
     world = dist.get_world_size()
-    return _Dist(
+    return Dist(
         rank=dist.get_rank(),
         world_size=world,
         local_rank=_env_int("LOCAL_RANK", 0),
@@ -55,7 +55,7 @@ def _setup_distributed(device_kind: str) -> _Dist:
     )
 
 
-def _all_sum(values: list[float], dist_info: _Dist, device) -> list[float]:
+def all_sum(values: list[float], dist_info: Dist, device) -> list[float]:
     if not dist_info.enabled:
         return values
     import torch.distributed as dist
@@ -65,7 +65,7 @@ def _all_sum(values: list[float], dist_info: _Dist, device) -> list[float]:
     return t.tolist()
 
 
-def _broadcast_obj(obj, dist_info: _Dist):
+def broadcast_obj(obj, dist_info: Dist):
     if not dist_info.enabled:
         return obj
     import torch.distributed as dist
@@ -75,7 +75,7 @@ def _broadcast_obj(obj, dist_info: _Dist):
     return box[0]
 
 
-def _barrier(dist_info: _Dist) -> None:
+def barrier(dist_info: Dist) -> None:
     if dist_info.enabled:
         import torch.distributed as dist
 

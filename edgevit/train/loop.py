@@ -8,7 +8,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +19,30 @@ from torch import nn
 from .._io import check_output_dir, remove_stale_temporaries, write_text_atomic
 from ..errors import ArtifactExistsError, CheckpointError, DataError, OutputPathError
 from .augment import random_affine, random_shift
-from .checkpoints import _check_resume_matches, _default_output, _load_state, _resolve_resume, _save_state
-from .config import BEST, LAST, RESUME_OVERRIDES, STATE, STATE_VERSION, TrainConfig, TrainResult
-from .distributed import _all_sum, _barrier, _broadcast_obj, _Dist, _setup_distributed, cpu_count
+from .checkpoints import (
+    check_resume_matches,
+    default_output,
+    load_state,
+    resolve_resume,
+    save_state,
+)
+from .config import (
+    BEST,
+    LAST,
+    RESUME_OVERRIDES,
+    STATE,
+    STATE_VERSION,
+    TrainConfig,
+    TrainResult,
+)
+from .distributed import (
+    Dist,
+    all_sum,
+    barrier,
+    broadcast_obj,
+    cpu_count,
+    setup_distributed,
+)
 from .optim import adamw, amp_context, ema_model, ema_state, load_ema, lr_at
 
 
@@ -60,7 +81,7 @@ def _seed_for(seed: int, epoch: int, rank: int) -> int:
 
 @torch.inference_mode()
 def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-              device, dist_info: _Dist, autocast) -> tuple[float, float]:
+              device, dist_info: Dist, autocast) -> tuple[float, float]:
     """(mean loss, accuracy) over all ranks; each rank scores every world_size-th image."""
     model.eval()
     idx = torch.arange(dist_info.rank, len(labels), dist_info.world_size)
@@ -73,7 +94,7 @@ def _evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batc
             logits = model(x)
         loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
         correct += float((logits.argmax(1) == y).sum())
-    loss_sum, correct, count = _all_sum([loss_sum, correct, float(len(idx))], dist_info, device)
+    loss_sum, correct, count = all_sum([loss_sum, correct, float(len(idx))], dist_info, device)
     return loss_sum / max(count, 1), correct / max(count, 1)
 
 
@@ -162,17 +183,17 @@ def train(cfg: TrainConfig, callback=None) -> TrainResult:
     state = None
     run_dir: Path | None = None
     if cfg.resume:
-        run_dir = check_output_dir(_resolve_resume(cfg.resume), "--resume")
-        state = _load_state(run_dir)
+        run_dir = check_output_dir(resolve_resume(cfg.resume), "--resume")
+        state = load_state(run_dir)
         saved = TrainConfig.from_dict(state["train_config"])
-        _check_resume_matches(cfg, saved, run_dir)
+        check_resume_matches(cfg, saved, run_dir)
         changes = {name: getattr(cfg, name) for name in RESUME_OVERRIDES}
         if cfg.epochs is None:
             changes["epochs"] = saved.num_epochs
         cfg = replace(saved, **changes, resume=str(run_dir), output=str(run_dir)).validate()
 
     device_kind = _resolve_device(cfg.device)
-    dist_info = _setup_distributed(device_kind)
+    dist_info = setup_distributed(device_kind)
     old_threads = torch.get_num_threads()
     try:
         if device_kind == "cpu":
@@ -187,219 +208,297 @@ def train(cfg: TrainConfig, callback=None) -> TrainResult:
             dist.destroy_process_group()
 
 
-def _run(cfg, state, run_dir, device_kind, dist_info: _Dist, t_start, callback) -> TrainResult:
-    from ..models import load_model, save_model
-
+def _run(cfg, state, run_dir, device_kind, dist_info: Dist, t_start, callback) -> TrainResult:
     device = torch.device(f"cuda:{dist_info.local_rank}" if device_kind == "cuda" else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    is_main = dist_info.is_main
-
-    # output directory: rank 0 decides, everyone agrees
-    if run_dir is None:
-        decision = (None, None)
-        if is_main:
-            out = Path(cfg.output) if cfg.output else _default_output()
-            if not cfg.force and out.exists() and any((out / n).exists() for n in (BEST, LAST, STATE)):
-                decision = (None, ArtifactExistsError(
-                    f"{out} already holds a training run; pass force=True (--force) to overwrite it, "
-                    f"resume it with --resume {out}, or choose another --output"
-                ))
-            else:
-                try:  # before data loading and training, not at the first checkpoint
-                    decision = (str(check_output_dir(out, "-o/--output")), None)
-                except OutputPathError as exc:
-                    decision = (None, exc)
-        out_text, error = _broadcast_obj(decision, dist_info)
-        if error:
-            raise error
-        run_dir = Path(out_text)
+    run_dir = run_dir if run_dir is not None else _decide_run_dir(cfg, dist_info)
     cfg = replace(cfg, output=str(run_dir))
-
-    # data and model
     torch.manual_seed(cfg.seed)
-    if state is not None:
-        model = load_model(run_dir / LAST).train()
-        preprocessing = model.preprocessing
-        train_set, val_set, test_set, names, num_classes = _load_splits(cfg, preprocessing)
-        if num_classes != model.config.num_classes:
-            raise DataError(
-                f"{cfg.data} has {num_classes} classes now but the run in {run_dir} was trained with "
-                f"{model.config.num_classes}; resume with the same data"
-            )
-    else:
-        model = _initial_model(cfg)
-        preprocessing = model.preprocessing
-        train_set, val_set, test_set, names, num_classes = _load_splits(cfg, preprocessing)
-        model = _fit_classes(model, cfg, names, num_classes)
+    model, (train_set, val_set, test_set) = _model_and_data(cfg, state, run_dir)
     model.to(device)
-    x_train, y_train = _to_tensors(train_set)
-    x_val, y_val = _to_tensors(val_set)
-
-    net: nn.Module = model
-    if dist_info.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    optimizer = adamw(model, cfg)
-    autocast, scaler = amp_context(device.type, cfg.amp)
-    ema = ema_model(model, cfg.ema) if cfg.ema > 0 else None
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-
-    from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
-
-    train_data = _TensorBatches(x_train, y_train)
-    sampler = DistributedSampler(train_data, num_replicas=dist_info.world_size, rank=dist_info.rank,
-                                 shuffle=True, seed=cfg.seed, drop_last=False)
-    loader = DataLoader(train_data, sampler=BatchSampler(sampler, cfg.batch_size, drop_last=False),
-                        batch_size=None, collate_fn=_keep, num_workers=cfg.workers,
-                        pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
-    steps_per_epoch = len(loader)
-    epochs = cfg.num_epochs
-    total_steps = epochs * steps_per_epoch
-    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
-    max_px = max(1, int(round(cfg.translate * preprocessing.image_size))) if cfg.augment == "shift" else 0
-    fill = -torch.tensor(preprocessing.mean) / torch.tensor(preprocessing.std)  # raw 0 (black)
-
-    start_epoch, step = 0, 0
-    best = {"val_acc": -1.0, "val_loss": math.inf, "epoch": -1}
-    history: list[dict] = []
-    if state is not None:
-        if state.get("world_size") != dist_info.world_size or state.get("steps_per_epoch") != steps_per_epoch:
-            raise CheckpointError(
-                f"{run_dir / STATE} was written by a run with {state.get('world_size')} process(es) and "
-                f"{state.get('steps_per_epoch')} steps per epoch; resume with the same number of processes "
-                f"(now {dist_info.world_size}) and the same data"
-            )
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, step = int(state["epoch"]), int(state["step"])
-        if ema is not None:
-            load_ema(ema, state["ema"], step)
-        best = dict(state["best"])
-        history = list(state["history"])
-
-    if is_main:
+    fit = _Fit.create(cfg, model, train_set, device, dist_info)
+    progress = _restore(fit, state, run_dir, dist_info)
+    if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(run_dir)
         write_text_atomic(run_dir / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n", force=True)
+    x_val, y_val = _to_tensors(val_set)
+    t_train = time.perf_counter()
+    best_state = _train_epochs(cfg, fit, progress, x_val, y_val, run_dir, dist_info, callback)
+    train_time = time.perf_counter() - t_train
+    best_path = run_dir / BEST
+    test_loss, test_acc = _test_best(cfg, fit, best_state, best_path, test_set, dist_info)
+    best = progress.best
+    result = TrainResult(
+        test_accuracy=test_acc, test_loss=test_loss,
+        val_accuracy=float(best["val_acc"]), val_loss=float(best["val_loss"]), best_epoch=int(best["epoch"]),
+        epochs=cfg.num_epochs, checkpoint=str(best_path), last_checkpoint=str(run_dir / LAST), output_dir=str(run_dir),
+        wall_time_s=time.perf_counter() - t_start, train_time_s=train_time,
+        num_train=len(train_set), num_val=len(val_set), num_test=len(test_set),
+        world_size=dist_info.world_size, device=str(device), seed=cfg.seed,
+        model=cfg.model, data=cfg.data, history=progress.history,
+    )
+    if dist_info.is_main:
+        write_text_atomic(run_dir / "result.json", json.dumps(result.to_dict(), indent=2) + "\n", force=True)
+    barrier(dist_info)
+    return result
 
-    show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
+
+def _decide_run_dir(cfg: TrainConfig, dist_info: Dist) -> Path:
+    """The new run's directory, checked before data loading and training: rank 0 decides, every rank agrees."""
+    decision = (None, None)
+    if dist_info.is_main:
+        out = Path(cfg.output) if cfg.output else default_output()
+        if not cfg.force and out.exists() and any((out / n).exists() for n in (BEST, LAST, STATE)):
+            decision = (None, ArtifactExistsError(
+                f"{out} already holds a training run; pass force=True (--force) to overwrite it, "
+                f"resume it with --resume {out}, or choose another --output"
+            ))
+        else:
+            try:
+                decision = (str(check_output_dir(out, "-o/--output")), None)
+            except OutputPathError as exc:
+                decision = (None, exc)
+    out_text, error = broadcast_obj(decision, dist_info)
+    if error:
+        raise error
+    return Path(out_text)
+
+
+def _model_and_data(cfg: TrainConfig, state, run_dir: Path):
+    """(model, (train, val, test) splits): the resumed run's last checkpoint, or the initial model
+    fitted to the data's classes."""
+    from ..models import load_model
+
+    if state is None:
+        model = _initial_model(cfg)
+        train_set, val_set, test_set, names, num_classes = _load_splits(cfg, model.preprocessing)
+        return _fit_classes(model, cfg, names, num_classes), (train_set, val_set, test_set)
+    model = load_model(run_dir / LAST).train()
+    train_set, val_set, test_set, names, num_classes = _load_splits(cfg, model.preprocessing)
+    if num_classes != model.config.num_classes:
+        raise DataError(
+            f"{cfg.data} has {num_classes} classes now but the run in {run_dir} was trained with "
+            f"{model.config.num_classes}; resume with the same data"
+        )
+    return model, (train_set, val_set, test_set)
+
+
+@dataclass
+class _Fit:
+    """What the epochs train with: the model (``net``: it, or its DDP wrapper), optimizer, mixed
+    precision, EMA, loss, the sharded loader and the augmentation's fill value."""
+
+    model: nn.Module
+    net: nn.Module
+    device: torch.device
+    optimizer: object
+    autocast: object
+    scaler: object
+    ema: object
+    criterion: nn.Module
+    sampler: object
+    loader: object
+    total_steps: int
+    warmup_steps: int
+    max_px: int
+    fill: torch.Tensor
+
+    @classmethod
+    def create(cls, cfg: TrainConfig, model: nn.Module, train_set, device: torch.device, dist_info: Dist) -> _Fit:
+        from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
+
+        net: nn.Module = model
+        if dist_info.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        optimizer = adamw(model, cfg)
+        autocast, scaler = amp_context(device.type, cfg.amp)
+        ema = ema_model(model, cfg.ema) if cfg.ema > 0 else None
+        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        train_data = _TensorBatches(*_to_tensors(train_set))
+        sampler = DistributedSampler(train_data, num_replicas=dist_info.world_size, rank=dist_info.rank,
+                                     shuffle=True, seed=cfg.seed, drop_last=False)
+        loader = DataLoader(train_data, sampler=BatchSampler(sampler, cfg.batch_size, drop_last=False),
+                            batch_size=None, collate_fn=_keep, num_workers=cfg.workers,
+                            pin_memory=device.type == "cuda", persistent_workers=cfg.workers > 0)
+        steps_per_epoch = len(loader)
+        pre = model.preprocessing
+        return cls(model=model, net=net, device=device, optimizer=optimizer, autocast=autocast, scaler=scaler,
+                   ema=ema, criterion=criterion, sampler=sampler, loader=loader,
+                   total_steps=cfg.num_epochs * steps_per_epoch,
+                   warmup_steps=int(round(cfg.warmup_epochs * steps_per_epoch)),
+                   max_px=max(1, int(round(cfg.translate * pre.image_size))) if cfg.augment == "shift" else 0,
+                   fill=-torch.tensor(pre.mean) / torch.tensor(pre.std))  # raw 0 (black)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.loader)
+
+    @property
+    def scored(self) -> nn.Module:
+        """The model validation scores and the best checkpoint holds: the EMA's when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+@dataclass
+class _Progress:
+    """Where the run stands: the next epoch, the optimizer step, the best epoch so far, the history."""
+
+    start_epoch: int = 0
+    step: int = 0
+    best: dict = field(default_factory=lambda: {"val_acc": -1.0, "val_loss": math.inf, "epoch": -1})
+    history: list = field(default_factory=list)
+
+
+def _restore(fit: _Fit, state, run_dir: Path, dist_info: Dist) -> _Progress:
+    """The progress of a resumed run (its optimizer, scaler and EMA loaded into ``fit``), or a new run's."""
+    if state is None:
+        return _Progress()
+    if state.get("world_size") != dist_info.world_size or state.get("steps_per_epoch") != fit.steps_per_epoch:
+        raise CheckpointError(
+            f"{run_dir / STATE} was written by a run with {state.get('world_size')} process(es) and "
+            f"{state.get('steps_per_epoch')} steps per epoch; resume with the same number of processes "
+            f"(now {dist_info.world_size}) and the same data"
+        )
+    fit.optimizer.load_state_dict(state["optimizer"])
+    if fit.scaler is not None and state.get("scaler"):
+        fit.scaler.load_state_dict(state["scaler"])
+    step = int(state["step"])
+    if fit.ema is not None:
+        load_ema(fit.ema, state["ema"], step)
+    return _Progress(int(state["epoch"]), step, dict(state["best"]), list(state["history"]))
+
+
+def _train_epochs(cfg: TrainConfig, fit: _Fit, progress: _Progress, x_val, y_val, run_dir: Path, dist_info: Dist,
+                  callback):
+    """Train from ``progress`` to the last epoch, validating and checkpointing each; the best
+    state dict in memory (None when no epoch improved)."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total_steps, initial=step, disable=not (show and is_main), unit="step",
+    show = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
+    bar = tqdm(total=fit.total_steps, initial=progress.step, disable=not (show and dist_info.is_main), unit="step",
                dynamic_ncols=True, leave=True, desc="train")
     best_state = None
-    t_train = time.perf_counter()
     try:
-        for epoch in range(start_epoch, epochs):
+        for epoch in range(progress.start_epoch, cfg.num_epochs):
             t_epoch = time.perf_counter()
-            net.train()
-            sampler.set_epoch(epoch)
-            seed = _seed_for(cfg.seed, epoch, dist_info.rank)
-            torch.manual_seed(seed)  # dropout / drop-path
-            gen = torch.Generator().manual_seed(seed)
-            loss_sum = correct = count = 0.0
-            lr = cfg.lr
-            for x, y in loader:
-                lr = lr_at(step, total_steps, warmup_steps, cfg)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                if max_px:
-                    x = random_shift(x, max_px, gen)
-                elif cfg.augment == "affine":
-                    x = random_affine(x, gen, fill, cfg.rotate, cfg.translate, (1 - cfg.scale, 1 + cfg.scale))
-                x = x.to(device, non_blocking=True)
-                y = y.to(device, non_blocking=True)
-                with autocast():
-                    logits = net(x)
-                    loss = criterion(logits.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    if cfg.clip_grad:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    if cfg.clip_grad:
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                    optimizer.step()
-                step += 1
-                if ema is not None:
-                    ema.update_parameters(model)
-                n = len(y)
-                loss_sum += float(loss.detach()) * n
-                correct += float((logits.detach().argmax(1) == y).sum())
-                count += n
-                bar.update(1)
-                if bar.n % 10 == 0 or count == n:
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}",
-                                    **({"val": f"{history[-1]['val_acc']:.3f}"} if history else {}), refresh=False)
-            loss_sum, correct, count = _all_sum([loss_sum, correct, count], dist_info, device)
-            scored = ema.module if ema is not None else model
-            val_loss, val_acc = _evaluate(scored, x_val, y_val, cfg.eval_batch_size, device, dist_info, autocast)
-            improved = _better(cfg.select, val_acc, val_loss, best)
+            lr, loss_sum, correct, count = _train_epoch(cfg, fit, progress, epoch, bar, dist_info)
+            loss_sum, correct, count = all_sum([loss_sum, correct, count], dist_info, fit.device)
+            val_loss, val_acc = _evaluate(fit.scored, x_val, y_val, cfg.eval_batch_size, fit.device, dist_info,
+                                          fit.autocast)
+            improved = _better(cfg.select, val_acc, val_loss, progress.best)
             if improved:
-                best = {"val_acc": val_acc, "val_loss": val_loss, "epoch": epoch + 1}
-                best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
+                progress.best = {"val_acc": val_acc, "val_loss": val_loss, "epoch": epoch + 1}
+                best_state = {k: v.detach().clone() for k, v in fit.scored.state_dict().items()}
             record = {
-                "epoch": epoch + 1, "step": step, "lr": lr,
+                "epoch": epoch + 1, "step": progress.step, "lr": lr,
                 "train_loss": loss_sum / max(count, 1), "train_acc": correct / max(count, 1),
                 "val_loss": val_loss, "val_acc": val_acc, "best": improved,
                 "time_s": time.perf_counter() - t_epoch,
             }
-            history.append(record)
+            progress.history.append(record)
             bar.set_postfix(epoch=epoch + 1, loss=f"{record['train_loss']:.3f}",
                             acc=f"{record['train_acc']:.3f}", val=f"{val_acc:.3f}")
-            if is_main:
-                model.eval()
-                if improved:
-                    save_model(scored, run_dir / BEST, force=True)
-                save_model(model, run_dir / LAST, force=True)
-                _save_state(run_dir / STATE, {
-                    "version": STATE_VERSION, "epoch": epoch + 1, "step": step,
-                    "steps_per_epoch": steps_per_epoch, "world_size": dist_info.world_size,
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else {},
-                    "ema": ema_state(ema) if ema is not None else {},
-                    "best": best, "history": history, "train_config": cfg.to_dict(),
-                })
+            if dist_info.is_main:
+                _save_epoch(cfg, fit, progress, epoch, improved, run_dir, dist_info)
                 if callback is not None:
                     callback(dict(record))
-            _barrier(dist_info)
+            barrier(dist_info)
     finally:
         bar.close()
-    train_time = time.perf_counter() - t_train
+    return best_state
 
-    # test: the best checkpoint as written to disk
-    _barrier(dist_info)
-    best_path = run_dir / BEST
+
+def _train_epoch(cfg: TrainConfig, fit: _Fit, progress: _Progress, epoch: int, bar, dist_info: Dist):
+    """One epoch of optimizer steps on this rank's shard: (last lr, loss sum, correct, count)."""
+    fit.net.train()
+    fit.sampler.set_epoch(epoch)
+    seed = _seed_for(cfg.seed, epoch, dist_info.rank)
+    torch.manual_seed(seed)  # dropout / drop-path
+    gen = torch.Generator().manual_seed(seed)
+    loss_sum = correct = count = 0.0
+    lr = cfg.lr
+    history = progress.history
+    for x, y in fit.loader:
+        lr = lr_at(progress.step, fit.total_steps, fit.warmup_steps, cfg)
+        for group in fit.optimizer.param_groups:
+            group["lr"] = lr
+        if fit.max_px:
+            x = random_shift(x, fit.max_px, gen)
+        elif cfg.augment == "affine":
+            x = random_affine(x, gen, fit.fill, cfg.rotate, cfg.translate, (1 - cfg.scale, 1 + cfg.scale))
+        x = x.to(fit.device, non_blocking=True)
+        y = y.to(fit.device, non_blocking=True)
+        logits, loss = _step(cfg, fit, x, y)
+        progress.step += 1
+        n = len(y)
+        loss_sum += float(loss.detach()) * n
+        correct += float((logits.detach().argmax(1) == y).sum())
+        count += n
+        bar.update(1)
+        if bar.n % 10 == 0 or count == n:
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}",
+                            **({"val": f"{history[-1]['val_acc']:.3f}"} if history else {}), refresh=False)
+    return lr, loss_sum, correct, count
+
+
+def _step(cfg: TrainConfig, fit: _Fit, x: torch.Tensor, y: torch.Tensor):
+    """One optimizer step (mixed precision, gradient clipping, EMA update): (logits, loss)."""
+    with fit.autocast():
+        logits = fit.net(x)
+        loss = fit.criterion(logits.float(), y)
+    fit.optimizer.zero_grad(set_to_none=True)
+    if fit.scaler is not None:
+        fit.scaler.scale(loss).backward()
+        if cfg.clip_grad:
+            fit.scaler.unscale_(fit.optimizer)
+            nn.utils.clip_grad_norm_(fit.model.parameters(), cfg.clip_grad)
+        fit.scaler.step(fit.optimizer)
+        fit.scaler.update()
+    else:
+        loss.backward()
+        if cfg.clip_grad:
+            nn.utils.clip_grad_norm_(fit.model.parameters(), cfg.clip_grad)
+        fit.optimizer.step()
+    if fit.ema is not None:
+        fit.ema.update_parameters(fit.model)
+    return logits, loss
+
+
+def _save_epoch(cfg: TrainConfig, fit: _Fit, progress: _Progress, epoch: int, improved: bool, run_dir: Path,
+                dist_info: Dist) -> None:
+    """Rank 0 after an epoch: the best checkpoint (when improved), the last one and the resume state."""
+    from ..models import save_model
+
+    fit.model.eval()
+    if improved:
+        save_model(fit.scored, run_dir / BEST, force=True)
+    save_model(fit.model, run_dir / LAST, force=True)
+    save_state(run_dir / STATE, {
+        "version": STATE_VERSION, "epoch": epoch + 1, "step": progress.step,
+        "steps_per_epoch": fit.steps_per_epoch, "world_size": dist_info.world_size,
+        "optimizer": fit.optimizer.state_dict(),
+        "scaler": fit.scaler.state_dict() if fit.scaler is not None else {},
+        "ema": ema_state(fit.ema) if fit.ema is not None else {},
+        "best": progress.best, "history": progress.history, "train_config": cfg.to_dict(),
+    })
+
+
+def _test_best(cfg: TrainConfig, fit: _Fit, best_state, best_path: Path, test_set, dist_info: Dist):
+    """(test loss, test accuracy) of the best checkpoint as written to disk (or, without a shared
+    file system, as kept in memory)."""
+    from ..models import load_model
+
+    barrier(dist_info)
     if best_path.exists():
-        best_model = load_model(best_path).to(device)
+        best_model = load_model(best_path).to(fit.device)
     elif best_state is not None:  # multi-node without a shared file system
-        best_model = model
-        model.load_state_dict(best_state)
+        best_model = fit.model
+        fit.model.load_state_dict(best_state)
     else:
         raise CheckpointError(f"{best_path} is missing; the run wrote no best checkpoint")
     x_test, y_test = _to_tensors(test_set)
-    test_loss, test_acc = _evaluate(best_model, x_test, y_test, cfg.eval_batch_size, device, dist_info, autocast)
-
-    result = TrainResult(
-        test_accuracy=test_acc, test_loss=test_loss,
-        val_accuracy=float(best["val_acc"]), val_loss=float(best["val_loss"]), best_epoch=int(best["epoch"]), epochs=epochs,
-        checkpoint=str(best_path), last_checkpoint=str(run_dir / LAST), output_dir=str(run_dir),
-        wall_time_s=time.perf_counter() - t_start, train_time_s=train_time,
-        num_train=len(train_set), num_val=len(val_set), num_test=len(test_set),
-        world_size=dist_info.world_size, device=str(device), seed=cfg.seed,
-        model=cfg.model, data=cfg.data, history=history,
-    )
-    if is_main:
-        write_text_atomic(run_dir / "result.json", json.dumps(result.to_dict(), indent=2) + "\n", force=True)
-    _barrier(dist_info)
-    return result
-
+    return _evaluate(best_model, x_test, y_test, cfg.eval_batch_size, fit.device, dist_info, fit.autocast)

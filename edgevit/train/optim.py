@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from ..formats import BF16, FP16, precision
 from .config import TrainConfig
 
 
@@ -56,7 +57,7 @@ def amp_context(device: str, mode: str):
     """(a factory of the autocast context, the grad scaler or None) for ``TrainConfig.amp`` on ``device``."""
     if device != "cuda" or mode == "off":
         return (lambda: nullcontext()), None
-    dtype = torch.float16 if mode == "fp16" else torch.bfloat16
+    dtype = getattr(torch, precision(mode).torch_dtype) if mode in (BF16, FP16) else torch.bfloat16
     if mode == "auto" and not torch.cuda.is_bf16_supported():
         dtype = torch.float16
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None

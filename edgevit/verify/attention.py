@@ -20,13 +20,12 @@ from dataclasses import asdict
 import numpy as np
 
 from ..errors import EdgeVitWarning, OnnxModelError, VerificationError
-from ..formats import FLOAT_PRECISIONS
+from ..formats import BASE_PRECISION, FLOAT_PRECISIONS
 from ..metrics import ErrorStats
 from ..runtime.batching import batch_range, padded_chunks, single_input
 from ..runtime.onnxruntime_runner import JUDGED_BY
-from ..tolerances import Tolerance, get_tolerance
-from .artifacts import Artifact
-from .outputs import Check, format_value
+from ..tolerances import Check, Tolerance, format_value, get_tolerance
+from .artifacts import Side
 
 BACKENDS = ("flash", "efficient", "cudnn", "math", "naive")
 """What ``--backends`` picks from: the SDPA backends, and ``naive`` (edgevit's own math attention)."""
@@ -125,7 +124,7 @@ def _as_bnc(value, batch: int, tokens: int, width: int, layout: str) -> np.ndarr
     return arr.reshape(batch, tokens, width)
 
 
-def verify_attention_onnx(onnx_path, reference_model, images: np.ndarray, precision: str = "fp32",
+def verify_attention_onnx(onnx_path, reference_model, images: np.ndarray, precision: str = BASE_PRECISION,
                           batch_size: int = 32, providers=None, threads: int | None = None,
                           tolerance: Tolerance | None = None, qdq: str = JUDGED_BY) -> dict:
     """Per-block attention check of an ONNX candidate against a float64 PyTorch math reference.
@@ -328,15 +327,13 @@ def _summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
-def reference_model_for_attention(ref: Artifact, cand: Artifact, arch: str | None = None,
+def reference_model_for_attention(ref: Side, cand: Side, arch: str | None = None,
                                   model_overrides: dict | None = None, verify_hash: bool = True):
-    """The PyTorch model whose weights the float64 attention reference uses: the REFERENCE
-    checkpoint, or the checkpoint a manifest says the ONNX was exported from (:func:`.artifacts.source_model`)."""
+    """The PyTorch model whose weights the float64 attention reference uses: the REFERENCE model,
+    or the checkpoint a manifest says the ONNX was exported from (:func:`.artifacts.source_model`)."""
     from .artifacts import source_model
 
-    if ref.kind == "torch":
-        return ref.model
-    model, _, note = source_model([ref.manifest, cand.manifest], arch, model_overrides, verify_hash)
+    model, _, note = source_model([ref.manifest, cand.manifest], ref.model, arch, model_overrides, verify_hash)
     if model is None:
         raise VerificationError("--attention computes its float64 reference with the PyTorch weights: give the "
                                 f"checkpoint as REFERENCE ({note})")

@@ -71,8 +71,7 @@ def _load_array(path: Path, shape: tuple, samples: int, preprocessing, preproces
                 f"for these artifacts (no checkpoint and no {MANIFEST_NAME} manifest beside the ONNX); pass "
                 f"--preprocessed if the array is model input already, or give a checkpoint as REFERENCE"
             )
-        # model input is used as it is: only the input size of this spec matters
-        preprocessing = Preprocessing(input_size=shape, mean=(0.0,) * shape[0], std=(1.0,) * shape[0])
+        preprocessing = Preprocessing.identity(shape)  # model input is used as it is
     elif tuple(preprocessing.input_size) != tuple(shape):
         raise DataError(f"preprocessing input_size {preprocessing.input_size} differs from the model input {shape}")
     ds = load_dataset(path, preprocessing, split="all", preprocessed=preprocessed)

@@ -8,15 +8,16 @@ import time
 from dataclasses import dataclass, field, replace
 
 from ..errors import VerificationError
-from ..formats import FLOAT_PRECISIONS, ONNX_PRECISIONS, QUANTIZED
-from ..metrics import compare_outputs
+from ..formats import BASE_PRECISION, FLOAT_PRECISIONS, QUANTIZED
+from ..formats import precision as lookup
+from ..metrics import Comparison, compare
 from ..runtime.batching import run_batched, single_input
 from ..runtime.onnxruntime_runner import JUDGED_BY, QDQ_MODES
-from ..tolerances import TOLERANCES, get_tolerance
-from .artifacts import Artifact, labels_of, output_kind, preprocessing_of, resolve_artifact, runner_for
+from ..tolerances import TOLERANCES, Check, get_tolerance
+from .artifacts import Side, labels_of, output_kind, preprocessing_of, resolve_artifact, runner_for
 from .attention import BACKENDS, reference_model_for_attention, verify_attention_onnx, verify_attention_torch
 from .inputs import load_inputs
-from .outputs import Check, output_checks, pair_outputs
+from .outputs import pair_outputs
 
 
 @dataclass
@@ -28,7 +29,7 @@ class VerifyReport:
     precision: str
     tolerance: dict
     data: dict
-    outputs: dict = field(default_factory=dict)
+    outputs: dict[str, Comparison] = field(default_factory=dict)  # candidate output name -> its comparison
     checks: list = field(default_factory=list)
     attention: dict | None = None
     seconds: float = 0.0
@@ -58,7 +59,7 @@ class VerifyReport:
             "arithmetic": self.arithmetic,
             "tolerance": self.tolerance,
             "data": self.data,
-            "outputs": self.outputs,
+            "outputs": {name: c.to_dict() for name, c in self.outputs.items()},
             "checks": [c.to_dict() for c in self.checks],
             "failures": self.failures,
             "attention": self.attention,
@@ -131,8 +132,8 @@ class VerifyConfig:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if not isinstance(self.samples, int) or self.samples < 1:
             raise ValueError(f"samples must be a positive integer, got {self.samples!r}")
-        if self.precision is not None and self.precision not in ONNX_PRECISIONS:
-            raise ValueError(f"precision must be one of {list(ONNX_PRECISIONS)}, got {self.precision!r}")
+        if self.precision is not None:
+            lookup(self.precision, onnx=True)  # ValueError naming the ONNX precisions
         self.dtypes = tuple(self.dtypes)
         for d in self.dtypes:
             if d not in FLOAT_PRECISIONS:
@@ -153,8 +154,8 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
 
     Per output it reports max abs / max rel / mean abs error, cosine similarity, top-1 and top-5
     agreement (k-NN agreement for features / tokens), and with labels each side's top-1 accuracy
-    (:func:`edgevit.metrics.compare_outputs`), and checks them against the candidate precision's
-    row of :data:`edgevit.tolerances.TOLERANCES`. The final-output check always runs on the
+    (:func:`edgevit.metrics.compare`), and judges them by the candidate precision's row of
+    :data:`edgevit.tolerances.TOLERANCES` (:meth:`edgevit.tolerances.Tolerance.judge`). The final-output check always runs on the
     unmodified artifacts.
 
     Args:
@@ -176,14 +177,14 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
                            model_overrides=cfg.model_overrides)
     if ref.kind == "engine":
         raise ValueError(f"REFERENCE must be a checkpoint or an ONNX file, not an engine ({reference})")
-    ref.precision = "fp32"
+    ref.precision = BASE_PRECISION
     if candidate is None or str(candidate) == "torch":
         if ref.kind != "torch":
             raise ValueError("without CANDIDATE (or with 'torch') the REFERENCE must be a checkpoint or variant name")
-        prec = cfg.precision or "fp32"
+        prec = cfg.precision or BASE_PRECISION
         if prec not in FLOAT_PRECISIONS:
             raise ValueError(f"a PyTorch candidate runs in {list(FLOAT_PRECISIONS)}, not {prec!r}")
-        cand = Artifact("torch", f"{ref.source} (PyTorch)", prec, path=ref.path, model=ref.model)
+        cand = Side("torch", f"{ref.source} (PyTorch)", prec, path=ref.path, model=ref.model)
     else:
         from ..models.hub import is_hub_name
 
@@ -235,9 +236,9 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
                                 "labelled": inputs.labels is not None}, output=output,
                           arithmetic=QDQ_MODES[cfg.qdq] if cand.precision in QUANTIZED else None)
     for ref_name, cand_name in pairs:
-        stats = compare_outputs(ref_out[ref_name], cand_out[cand_name], tol, inputs.labels, output)
-        report.outputs[cand_name] = stats
-        report.checks.extend(output_checks(cand_name, stats, tol))
+        comparison = compare(ref_out[ref_name], cand_out[cand_name], tol, inputs.labels, output)
+        report.outputs[cand_name] = comparison
+        report.checks.extend(tol.judge(comparison, cand_name))
 
     if cfg.attention:
         if cand.kind == "torch":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import shutil
@@ -84,19 +85,19 @@ def test_latency_stats_known_samples():
     s = latency_stats(range(1, 101), noise_cv=0.1)
     expected = {"p50": 50.5, "p90": 90.1, "p99": 99.01, "mean": 50.5, "min": 1.0, "max": 100.0}
     for key, value in expected.items():
-        assert s[key] == pytest.approx(value), f"{key}: got {s[key]}, expected {value}"
+        assert getattr(s, key) == pytest.approx(value), f"{key}: got {getattr(s, key)}, expected {value}"
     std = float(np.std(np.arange(1, 101), ddof=1))
-    assert s["std"] == pytest.approx(std), f"std {s['std']} vs {std}"
-    assert s["cv"] == pytest.approx(std / 50.5), f"cv {s['cv']} vs {std / 50.5}"
-    assert s["noisy"] is True and s["iterations"] == 100, s
+    assert s.std == pytest.approx(std), f"std {s.std} vs {std}"
+    assert s.cv == pytest.approx(std / 50.5), f"cv {s.cv} vs {std / 50.5}"
+    assert s.noisy is True and s.iterations == 100, s
 
 
 def test_latency_stats_constant_and_single():
     s = latency_stats([2.0] * 10)
-    assert s["cv"] == 0.0 and s["noisy"] is False and s["p99"] == 2.0, s
+    assert s.cv == 0.0 and s.noisy is False and s.p99 == 2.0, s
     one = latency_stats([3.0])
-    assert one["std"] == 0.0 and one["p50"] == 3.0 and one["iterations"] == 1, one
-    assert latency_stats([1.0, 1.1, 0.9], noise_cv=0.5)["noisy"] is False
+    assert one.std == 0.0 and one.p50 == 3.0 and one.iterations == 1, one
+    assert latency_stats([1.0, 1.1, 0.9], noise_cv=0.5).noisy is False
     with pytest.raises(ValueError):
         latency_stats([])
 
@@ -116,11 +117,11 @@ def test_measure_iterations_duration_and_limit():
         clock.t += 0.002  # every call takes 2 ms
 
     s = measure(call, warmup_s=0.01, iterations=7, clock=clock)
-    assert s["iterations"] == 7 and s["p50"] == pytest.approx(2.0), s
+    assert s.iterations == 7 and s.p50 == pytest.approx(2.0), s
     s = measure(call, warmup_s=0.0, iterations=None, duration_s=0.1, clock=clock)
-    assert s["iterations"] == 50, f"0.1 s of 2 ms calls should be 50 calls, got {s['iterations']}"
+    assert s.iterations == 50, f"0.1 s of 2 ms calls should be 50 calls, got {s.iterations}"
     s = measure(call, warmup_s=0.0, iterations=10_000, time_limit_s=0.02, min_iterations=5, clock=clock)
-    assert s["iterations"] == 10, f"the 20 ms time limit should stop at 10 calls, got {s['iterations']}"
+    assert s.iterations == 10, f"the 20 ms time limit should stop at 10 calls, got {s.iterations}"
 
 
 def test_time_calls_warmup_calls_and_extras():
@@ -139,17 +140,19 @@ def test_time_calls_warmup_calls_and_extras():
     assert len(calls) == 9, f"warmup_calls=0 should time the first call, {len(calls) - 7} calls ran"
 
 
-def test_typed_rows_read_as_their_json():
+def test_typed_rows_and_their_json():
+    """Rows are read by attribute; their JSON shape is :meth:`to_dict` alone (no dict access)."""
     s = latency_stats([1.0, 2.0, 3.0], batch=4)
-    assert isinstance(s, LatencyStats) and s.p50 == s["p50"] == 2.0 and s.batch == 4, s
-    assert set(s) == STATS_KEYS and set(s.to_dict()) == STATS_KEYS, sorted(s)
+    assert isinstance(s, LatencyStats) and s.p50 == 2.0 and s.batch == 4, s
+    assert set(s.to_dict()) == STATS_KEYS, sorted(s.to_dict())
     row = BenchRow(name="r", backend="onnxruntime", device="cpu", format="onnx", precision="fp32", latency_ms=s)
     d = row.to_dict()
-    assert list(d) == list(row) and set(d) == ROW_KEYS, sorted(set(d) ^ ROW_KEYS)
+    assert list(d) == [f.name for f in dataclasses.fields(row)] and set(d) == ROW_KEYS, sorted(set(d) ^ ROW_KEYS)
     assert d["latency_ms"] == s.to_dict() and d["status"] == "ok" and d["sweep"] == [], d
-    assert row["latency_ms"]["p90"] == s.p90 and row.get("top1") is None
-    with pytest.raises(KeyError):
-        row["phases"]
+    assert row.latency_ms.p90 == s.p90 and row.top1 is None
+    for record in (s, row):
+        with pytest.raises(TypeError):
+            record["status"]
 
 
 def test_measure_phases_from_runner_hook():
@@ -165,8 +168,8 @@ def test_measure_phases_from_runner_hook():
     target = RunnerTarget(lambda: None)
     target.runner, target.input_name, target.dtype = Hooked(), "images", np.dtype(np.float32)
     s = measure(target.timed_call(np.zeros((1, 1, 8, 8), np.float32)), warmup_s=0.0, iterations=4)
-    assert set(s["phases"]) == {"h2d", "compute", "d2h"}, s.get("phases")
-    assert s["phases"]["compute"]["p50"] == pytest.approx(1.0), s["phases"]["compute"]
+    assert set(s.phases) == {"h2d", "compute", "d2h"}, s.phases
+    assert s.phases["compute"].p50 == pytest.approx(1.0), s.phases["compute"]
 
 
 # ------------------------------------------------------------------------------ config
@@ -180,26 +183,26 @@ def test_config_rejects_bad_values(kwargs):
 
 # ------------------------------------------------------------------------------ rows
 def test_rows_and_failed_artifact(mixed_report):
-    rows = {r["name"]: r for r in mixed_report.rows}
+    rows = {r.name: r for r in mixed_report.rows}
     names = list(rows)
-    assert names[0] == "torch cpu fp32" and rows[names[0]]["reference"] is True, names
-    ok = [r for r in mixed_report.rows if r["status"] == "ok"]
-    assert {r["name"] for r in ok} == {"torch cpu fp32", "ort cpu fp32 model.onnx", "ort cpu fp16 model.fp16.onnx"}, \
-        [(r["name"], r["status"], r["reason"]) for r in mixed_report.rows]
+    assert names[0] == "torch cpu fp32" and rows[names[0]].reference is True, names
+    ok = [r for r in mixed_report.rows if r.status == "ok"]
+    assert {r.name for r in ok} == {"torch cpu fp32", "ort cpu fp32 model.onnx", "ort cpu fp16 model.fp16.onnx"}, \
+        [(r.name, r.status, r.reason) for r in mixed_report.rows]
     for r in ok:
-        assert 0.0 <= r["top1"] <= 1.0 and r["agreement"] == 1.0, (r["name"], r["top1"], r["agreement"])
-        tol = get_tolerance(r["precision"])  # the fp16 row is a real fp16 graph: judged by its row
-        assert r["max_abs"] < tol.atol and r["cosine_min"] >= tol.min_cosine, (r["name"], r["max_abs"], r["cosine_min"])
-        assert r["latency_ms"]["p50"] > 0 and r["throughput"]["batch"] == 8, (r["latency_ms"], r["throughput"])
-        assert r["throughput"]["img_per_s"] > 0 and r["speedup"] > 0, r["throughput"]
-        assert [s["batch"] for s in r["sweep"]] == [1, 2, 8], r["sweep"]
-        assert set(r["latency_ms"]) == STATS_KEYS, sorted(r["latency_ms"])
-        assert r["size_mb"] > 0, r["size_mb"]
+        assert 0.0 <= r.top1 <= 1.0 and r.agreement == 1.0, (r.name, r.top1, r.agreement)
+        tol = get_tolerance(r.precision)  # the fp16 row is a real fp16 graph: judged by its row
+        assert r.max_abs < tol.atol and r.cosine_min >= tol.min_cosine, (r.name, r.max_abs, r.cosine_min)
+        assert r.latency_ms.p50 > 0 and r.throughput.batch == 8, (r.latency_ms, r.throughput)
+        assert r.throughput.img_per_s > 0 and r.speedup > 0, r.throughput
+        assert [s.batch for s in r.sweep] == [1, 2, 8], r.sweep
+        assert set(r.latency_ms.to_dict()) == STATS_KEYS, sorted(r.latency_ms.to_dict())
+        assert r.size_mb > 0, r.size_mb
     bad = rows["ort cpu int8 model.int8.onnx"]
-    assert bad["status"] == "failed" and "could not load" in bad["reason"], bad["reason"]
-    assert bad["latency_ms"] is None and bad["top1"] is None
+    assert bad.status == "failed" and "could not load" in bad.reason, bad.reason
+    assert bad.latency_ms is None and bad.top1 is None
     engine = rows["tensorrt fp16 model.plan"]
-    assert engine["status"] in ("skipped", "failed") and engine["reason"], engine
+    assert engine.status in ("skipped", "failed") and engine.reason, engine
     assert not mixed_report.ok and len(mixed_report.failures) >= 1, mixed_report.failures
     assert mixed_report.data["labelled"] and mixed_report.data["samples"] == 64, mixed_report.data
 
@@ -220,7 +223,7 @@ def test_json_schema(mixed_report):
 def test_csv_and_markdown(mixed_report):
     rows = list(csv.DictReader(io.StringIO(mixed_report.to_csv())))
     assert list(rows[0]) == CSV_COLUMNS, list(rows[0])
-    assert [r["name"] for r in rows] == [r["name"] for r in mixed_report.rows]
+    assert [r["name"] for r in rows] == [r.name for r in mixed_report.rows]
     ref = rows[0]
     assert float(ref["latency_p50_ms"]) > 0 and ref["status"] == "ok" and ref["sweep_p50_ms"].startswith("1="), ref
     assert rows[3]["status"] == "failed" and rows[3]["latency_p50_ms"] == "", rows[3]
@@ -228,7 +231,7 @@ def test_csv_and_markdown(mixed_report):
     cols, _ = mixed_report.table_rows()
     assert "| " + " | ".join(cols) + " |" in md, md[:500]
     for r in mixed_report.rows:
-        assert r["name"] in md, r["name"]
+        assert r.name in md, r.name
     assert md.count("\n|") == len(mixed_report.rows) + 2, md
 
 
@@ -262,9 +265,9 @@ def test_missing_reference_falls_back_to_onnx(outdir, tmp_path):
     m.save(force=True)
     report = run_bench(d, BenchConfig(device="cpu", **FAST))
     ref = report.rows[0]
-    assert ref["status"] == "skipped" and "not found" in ref["reason"], ref
+    assert ref.status == "skipped" and "not found" in ref.reason, ref
     onnx = report.row("ort cpu fp32 model.onnx")
-    assert onnx["reference"] is True and onnx["agreement"] == 1.0 and onnx["speedup"] == pytest.approx(1.0), onnx
+    assert onnx.reference is True and onnx.agreement == 1.0 and onnx.speedup == pytest.approx(1.0), onnx
     assert any("unavailable" in w for w in report.warnings), report.warnings
 
 
@@ -272,7 +275,7 @@ def test_artifact_file_source_and_attention(outdir):
     report = run_bench([outdir / "model.onnx"], BenchConfig(device="cpu", attention=True, attention_samples=8,
                                                             **FAST))
     row = report.row("ort cpu fp32 model.onnx")
-    att = row["attention"]
+    att = row.attention
     assert att["status"] == "pass" and att["blocks"] == 1, att
     assert att["max_abs"] < 1e-3 and att["cosine_min"] > 0.9999, (att["max_abs"], att["cosine_min"])
     assert "attention" in report.table_rows()[0]
@@ -290,7 +293,7 @@ def test_bad_inputs(outdir, tmp_path):
     with pytest.raises(ValueError, match="--batch-sweep value 16"):
         run_bench([outdir], BenchConfig(batch_sweep=(1, 16), **FAST))
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(ValueError, match="not an ONNX file"):
+    with pytest.raises(ValueError, match=r"not an artifact file \(ONNX file \(.onnx\), TensorRT engine file"):
         run_bench([tmp_path / "notes.txt"], BenchConfig(**FAST))
     with pytest.raises(ValueError):
         run_bench([], BenchConfig(**FAST))

@@ -257,7 +257,9 @@ def test_os_error_names_the_path_and_the_option(robust_digits, tmp_path, monkeyp
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(target))
 
-    monkeypatch.setattr("edgevit.export.onnx.export_onnx", denied)
+    from edgevit.export import pipeline
+
+    monkeypatch.setattr(pipeline, "export_onnx", denied)  # the export step of `edgevit export`
     res = _run("export", robust_digits, "-o", tmp_path / "out")
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit), (res.output, res.exception)
     assert res.stderr.startswith(f"edgevit: permission denied: {target}: "), res.stderr

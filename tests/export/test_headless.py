@@ -21,7 +21,7 @@ from edgevit.manifest import Manifest
 from edgevit.metrics import neighbour_agreement
 from edgevit.models.checkpoint import save_model
 from edgevit.runtime import Engine
-from edgevit.tolerances import get_tolerance
+from edgevit.tolerances import Verdict, get_tolerance
 from tests._fixtures import digits_like_model, export_digits_like, rich_table
 
 BATCH = (2, 4, 8)  # a min batch of 2: embedding 9 images pads the last chunk
@@ -81,12 +81,13 @@ def test_feature_gate_fails_when_features_move():
     ref = rng.standard_normal((64, 32)).astype(np.float32)
     data = GateData(np.zeros((64, 1, 8, 8), np.float32), None, "test", ref, "features")
     close = judge(gate_metrics(ref + 0.01 * rng.standard_normal(ref.shape).astype(np.float32), data), "int8", 1.0)
-    assert close["verdict"] == "passed" and close["agreement"] == 1.0, close
+    assert close.verdict is Verdict.PASSED and close.agreement == 1.0, close
     moved = judge(gate_metrics(ref + rng.standard_normal(ref.shape).astype(np.float32), data), "int8", 1.0)
     tol = get_tolerance("int8", "features")
-    assert moved["verdict"] == "failed", moved
-    assert moved["min_cosine"] < tol.min_cosine and moved["agreement"] < tol.min_agreement, moved
-    assert any("cosine" in r for r in moved["reasons"]) and any("k-NN@5 agreement" in r for r in moved["reasons"])
+    assert moved.verdict is Verdict.FAILED, moved
+    assert moved.comparison.cosine_min < tol.min_cosine and moved.agreement < tol.min_agreement, moved
+    assert any("cosine_min" in r for r in moved.reasons) and any("knn5_agreement" in r for r in moved.reasons)
+    assert moved.to_dict()["agreement_metric"] == "k-NN@5", moved.to_dict()
 
 
 # ------------------------------------------------------------------------------ export
@@ -94,11 +95,11 @@ def test_features_export_records_output_and_matches_pytorch(features_dir):
     model = headless_model()
     manifest = Manifest.load(features_dir)
     assert manifest.output_kind == "features" and manifest.model["output"] == "features"
-    assert manifest.outputs[0]["name"] == "features"
-    assert manifest.outputs[0]["shape"] == ["batch", model.config.feature_dim], manifest.outputs
+    assert manifest.outputs[0].name == "features"
+    assert manifest.outputs[0].shape == ("batch", model.config.feature_dim), manifest.outputs
     ver = manifest.export["verification"]
     assert ver["passed"] and ver["output"] == "features" and ver["max_abs"] <= 1e-4, ver
-    assert all(c["knn_agree"] == 1.0 for c in ver["checks"] if c["knn_k"]), ver["checks"]
+    assert all(c["knn_agreement"] == 1.0 for c in ver["checks"] if c["knn_k"]), ver["checks"]
     assert manifest.export["node_names"]["renamed"] > 0, "the quantization recipes select nodes by these names"
 
 
@@ -119,9 +120,9 @@ def test_tokens_export_matches_forward_tokens(tmp_path, checkpoint, raw_digits):
     result = export_onnx(model, tmp_path / "lib", ExportConfig(batch=BATCH, output="tokens", lint=False))
     c = model.config
     assert result.manifest.output_kind == "tokens"
-    assert result.manifest.outputs[0]["name"] == "tokens"
+    assert result.manifest.outputs[0].name == "tokens"
     # the register tokens are dropped: patches only
-    assert result.manifest.outputs[0]["shape"] == ["batch", c.num_patches, c.embed_dim]
+    assert result.manifest.outputs[0].shape == ("batch", c.num_patches, c.embed_dim)
     assert c.num_tokens == c.num_patches + 1 + 4  # class token + registers in the sequence, not in the output
     x = preprocess_array(raw_digits, model.preprocessing)
     with torch.no_grad():
@@ -136,7 +137,7 @@ def test_tokens_export_matches_forward_tokens(tmp_path, checkpoint, raw_digits):
     data = json.loads(res.stdout)
     assert data["output"] == "tokens" and data["outputs"][0]["shape"] == ["batch", c.num_patches, c.embed_dim], data
     assert data["verification"]["output"] == "tokens" and data["verification"]["max_abs"] <= 1e-4, data["verification"]
-    assert Manifest.load(tmp_path / "cli").outputs[0]["shape"][1:] == [c.num_patches, c.embed_dim]
+    assert Manifest.load(tmp_path / "cli").outputs[0].sample_shape == (c.num_patches, c.embed_dim)
 
 
 def test_output_kind_option_refuses_what_the_model_does_not_output(tmp_path, checkpoint):
@@ -160,7 +161,7 @@ def test_int8_gate_verify_and_bench_on_features(features_dir, checkpoint):
     gate = json.loads(res.stdout)["quantize"]["precisions"]["int8"]["gate"]
     tol = get_tolerance("int8", "features")
     assert gate["verdict"] == "passed" and gate["output"] == "features", gate
-    assert gate["min_cosine"] >= tol.min_cosine and gate["agreement"] >= tol.min_agreement, gate
+    assert gate["cosine_min"] >= tol.min_cosine and gate["agreement"] >= tol.min_agreement, gate
     assert "top1" not in gate and gate["agreement_metric"] == "k-NN@5", gate
     assert Manifest.load(features_dir).artifact(precision="int8")["gate"]["verdict"] == "passed"
 

@@ -16,7 +16,8 @@ import edgevit
 from edgevit.cli import main
 from edgevit.errors import ArtifactExistsError, CheckpointError, ExportError
 from edgevit.export.lint import lint_onnx
-from edgevit.export.onnx import DATA_FILE, ExportConfig, _dynamo_export, export_onnx, fuse_attention, parse_batch
+from edgevit.export.onnx import DATA_FILE, ExportConfig, _dynamo_export, export_onnx, fuse_attention
+from edgevit.specs import BatchRange, TensorSpec
 from edgevit.manifest import Manifest
 from edgevit.models.vit import ViTConfig, VisionTransformer
 
@@ -184,12 +185,11 @@ def test_fuse_attention_rewrite_matches_pytorch(tmp_path):
 def test_manifest_of_an_export(exports):
     model, result = exports["digits-tiny", "decomposed"]
     m = Manifest.load(result.outdir)
-    assert m.inputs[0]["name"] == "images" and m.inputs[0]["shape"] == ["batch", 1, 8, 8]
-    assert m.inputs[0]["dynamic_axes"] == {"0": "batch"} and m.inputs[0]["dtype"] == "float32"
-    assert m.outputs[0]["name"] == "logits" and m.outputs[0]["shape"] == ["batch", 10]
-    assert m.batch == {"dynamic": True, "min": 1, "opt": 4, "max": 16}
+    assert m.inputs == [TensorSpec("images", ("batch", 1, 8, 8), "float32", {"0": "batch"}, "NCHW", True)]
+    assert m.outputs[0].name == "logits" and m.outputs[0].shape == ("batch", 10)
+    assert m.batch == BatchRange(1, 4, 16, dynamic=True)
     assert m.export["opset"] == 18 and m.export["attention"] == "decomposed"
-    assert m.labels == [str(i) for i in range(10)] and m.preprocessing["input_size"] == [1, 8, 8]
+    assert m.labels == [str(i) for i in range(10)] and m.preprocessing.input_size == (1, 8, 8)
     assert m.model["config"]["embed_dim"] == 64
     art = m.artifact(precision="fp32", format="onnx")
     assert art.path == "model.onnx" and art.external_data == []
@@ -205,7 +205,7 @@ def test_static_batch(tmp_path):
     result = export_onnx(model, tmp_path, ExportConfig(static_batch=3))
     dims = onnx.load(str(result.onnx_path)).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims] == [3, 1, 8, 8]
-    assert result.manifest.batch == {"dynamic": False, "min": 3, "opt": 3, "max": 3}
+    assert result.manifest.batch == BatchRange(3, 3, 3, dynamic=False)
     errs = _max_abs_vs(model, result.onnx_path, (1, 8, 8), batches=(3,))
     assert errs[3] <= TOL, errs
     assert result.lint.ok
@@ -278,13 +278,6 @@ def test_config_validation(kwargs, match):
         ExportConfig(**kwargs)
 
 
-def test_parse_batch():
-    assert parse_batch("1,8,32") == (1, 8, 32)
-    for bad in ("1,8", "a,b,c", "0,1,2", "8,4,16"):
-        with pytest.raises(ValueError):
-            parse_batch(bad)
-
-
 # ---------------------------------------------------------------------------- CLI
 def test_cli_export_force_and_exit_codes(tmp_path):
     src = edgevit.save_model(edgevit.create_model("digits-tiny"), tmp_path / "digits.safetensors")
@@ -306,7 +299,7 @@ def test_cli_export_force_and_exit_codes(tmp_path):
 
     res = runner.invoke(main, ["export", str(src), "-o", str(out), "--static-batch", "2", "--force"])
     assert res.exit_code == 0, res.output
-    assert Manifest.load(out).batch["dynamic"] is False
+    assert Manifest.load(out).batch.dynamic is False
 
     assert runner.invoke(main, ["export", str(src), "-o", str(out), "--batch", "8,1,2"]).exit_code == 2
     res = runner.invoke(main, ["export", str(src), "-o", str(out), "--batch", "1,1,4", "--static-batch", "2"])

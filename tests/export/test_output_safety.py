@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -23,6 +24,7 @@ from edgevit.errors import ExportError
 from edgevit.export.onnx import max_opset
 from edgevit.precision import qdq_summary, quantizable_nodes, recipe_from_dict
 from edgevit.manifest import Manifest
+from edgevit.tolerances import Verdict
 
 
 def _cli(*args):
@@ -62,8 +64,8 @@ def out(exported, tmp_path):
 # ------------------------------------------------------------------------------ output paths, --opset
 def test_export_train_quantize_refuse_an_output_under_a_file(out, tmp_path, monkeypatch):
     (tmp_path / "file").write_text("not a directory")
-    monkeypatch.setattr("edgevit.export.onnx._prepare_model", must_not_run("model loading"))
-    monkeypatch.setattr("edgevit.train.loop._load_splits", must_not_run("data loading"))
+    monkeypatch.setattr("edgevit.models.checkpoint.load_model", must_not_run("model loading"))
+    monkeypatch.setattr("edgevit.data.load_dataset", must_not_run("data loading"))
     monkeypatch.setattr("edgevit.precision.pipeline.load_gate_data", must_not_run("gate data loading"))
     monkeypatch.setattr("edgevit.precision.pipeline._calibrate", must_not_run("calibration"))
     target = tmp_path / "file" / "out"
@@ -82,8 +84,8 @@ def test_read_only_output_is_refused_up_front(command, out, tmp_path, monkeypatc
     real_access = os.access
     monkeypatch.setattr("os.access", lambda p, mode, **kw: False if (mode & os.W_OK and Path(p) == read_only)
                         else real_access(p, mode, **kw))
-    monkeypatch.setattr("edgevit.export.onnx._prepare_model", must_not_run("model loading"))
-    monkeypatch.setattr("edgevit.train.loop._load_splits", must_not_run("data loading"))
+    monkeypatch.setattr("edgevit.models.checkpoint.load_model", must_not_run("model loading"))
+    monkeypatch.setattr("edgevit.data.load_dataset", must_not_run("data loading"))
     monkeypatch.setattr("edgevit.precision.pipeline.load_gate_data", must_not_run("gate data loading"))
     before = _files(read_only)
     if command == "export":
@@ -107,7 +109,7 @@ def test_read_only_directory_for_real(tmp_path):
 
 
 def test_opset_out_of_range_is_refused_before_the_export(tmp_path, monkeypatch):
-    monkeypatch.setattr("edgevit.export.onnx._prepare_model", must_not_run("model loading"))
+    monkeypatch.setattr("edgevit.models.checkpoint.load_model", must_not_run("model loading"))
     newest = max_opset()
     assert newest >= 23, f"the installed exporter writes opsets up to {newest}; fused attention needs 23"
     for opset in (99, newest + 1, 16):
@@ -169,8 +171,8 @@ def test_auto_exclude_that_runs_out_of_layers_records_the_graph_on_disk(out, mon
     import edgevit.precision.gate as gate_module
 
     real = gate_module.judge
-    monkeypatch.setattr(gate_module, "judge", lambda metrics, precision, max_drop: {
-        **real(metrics, precision, max_drop), "verdict": "failed", "reasons": ["simulated: always fails"]})
+    monkeypatch.setattr(gate_module, "judge", lambda metrics, precision, max_drop: replace(
+        real(metrics, precision, max_drop), verdict=Verdict.FAILED, reasons=("simulated: always fails",)))
     user = ["blocks.[0-2].*", "blocks.3.attn.*"]  # leaves blocks.3.mlp.fc1 and fc2 to quantize
     res = _cli("quantize", out, "--precision", "int8", "--auto-exclude", "--exclude", user[0], "--exclude", user[1])
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output

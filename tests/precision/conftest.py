@@ -20,4 +20,4 @@ def exported(robust_digits, tmp_path_factory):
 @pytest.fixture(scope="session")
 def preprocessing(exported) -> Preprocessing:
     """The preprocessing the export's manifest records (calibration images go through it)."""
-    return Preprocessing(**Manifest.load(exported).preprocessing)
+    return Manifest.load(exported).preprocessing

@@ -19,7 +19,9 @@ from edgevit.manifest import Manifest
 from edgevit.precision import (PrecisionRecipe, QuantizeConfig, build_precision_graph, qdq_summary, quantizable_nodes,
                                quantize)
 from edgevit.precision.calibration import calibrate, load_calibration_data
+from edgevit.metrics import Comparison
 from edgevit.precision.gate import judge
+from edgevit.tolerances import Verdict
 from edgevit.runtime import get_runner
 from tests._fixtures import GATE_MARGIN, decided_gate_data, quantization_robust_model
 
@@ -110,7 +112,7 @@ def test_bf16_graph_is_typed_bf16_and_runs_emulated_on_cpu(all_precisions):
     proto = _load(out, "bf16")
     assert any(t.data_type == onnx.TensorProto.BFLOAT16 for t in proto.graph.initializer), "no bf16 weights"
     gate = result.entries["bf16"]["gate"]
-    assert gate["max_abs"] < 0.5 and gate["agreement"] >= 0.99, gate
+    assert gate.comparison.max_abs < 0.5 and gate.agreement >= 0.99, gate
     with get_runner("onnxruntime", out / "model.bf16.onnx") as r:
         if not r.emulated:  # depends on the installed ONNX Runtime's CPU kernels, not on edgevit
             pytest.skip("this ONNX Runtime runs the bf16 graph natively on CPU: nothing to emulate")
@@ -120,7 +122,7 @@ def test_bf16_graph_is_typed_bf16_and_runs_emulated_on_cpu(all_precisions):
 # ------------------------------------------------------------------------------ gate
 def test_gate_passes_every_precision_and_manifest_records_it(all_precisions):
     out, result = all_precisions
-    assert result.ok, {p: e["gate"] for p, e in result.entries.items()}
+    assert result.ok, {p: e["gate"].to_dict() for p, e in result.entries.items()}
     m = Manifest.load(out)
     for p in ("fp16", "bf16", "int8", "fp8"):
         art = m.artifact(precision=p, format="onnx")
@@ -133,13 +135,15 @@ def test_gate_passes_every_precision_and_manifest_records_it(all_precisions):
 
 
 def test_gate_fails_on_an_impossible_budget():
-    metrics = {"top1": 0.95, "fp32_top1": 0.96, "drop_points": 1.0, "agreement": 0.99, "max_abs": 0.1,
-               "min_cosine": 0.999}
-    assert judge(metrics, "int8", max_drop=1.0)["verdict"] == "passed"
+    metrics = Comparison(accuracy_candidate=0.95, accuracy_reference=0.96, top1_agreement=0.99, max_abs=0.1,
+                         cosine_min=0.999)
+    assert judge(metrics, "int8", max_drop=1.0).verdict is Verdict.PASSED
     failed = judge(metrics, "int8", max_drop=0.5)
-    assert failed["verdict"] == "failed" and "budget 0.5" in failed["reasons"][0], failed
-    low = judge({**metrics, "drop_points": 0.0, "agreement": 0.5}, "fp16", max_drop=1.0)
-    assert low["verdict"] == "failed" and "agreement" in low["reasons"][0], low
+    assert failed.verdict is Verdict.FAILED and failed.drop_points == 1.0, failed
+    assert failed.reasons == ("top1_drop_points: 1 (must be <= 0.5) FAILED; the max_drop budget",), failed.reasons
+    low = judge(replace(metrics, accuracy_candidate=0.96, top1_agreement=0.5), "fp16", max_drop=1.0)
+    assert low.verdict is Verdict.FAILED and low.reasons[0].startswith("top1_agreement: 0.5 (must be >= 0.95)"), low
+    assert low.to_dict()["verdict"] == "failed" and low.to_dict()["reasons"] == list(low.reasons)
 
 
 def _crafted_sensitive_model(factor: float = 1000.0):
@@ -169,7 +173,7 @@ def test_auto_exclude_recovers_a_crafted_sensitive_layer(tmp_path):
     plain = quantize(out, cfg)
     gate = plain.entries["int8"]["gate"]
     # decided: the crafted layer moves the logits by far more than the data's margin ...
-    assert gate["verdict"] == "failed" and gate["agreement"] < 0.5, f"the crafted layer should break int8: {gate}"
+    assert gate.verdict is Verdict.FAILED and gate.agreement < 0.5, f"the crafted layer should break int8: {gate}"
     assert Manifest.load(out).artifact(precision="int8")["verdict"]["gate"] == "failed"
     fixed = quantize(out, replace(cfg, auto_exclude=True), force=True)
     entry = fixed.entries["int8"]
@@ -177,9 +181,9 @@ def test_auto_exclude_recovers_a_crafted_sensitive_layer(tmp_path):
     assert [r["drop_points"] for r in entry["sensitivity"][1:]] == [0.0] * 7, entry["sensitivity"]
     # ... and without it the rest moves them by less than half of it (a top-1 flip on decided data needs more
     # than half the margin). The gate runs the graph's exact Q/DQ arithmetic, so no CPU's int8 kernels enter.
-    assert entry["gate"]["max_abs"] < GATE_MARGIN / 2, (entry["gate"]["max_abs"], GATE_MARGIN)
-    assert "disable_quant_qdq" in entry["gate"]["arithmetic"], entry["gate"]
-    assert entry["gate"]["verdict"] == "passed" and entry["gate"]["agreement"] == 1.0, entry["gate"]
+    assert entry["gate"].comparison.max_abs < GATE_MARGIN / 2, (entry["gate"].comparison.max_abs, GATE_MARGIN)
+    assert "disable_quant_qdq" in entry["gate"].arithmetic, entry["gate"]
+    assert entry["gate"].verdict is Verdict.PASSED and entry["gate"].agreement == 1.0, entry["gate"]
     assert entry["auto_excluded"] == ["blocks.1.mlp.fc1"], entry["auto_excluded"]
     assert "blocks.1.mlp.fc1" in entry["recipe"]["exclude"]
 

@@ -180,11 +180,10 @@ def test_the_exact_verdict_is_the_same_on_an_emulated_avx2_cpu(qdq_graphs, tmp_p
     ONNX Runtime's business)."""
     out, gate_npz, _ = qdq_graphs
     images = tmp_path / "images.npy"
-    from edgevit.data import Preprocessing
     from edgevit.data.preprocess import preprocess_array
 
     with np.load(gate_npz) as z:
-        x = preprocess_array(z["images"][:128], Preprocessing(**Manifest.load(out).preprocessing))
+        x = preprocess_array(z["images"][:128], Manifest.load(out).preprocessing)
     np.save(images, np.ascontiguousarray(x, dtype=np.float32))
     script = tmp_path / "run.py"
     script.write_text(_RUN_SCRIPT)

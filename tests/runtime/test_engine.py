@@ -94,11 +94,11 @@ def test_predict_numpy_batch_and_single_image(outdir, digits):
 
 
 def test_predict_matches_infer_on_preprocessed_input(outdir, digits):
-    from edgevit.data.preprocess import Preprocessing, preprocess_array
+    from edgevit.data.preprocess import preprocess_array
 
     images, _ = digits
     with Engine.load(outdir / "model.onnx", threads=1) as engine:
-        x = preprocess_array(images[:2], Preprocessing.from_dict(engine.manifest.preprocessing))
+        x = preprocess_array(images[:2], engine.manifest.preprocessing)
         logits = engine.infer({"images": x})["logits"]
         probs = np.exp(logits - logits.max(1, keepdims=True))
         probs /= probs.sum(1, keepdims=True)

@@ -31,7 +31,7 @@ REGENERATE = ("add it to the table: python tests/tensorrt/data/make_trt_api_tabl
               "--cuda-wheels DIR (a NVIDIA/TensorRT clone with its tags, cuda-python wheels from pip download)")
 
 # getattr(enum, variable): the names come from these rules tables, checked by the tests below
-DYNAMIC_LOOKUPS = {(TRT, "BuilderFlag.*"): "rules._WEAK_FLAGS",
+DYNAMIC_LOOKUPS = {(TRT, "BuilderFlag.*"): "rules.weak_flags()",
                    (TRT, "HardwareCompatibilityLevel.*"): "rules.HW_COMPAT_LEVELS"}
 
 
@@ -97,7 +97,7 @@ def test_dynamic_lookups_come_from_tables_this_test_checks():
 
 def test_weak_typing_flags_exist_on_every_tensorrt_10_and_are_refused_on_11():
     names = TABLE[TRT]["names"]
-    for precision, flags in rules._WEAK_FLAGS.items():
+    for precision, flags in rules.weak_flags().items():
         for flag in flags:
             row = names.get(f"BuilderFlag.{flag}")
             assert row is not None, f"BuilderFlag.{flag} ({precision}) is not in the table; {REGENERATE}"

@@ -183,7 +183,7 @@ def stub_trt(monkeypatch):
 
         calls["opts"] = opts
         report = fusion_report((DATA / "vit_depth3_shaped_detailed.json").read_text())
-        mode = build_mode(FACTS["tensorrt_version"], opts.precision, opts.has_qdq, opts.weakly_typed)
+        mode = build_mode(FACTS["tensorrt_version"], opts.precision, opts.has_qdq, opts.config.weakly_typed)
         return build_mod.BuildResult(PLAN, dict(FACTS), mode.to_dict(), report, [], 1.5)
 
     monkeypatch.setattr(build_mod, "import_tensorrt", lambda: None)
@@ -199,7 +199,7 @@ def test_sidecar_manifest_entry(work, stub_trt):
     assert result.exit_code == 0, result.output
     assert (work / "model.plan").read_bytes() == PLAN, "the plan must be written raw, nothing prepended"
     opts = stub_trt["opts"]
-    assert (opts.profile, opts.input_shape, opts.precision, opts.has_qdq, opts.workspace_mib, opts.weakly_typed) == (
+    assert (opts.profile, opts.input_shape, opts.precision, opts.has_qdq, opts.config.workspace_mib, opts.config.weakly_typed) == (
         (1, 4, 8), (1, 8, 8), "fp32", False, 512, False), opts
     m = Manifest.load(work)
     art = m.artifact(format="tensorrt")
@@ -272,7 +272,7 @@ def test_engine_in_another_directory_gets_a_manifest(work, stub_trt, tmp_path):
     assert result.exit_code == 0, result.output
     m = Manifest.load(dest)
     assert [a.path for a in m.artifacts] == ["vit.plan"], m.artifacts
-    assert m.labels == [str(i) for i in range(10)] and m.preprocessing and m.batch["max"] == 8
+    assert m.labels == [str(i) for i in range(10)] and m.preprocessing and m.batch.max == 8
 
 
 def test_engine_load_checks_the_record_against_the_machine(work, stub_trt, monkeypatch):
@@ -292,11 +292,11 @@ def test_engine_load_checks_the_record_against_the_machine(work, stub_trt, monke
     assert result.exit_code == 1 and "rebuild" in result.output, result.output
 
 
-def test_resolve_onnx_errors(work):
+def test_build_resolve_errors(work):
     with pytest.raises(ManifestError, match="no artifact with precision='int8'"):
-        build_mod.resolve_onnx(work, "int8")
+        build_mod.build_engine(work, work / "x.plan", build_mod.EngineBuildConfig(precision="int8"))
     with pytest.raises(ValueError, match="fp32 graph"):
-        build_mod.resolve_onnx(work / "model.onnx", "fp16")
+        build_mod.build_engine(work / "model.onnx", work / "x.plan", build_mod.EngineBuildConfig(precision="fp16"))
 
 
 # ------------------------------------------------------------------ real TensorRT (skipped without it)

@@ -142,8 +142,10 @@ def use(monkeypatch):
     return install
 
 
-def _opts(**kw):
-    return build_mod.BuildOptions(**{"precision": "fp16", "profile": (1, 2, 8), "input_shape": (1, 8, 8), **kw})
+def _opts(**settings):
+    """BuildOptions of an fp16 1x8x8 graph, with ``settings`` as its EngineBuildConfig."""
+    return build_mod.BuildOptions(precision="fp16", profile=(1, 2, 8), input_shape=(1, 8, 8),
+                                  config=build_mod.EngineBuildConfig(**settings))
 
 
 # ------------------------------------------------------------------ build_plan

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from edgevit.errors import DataError, EngineMismatchError, TensorRTError
+from edgevit.specs import BatchRange
 from edgevit.tensorrt.rules import (
     at_least,
     build_mode,
@@ -176,13 +177,14 @@ def test_same_compute_capability_from_10_9():
 
 
 # ------------------------------------------------------------------ profile
-DYN = {"dynamic": True, "min": 1, "opt": 4, "max": 32}
+DYN = BatchRange(1, 4, 32, dynamic=True)
+STATIC = BatchRange(4, 4, 4, dynamic=False)
 
 
 def test_profile_from_manifest():
     assert profile_from_manifest(DYN) == (1, 4, 32)
     assert profile_from_manifest(DYN, (2, 8, 16)) == (2, 8, 16)
-    assert profile_from_manifest({"dynamic": False, "min": 4, "opt": 4, "max": 4}) == (4, 4, 4)
+    assert profile_from_manifest(STATIC) == (4, 4, 4)
 
 
 @pytest.mark.parametrize("override, message", [((1, 4, 64), "outside the range"), ((4, 2, 8), "MIN <= OPT <= MAX")])
@@ -193,12 +195,12 @@ def test_profile_override_outside_bounds(override, message):
 
 def test_profile_static_graph_cannot_change():
     with pytest.raises(ValueError, match="static batch of 4"):
-        profile_from_manifest({"dynamic": False, "min": 4, "opt": 4, "max": 4}, (1, 4, 8))
+        profile_from_manifest(STATIC, (1, 4, 8))
 
 
 def test_profile_missing_batch():
     with pytest.raises(ValueError, match="re-export"):
-        profile_from_manifest({})
+        profile_from_manifest(None)
 
 
 def test_batch_outside_profile():

@@ -226,14 +226,14 @@ import edgevit.models, edgevit.train as T, edgevit.train.loop as loop
 
 rank = int(os.environ["RANK"])
 writes = []
-real_save, real_state, real_text = edgevit.models.save_model, loop._save_state, loop.write_text_atomic
+real_save, real_state, real_text = edgevit.models.save_model, loop.save_state, loop.write_text_atomic
 def save_model(model, path, force=False):
     writes.append(str(path)); return real_save(model, path, force=force)
 def save_state(path, state):
     writes.append(str(path)); return real_state(path, state)
 def write_text(path, text, force=False):
     writes.append(str(path)); return real_text(path, text, force=force)
-edgevit.models.save_model, loop._save_state, loop.write_text_atomic = save_model, save_state, write_text
+edgevit.models.save_model, loop.save_state, loop.write_text_atomic = save_model, save_state, write_text
 
 result = T.train(T.TrainConfig(data=sys.argv[1], output=sys.argv[2], epochs=2, seed=5,
                                progress=True, threads=1, device="cpu"))

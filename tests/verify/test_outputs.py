@@ -7,7 +7,7 @@ from edgevit import save_model
 from edgevit.verify import (
     TOLERANCES,
     Tolerance,
-    compare_outputs,
+    compare,
     cosine_per_sample,
     get_tolerance,
     topk_agreement,
@@ -23,7 +23,7 @@ def test_unperturbed_export_passes(ckpt, outdirs, form):
     s = report.outputs["logits"]
     assert report.ok, report.failures
     assert report.precision == "fp32" and report.candidate["kind"] == "onnx"
-    assert s["max_abs"] < 1e-4 and s["cosine_min"] > 0.99999 and s["top1_agreement"] == 1.0, s
+    assert s.max_abs < 1e-4 and s.cosine_min > 0.99999 and s.top1_agreement == 1.0, s
     assert {c.name for c in report.checks} >= {"logits.max_abs_error_within_atol_rtol", "logits.cosine_min",
                                                "logits.top1_agreement", "logits.finite"}
 
@@ -31,7 +31,7 @@ def test_unperturbed_export_passes(ckpt, outdirs, form):
 def test_broken_weight_is_caught(ckpt, broken_onnx):
     report = verify(ckpt, str(broken_onnx), **FAST)
     s = report.outputs["logits"]
-    assert not report.ok, f"perturbed graph passed: max abs {s['max_abs']:.3e}, cosine {s['cosine_min']:.8f}"
+    assert not report.ok, f"perturbed graph passed: max abs {s.max_abs:.3e}, cosine {s.cosine_min:.8f}"
     failing = [c.name for c in report.checks if not c.passed]
     assert "logits.max_abs_error_within_atol_rtol" in failing, failing
     text = "\n".join(report.failures)
@@ -52,14 +52,14 @@ def test_digits_data_reports_accuracy_of_both_sides(tmp_path):
     report = verify(str(path), None, data="digits", samples=40, batch_size=16)
     s = report.outputs["logits"]
     assert report.data["labelled"] and report.data["samples"] == 40
-    assert 0 <= s["accuracy_reference"] <= 1 and abs(s["accuracy_reference"] - s["accuracy_candidate"]) < 0.05, s
+    assert 0 <= s.accuracy_reference <= 1 and abs(s.accuracy_reference - s.accuracy_candidate) < 0.05, s
 
 
 def test_torch_candidate_in_half_precision_uses_its_row(ckpt):
     report = verify(ckpt, None, precision="fp16", **FAST)
     assert report.precision == "fp16" and report.tolerance["atol"] == TOLERANCES["fp16"].atol
     assert report.ok, report.failures
-    assert report.outputs["logits"]["max_abs"] > 0
+    assert report.outputs["logits"].max_abs > 0
 
 
 def test_tolerance_table_rows_and_overrides():
@@ -95,10 +95,10 @@ def test_checks_use_explicit_rtol_not_numpys_default():
     cand = ref + np.array([[5e-3, 0.0]])  # np.allclose would pass this with its hidden rtol=1e-5
     assert np.allclose(cand, ref, atol=1e-4)
     tol = Tolerance(atol=1e-4, rtol=0.0, min_cosine=0, min_agreement=0, attn_atol=0, attn_rtol=0, attn_min_cosine=0)
-    stats = compare_outputs(ref, cand, tol)
-    assert stats["violations"] == 1 and stats["worst"]["index"] == [0, 0], stats
-    stats = compare_outputs(ref, cand, Tolerance(**{**tol.to_dict(), "rtol": 1e-5}))
-    assert stats["violations"] == 0, stats
+    stats = compare(ref, cand, tol)
+    assert stats.violations == 1 and stats.worst["index"] == [0, 0], stats
+    stats = compare(ref, cand, Tolerance(**{**tol.to_dict(), "rtol": 1e-5}))
+    assert stats.violations == 0, stats
 
 
 def test_metric_helpers():
@@ -109,8 +109,8 @@ def test_metric_helpers():
     cand = np.array([[4, 5, 3, 2, 1, 0], [0, 1, 2, 3, 4, 5]], float)
     top1, top5, k = topk_agreement(ref, cand)
     assert (top1, top5, k) == (0.5, 1.0, 5)
-    stats = compare_outputs(ref, np.where(ref == 5, np.nan, ref), get_tolerance("fp32"))
-    assert stats["nonfinite"] == 2
+    stats = compare(ref, np.where(ref == 5, np.nan, ref), get_tolerance("fp32"))
+    assert stats.nonfinite == 2
 
 
 def test_static_batch_onnx_is_padded(ckpt, model, tmp_path):
@@ -120,4 +120,4 @@ def test_static_batch_onnx_is_padded(ckpt, model, tmp_path):
     export_onnx(model, out, ExportConfig(static_batch=4, verify=False, lint=False))
     report = verify(ckpt, out, samples=10, batch_size=16, attention=True)  # 10 = 4 + 4 + 2 (padded)
     assert report.ok, report.failures
-    assert report.outputs["logits"]["shape"] == [10, 10] and report.attention["rows"][0]["elements"] == 10 * 17 * 32
+    assert report.outputs["logits"].shape == (10, 10) and report.attention["rows"][0]["elements"] == 10 * 17 * 32

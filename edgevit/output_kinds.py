@@ -1,0 +1,69 @@
+"""The one table of output kinds: what a model's graph outputs, and how two runs of it are compared.
+
+Each row of :class:`OutputKind` is an output kind: its name (the manifest's ``model.output``), the
+rank of its output tensor, the layout text messages show, whether it holds class scores, and how
+agreement between two runs is measured ("top-1" for class logits, "k-NN" for embeddings). An output
+kind is added here, as one more row, and nowhere else; a member compares and serializes as its name.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class OutputKind(str, Enum):
+    """One output kind: ``rank`` (of the output tensor), ``layout`` (its dims, for messages),
+    ``classes`` (it holds class scores: top-1 and accuracy apply), ``agreement`` ("top-1" or "k-NN")."""
+
+    def __new__(cls, name: str, rank: int, layout: str, classes: bool, agreement: str) -> "OutputKind":
+        member = str.__new__(cls, name)
+        member._value_ = name
+        member.rank, member.layout, member.classes, member.agreement = rank, layout, classes, agreement
+        return member
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+    __hash__ = str.__hash__
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+    LOGITS = ("logits", 2, "(batch, classes)", True, "top-1")
+    FEATURES = ("features", 2, "(batch, dim)", False, "k-NN")
+    TOKENS = ("tokens", 3, "(batch, patches, dim)", False, "k-NN")
+
+    @property
+    def features(self) -> bool:
+        """An embedding (no classes): compared by k-NN agreement and cosine, judged without labels."""
+        return not self.classes
+
+
+OUTPUT_KINDS = tuple(k.value for k in OutputKind)
+"""The names of the output kinds, in table order."""
+FEATURE_OUTPUTS = tuple(k.value for k in OutputKind if k.features)
+"""The output kinds without classes (embeddings)."""
+OUTPUT_RANKS = {k.value: (k.rank, k.layout) for k in OutputKind}
+"""name -> (rank of the output tensor, its layout text)."""
+
+
+def output_kind(name: str, what: str = "output") -> OutputKind:
+    """The row named ``name``; ValueError naming the known kinds (``what`` names the option or key)."""
+    try:
+        return OutputKind(name)
+    except ValueError:
+        raise ValueError(f"{what} must be one of {list(OUTPUT_KINDS)}, got {name!r}") from None
+
+
+def kinds_of_rank(rank: int) -> list[OutputKind]:
+    """The output kinds whose tensor has ``rank`` dims."""
+    return [k for k in OutputKind if k.rank == rank]
+
+
+def kind_of_output_name(name: str | None) -> OutputKind:
+    """The kind a graph whose single output is called ``name`` holds: that kind when the name is one of
+    the embedding kinds' names (edgevit names a graph's output after its kind), else logits."""
+    return OutputKind(name) if name in FEATURE_OUTPUTS else OutputKind.LOGITS
+
+
+__all__ = ["FEATURE_OUTPUTS", "OUTPUT_KINDS", "OUTPUT_RANKS", "OutputKind", "kind_of_output_name",
+           "kinds_of_rank", "output_kind"]
