@@ -38,7 +38,7 @@ from pathlib import Path
 
 from ._io import check_output_dir, sha256_file, write_text_atomic
 from .errors import ArtifactExistsError, EdgeVitError
-from .formats import FP16, INT8, ONNX_FILES, ONNX_PRECISIONS, engine_file
+from .formats import FP16, INT8, ONNX_PRECISIONS, engine_file, onnx_file
 
 ENGINE_PRECISIONS = (FP16, INT8)
 STEPS = ("train", "export", "engines", "verify", "bench")
@@ -239,7 +239,7 @@ def _verify(ckpt: Path, export_dir: Path, reports: Path, cfg: DemoConfig) -> dic
 
     out, failed = {}, []
     for p in ONNX_PRECISIONS:
-        rep = verify(str(ckpt), str(export_dir / ONNX_FILES[p]),
+        rep = verify(str(ckpt), str(export_dir / onnx_file(p)),
                      VerifyConfig(data="digits", samples=cfg.verify_samples, precision=p, attention=True))
         d = rep.to_dict()
         out[p] = {"ok": rep.ok, "failures": rep.failures}

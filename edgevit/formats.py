@@ -18,14 +18,14 @@ An export directory holds::
     model.onnx            onnx_file("fp32"), with model.onnx.data (ONNX_DATA_FILE) for large weights
     model.fp16.onnx ...   onnx_file(precision) for the other ONNX precisions
     calibration.json      CALIBRATION_CACHE: int8/fp8 activation ranges, reused while valid
-    model.plan            engine_file(): a TensorRT engine (any ENGINE_SUFFIXES name is taken)
+    model.plan            engine_file(): a TensorRT engine (any suffix of its ARTIFACT_FORMATS row is taken)
 
 Imports nothing of edgevit (bottom layer).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -168,24 +168,6 @@ class _Names(Sequence):
         return repr(self._names())
 
 
-class _OnnxFiles(Mapping):
-    """precision -> ONNX file name, read off the table each time."""
-
-    def __getitem__(self, name: str) -> str:
-        if name not in ONNX_PRECISIONS:
-            raise KeyError(name)
-        return onnx_file(name)
-
-    def __iter__(self):
-        return iter(ONNX_PRECISIONS)
-
-    def __len__(self) -> int:
-        return len(ONNX_PRECISIONS)
-
-    def __repr__(self) -> str:
-        return repr(dict(self))
-
-
 def precision_names(keep) -> Sequence[str]:
     """The names of the rows for which ``keep(row)`` is true, in table order, read off the table each
     time it is used (so rows added later appear)."""
@@ -264,7 +246,6 @@ ARTIFACT_FORMATS: dict[str, ArtifactFormat] = {row.name: row for row in (
 )}
 """The ``format`` of a manifest's artifacts, name -> row; a format is added here (or with
 :func:`register_format`) and nowhere else."""
-ENGINE_SUFFIXES = ARTIFACT_FORMATS["tensorrt"].suffixes
 
 
 def artifact_format(name: str) -> ArtifactFormat:
@@ -302,10 +283,6 @@ def onnx_file(name: str) -> str:
     return "model.onnx" if precision(name, onnx=True).graph == EXPORTED else f"model.{name}.onnx"
 
 
-ONNX_FILES = _OnnxFiles()
-"""precision -> ONNX file name (model.onnx, model.fp16.onnx, ...)."""
-
-
 def engine_file(name: str | None = None) -> str:
     """The default file name of a TensorRT engine: ``model.plan``, or ``model.<precision>.plan``
     where engines of several precisions share a directory."""
@@ -321,7 +298,7 @@ __all__ = [
     "BASE_PRECISION", "BF16", "CAST", "EXPORTED", "FP16", "FP32", "INT8", "QDQ", "QDQ_BASES", "precision", "precision_names",
     "register_precision",
     "ACTIVATIONS", "ARTIFACT_FORMATS", "ArtifactFormat", "artifact_format", "find_format", "format_of",
-    "register_format", "CALIBRATION_CACHE", "CALIBRATION_CACHE_FORMAT", "ENGINE_SUFFIXES", "FLOAT_PRECISIONS", "MANIFEST_NAME", "ONNX_DATA_FILE",
-    "ONNX_FILES", "ONNX_PRECISIONS", "PRECISIONS", "PRECISION_TABLE", "Precision", "QUANTIZED", "engine_file",
+    "register_format", "CALIBRATION_CACHE", "CALIBRATION_CACHE_FORMAT", "FLOAT_PRECISIONS", "MANIFEST_NAME", "ONNX_DATA_FILE",
+    "ONNX_PRECISIONS", "PRECISIONS", "PRECISION_TABLE", "Precision", "QUANTIZED", "engine_file",
     "onnx_file",
 ]

@@ -388,7 +388,7 @@ class Manifest:
                 if keep is not None and len(found) > 1:
                     found = [a for a in found if keep(a)] or found
             art = found[0] if len(found) == 1 else manifest.artifact(precision, format)  # raises, naming what is there
-            return manifest.resolved(art, verify_hash, graph)
+            return manifest._resolved(art, verify_hash, graph)
         beside = cls.path_in(path.parent)
         if not beside.is_file():
             if not listed:
@@ -409,14 +409,10 @@ class Manifest:
         if format is not None and art.format != format:
             raise ValueError(f"{path.name} is a {art.format} {kind}, not the {format} artifact needed here; "
                              "give the export directory or that file")
-        return manifest.resolved(art, verify_hash, graph)
+        return manifest._resolved(art, verify_hash, graph)
 
-    def resolved(self, artifact: Artifact, verify_hash: bool | None = True, graph: bool = True) -> Resolved:
-        """The :class:`Resolved` of one of this manifest's entries, its file checked first
-        (:meth:`check_artifact`); ``verify_hash=None`` leaves the check to the caller (bench checks each
-        row's file as it plans it)."""
-        if verify_hash is None:
-            return Resolved(self.root / artifact.path, artifact.format, self, artifact)
+    def _resolved(self, artifact: Artifact, verify_hash: bool, graph: bool) -> Resolved:
+        """The :class:`Resolved` of one of this manifest's entries, its file checked first (:meth:`check_artifact`)."""
         return Resolved(self.check_artifact(artifact, verify_hash, graph), artifact.format, self, artifact)
 
     def entry_for(self, file: str | os.PathLike) -> Artifact | None:

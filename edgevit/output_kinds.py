@@ -32,18 +32,11 @@ class OutputKind(str, Enum):
     FEATURES = ("features", 2, "(batch, dim)", False, "k-NN")
     TOKENS = ("tokens", 3, "(batch, patches, dim)", False, "k-NN")
 
-    @property
-    def features(self) -> bool:
-        """An embedding (no classes): compared by k-NN agreement and cosine, judged without labels."""
-        return not self.classes
-
 
 OUTPUT_KINDS = tuple(k.value for k in OutputKind)
 """The names of the output kinds, in table order."""
-FEATURE_OUTPUTS = tuple(k.value for k in OutputKind if k.features)
-"""The output kinds without classes (embeddings)."""
-OUTPUT_RANKS = {k.value: (k.rank, k.layout) for k in OutputKind}
-"""name -> (rank of the output tensor, its layout text)."""
+FEATURE_OUTPUTS = tuple(k.value for k in OutputKind if not k.classes)
+"""The output kinds without classes (embeddings: compared by k-NN agreement and cosine, judged without labels)."""
 
 
 def output_kind(name: str, what: str = "output") -> OutputKind:
@@ -65,5 +58,5 @@ def kind_of_output_name(name: str | None) -> OutputKind:
     return OutputKind(name) if name in FEATURE_OUTPUTS else OutputKind.LOGITS
 
 
-__all__ = ["FEATURE_OUTPUTS", "OUTPUT_KINDS", "OUTPUT_RANKS", "OutputKind", "kind_of_output_name",
+__all__ = ["FEATURE_OUTPUTS", "OUTPUT_KINDS", "OutputKind", "kind_of_output_name",
            "kinds_of_rank", "output_kind"]

@@ -137,12 +137,6 @@ class Preprocessing:
         return cls(input_size=tuple(input_size), mean=(0.0,) * channels, std=(1.0,) * channels, pixel_max=1.0,
                    crop_pct=1.0)
 
-    @classmethod
-    def from_manifest(cls, manifest) -> "Preprocessing | None":
-        """The spec a :class:`~edgevit.manifest.Manifest` records (None if it records none); the
-        manifest checked it on load."""
-        return None if manifest is None else manifest.preprocessing
-
 
 def preprocessing_section(data: Any, key: str = "preprocessing") -> tuple[Preprocessing | None, dict]:
     """A manifest's ``preprocessing`` object as (spec or None, its unknown keys); ManifestError naming

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 
-from .formats import PRECISION_TABLE
-from .metrics import KNN_AGREEMENT, Comparison
+from .formats import ONNX_PRECISIONS
 from .formats import precision as lookup
+from .metrics import KNN_AGREEMENT, Comparison
 from .output_kinds import output_kind
 
 
@@ -167,16 +167,17 @@ class _ToleranceRows(Mapping):
         self._features = features
 
     def __getitem__(self, name: str) -> Tolerance:
-        row = next((p for p in PRECISION_TABLE if p.name == name and p.tolerance is not None), None)
-        if row is None:
-            raise KeyError(name)
+        try:
+            row = lookup(name, onnx=True)  # every ONNX row has its tolerance (register_precision checks)
+        except ValueError:
+            raise KeyError(name) from None
         return Tolerance(**{**row.tolerance, **(row.feature_tolerance if self._features else {})})
 
     def __iter__(self):
-        return iter([p.name for p in PRECISION_TABLE if p.tolerance is not None])
+        return iter(ONNX_PRECISIONS)
 
     def __len__(self) -> int:
-        return sum(1 for p in PRECISION_TABLE if p.tolerance is not None)
+        return len(ONNX_PRECISIONS)
 
 
 TOLERANCES: Mapping[str, Tolerance] = _ToleranceRows(features=False)
@@ -196,8 +197,7 @@ def get_tolerance(precision: str, output: str = "logits", **overrides) -> Tolera
     Overrides are Tolerance field names (``atol``, ``rtol``, ``min_cosine``,
     ``min_agreement``, ``attn_atol``, ``attn_rtol``, ``attn_min_cosine``).
     """
-    if lookup(precision, onnx=True).tolerance is None:
-        raise ValueError(f"precision {precision!r} has no tolerance row")
+    lookup(precision, onnx=True)  # ValueError naming the ONNX precisions
     kind = output_kind(output, "output")  # ValueError naming the kinds
     known = {f.name for f in fields(Tolerance)} - {"note"}
     unknown = sorted(set(overrides) - known)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgevit import formats
-from edgevit.formats import (CALIBRATION_CACHE, MANIFEST_NAME, ONNX_FILES, ONNX_PRECISIONS, PRECISIONS, QUANTIZED,
+from edgevit.formats import (CALIBRATION_CACHE, MANIFEST_NAME, ONNX_PRECISIONS, PRECISIONS, QUANTIZED,
                              engine_file, onnx_file)
 
 
@@ -13,8 +13,9 @@ def test_the_table_names_the_precisions_and_files_edgevit_writes():
     assert PRECISIONS == ("fp32", "fp16", "bf16", "int8", "fp8", "int4", "mixed"), PRECISIONS
     assert ONNX_PRECISIONS == ("fp32", "fp16", "bf16", "int8", "fp8"), ONNX_PRECISIONS
     assert QUANTIZED == ("int8", "fp8") and formats.FLOAT_PRECISIONS == ("fp32", "fp16", "bf16")
-    assert ONNX_FILES == {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "bf16": "model.bf16.onnx",
-                          "int8": "model.int8.onnx", "fp8": "model.fp8.onnx"}, ONNX_FILES
+    files = {p: onnx_file(p) for p in ONNX_PRECISIONS}
+    assert files == {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "bf16": "model.bf16.onnx",
+                     "int8": "model.int8.onnx", "fp8": "model.fp8.onnx"}, files
     assert (MANIFEST_NAME, CALIBRATION_CACHE) == ("edgevit.json", "calibration.json")
     assert (engine_file(), engine_file("int8")) == ("model.plan", "model.int8.plan")
     with pytest.raises(ValueError, match="int4"):

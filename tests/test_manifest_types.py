@@ -1,6 +1,6 @@
-"""A damaged edgevit.json (wrong JSON types, nesting too deep, an invalid preprocessing spec) is a
-data error: ManifestError naming the file and the key, exit 1, never a TypeError, a RecursionError
-or the command line's exit 2 ("invalid value")."""
+"""A damaged edgevit.json (wrong JSON types, nesting too deep, an invalid batch range, input shape,
+preprocessing spec or output kind) is a data error: ManifestError naming the file and the key, exit 1,
+never a TypeError, a RecursionError or the command line's exit 2 ("invalid value")."""
 
 from __future__ import annotations
 
@@ -36,6 +36,18 @@ DAMAGED = [
     ("integer external_data", _set("artifacts.0.external_data", 7), '"external_data"'),
     ("artifact that is no object", _set("artifacts.0", 5), '"artifacts[0]"'),
     ("string input shape", _set("inputs.0.shape", "batch,1,8,8"), '"inputs[0].shape"'),
+    # sections the right JSON types but no valid batch range, input shape, preprocessing spec or output kind
+    ("batch min above max", lambda d: d["batch"].update(min=64), '"batch"'),
+    ("batch opt below min", lambda d: d["batch"].update(min=4, opt=2), '"batch"'),
+    ("batch min zero", lambda d: d["batch"].update(min=0), '"batch"'),
+    ("batch without max", lambda d: d["batch"].pop("max"), '"batch"'),
+    ("input dim zero", lambda d: d["inputs"][0].update(shape=["batch", 1, 0, 8]), '"inputs[0].shape"'),
+    ("input dim a name", lambda d: d["inputs"][0].update(shape=["batch", "c", 8, 8]), '"inputs[0].shape"'),
+    ("input without sample dims", lambda d: d["inputs"][0].update(shape=["batch"]), '"inputs[0].shape"'),
+    ("preprocessing interpolation", lambda d: d["preprocessing"].update(interpolation="cubicx"), '"preprocessing"'),
+    ("preprocessing std zero", lambda d: d["preprocessing"].update(std=[0.0]), '"preprocessing"'),
+    ("preprocessing channels", lambda d: d["preprocessing"].update(mean=[0.1, 0.2]), '"preprocessing"'),
+    ("unknown output kind", lambda d: d["model"].update(output="logitz"), '"model.output"'),
 ]
 
 

@@ -76,7 +76,8 @@ def resolve_sources(sources) -> list[Resolved]:
             manifest = Manifest.load(path)
             if not manifest.artifacts:
                 raise ManifestError(f"{path / MANIFEST_NAME}: lists no artifacts; run edgevit export first")
-            out.extend(manifest.resolved(art, verify_hash=None) for art in manifest.artifacts)
+            # unchecked: each row's file is checked as it is planned (_integrity_problem)
+            out.extend(Resolved(manifest.root / art.path, art.format, manifest, art) for art in manifest.artifacts)
             continue
         if path.exists() and find_format(path) is None:
             known = ", ".join(f"{f.what} ({', '.join(f.suffixes)})" for f in ARTIFACT_FORMATS.values())
@@ -93,8 +94,8 @@ def manifests_of(resolved: list[Resolved]) -> list:
 
 
 def batch_profile(manifests: list) -> BatchRange | None:
-    """The first manifest's batch range, or None."""
-    return next((m.batch for m in manifests if m is not None and m.batch is not None), None)
+    """The first batch range of ``manifests`` (:func:`manifests_of`), or None."""
+    return next((m.batch for m in manifests if m.batch is not None), None)
 
 
 def check_batch(b: int, profile: BatchRange | None, what: str) -> None:
@@ -118,7 +119,7 @@ def output_kind(manifests: list, model, resolved: list[Resolved] = ()) -> Output
         if r.listed and r.artifact_format.graph:
             with contextlib.suppress(EdgeVitError):  # a bad file is its row's failure, reported there
                 r.manifest.check_artifact(r.entry, verify_hash=False)
-    recorded = {m.output_kind for m in manifests if m is not None}
+    recorded = {m.output_kind for m in manifests}
     if len(recorded) > 1:
         raise ValueError(f"the sources output {' and '.join(sorted(recorded))}: their rows cannot be compared; "
                          "benchmark the exports of each output kind separately")
@@ -163,14 +164,9 @@ def _ort_providers(cfg: BenchConfig, machine: dict) -> list[str]:
 
 
 def _size_mb(found: Resolved) -> float | None:
-    total = 0
-    found_any = False
-    extra = found.entry.external_data if found.listed else []
-    for p in [found.path, *(found.manifest.root / rel for rel in extra)]:
-        if p.exists():
-            total += p.stat().st_size
-            found_any = True
-    return round(total / 1e6, 4) if found_any else None
+    """The file's size with its external data (:attr:`Resolved.files`), in MB; None when none exists."""
+    sizes = [p.stat().st_size for p in found.files if p.exists()]
+    return round(sum(sizes) / 1e6, 4) if sizes else None
 
 
 def _integrity_problem(found: Resolved, verify_hash: bool) -> str | None:
@@ -202,11 +198,7 @@ def _cuda_available(cfg: BenchConfig) -> bool:
 def plan_rows(resolved: list[Resolved], model, ref_source, ref_reason, cfg: BenchConfig, machine: dict, threads: int,
               output: str = "logits") -> list[Plan]:
     """One :class:`Plan` per row, in the module docstring's order."""
-    from ..runtime import get_runner, runner_for_format
-
-    def graph_target(fmt, file, provider, qdq=None):
-        return lambda: RunnerTarget(lambda: runner_for_format(fmt.name, file, providers=provider, threads=threads,
-                                                              qdq=qdq))
+    from ..runtime import get_runner
 
     tokens = output == "tokens"  # the PyTorch rows run model.forward_tokens, as the tokens graph does
     plans: list[Plan] = []
@@ -238,24 +230,28 @@ def plan_rows(resolved: list[Resolved], model, ref_source, ref_reason, cfg: Benc
         if file in seen:
             continue
         seen.add(file)
-        plans.extend(_file_plans(found, file, providers, _integrity_problem(found, cfg.verify_hash),  # hashed once
-                                 graph_target))
+        plans.extend(_file_plans(found, file, providers, threads,
+                                 _integrity_problem(found, cfg.verify_hash)))  # hashed once
     return plans
 
 
-def _file_plans(found: Resolved, file: Path, providers: list[str], problem: str | None, graph_target) -> list[Plan]:
+def _file_plans(found: Resolved, file: Path, providers: list[str], threads: int, problem: str | None) -> list[Plan]:
     """The rows of one artifact file, run by its format's runner (:data:`edgevit.formats.ARTIFACT_FORMATS`):
     a graph once per ONNX Runtime provider, an engine once; a file that failed its check gives failed rows."""
     from ..runtime import runner_for_format
 
     fmt, precision = found.artifact_format, found.precision or "unknown"
+
+    def target(**options):
+        return lambda: RunnerTarget(lambda: runner_for_format(fmt.name, file, **options))
+
     common = {"format": fmt.name, "backend": fmt.runner, "precision": precision, "artifact": str(found.path),
               "size_mb": _size_mb(found)}
     if not fmt.graph:
         row = BenchRow(name=f"{fmt.label} {precision} {found.path.name}", device="cuda", **common)
         record = found.record  # checked against this machine
         return [Plan(row, status="failed", error=problem) if problem else
-                Plan(row, make=lambda: RunnerTarget(lambda: runner_for_format(fmt.name, file, manifest_entry=record)))]
+                Plan(row, make=target(manifest_entry=record))]
     plans = []
     for prov in providers:
         row = BenchRow(name=f"{fmt.label} {prov} {precision} {found.path.name}",
@@ -263,9 +259,9 @@ def _file_plans(found: Resolved, file: Path, providers: list[str], problem: str 
         if problem:
             plans.append(Plan(row, status="failed", error=problem))
             continue
-        exact = (graph_target(fmt, file, "cpu", qdq=JUDGED_BY)  # a Q/DQ graph: judged as the graph defines it
+        exact = (target(providers="cpu", threads=threads, qdq=JUDGED_BY)  # a Q/DQ graph: judged as the graph defines it
                  if prov == "cpu" and precision in QUANTIZED else None)
-        plans.append(Plan(row, onnx_path=file, exact=exact, make=graph_target(fmt, file, prov)))
+        plans.append(Plan(row, onnx_path=file, exact=exact, make=target(providers=prov, threads=threads)))
     return plans
 
 

@@ -44,6 +44,8 @@ from .plan import (
 from .report import BenchReport, BenchRow, Throughput
 
 DEFAULT_BATCH = 32
+DEVICES = ("auto", "cpu", "cuda")
+"""What ``BenchConfig.device`` picks from."""
 
 
 @dataclass
@@ -128,8 +130,8 @@ class BenchConfig:
         self.batch_sweep = tuple(int(b) for b in (self.batch_sweep or ()))
         if any(b < 1 for b in self.batch_sweep):
             raise ValueError(f"batch_sweep values must be positive integers, got {list(self.batch_sweep)}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be one of ['auto', 'cpu', 'cuda'], got {self.device!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
         if self.providers is not None:
             self.providers = tuple(self.providers)
             for p in self.providers:
@@ -330,9 +332,9 @@ def _input_shape_and_preprocessing(manifests: list, model, resolved) -> tuple:
     shape = None
     pre = None
     for m in manifests:
-        if m is not None and m.inputs:
+        if m.inputs:
             shape = m.sample_shape
-        if m is not None and pre is None:
+        if pre is None:
             pre = m.preprocessing
     if model is not None:
         c = model.config
@@ -476,4 +478,4 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
     return report
 
 
-__all__ = ["BenchConfig", "DEFAULT_BATCH", "run_bench"]
+__all__ = ["BenchConfig", "DEFAULT_BATCH", "DEVICES", "run_bench"]

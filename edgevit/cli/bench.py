@@ -7,6 +7,7 @@ import click
 from ..runtime.onnxruntime_runner import PROVIDERS
 from ._errors import handle_errors
 from ._options import (
+    LibraryChoice,
     int_list,
     json_option,
     library_option,
@@ -34,7 +35,8 @@ from ._render import console, finish
 @click.option("--batch-sweep", metavar="1,2,4,...", help="Also measure latency at these batch sizes.")
 @library_option("--noise-cv", type=float, default_from="edgevit.bench.run:BenchConfig.noise_cv",
               help="Flag a measurement as noisy when its coefficient of variation exceeds this.")
-@library_option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default_from="edgevit.bench.run:BenchConfig.device",
+@library_option("--device", type=LibraryChoice("edgevit.bench.run:DEVICES"),
+                default_from="edgevit.bench.run:BenchConfig.device",
               help="auto: PyTorch CUDA rows when a GPU is visible; cpu: none.")
 @click.option("--provider", "providers", multiple=True, type=click.Choice(list(PROVIDERS)),
               help="ONNX Runtime providers (repeatable; default cpu, plus cuda when installed).")

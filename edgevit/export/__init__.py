@@ -20,9 +20,11 @@ from .lint import (
     tensorrt_op_support,
     tensorrt_op_table,
 )
+from ..specs import parse_batch
+from .tensorrt_ops import ATTENTION_FORMS, DEFAULT_ATTENTION
 
-_LAZY = {name: ".onnx" for name in ("ATTENTION_FORMS", "DEFAULT_ATTENTION", "DEFAULT_OPSET", "ExportConfig",
-                                     "ExportResult", "canonicalize_gelu", "export_onnx", "fuse_attention", "parse_batch")}
+_LAZY = {name: ".onnx" for name in ("DEFAULT_OPSET", "ExportConfig", "ExportResult", "canonicalize_gelu", "export_onnx",
+                                     "fuse_attention")}
 
 
 def __getattr__(name: str):

@@ -79,7 +79,7 @@ from ..onnx_graph import count_ops
 from ..provenance import source_fields
 from ..output_kinds import OUTPUT_KINDS
 from ..tolerances import EXPORT_ATOL
-from ..specs import check_batch_bounds, parse_batch  # noqa: F401  (parse_batch: re-exported)
+from ..specs import check_batch_bounds
 from .artifacts import DATA_FILE, MODEL_FILE, build_manifest, install, previous_manifest, remove_superseded, verdict
 from .tensorrt_ops import ATTENTION_FORMS, DEFAULT_ATTENTION
 from .checks import (INPUT_NAME, LAYERNORM_OPSET, GraphInfo, check_file, check_structure, output_module,
@@ -480,5 +480,5 @@ def _save(proto, work: Path, threshold: int) -> tuple[Path, bool]:
 __all__ = [
     "ATTENTION_FORMS", "DEFAULT_ATTENTION", "DEFAULT_OPSET", "OUTPUT_KINDS", "ExportConfig", "ExportResult",
     "canonicalize_gelu",
-    "export_onnx", "fuse_attention", "parse_batch",
+    "export_onnx", "fuse_attention",
 ]

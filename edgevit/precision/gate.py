@@ -76,10 +76,6 @@ class GateResult:
     arithmetic: str | None = None
 
     @property
-    def verified(self) -> bool | None:
-        return self.verdict.verified
-
-    @property
     def features(self) -> bool:
         """Judged without labels (features / tokens): by cosine and k-NN agreement."""
         return self.comparison is not None and self.comparison.output in FEATURE_OUTPUTS
@@ -217,7 +213,7 @@ def layer_sensitivity(fp32_path: Path, recipe: PrecisionRecipe, amax: dict, data
     for layer in tqdm(layers, desc=f"sensitivity ({recipe.precision})", disable=not progress, file=sys.stderr):
         graph = build_precision_graph(fp32_path, replace(recipe, base=BASE_PRECISION), amax, nodes=[layer])
         m = gate_metrics(run_graph(graph, data.images, threads), data)
-        rows.append({"layer": layer, "drop_points": None if m.output in FEATURE_OUTPUTS else drop_points(m),
+        rows.append({"layer": layer, "drop_points": drop_points(m),
                      "agreement": m.agreement, "cosine_min": m.cosine_min, "max_abs": m.max_abs})
     return sorted(rows, key=lambda r: (-(r["drop_points"] or 0.0), r["agreement"], -r["max_abs"]))
 

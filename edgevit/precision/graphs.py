@@ -177,9 +177,6 @@ def _quantize_qdq(fp32_path: Path, proto, recipe: PrecisionRecipe, row: Precisio
     return qdq
 
 
-FP8_MAX = 448.0  # largest finite float8 e4m3fn (the fp8 row's element)
-
-
 def _int8_to_float8(proto, fp32_inits: dict, row: Precision) -> None:
     """Turn a per-tensor symmetric int8 Q/DQ graph into Q/DQ of ``row``'s float8 element type, in place.
 
@@ -267,4 +264,4 @@ def qdq_summary(proto) -> dict:
             "nonzero_zero_points": nonzero_zp, "weight_axes": weight_axes, "dq_feeds": sorted(feeds)}
 
 
-__all__ = ["FP8_MAX", "QDQ_TYPED_OPSET", "build_precision_graph", "qdq_summary"]
+__all__ = ["QDQ_TYPED_OPSET", "build_precision_graph", "qdq_summary"]

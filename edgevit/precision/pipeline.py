@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .._io import atomic_path, check_output_dir, check_writable, outdir_lock, remove_stale_temporaries, sha256_file
-from ..formats import BASE_PRECISION, CALIBRATION_CACHE, CAST, FP16, ONNX_FILES, ONNX_PRECISIONS, QUANTIZED
+from ..formats import BASE_PRECISION, CALIBRATION_CACHE, CAST, FP16, ONNX_PRECISIONS, QUANTIZED, onnx_file
 from ..formats import precision as lookup
 from ..data.defaults import default_data
 from ..manifest import Manifest
@@ -149,7 +149,7 @@ def quantize(source, config: QuantizeConfig | None = None, *, force: bool = Fals
     remove_stale_temporaries(outdir)
     wanted = [p for p in cfg.precisions if p != BASE_PRECISION]
     for p in wanted:
-        check_writable(outdir / ONNX_FILES[p], force)
+        check_writable(outdir / onnx_file(p), force)
     quantized = [p for p in wanted if p in QUANTIZED]
     shape = manifest.sample_shape  # the digits fit 1x8x8 models only
     cfg = replace(cfg, calib_data=default_data(cfg.calib_data, shape, "--calib-data") if quantized else cfg.calib_data,
@@ -162,7 +162,7 @@ def quantize(source, config: QuantizeConfig | None = None, *, force: bool = Fals
         calib = _calibrate(cfg, manifest, fp32_path, fp32_art.sha256 if cfg.verify_hash else None)
     entries: dict[str, dict] = {}
     if BASE_PRECISION in cfg.precisions:
-        entries[BASE_PRECISION] = {"path": ONNX_FILES[BASE_PRECISION], "recipe": {"precision": BASE_PRECISION},
+        entries[BASE_PRECISION] = {"path": onnx_file(BASE_PRECISION), "recipe": {"precision": BASE_PRECISION},
                                    "gate": gate_graph(str(fp32_path), BASE_PRECISION, gate_data, cfg.max_drop,
                                                       cfg.threads)}
     fields: dict[str, dict] = {}
@@ -173,12 +173,12 @@ def quantize(source, config: QuantizeConfig | None = None, *, force: bool = Fals
     with contextlib.ExitStack() as held:
         with contextlib.ExitStack() as files:
             for precision in wanted:
-                tmp = files.enter_context(atomic_path(outdir / ONNX_FILES[precision], force=True))
+                tmp = files.enter_context(atomic_path(outdir / onnx_file(precision), force=True))
                 entries[precision], fields[precision] = _one_precision(precision, cfg, fp32_path, calib, gate_data, tmp)
             held.enter_context(outdir_lock(outdir))  # held until the manifest is saved
             manifest = _current_manifest(outdir, fp32_art, wanted, force)
         for precision in wanted:
-            manifest.add_artifact(ONNX_FILES[precision], format="onnx", precision=precision, **fields[precision])
+            manifest.add_artifact(onnx_file(precision), format="onnx", precision=precision, **fields[precision])
         manifest.save(outdir, force=True)
     return QuantizeResult(outdir, entries, calib.to_dict() if calib else None, time.perf_counter() - start)
 
@@ -187,7 +187,7 @@ def _current_manifest(outdir: Path, fp32_art, wanted: list[str], force: bool) ->
     """OUTDIR's manifest as it is now (under its lock), when it still lists the fp32 graph the new
     graphs were built from, and no other run wrote them meanwhile (unless ``force``)."""
     for p in wanted:
-        check_writable(outdir / ONNX_FILES[p], force)
+        check_writable(outdir / onnx_file(p), force)
     manifest = Manifest.load(outdir)
     manifest.check_still_lists(fp32_art, "quantizing", "edgevit quantize")
     return manifest
@@ -217,7 +217,7 @@ def _one_precision(precision: str, cfg: QuantizeConfig, fp32_path: Path, calib, 
     amax = calib.amax if calib is not None and recipe.quantized else None
     graph = build_precision_graph(fp32_path, recipe, amax)
     gate = gate_graph(graph, precision, data, cfg.max_drop, cfg.threads)
-    entry: dict = {"path": ONNX_FILES[precision]}
+    entry: dict = {"path": onnx_file(precision)}
     if recipe.quantized and data is not None and (cfg.sensitivity or (cfg.auto_exclude and gate.verdict is Verdict.FAILED)):
         entry["sensitivity"] = layer_sensitivity(fp32_path, recipe, amax, data, cfg.threads, cfg.progress)
     if recipe.quantized and cfg.auto_exclude and gate.verdict is Verdict.FAILED:

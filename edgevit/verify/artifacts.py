@@ -26,12 +26,18 @@ from ..runtime.onnxruntime_runner import JUDGED_BY
 class Side:
     """One side of a comparison: a PyTorch ``model``, or the file ``resolved`` names."""
 
-    kind: str  # "torch", "onnx" (a graph format) or "engine"
     source: str
     precision: str = BASE_PRECISION
     path: Path | None = None
     model: object = None  # the loaded VisionTransformer for torch sides
     resolved: Resolved | None = None  # what Manifest.resolve found for a file or export directory
+
+    @property
+    def kind(self) -> str:
+        """"torch" for a model, "onnx" for a file of a graph format, else "engine"."""
+        if self.resolved is None:
+            return "torch"
+        return "onnx" if self.resolved.artifact_format.graph else "engine"
 
     @property
     def manifest(self) -> Manifest | None:
@@ -54,16 +60,15 @@ def detect_onnx_precision(path: str | os.PathLike) -> str:
     return Resolved(Path(path), "onnx").precision
 
 
-def _file_side(text: str, found: Resolved, precision: str | None) -> Side:
+def _file_side(text: str, found: Resolved, precision: str | None = None) -> Side:
     """The side of a resolved file; an engine no manifest records needs ``precision``."""
-    kind = "onnx" if found.artifact_format.graph else "engine"
     precision = precision or found.precision
     if precision is None:
         raise OnnxModelError(
             f"{found.path}: no {MANIFEST_NAME} beside it records this engine, so its precision (and tolerance row) "
             "is unknown; pass --precision, or verify the engine in the directory `edgevit build` wrote it to"
         )
-    return Side(kind, text, precision, path=found.path, resolved=found)
+    return Side(text, precision, path=found.path, resolved=found)
 
 
 def resolve_artifact(source, precision: str | None = None, role: str = "candidate", arch: str | None = None,
@@ -84,12 +89,12 @@ def resolve_artifact(source, precision: str | None = None, role: str = "candidat
     if precision is not None:
         lookup(precision, onnx=True)  # ValueError naming the ONNX precisions
     if isinstance(source, VisionTransformer):
-        return Side("torch", "<model>", precision or BASE_PRECISION, model=source.eval())
+        return Side("<model>", precision or BASE_PRECISION, model=source.eval())
     text = str(source)
     path = Path(text)
     if path.is_dir() and Manifest.path_in(path).is_file():
         found = Manifest.resolve(path, precision, format, verify_hash=verify_hash)
-        return _file_side(text, found, found.precision)
+        return _file_side(text, found)
     fmt = find_format(path)
     if fmt is not None:
         if not path.exists():
@@ -102,7 +107,7 @@ def resolve_artifact(source, precision: str | None = None, role: str = "candidat
     if precision is not None and precision not in FLOAT_PRECISIONS:
         raise ValueError(f"a PyTorch {role} runs in {list(FLOAT_PRECISIONS)}, not {precision!r}")
     model = load_model(text, arch=arch, **(model_overrides or {}))
-    return Side("torch", text, precision or BASE_PRECISION, path=path if path.exists() else None, model=model)
+    return Side(text, precision or BASE_PRECISION, path=path if path.exists() else None, model=model)
 
 
 def output_kind(art: Side) -> OutputKind:

@@ -184,7 +184,7 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
         prec = cfg.precision or BASE_PRECISION
         if prec not in FLOAT_PRECISIONS:
             raise ValueError(f"a PyTorch candidate runs in {list(FLOAT_PRECISIONS)}, not {prec!r}")
-        cand = Side("torch", f"{ref.source} (PyTorch)", prec, path=ref.path, model=ref.model)
+        cand = Side(f"{ref.source} (PyTorch)", prec, path=ref.path, model=ref.model)
     else:
         from ..models.hub import is_hub_name
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from edgevit.cli import main
 from edgevit.export.onnx import ExportConfig, export_onnx
-from edgevit.formats import ONNX_FILES
+from edgevit.formats import onnx_file
 from edgevit.manifest import Manifest
 from edgevit.precision import (PrecisionRecipe, QuantizeConfig, build_precision_graph, qdq_summary, quantizable_nodes,
                                quantize)
@@ -42,7 +42,7 @@ def all_precisions(exported, gate_data, tmp_path_factory):
 
 
 def _load(out, precision):
-    return onnx.load(str(out / ONNX_FILES[precision]))
+    return onnx.load(str(out / onnx_file(precision)))
 
 
 # ------------------------------------------------------------------------------ structure

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgevit.bench import run_bench
-from edgevit.formats import ARTIFACT_FORMATS, ArtifactFormat, format_of
+from edgevit.formats import ARTIFACT_FORMATS, ArtifactFormat, format_of, register_format
 from edgevit.manifest import Manifest, Resolved
 from edgevit.runtime import Engine, register_runner, unregister_runner
 from edgevit.runtime.onnxruntime_runner import OnnxRuntimeRunner
@@ -38,11 +38,14 @@ def made_up_format(digits_like_copy, monkeypatch):
     register_runner(RUNNER, f"{__name__}:CountingRunner")
     row = ArtifactFormat("evgraph", (".evgraph",), runner=RUNNER, graph=True, what="test graph file",
                          label="counting")
-    monkeypatch.setitem(ARTIFACT_FORMATS, row.name, row)
+    register_format(row)
+    with pytest.raises(ValueError, match="already in the table"):
+        register_format(ArtifactFormat("other", (".EVGRAPH",), runner=RUNNER, graph=True, what="x", label="x"))
     monkeypatch.setattr(CountingRunner, "opened", [])
     file = digits_like_copy / "model.evgraph"
     shutil.copyfile(digits_like_copy / "model.onnx", file)
     yield file
+    del ARTIFACT_FORMATS[row.name]
     unregister_runner(RUNNER)
 
 

@@ -22,7 +22,7 @@ What it reads (``ast`` only, nothing is imported or run):
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 TRT, CUDART = "tensorrt", "cudart"
