@@ -41,9 +41,9 @@ from .errors import ArtifactExistsError, EdgeVitError
 from .formats import FP16, INT8, ONNX_PRECISIONS, engine_file, onnx_file
 
 ENGINE_PRECISIONS = (FP16, INT8)
-STEPS = ("train", "export", "engines", "verify", "bench")
+STEPS = ("train", "export", "engines", "verify", "deploy", "bench")
 STEP_NEEDS = {"train": (), "export": ("train",), "engines": ("export",), "verify": ("train", "export"),
-              "bench": ("export",)}
+              "deploy": ("export",), "bench": ("export",)}
 """The steps in order, and the earlier steps each one needs: a step whose needed step failed (or was
 not run) is recorded ``skipped`` with ``blocked_by`` naming the failed step."""
 
@@ -126,6 +126,7 @@ def run_demo(config: DemoConfig | None = None, echo=None) -> DemoResult:
     work = {"train": lambda: _train(cfg, run, ckpt), "export": lambda: _export(cfg, ckpt, export_dir),
             "engines": lambda: _engines(export_dir, cfg.force),
             "verify": lambda: _verify(ckpt, export_dir, reports, cfg),
+            "deploy": lambda: _deploy(export_dir, run / "deploy", cfg),
             "bench": lambda: _bench(export_dir, reports, cfg, result)}
     cause: dict[str, str] = {}  # step -> the failed step that kept it (or a step it needs) from running
     for name in STEPS:
@@ -255,6 +256,26 @@ def _verify(ckpt: Path, export_dir: Path, reports: Path, cfg: DemoConfig) -> dic
     if failed:
         info.update(status="failed", reason=f"verify failed for {', '.join(failed)}: "
                     + "; ".join(f for p in failed for f in out[p]["failures"][:2]))
+    return info
+
+
+def _deploy(export_dir: Path, deploy_dir: Path, cfg: DemoConfig) -> dict:
+    """Every deploy target (a Triton model repository, a DeepStream config) for the fp32 graph, each
+    checked with its consumer's preprocessing and certified in the export's manifest."""
+    from .deploy import TARGETS
+
+    written, failed = {}, []
+    for name, target in TARGETS.items():
+        res = target.load()(export_dir, deploy_dir / name, force=cfg.force)
+        cert = res.certificate
+        written[name] = {"files": [str(f) for f in res.files], "certificate": cert.to_dict()}
+        if not cert.passed:
+            failed.append(f"{name}: {cert.verdict.value}, max |diff| {cert.max_abs}")
+    info = {"targets": written, "summary": ", ".join(f"{n} {w['certificate']['verdict']} "
+                                                     f"(max |diff| {w['certificate']['max_abs']:.1e})"
+                                                     for n, w in written.items())}
+    if failed:
+        info.update(status="failed", reason="; ".join(failed))
     return info
 
 

@@ -46,7 +46,9 @@ class Precision:
     ``torch`` dtype the PyTorch runner casts a model to (plain float precisions). ``trt_flag``: the
     ``trt.BuilderFlag`` of a weakly typed TensorRT 10 build of the graph (plain float precisions; None:
     no flag); ``trt_names``: how TensorRT's engine inspector writes a layer's type of this precision
-    (lower case, most specific first within the row); ``dla``: DLA runs graphs of it. ``tolerance``:
+    (lower case, most specific first within the row); ``dla``: DLA runs graphs of it. ``nvinfer_mode``:
+    DeepStream nvinfer's ``network-mode`` for it (NvDsInferNetworkMode: 0 FP32, 1 INT8, 2 FP16; read from
+    NVIDIA's source, :file:`edgevit/deploy/nvinfer_keys.json`), None where nvinfer has none. ``tolerance``:
     the :class:`edgevit.tolerances.Tolerance` fields of its logits row (ONNX precisions), and
     ``feature_tolerance`` what differs from it for features/tokens outputs.
     """
@@ -62,6 +64,7 @@ class Precision:
     trt_flag: str | None = None
     trt_names: tuple[str, ...] = ()
     dla: bool = False
+    nvinfer_mode: int | None = None
     tolerance: dict | None = field(default=None, compare=False)
     feature_tolerance: dict = field(default_factory=dict, compare=False)
 
@@ -83,14 +86,14 @@ class Precision:
 # the logits rows fit, except fp8's k-NN agreement (0.95).
 PRECISION_TABLE: list[Precision] = [
     Precision("fp32", EXPORTED, "float32: the exported graph", element="FLOAT", numpy_type="float32",
-              torch_dtype="float32", trt_names=("fp32", "float"),
+              torch_dtype="float32", trt_names=("fp32", "float"), nvinfer_mode=0,
               tolerance=dict(atol=5e-4, rtol=1e-4, min_cosine=0.99999, min_agreement=0.99,
                              attn_atol=2e-4, attn_rtol=1e-4, attn_min_cosine=0.99999,
                              note="measured: worst logits |d| 7.7e-5, attention 3.5e-5 (ORT and PyTorch vs fp32 math)"),
               feature_tolerance=dict(
                   note="logits row; features/tokens measured: |d| 1.4e-5, cosine 1 - 1e-12 (ORT vs PyTorch)")),
     Precision("fp16", CAST, "float16 weights and activations", element="FLOAT16", numpy_type="float16",
-              torch_dtype="float16", trt_flag="FP16", trt_names=("fp16", "half"), dla=True,
+              torch_dtype="float16", trt_flag="FP16", trt_names=("fp16", "half"), dla=True, nvinfer_mode=2,
               tolerance=dict(atol=0.2, rtol=1e-2, min_cosine=0.999, min_agreement=0.95,
                              attn_atol=0.15, attn_rtol=1e-2, attn_min_cosine=0.9995,
                              note="measured: worst logits |d| 5.8e-2, cosine 0.99987; attention 5.0e-2 "
@@ -105,7 +108,7 @@ PRECISION_TABLE: list[Precision] = [
               feature_tolerance=dict(
                   note="logits row; features/tokens measured: |d| 0.24, cosine 0.9988, k-NN 0.9994")),
     Precision("int8", QDQ, "int8 Q/DQ on the Linear inputs", quantized=True, element="INT8", numpy_type="int8",
-              per_channel=True, trt_names=("int8",), dla=True,
+              per_channel=True, trt_names=("int8",), dla=True, nvinfer_mode=1,
               tolerance=dict(atol=1.0, rtol=1e-1, min_cosine=0.98, min_agreement=0.97,
                              attn_atol=0.3, attn_rtol=1e-1, attn_min_cosine=0.998,
                              note="measured on digits-tiny: logits |d| 0.23, cosine 0.9964; attention 0.079 "
@@ -221,8 +224,10 @@ class ArtifactFormat:
     takes with ONNX Runtime's options (``providers``, ``threads``, ``qdq``) and whose precision and outputs
     can be read off the file; else a compiled engine, whose runner takes ``manifest_entry`` (the engine's
     record, checked against this machine) and ``cuda_graph``. ``label``: the row name prefix in bench
-    tables. ``writer``: ``"package.module:function"`` that writes the format from an export (the deploy
-    targets), or None where its own command writes it (``edgevit export`` / ``quantize`` / ``build``).
+    tables (deploy targets are no artifact formats: their table is :data:`edgevit.deploy.TARGETS`).
+    ``rebuild``: the command that rewrites a file of it from the export's ONNX graph its record names,
+    with ``{onnx}`` (that graph) and ``{out}`` (the file); None: the export or quantize command that
+    wrote the graph rewrites it.
     """
 
     name: str
@@ -231,7 +236,7 @@ class ArtifactFormat:
     graph: bool
     what: str
     label: str
-    writer: str | None = None
+    rebuild: str | None = None
 
     @property
     def noun(self) -> str:
@@ -242,7 +247,7 @@ class ArtifactFormat:
 ARTIFACT_FORMATS: dict[str, ArtifactFormat] = {row.name: row for row in (
     ArtifactFormat("onnx", (".onnx",), runner="onnxruntime", graph=True, what="ONNX file", label="ort"),
     ArtifactFormat("tensorrt", (".plan", ".engine", ".trt"), runner="tensorrt", graph=False,
-                   what="TensorRT engine file", label="tensorrt"),
+                   what="TensorRT engine file", label="tensorrt", rebuild="edgevit build {onnx} -o {out} --force"),
 )}
 """The ``format`` of a manifest's artifacts, name -> row; a format is added here (or with
 :func:`register_format`) and nowhere else."""

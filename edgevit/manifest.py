@@ -34,6 +34,8 @@ Schema (``schema_version`` 1; every key is always present)::
       "artifacts": [{"path": "model.onnx", "format": "onnx", "precision": "fp32", "sha256": "...",
                      "size_bytes": int, "external_data": ["model.onnx.data"] | [],
                      ...later fields: "recipe", "verdict", "tensorrt_version", ...}],
+      "certificates": [{Certificate fields}],   # only when a consumer's preprocessing was checked
+                 # (edgevit.certificates: consumer, artifact, method, max_abs, verdict, ...)
       "versions": {"torch": ..., "onnx": ..., "onnxruntime": ..., "onnxslim": ..., "edgevit": ..., "python": ...}
     }
 
@@ -57,12 +59,14 @@ from pathlib import Path
 from typing import Any
 
 from ._io import artifact_name_problem, sha256_file, write_text_atomic
+from .certificates import Certificate
 from .errors import ArtifactIntegrityError, ManifestError, OnnxModelError
 from .formats import BASE_PRECISION, MANIFEST_NAME, artifact_format, format_of
 from .formats import precision as lookup
-from .output_kinds import OutputKind, output_kind
+from .output_kinds import OutputKind
 from .resolved import Resolved
-from .specs import (ARTIFACT_TYPES, BatchRange, ModelSource, Preprocessing, TensorSpec, check_json_type, check_json_types,
+from .tensorrt.record import EngineRecord
+from .specs import (ARTIFACT_TYPES, BatchRange, ModelSection, ModelSource, Preprocessing, TensorSpec, check_json_type, check_json_types,
                     input_section, preprocessing_section, tensor_dicts)
 
 SCHEMA_VERSION = 1
@@ -99,16 +103,6 @@ class Artifact:
         lookup(self.precision)  # ValueError naming the precisions of the table
         for key, name in (("path", self.path), *(("external_data", n) for n in self.external_data)):
             _check_artifact_name(key, name)
-
-    def __getitem__(self, key: str) -> Any:
-        """``artifact["recipe"]`` reads standard and extra fields alike."""
-        data = self.to_dict()
-        if key not in data:
-            raise KeyError(f"artifact {self.path} has no field {key!r}; fields: {sorted(data)}")
-        return data[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_dict().get(key, default)
 
     def to_dict(self) -> dict:
         data = {
@@ -175,7 +169,7 @@ class Manifest:
     relative artifact paths resolve against it.
     """
 
-    model: dict = field(default_factory=dict)
+    model: ModelSection = field(default_factory=ModelSection)
     labels: list[str] | None = None
     preprocessing: Preprocessing | None = None
     inputs: list[TensorSpec] = field(default_factory=list)
@@ -183,6 +177,7 @@ class Manifest:
     batch: BatchRange | None = None
     export: dict = field(default_factory=dict)
     artifacts: list[Artifact] = field(default_factory=list)
+    certificates: list[Certificate] = field(default_factory=list)  # how each consumer's preprocessing was checked
     versions: dict = field(default_factory=library_versions)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION
@@ -196,21 +191,44 @@ class Manifest:
 
     def __post_init__(self) -> None:
         """Sections given as their JSON objects (a manifest built in code) are parsed as on load."""
+        if isinstance(self.model, dict):
+            try:
+                self.model = ModelSection.from_dict(self.model)
+            except ValueError as exc:
+                raise ManifestError(f'"model.output": {exc}') from None
         if isinstance(self.preprocessing, dict):
             self.preprocessing, self.preprocessing_extra = preprocessing_section(self.preprocessing)
         self.inputs = [input_section(s, f"inputs[{i}]") if isinstance(s, dict) else s for i, s in enumerate(self.inputs)]
         self.outputs = [TensorSpec.from_dict(s) if isinstance(s, dict) else s for s in self.outputs]
         if isinstance(self.batch, dict):
             self.batch = BatchRange.from_dict(self.batch)
-        try:
-            self.recorded_output  # noqa: B018 (a kind of the table, or ValueError)
-        except ValueError as exc:
-            raise ManifestError(f'"model.output": {exc}') from None
+        self.certificates = [Certificate.from_dict(c, f"certificates[{i}]") if isinstance(c, dict) else c
+                             for i, c in enumerate(self.certificates)]
+
+    def add_certificate(self, certificate: Certificate) -> None:
+        """Record ``certificate``, replacing the one of the same consumer, artifact and location."""
+        self.certificates = [c for c in self.certificates if c.key != certificate.key] + [certificate]
+
+    def certificate_records(self, paths=None) -> list[dict]:
+        """The certificates (of the artifacts at ``paths``, relative to the manifest; all when None) as
+        reports carry them: each certificate's fields plus ``current`` (:meth:`certificate_is_current`)."""
+        return [{**c.to_dict(), "current": self.certificate_is_current(c)} for c in self.certificates
+                if paths is None or c.artifact in paths]
+
+    def certificate_is_current(self, certificate: Certificate) -> bool:
+        """Whether the artifact ``certificate`` checked is still the one listed (same path and sha256)."""
+        listed = [a for a in self.artifacts if a.path == certificate.artifact]
+        return bool(listed) and certificate.artifact_sha256 in (None, listed[0].sha256)
 
     @property
     def sample_shape(self) -> tuple:
-        """The shape of one input sample (the input's shape without the batch dim); () when none is recorded."""
-        return self.inputs[0].sample_shape if self.inputs else ()
+        """The shape of one model input sample as edgevit's loaders make it, (C, H, W): the input's shape without
+        the batch dim, channels first also for a raw-pixel NHWC input (``edgevit export --input uint8``, whose
+        graph transposes inside; the graph's own shape is ``inputs[0].sample_shape``); () when none is recorded."""
+        if not self.inputs:
+            return ()
+        dims = self.inputs[0].sample_shape
+        return (dims[2], dims[0], dims[1]) if self.inputs[0].layout == "NHWC" and len(dims) == 3 else dims
 
     # ------------------------------------------------------------------ files
     @staticmethod
@@ -259,12 +277,12 @@ class Manifest:
     @property
     def source(self) -> ModelSource:
         """Where the exported weights came from (``model.source``, its sha256, arch and overrides)."""
-        return ModelSource.from_model(self.model or {})
+        return self.model.source_info
 
     @property
     def recorded_output(self) -> OutputKind:
         """The output kind ``model.output`` records (logits where it records none)."""
-        return output_kind((self.model or {}).get("output") or "logits")
+        return self.model.output or OutputKind.LOGITS
 
     def check_still_lists(self, art: Artifact, doing: str, rerun: str) -> None:
         """ManifestError unless this manifest (re-read under its directory's lock) still lists ``art``
@@ -448,7 +466,7 @@ class Manifest:
                     f"the file was changed or replaced after it was written; {self._rewrite_hint(artifact)}, "
                     "or pass --no-verify-hash (verify_hash=False) to use it as it is"
                 )
-        if graph and artifact.format == "onnx" and artifact.path not in self.graph_checked:
+        if graph and artifact_format(artifact.format).graph and artifact.path not in self.graph_checked:
             from .provenance import check_graph  # its precision label and output kind
 
             check_graph(self, artifact, file)
@@ -457,11 +475,12 @@ class Manifest:
 
     def _rewrite_hint(self, artifact: Artifact) -> str:
         """The command that (re)writes ``artifact``."""
-        if artifact.format == "tensorrt":
-            onnx = (artifact.get("onnx") or {}).get("path") or "MODEL.onnx"
+        rebuild = artifact_format(artifact.format).rebuild
+        if rebuild is not None:
+            onnx = EngineRecord.from_artifact(artifact).onnx_path or "MODEL.onnx"
             source_manifest = self.extra.get("source_manifest")  # the engine was built into another directory
             onnx_root = Path(source_manifest).parent if source_manifest else self.root
-            return f"rebuild it with `edgevit build {onnx_root / onnx} -o {self.root / artifact.path} --force`"
+            return f"rebuild it with `{rebuild.format(onnx=onnx_root / onnx, out=self.root / artifact.path)}`"
         if artifact.precision == BASE_PRECISION:
             found, _ = self.source_checkpoint(verify_hash=False)
             recorded = self.source
@@ -493,7 +512,7 @@ class Manifest:
             "schema_version": self.schema_version,
             "created": self.created,
             "edgevit_version": self.versions.get("edgevit"),
-            "model": self.model,
+            "model": self.model.to_dict(),
             "labels": self.labels,
             "preprocessing": ({**self.preprocessing.to_dict(), **self.preprocessing_extra}
                               if self.preprocessing is not None else None),
@@ -502,6 +521,7 @@ class Manifest:
             "batch": self.batch.to_dict() if self.batch is not None else {},
             "export": self.export,
             "artifacts": [a.to_dict() for a in self.artifacts],
+            **({"certificates": [c.to_dict() for c in self.certificates]} if self.certificates else {}),
             "versions": self.versions,
         }
         for key, value in self.extra.items():
@@ -522,7 +542,7 @@ class Manifest:
                 f"(reads up to {SCHEMA_VERSION}); upgrade edgevit or re-export"
             )
         known = {"schema_version", "created", "edgevit_version", "model", "labels", "preprocessing", "inputs",
-                 "outputs", "batch", "export", "artifacts", "versions"}
+                 "outputs", "batch", "export", "artifacts", "certificates", "versions"}
         try:
             artifacts = cls._checked_artifacts(data)
         except ManifestError as exc:
@@ -541,6 +561,7 @@ class Manifest:
                 batch=data.get("batch") or None,
                 export=data.get("export") or {},
                 artifacts=artifacts,
+                certificates=list(data.get("certificates") or []),
                 versions=data.get("versions") or {},
                 created=data.get("created") or "",
                 schema_version=version,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import VerificationError
-from .output_kinds import FEATURE_OUTPUTS  # the output kinds' table (edgevit.output_kinds)
+from .output_kinds import OutputKind  # the output kinds' table (edgevit.output_kinds)
 KNN_K = 5
 KNN_WITHIN = 2  # a neighbour is kept while it stays among the candidate's KNN_WITHIN * k nearest
 KNN_AGREEMENT = (f"k-NN agreement: the fraction of each sample's {KNN_K} nearest neighbours by cosine (among the "
@@ -283,7 +283,7 @@ def compare(ref, cand, tolerance=None, labels=None, output: str = "logits") -> C
         tolerance: anything with ``atol`` and ``rtol`` (an :class:`edgevit.tolerances.Tolerance`):
             the elementwise limit the ``violations`` count is taken against; None: 0 and 0.
         labels: true classes of the samples; adds each side's top-1 accuracy to logits.
-        output: "logits", or "features" / "tokens" (:data:`FEATURE_OUTPUTS`, no classes): k-NN
+        output: "logits", or "features" / "tokens" (an :class:`OutputKind` without ``classes``): k-NN
             agreement (:func:`neighbour_agreement`) instead of top-1/top-5 agreement and accuracy.
     """
     atol, rtol = (tolerance.atol, tolerance.rtol) if tolerance is not None else (0.0, 0.0)
@@ -294,7 +294,7 @@ def compare(ref, cand, tolerance=None, labels=None, output: str = "logits") -> C
     ref, cand = np.asarray(ref), np.asarray(cand)
     stats = acc.to_dict()
     extra: dict = {}
-    if output in FEATURE_OUTPUTS:
+    if not OutputKind(output).classes:
         extra["knn_agreement"], extra["knn_k"] = neighbour_agreement(ref, cand)
     elif ref.ndim == 2 and ref.shape[1] > 1:
         top1, topk, k = topk_agreement(ref, np.nan_to_num(cand.astype(np.float64), nan=-np.inf))

@@ -13,12 +13,16 @@ from enum import Enum
 
 class OutputKind(str, Enum):
     """One output kind: ``rank`` (of the output tensor), ``layout`` (its dims, for messages),
-    ``classes`` (it holds class scores: top-1 and accuracy apply), ``agreement`` ("top-1" or "k-NN")."""
+    ``classes`` (it holds class scores: top-1 and accuracy apply; else an embedding, compared by k-NN
+    agreement and cosine and judged without labels), ``agreement`` ("top-1" or "k-NN"), ``own`` (what a
+    model's ``forward`` returns, by its head; else only asked for: ``tokens`` is ``forward_tokens``, written
+    by ``edgevit export --output-kind tokens``)."""
 
-    def __new__(cls, name: str, rank: int, layout: str, classes: bool, agreement: str) -> "OutputKind":
+    def __new__(cls, name: str, rank: int, layout: str, classes: bool, agreement: str, own: bool) -> "OutputKind":
         member = str.__new__(cls, name)
         member._value_ = name
         member.rank, member.layout, member.classes, member.agreement = rank, layout, classes, agreement
+        member.own = own
         return member
 
     __str__ = str.__str__
@@ -28,9 +32,9 @@ class OutputKind(str, Enum):
     def __repr__(self) -> str:
         return repr(self.value)
 
-    LOGITS = ("logits", 2, "(batch, classes)", True, "top-1")
-    FEATURES = ("features", 2, "(batch, dim)", False, "k-NN")
-    TOKENS = ("tokens", 3, "(batch, patches, dim)", False, "k-NN")
+    LOGITS = ("logits", 2, "(batch, classes)", True, "top-1", True)
+    FEATURES = ("features", 2, "(batch, dim)", False, "k-NN", True)
+    TOKENS = ("tokens", 3, "(batch, patches, dim)", False, "k-NN", False)
 
 
 OUTPUT_KINDS = tuple(k.value for k in OutputKind)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ._io import sha256_file
 from .errors import ArtifactIntegrityError, EdgeVitWarning, ManifestError
 from .formats import ONNX_PRECISIONS
-from .output_kinds import OutputKind, kinds_of_rank
+from .output_kinds import OutputKind, kind_of_output_name, kinds_of_rank
 
 if TYPE_CHECKING:
     from .manifest import Artifact, Manifest
@@ -104,8 +104,9 @@ def check_graph(manifest: "Manifest", artifact: "Artifact", file: Path, labels: 
     kinds = kinds_of_rank(len(shape)) if shape is not None else []
     if not kinds:
         return
+    named = kind_of_output_name(name)  # edgevit names a graph's output after its kind
     kind = recorded if recorded in kinds else kinds[0] if len(kinds) == 1 else (
-        OutputKind.FEATURES if name == "features" else OutputKind.LOGITS)
+        named if named in kinds else OutputKind.LOGITS)
     manifest.graph_outputs[artifact.path] = kind
     if kind != recorded:
         warnings.warn(f"{file}: {where} says the model outputs {recorded}, but the graph's output {name!r} is "

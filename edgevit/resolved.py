@@ -15,6 +15,7 @@ from .formats import BASE_PRECISION, ArtifactFormat, artifact_format
 
 if TYPE_CHECKING:
     from .manifest import Artifact, Manifest
+    from .tensorrt.record import EngineRecord
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,14 @@ class Resolved:
         return [self.path, *(self.manifest.root / name for name in extra)]
 
     @property
-    def record(self) -> dict | None:
-        """The entry as the manifest writes it (an engine's runner checks it against this machine), or None."""
-        return self.entry.to_dict() if self.entry is not None else None
+    def record(self) -> EngineRecord | None:
+        """A listed engine's build record (its runner checks it against this machine), or None: a graph's
+        entry, or a file no manifest lists."""
+        if self.entry is None or self.artifact_format.graph:
+            return None
+        from .tensorrt.record import EngineRecord
+
+        return EngineRecord.from_artifact(self.entry)
 
 
 __all__ = ["Resolved"]

@@ -1,6 +1,6 @@
-"""The typed sections of a manifest: tensor specs, the batch range and the preprocessing spec.
+"""The typed sections of a manifest: the model section, tensor specs, the batch range and the preprocessing spec.
 
-:class:`~edgevit.manifest.Manifest` parses its ``inputs``/``outputs``, ``batch`` and
+:class:`~edgevit.manifest.Manifest` parses its ``model``, ``inputs``/``outputs``, ``batch`` and
 ``preprocessing`` into these once, on load, and every layer reads them typed; ``to_dict`` writes
 them back at the file boundary, unknown keys included. ``parse_batch`` reads ``--batch MIN,OPT,MAX``
 (no torch). The image transforms that apply a :class:`Preprocessing` live in :mod:`edgevit.data`.
@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import ManifestError
+from .output_kinds import OutputKind, output_kind
 
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -28,7 +29,7 @@ INCEPTION_STD = (0.5, 0.5, 0.5)
 _MANIFEST_TYPES = {"created": ((str, None), None), "model": ((dict, None), None), "labels": ((list, None), (str,)),
                    "preprocessing": ((dict, None), None), "inputs": ((list, None), (dict,)),
                    "outputs": ((list, None), (dict,)), "batch": ((dict, None), None), "export": ((dict, None), None),
-                   "artifacts": ((list, None), (dict,)), "versions": ((dict, None), None)}
+                   "artifacts": ((list, None), (dict,)), "certificates": ((list, None), (dict,)), "versions": ((dict, None), None)}
 _NESTED_TYPES = {"model": {"output": ((str, None), None), "config": ((dict, None), None),
                            "source": ((str, None), None), "source_sha256": ((str, None), None),
                            "source_absolute": ((str, None), None), "arch": ((str, None), None),
@@ -152,6 +153,10 @@ def preprocessing_section(data: Any, key: str = "preprocessing") -> tuple[Prepro
 
 
 # ---------------------------------------------------------------------------- batch range
+DEFAULT_BATCH = (1, 1, 32)
+"""The batch bounds (MIN, OPT, MAX) an export records for TensorRT profiles unless told (``edgevit export --batch``)."""
+
+
 def check_batch_bounds(lo: int, opt: int, hi: int) -> None:
     """ValueError unless 1 <= MIN <= OPT <= MAX."""
     if not (1 <= lo <= opt <= hi):
@@ -217,7 +222,60 @@ class BatchRange:
             raise ManifestError(f'"{key}": {exc}') from None
 
 
-# ---------------------------------------------------------------------------- model source
+# ---------------------------------------------------------------------------- model section
+_MODEL_FIELDS = ("source", "arch", "config", "params", "guessed", "output", "overrides", "source_sha256",
+                 "source_absolute")
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """The manifest's ``model`` section: the checkpoint ``source`` (relative to the manifest), its
+    ``source_sha256`` and ``source_absolute`` path at export, the ``arch``, the exported ``config``, its
+    ``params`` count, the config fields the loader ``guessed``, the loader ``overrides`` and the ``output``
+    kind. ``keys`` are the keys the section holds, in the file's order (a key may hold null: a manifest
+    written before edgevit recorded the hash lacks ``source_sha256``); ``extra`` keeps keys this edgevit
+    does not know. ``to_dict`` writes them back as they were."""
+
+    source: str | None = None
+    arch: str | None = None
+    config: dict | None = None
+    params: int | None = None
+    guessed: dict | None = None
+    output: OutputKind | None = None
+    overrides: dict | None = None
+    source_sha256: str | None = None
+    source_absolute: str | None = None
+    extra: dict = field(default_factory=dict, compare=False)
+    keys: tuple = field(default=(), compare=False)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelSection":
+        """The section of a ``model`` object (ValueError naming the kinds for an unknown ``output``)."""
+        values = {k: data[k] for k in _MODEL_FIELDS if k in data}
+        if values.get("output"):
+            values["output"] = output_kind(values["output"])
+        return cls(**values, extra={k: v for k, v in data.items() if k not in _MODEL_FIELDS}, keys=tuple(data))
+
+    def with_fields(self, **values: Any) -> "ModelSection":
+        """This section with ``values`` set (a key it lacks goes after the others)."""
+        data = self.to_dict()
+        data.update({k: (v.value if isinstance(v, OutputKind) else v) for k, v in values.items()})
+        return ModelSection.from_dict(data)
+
+    def to_dict(self) -> dict:
+        out = {}
+        for key in self.keys:
+            value = getattr(self, key) if key in _MODEL_FIELDS else self.extra[key]
+            out[key] = value.value if isinstance(value, OutputKind) else value
+        return out
+
+    @property
+    def source_info(self) -> "ModelSource":
+        """Where the exported weights came from, as :class:`ModelSource`."""
+        return ModelSource(self.source, self.source_sha256, self.source_absolute, "source_sha256" in self.keys,
+                           self.arch, dict(self.overrides or {}))
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """Where an export's weights came from (the manifest's ``model`` section): ``name`` (a checkpoint
@@ -236,11 +294,6 @@ class ModelSource:
     def names_a_file(self) -> bool:
         """``name`` may name a file (it is no in-memory "<...>" placeholder)."""
         return isinstance(self.name, str) and bool(self.name) and not self.name.startswith("<")
-
-    @classmethod
-    def from_model(cls, model: dict) -> "ModelSource":
-        return cls(model.get("source"), model.get("source_sha256"), model.get("source_absolute"),
-                   "source_sha256" in model, model.get("arch"), dict(model.get("overrides") or {}))
 
 
 # ---------------------------------------------------------------------------- tensor specs
@@ -295,6 +348,6 @@ def tensor_dicts(specs) -> list[dict]:
     return [s.to_dict() for s in specs]
 
 
-__all__ = ["ARTIFACT_TYPES", "BatchRange", "ModelSource", "IMAGENET_MEAN", "IMAGENET_STD", "INCEPTION_MEAN", "INCEPTION_STD", "INTERPOLATIONS",
+__all__ = ["ARTIFACT_TYPES", "BatchRange", "DEFAULT_BATCH", "ModelSection", "ModelSource", "IMAGENET_MEAN", "IMAGENET_STD", "INCEPTION_MEAN", "INCEPTION_STD", "INTERPOLATIONS",
            "Preprocessing", "TensorSpec", "check_batch_bounds", "check_json_type", "check_json_types", "input_section", "parse_batch",
            "preprocessing_section", "tensor_dicts"]

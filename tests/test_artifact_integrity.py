@@ -103,7 +103,7 @@ def test_predict_and_engine_load_refuse_a_replaced_artifact(tampered):
     with pytest.raises(ArtifactIntegrityError, match=r"model\.fp16\.onnx: sha256 [0-9a-f]{12}\.\.\. differs"):
         Engine.load(tampered / "model.fp16.onnx", threads=1)
     with Engine.load(tampered / "model.fp16.onnx", threads=1, verify_hash=False) as engine:
-        assert engine.artifact["precision"] == "fp16"
+        assert engine.artifact.precision == "fp16"
     with Engine.load(tampered / "model.onnx", threads=1) as engine:  # untouched files load as before
         assert engine.backend == "onnxruntime"
     npy = tampered / "x.npy"

@@ -17,7 +17,7 @@ from edgevit.manifest import Manifest
 from tests._fixtures import rich_table
 
 PRECISIONS = ["fp32", "fp16", "bf16", "int8", "fp8"]
-STEPS = ["train", "export", "engines", "verify", "bench"]
+STEPS = ["train", "export", "engines", "verify", "deploy", "bench"]
 
 
 def _cpu_rows(bench: dict) -> list[tuple[str, str]]:
@@ -35,7 +35,8 @@ def test_demo_runs_every_step_into_one_run_directory(robust_digits, tmp_path, mo
                       echo=lambda m: None)
     status = {s["step"]: s["status"] for s in result.steps}
     assert result.ok, result.steps
-    assert status == {"train": "ok", "export": "ok", "engines": "skipped", "verify": "ok", "bench": "ok"} or (
+    assert status == {"train": "ok", "export": "ok", "engines": "skipped", "verify": "ok", "deploy": "ok",
+                      "bench": "ok"} or (
         status["engines"] == "ok"), status
     assert result.steps[0]["source"].startswith("cache"), result.steps[0]
     m = Manifest.load(run / "export")
@@ -51,6 +52,13 @@ def test_demo_runs_every_step_into_one_run_directory(robust_digits, tmp_path, mo
     verify = json.loads((run / "reports" / "verify.json").read_text())
     assert all(v["ok"] for v in verify.values()) and all("attention" in v for v in verify.values()), verify.keys()
     assert json.loads((run / "demo.json").read_text())["ok"] is True
+    # the deploy step wrote a Triton repository and a DeepStream config, each certified in the manifest
+    assert (run / "deploy" / "triton").is_dir() and any((run / "deploy" / "deepstream").glob("*.txt"))
+    certs = {c.consumer: c for c in Manifest.load(run / "export").certificates}
+    assert {"triton", "deepstream"} <= set(certs), list(certs)
+    for consumer in ("triton", "deepstream"):  # fp32 graphs on the same pixels: fp32 tolerance, same top-1
+        c = certs[consumer]
+        assert c.passed and c.max_abs is not None and c.max_abs <= c.atol and c.top1_agreement == 1.0, c
     with pytest.raises(ArtifactExistsError, match="--force"):
         run_demo(DemoConfig(output=str(run), progress=False), echo=lambda m: None)
 
@@ -78,6 +86,10 @@ def test_demo_cli_table_with_a_checkpoint(robust_digits, tmp_path):
         name = r["name"] + (" (ref)" if r.get("reference") else "")
         assert bench[name][1] == r["status"] and bench[name][3] == f"{r['top1']:.4f}", (bench.get(name), r)
     assert str(run) in res.stdout
+    certs = {c.consumer: c for c in Manifest.load(run / "export").certificates}
+    shown = _table(res.stdout, "consumer")
+    for consumer, c in certs.items():  # the certificate table shows what the manifest records
+        assert shown[consumer][-1] == c.verdict.value and shown[consumer][4] == f"{c.max_abs:.2e}", (shown, c)
 
 
 def test_demo_records_any_exception_as_a_failed_step(tmp_path, monkeypatch):
@@ -122,5 +134,5 @@ def test_demo_records_the_steps_a_failed_step_kept_from_running(tmp_path, monkey
     assert [(s["step"], s["status"], s.get("blocked_by")) for s in data["steps"]] == (
         [("train", "failed", None)] + [(s, "skipped", "train") for s in STEPS[1:]]), data["steps"]
     steps = _table(res.stdout, "step")
-    assert [steps[s][1] for s in STEPS] == ["failed"] + ["skipped"] * 4, steps
+    assert [steps[s][1] for s in STEPS] == ["failed"] + ["skipped"] * (len(STEPS) - 1), steps
     assert all("train step failed" in steps[s][3] for s in STEPS[1:]), steps

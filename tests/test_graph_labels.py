@@ -82,7 +82,7 @@ def tokens_under_features(tmp_path_factory):
     cfg = dict(batch=(1, 2, 8), verify=False, lint=False)
     export_onnx(str(ckpt), root / "features", ExportConfig(**cfg))
     export_onnx(str(ckpt), root / "tokens", ExportConfig(**cfg, output="tokens"))
-    assert Manifest.load(root / "features").model["output"] == "features"
+    assert Manifest.load(root / "features").model.output == "features"
     shutil.copy(root / "tokens" / "model.onnx", root / "features" / "model.onnx")
     return root / "features", ckpt
 

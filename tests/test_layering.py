@@ -31,8 +31,8 @@ MAX_LINES = 600
 LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
     0: ("bottom", (
         "edgevit$", "edgevit.errors", "edgevit.formats", "edgevit.tolerances", "edgevit.metrics",
-        "edgevit.manifest", "edgevit.resolved", "edgevit.specs", "edgevit.output_kinds", "edgevit._io", "edgevit._deps", "edgevit.onnx_graph", "edgevit.provenance",
-        "edgevit.tensorrt$", "edgevit.tensorrt.rules", "edgevit.tensorrt.fusion",
+        "edgevit.manifest", "edgevit.resolved", "edgevit.specs", "edgevit.output_kinds", "edgevit.certificates", "edgevit.input_contract", "edgevit._io", "edgevit._deps", "edgevit.onnx_graph", "edgevit.provenance",
+        "edgevit.tensorrt$", "edgevit.tensorrt.rules", "edgevit.tensorrt.record", "edgevit.tensorrt.fusion",
         "edgevit.tensorrt.jetson", "edgevit.tensorrt._bindings",
     )),
     1: ("models, data", ("edgevit.models", "edgevit.data")),
@@ -41,7 +41,7 @@ LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
         "edgevit.export", "edgevit.precision", "edgevit.train", "edgevit.evaluate",
         "edgevit.tensorrt.build",
     )),
-    4: ("verify, bench", ("edgevit.verify", "edgevit.bench")),
+    4: ("verify, bench, deploy", ("edgevit.verify", "edgevit.bench", "edgevit.deploy")),
     5: ("demo", ("edgevit.demo",)),
     6: ("cli", ("edgevit.cli", "edgevit.__main__", "edgevit.verify.__main__")),  # entry points sit on the CLI
 }
@@ -51,6 +51,14 @@ RULE = ("errors/formats/tolerances/metrics/manifest/_io/_deps/onnx_graph/tensorr
 # The deploy side: never torch or edgevit.models, not even through another edgevit module.
 RUNTIME = ("edgevit.runtime", "edgevit.tensorrt.session", "edgevit.tensorrt._bindings")
 RUNTIME_EXCEPTIONS = ("edgevit.runtime.torch_runner",)  # the PyTorch reference runner
+# What a device installs without the `export` extra (issue 18 §5; pyproject.toml's core dependencies): the
+# runtime, the deploy writers, `edgevit build` of an existing ONNX and the commands that run them never reach
+# torch, not even lazily. DEPLOY_SIDE_EAGER: the CLI's entry and shared modules, whose module-level imports
+# must not reach torch (`edgevit --help` and every command's import), while their commands may import the
+# export side lazily (those commands ask for the extra: edgevit/_deps.require_export).
+DEPLOY_SIDE = RUNTIME + ("edgevit.deploy", "edgevit.tensorrt.build", "edgevit.cli.deploy",
+                         "edgevit.cli.deploy_targets", "edgevit.cli.deploy_deepstream")
+DEPLOY_SIDE_EAGER = ("edgevit.cli", "edgevit.__main__")
 
 # Known violations while issue 13's restructuring is in progress: "importer -> imported" -> owner.
 # The lead empties this list when the helpers are done; an entry that no longer occurs fails the test.
@@ -230,9 +238,16 @@ def _in(module: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def runtime_violations(package_dir: Path = PACKAGE, runtime: tuple[str, ...] = RUNTIME,
-                       exceptions: tuple[str, ...] = RUNTIME_EXCEPTIONS) -> list[tuple[str, str]]:
+                       exceptions: tuple[str, ...] = RUNTIME_EXCEPTIONS,
+                       eager: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """Runtime modules that import torch or <package>.models: anywhere in their own code, or through the
-    module-level imports of the package's modules they import (a lazy import elsewhere runs only on call)."""
+    module-level imports of the package's modules they import (a lazy import elsewhere runs only on call).
+    ``eager`` modules are checked too, through their module-level imports only (the longer prefix of
+    ``runtime`` and ``eager`` decides: edgevit.cli.deploy is followed lazily, edgevit.cli.train not)."""
+    def lazy_followed(module: str) -> bool:
+        own = max((len(p) for p in runtime if _in(module, (p,))), default=-1)
+        return own >= 0 and own > max((len(p) for p in eager if _in(module, (p,))), default=-1)
+
     top = package_dir.name
     imports = all_imports(package_dir)
     modules = {module_name(f, package_dir) for f in package_dir.rglob("*.py")}
@@ -240,10 +255,10 @@ def runtime_violations(package_dir: Path = PACKAGE, runtime: tuple[str, ...] = R
     for imp in _internal(imports, top, modules):
         edges.setdefault(imp.importer, []).append(imp)
     torch = [imp for imp in imports if imp.name.split(".")[0] in ("torch", "torchvision")]
-    torch_users = {imp.importer: imp for imp in torch if not imp.lazy or _in(imp.importer, runtime)}
+    torch_users = {imp.importer: imp for imp in torch if not imp.lazy or lazy_followed(imp.importer)}
     forbidden = (f"{top}.models",)
     out = []
-    for start in sorted(m for m in modules if _in(m, runtime) and m not in exceptions):
+    for start in sorted(m for m in modules if _in(m, runtime + eager) and m not in exceptions):
         seen, stack = {start}, [(start, [])]
         while stack:
             module, path = stack.pop()
@@ -256,7 +271,7 @@ def runtime_violations(package_dir: Path = PACKAGE, runtime: tuple[str, ...] = R
                             f"torch or {forbidden[0]} (only {', '.join(exceptions)} may)"))
                 continue
             for imp in edges.get(module, []):
-                if imp.lazy and not _in(module, runtime):
+                if imp.lazy and not lazy_followed(module):
                     continue
                 target = _module_part(imp.name, modules)
                 if target not in seen and target not in exceptions:
@@ -282,6 +297,29 @@ def test_runtime_check_follows_imports_through_the_package(tmp_path):
 
 def test_runtime_never_reaches_torch_or_models():
     bad = _unallowed(runtime_violations())
+    assert not bad, "\n".join(bad)
+
+
+def test_eager_modules_are_checked_through_module_level_imports_only(tmp_path):
+    pkg = _write(tmp_path, {
+        "pkg/__init__.py": "", "pkg/models.py": "import torch\n", "pkg/lib.py": "import torch\n",
+        "pkg/cli/__init__.py": "from . import bad, run, train\n",
+        "pkg/cli/train.py": "def cmd():\n    from .. import models\n",  # lazy, not followed: fine
+        "pkg/cli/run.py": "def cmd():\n    from .. import lib\n", "pkg/cli/bad.py": "from .. import models\n",
+    })
+    found = runtime_violations(pkg, ("pkg.cli.run",), (), eager=("pkg.cli",))
+    assert sorted(k for k, _ in found) == ["pkg.cli -> pkg.cli.bad", "pkg.cli -> pkg.cli.run",
+                                           "pkg.cli.bad -> pkg.models", "pkg.cli.run -> pkg.lib"], found
+
+
+def test_deploy_side_never_reaches_torch():
+    """issue 18 §5: a device installs the core dependencies only (no torch); the runtime, edgevit.deploy,
+    `edgevit build` and the deploy commands run there, so none imports torch or edgevit.models, even lazily,
+    and the CLI's module-level imports reach neither (tests/test_device_install.py runs them without torch)."""
+    modules = {module_name(f, PACKAGE) for f in PACKAGE.rglob("*.py")}
+    missing = [m for m in DEPLOY_SIDE if m not in modules and not any(x.startswith(m + ".") for x in modules)]
+    assert not missing, f"DEPLOY_SIDE names modules that do not exist: {missing}"
+    bad = _unallowed(runtime_violations(runtime=DEPLOY_SIDE, eager=DEPLOY_SIDE_EAGER))
     assert not bad, "\n".join(bad)
 
 

@@ -10,6 +10,7 @@ from edgevit._io import sha256_file
 from edgevit.errors import ArtifactExistsError, ArtifactIntegrityError, ManifestError, OnnxModelError
 from edgevit.manifest import MANIFEST_NAME, SCHEMA_VERSION, Artifact, Manifest, Resolved
 from edgevit.specs import BatchRange, Preprocessing, TensorSpec
+from edgevit.tensorrt.record import EngineRecord
 
 
 def _manifest(tmp_path) -> Manifest:
@@ -54,15 +55,14 @@ def test_add_artifact_hashes_the_file_and_keeps_extra_fields(tmp_path):
     m.save(tmp_path)
     loaded = Manifest.load(tmp_path / MANIFEST_NAME)
     fp16 = loaded.artifact(precision="fp16")
-    assert fp16["recipe"] == {"keep_fp32": ["LayerNormalization"]}
-    assert fp16.get("verdict") == {"passed": True}
+    assert fp16.extra == {"recipe": {"keep_fp32": ["LayerNormalization"]}, "verdict": {"passed": True}}
     assert len(loaded.find_artifacts(format="onnx")) == 2
 
 
 def test_add_artifact_replaces_same_path_unless_told_not_to(tmp_path):
     m = _manifest(tmp_path)
     m.add_artifact("model.onnx", format="onnx", precision="fp32", note="second")
-    assert len(m.artifacts) == 1 and m.artifacts[0].get("note") == "second"
+    assert len(m.artifacts) == 1 and m.artifacts[0].extra["note"] == "second"
     with pytest.raises(ManifestError, match="already recorded"):
         m.add_artifact("model.onnx", format="onnx", precision="fp32", replace=False)
 
@@ -191,7 +191,7 @@ def test_resolve_an_artifact_file_takes_its_entry(tmp_path):
     _export_dir(tmp_path)
     found = Manifest.resolve(tmp_path / "model.fp16.plan")
     assert (found.format, found.precision, found.path) == ("tensorrt", "fp16", tmp_path / "model.fp16.plan")
-    assert found.entry.format == "tensorrt" and found.record["precision"] == "fp16"
+    assert found.entry.format == "tensorrt" and found.record == EngineRecord.from_artifact(found.entry)
     assert Manifest.resolve(tmp_path / "model.onnx", "fp32", "onnx").entry.path == "model.onnx"
     with pytest.raises(ValueError, match="is a fp32 graph, not the fp16 one asked for"):
         Manifest.resolve(tmp_path / "model.onnx", "fp16")

@@ -114,3 +114,25 @@ def test_a_valid_manifest_still_loads_with_its_types(digits_like_copy, pixels):
     res = run_cli("predict", digits_like_copy / "model.onnx", pixels, "--json")
     assert_exit(res, 0)
     assert len(json.loads(res.stdout)["predictions"]) == 2
+
+
+@pytest.mark.parametrize("model", [
+    {"source": "ckpt.safetensors", "arch": None, "config": {"embed_dim": 64}, "params": 123, "guessed": {},
+     "output": "features", "overrides": {}, "source_sha256": None, "later_key": [1, 2]},
+    {"output": "logits", "source": "digits-tiny"},  # written before the hash was recorded: no source_sha256
+    {},
+])
+def test_the_model_section_is_typed_and_written_back_as_read(model):
+    """``model`` is parsed into a ModelSection on load; ``to_dict`` gives the same keys, order and values
+    (unknown keys and nulls included), so a manifest rewritten by another step keeps it byte for byte."""
+    from edgevit.output_kinds import OutputKind
+    from edgevit.specs import ModelSection
+
+    m = Manifest.from_dict({"schema_version": 1, "model": model, "artifacts": []})
+    assert isinstance(m.model, ModelSection)
+    assert json.dumps(m.to_dict()["model"]) == json.dumps(model)
+    assert m.model.output == model.get("output") and m.recorded_output == OutputKind(model.get("output") or "logits")
+    assert m.source.hashed is ("source_sha256" in model) and m.source.name == model.get("source")
+    moved = m.model.with_fields(source="other.safetensors", source_absolute="/x/other.safetensors")
+    assert moved.to_dict() == {**model, "source": "other.safetensors", "source_absolute": "/x/other.safetensors"}
+    assert list(moved.to_dict()) == [*model, *(["source"] if "source" not in model else []), "source_absolute"]

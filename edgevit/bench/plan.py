@@ -51,6 +51,7 @@ class Plan:
     error: str | None = None
     status: str | None = None
     exact: Callable[[], Target] | None = None  # a Q/DQ graph on the CPU: the same graph, Q/DQ run exactly
+    contract: object = None  # a raw-pixel graph's edgevit.input_contract.InputContract (None: float input)
 
 
 def resolve_sources(sources) -> list[Resolved]:
@@ -200,7 +201,7 @@ def plan_rows(resolved: list[Resolved], model, ref_source, ref_reason, cfg: Benc
     """One :class:`Plan` per row, in the module docstring's order."""
     from ..runtime import get_runner
 
-    tokens = output == "tokens"  # the PyTorch rows run model.forward_tokens, as the tokens graph does
+    tokens = not OutputKind(output).own  # the PyTorch rows run model.forward_tokens, as the tokens graph does
     plans: list[Plan] = []
     if cfg.include_reference:
         size = None
@@ -213,7 +214,7 @@ def plan_rows(resolved: list[Resolved], model, ref_source, ref_reason, cfg: Benc
         else:
             plans.append(Plan(row, make=lambda: RunnerTarget(
                 lambda: get_runner("torch", model, attention="sdpa", device="cpu", dtype=BASE_PRECISION,
-                                   output="tokens" if tokens else None))))
+                                   output=output if tokens else None))))
     if _cuda_available(cfg) and model is not None:
         for dtype in TORCH_CUDA_DTYPES:
             for graph in ((False, True) if cfg.cuda_graphs else (False,)):
@@ -240,10 +241,13 @@ def _file_plans(found: Resolved, file: Path, providers: list[str], threads: int,
     a graph once per ONNX Runtime provider, an engine once; a file that failed its check gives failed rows."""
     from ..runtime import runner_for_format
 
+    from ..input_contract import contract_of
+
     fmt, precision = found.artifact_format, found.precision or "unknown"
+    contract = contract_of(found.manifest) if found.entry is not None else None  # raw pixels: fed their pixels
 
     def target(**options):
-        return lambda: RunnerTarget(lambda: runner_for_format(fmt.name, file, **options))
+        return lambda: RunnerTarget(lambda: runner_for_format(fmt.name, file, contract=contract, **options))
 
     common = {"format": fmt.name, "backend": fmt.runner, "precision": precision, "artifact": str(found.path),
               "size_mb": _size_mb(found)}
@@ -261,7 +265,8 @@ def _file_plans(found: Resolved, file: Path, providers: list[str], threads: int,
             continue
         exact = (target(providers="cpu", threads=threads, qdq=JUDGED_BY)  # a Q/DQ graph: judged as the graph defines it
                  if prov == "cpu" and precision in QUANTIZED else None)
-        plans.append(Plan(row, onnx_path=file, exact=exact, make=target(providers=prov, threads=threads)))
+        plans.append(Plan(row, onnx_path=file, exact=exact, make=target(providers=prov, threads=threads),
+                          contract=contract))
     return plans
 
 

@@ -8,7 +8,8 @@
               "agreement": what the agreement column measures},
      "reference": {"row": name|null, "source": str|null, "note": str},
      "rows": [BenchRow.to_dict(), ...], "warnings": [str],
-     "files": {"json", "csv", "markdown", "plot": path|null}}          # after write()
+     "files": {"json", "csv", "markdown", "plot": path|null},          # after write()
+     "certificates": [Manifest.certificate_records()...]}  # only when an export records any
 
 Non-finite floats (an artifact producing NaN/Inf) become null. ``bench.csv``: one line per row,
 the columns of :data:`CSV_COLUMNS` (empty where null): latency columns are batch-1 milliseconds,
@@ -28,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .._io import to_jsonable
+from ..output_kinds import OutputKind
 from ..errors import MissingDependencyError
 from .measure import PHASES, LatencyStats, Record
 
@@ -180,6 +182,7 @@ class BenchReport:
     reference: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     files: dict = field(default_factory=dict)
+    certificates: list = field(default_factory=list)  # Manifest.certificate_records of the benched exports
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     seconds: float = 0.0
 
@@ -194,7 +197,7 @@ class BenchReport:
     @property
     def features(self) -> bool:
         """The artifacts output features or tokens: no labels, agreement is k-NN agreement."""
-        return self.data.get("output", "logits") != "logits"
+        return not OutputKind(self.data.get("output", OutputKind.LOGITS)).classes
 
     def row(self, name: str) -> BenchRow:
         for r in self.rows:
@@ -207,7 +210,8 @@ class BenchReport:
         return _finite({"schema_version": SCHEMA_VERSION, "kind": "edgevit.bench", "created": self.created,
                         "ok": self.ok, "seconds": round(self.seconds, 3), "machine": self.machine,
                         "config": self.config, "data": self.data, "reference": self.reference,
-                        "rows": [r.to_dict() for r in self.rows], "warnings": self.warnings, "files": self.files})
+                        "rows": [r.to_dict() for r in self.rows], "warnings": self.warnings, "files": self.files,
+                        **({"certificates": self.certificates} if self.certificates else {})})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=to_jsonable) + "\n"

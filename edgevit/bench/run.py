@@ -25,8 +25,9 @@ import numpy as np
 
 from ..data.defaults import DIGITS_INPUT
 from ..errors import DataError, MissingDependencyError
-from ..formats import BASE_PRECISION
+from ..formats import ARTIFACT_FORMATS, BASE_PRECISION
 from ..metrics import KNN_AGREEMENT, compare
+from ..output_kinds import OutputKind
 from ..runtime.batching import padded_chunks
 from ..runtime.onnxruntime_runner import PROVIDERS
 from ..tolerances import TOLERANCES, Tolerance, Verdict, get_tolerance
@@ -220,18 +221,12 @@ def _tolerance(precision: str, output: str) -> Tolerance | None:
     return get_tolerance(precision, output) if precision in TOLERANCES else None
 
 
-def _fail_outside_tolerance(row: BenchRow, output: str) -> None:
+def _fail_outside_tolerance(row: BenchRow, misses: list[str]) -> None:
     """A row whose outputs are outside its precision's tolerance against the reference row is
-    ``failed``, never ``ok`` (a wrong reference or a broken artifact), with the numbers that miss."""
+    ``failed``, never ``ok`` (a wrong reference or a broken artifact), with the judge's failed checks
+    (``misses``: :meth:`edgevit.tolerances.Check.describe` of each)."""
     if row.within_tolerance is not False or row.reference or row.status != "ok":
         return
-    tol = _tolerance(row.precision, output)
-    got = row.exact_qdq or {"max_abs": row.max_abs, "cosine_min": row.cosine_min, "agreement": row.agreement}
-    misses = [f"max abs {got['max_abs']:.3g} (limit atol {tol.atol:g} + rtol {tol.rtol:g}*|ref|)"]
-    if got["cosine_min"] is not None and got["cosine_min"] < tol.min_cosine:
-        misses.append(f"cos min {got['cosine_min']:.4f} < {tol.min_cosine:g}")
-    if got["agreement"] is not None and got["agreement"] < tol.min_agreement:
-        misses.append(f"agreement {got['agreement']:.4f} < {tol.min_agreement:g}")
     row.status = "failed"
     row.add_reason(f"outputs outside the {row.precision} tolerance against the reference "
                    f"row: {'; '.join(misses)}")
@@ -240,23 +235,26 @@ def _fail_outside_tolerance(row: BenchRow, output: str) -> None:
 def _judged(logits: np.ndarray, ref_logits: np.ndarray, labels, tol: Tolerance | None, output: str) -> dict:
     """``logits`` against the reference row's (:func:`edgevit.metrics.compare`), judged at ``tol`` by
     :meth:`edgevit.tolerances.Tolerance.judge`: top1, agreement, max_abs, cosine_min/mean, within
-    (None without a tolerance row)."""
+    (None without a tolerance row), misses (the failed checks' text)."""
     stats = compare(ref_logits, logits, tol, output=output)
-    within = None if tol is None else Verdict.of(tol.judge(stats)) is Verdict.PASSED
+    checks = [] if tol is None else tol.judge(stats)
+    within = None if tol is None else Verdict.of(checks) is Verdict.PASSED
     top1 = (float((logits.argmax(1) == labels).mean())
-            if labels is not None and logits.ndim == 2 and output == "logits" else None)
+            if labels is not None and logits.ndim == 2 and OutputKind(output).classes else None)
     return {"top1": top1, "agreement": stats.agreement, "max_abs": stats.max_abs, "cosine_min": stats.cosine_min,
-            "cosine_mean": stats.cosine_mean, "within_tolerance": within}
+            "cosine_mean": stats.cosine_mean, "within_tolerance": within,
+            "misses": [c.describe() for c in checks if not c.passed]}
 
 
 def _accuracy(row: BenchRow, logits: np.ndarray, ref_logits: np.ndarray | None, labels,
-              output: str = "logits", exact: np.ndarray | None = None) -> str | None:
+              output: str = "logits", exact: np.ndarray | None = None, exact_failed: bool = False) -> str | None:
     """Accuracy columns of one row against the reference row's outputs. ``output`` "features" or
     "tokens": no top-1; ``agreement`` is the k-NN agreement (:func:`edgevit.metrics.neighbour_agreement`).
     ``exact``: a Q/DQ graph's outputs with Q/DQ run exactly (``row.exact_qdq``, which then decides
     ``within_tolerance``), compared with this CPU's kernels' (``row.kernel_drift``). Returns a warning
     when the kernels drift from the exact arithmetic by more than the row's tolerance. A row whose
-    precision has no tolerance row keeps ``within_tolerance`` None, with the reason."""
+    precision has no tolerance row, or whose exact run failed (``exact_failed``: not judged by this host's
+    kernels), keeps ``within_tolerance`` None, with the reason; a row outside its tolerance is ``failed``."""
     if logits is None:
         return None
     tol = _tolerance(row.precision, output)  # the manifest's precision for the artifact
@@ -265,7 +263,7 @@ def _accuracy(row: BenchRow, logits: np.ndarray, ref_logits: np.ndarray | None, 
                      "a tolerance row; benchmark the directory `edgevit build` wrote it to"
     elif tol is None:
         row.add_reason(f"precision {row.precision!r} has no tolerance row, so its accuracy is not judged")
-    if labels is not None and logits.ndim == 2 and output == "logits":
+    if labels is not None and logits.ndim == 2 and OutputKind(output).classes:
         row.top1 = float((logits.argmax(1) == labels).mean())
     if ref_logits is None:
         return None
@@ -275,14 +273,20 @@ def _accuracy(row: BenchRow, logits: np.ndarray, ref_logits: np.ndarray | None, 
     judged = _judged(logits, ref_logits, labels, tol, output)
     row.agreement, row.max_abs = judged["agreement"], judged["max_abs"]
     row.cosine_min, row.cosine_mean = judged["cosine_min"], judged["cosine_mean"]
-    row.within_tolerance = judged["within_tolerance"]
-    if exact is None or exact.shape != logits.shape or tol is None:
-        return None
-    graph = _judged(exact, ref_logits, labels, tol, output)
-    row.exact_qdq = {k: graph[k] for k in ("top1", "agreement", "max_abs", "cosine_min", "within_tolerance")}
-    drift = _judged(logits, exact, None, tol, output)
+    warning = None
+    if exact is not None and exact.shape == logits.shape and tol is not None:
+        judged = _judged(exact, ref_logits, labels, tol, output)  # the graph's verdict
+        row.exact_qdq = {k: judged[k] for k in ("top1", "agreement", "max_abs", "cosine_min", "within_tolerance")}
+        warning = _kernel_drift(row, _judged(logits, exact, None, tol, output))
+    row.within_tolerance = None if exact_failed else judged["within_tolerance"]
+    _fail_outside_tolerance(row, judged["misses"])
+    return warning
+
+
+def _kernel_drift(row: BenchRow, drift: dict) -> str | None:
+    """Record this CPU's kernels against the graph's exact Q/DQ arithmetic (``row.kernel_drift``); the
+    warning when they drift beyond the row's tolerance."""
     row.kernel_drift = {k: drift[k] for k in ("max_abs", "cosine_min", "agreement", "within_tolerance")}
-    row.within_tolerance = graph["within_tolerance"]
     if drift["within_tolerance"]:
         return None
     return (f"{row.name}: this CPU's ONNX Runtime kernels drift from the graph's exact Q/DQ arithmetic beyond the "
@@ -304,7 +308,7 @@ def _attention(plan: Plan, model, images: np.ndarray, cfg: BenchConfig, threads:
         att = verify_attention_onnx(plan.onnx_path, model, images[:cfg.attention_samples],
                                     precision=plan.row.precision,
                                     batch_size=min(32, cfg.attention_samples), providers=plan.row.provider,
-                                    threads=threads)
+                                    threads=threads, contract=plan.contract)
     except Exception as exc:
         return {"status": "failed", "reason": _describe_exc(exc)}
     rows = att["rows"]
@@ -353,8 +357,8 @@ def _choose_reference(report: BenchReport, ref_reason: str | None) -> tuple[Benc
     ref_row = next((r for r in report.rows if r.reference and r.status == "ok"), None)
     note = "PyTorch eager fp32 on CPU (SDPA attention) from the manifest's checkpoint"
     if ref_row is None:
-        ref_row = next((r for r in report.rows if r.status == "ok" and r.format == "onnx"
-                        and r.precision == BASE_PRECISION), None)
+        ref_row = next((r for r in report.rows if r.status == "ok" and r.format in ARTIFACT_FORMATS
+                        and ARTIFACT_FORMATS[r.format].graph and r.precision == BASE_PRECISION), None)
         note = (f"the PyTorch reference is unavailable ({ref_reason}); agreement and speed-up are relative to "
                 f"{ref_row.name}" if ref_row else f"no reference row ran ({ref_reason})")
         if ref_row is not None:
@@ -391,6 +395,7 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
         EdgeVitError: ``device="cuda"`` without a visible GPU.
         An artifact that cannot be loaded or run becomes a ``failed`` row instead.
     """
+    from ..input_contract import contract_of
     from ..verify import load_inputs
     from ..verify.artifacts import source_model
 
@@ -409,6 +414,7 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
     report = BenchReport(machine=machine, config={**cfg.to_dict(), "threads": threads, "throughput_batch": batch})
     if machine.get("jetson"):
         report.warnings.extend(machine["jetson"]["warnings"])
+    report.certificates = [c for m in manifests for c in m.certificate_records()]
 
     model, ref_source, ref_reason = source_model(manifests, cfg.reference, cfg.arch, cfg.model_overrides,
                                                  cfg.verify_hash)
@@ -429,9 +435,12 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
     labels = next((m.labels for m in manifests if m is not None and m.labels), None) or getattr(model, "labels", None)
     inputs = load_inputs(data, shape, cfg.samples, cfg.seed, pre, cfg.preprocessed, labels)
     images = np.ascontiguousarray(inputs.images, dtype=np.float32)
+    raw = next((c for c in (contract_of(r.manifest) for r in resolved if r.entry is not None) if c), None)
+    if raw is not None:  # a raw-pixel graph sees the pixels: every row gets the normalized batch they stand for
+        images = raw.represented(images)
     report.data = {"source": data, "description": inputs.description, "samples": int(len(images)),
-                   "labelled": inputs.labels is not None and output == "logits", "output": output,
-                   "agreement": "top-1 agreement with the reference" if output == "logits" else
+                   "labelled": inputs.labels is not None and OutputKind(output).classes, "output": output,
+                   "agreement": "top-1 agreement with the reference" if OutputKind(output).classes else
                    f"{output} have no labels: judged against the reference row by per-sample cosine and "
                    f"{KNN_AGREEMENT}"}
 
@@ -460,12 +469,10 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
     for row in report.rows:
         if row.name in logits_by_row:
             drift = _accuracy(row, logits_by_row[row.name], ref_logits, inputs.labels, output,
-                              exact_by_row.get(row.name))
+                              exact_by_row.get(row.name),
+                              exact_failed=row.name in exact_by_row and exact_by_row[row.name] is None)
             if drift:
                 report.warnings.append(drift)
-            if row.name in exact_by_row and exact_by_row[row.name] is None:
-                row.within_tolerance = None  # not judged by this host's kernels: the exact run failed (reason)
-            _fail_outside_tolerance(row, output)
         if ref_row and row.status == "ok" and row.latency_ms is not None and ref_row.latency_ms is not None:
             row.speedup = ref_row.latency_ms.p50 / row.latency_ms.p50
             if row.throughput is not None and ref_row.throughput is not None:

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from ..runtime.batching import padded_chunks, run_batched, single_input
+from ..runtime.normalized_feed import NormalizedFeedRunner
 
 
 class Target:
@@ -63,10 +64,12 @@ class RunnerTarget(Target):
 
     def timed_call(self, images: np.ndarray):
         feeds = {self.input_name: np.ascontiguousarray(images.astype(self.dtype, copy=False))}
-        hook = getattr(self.runner, "timed_infer", None)
+        runner = self.runner
+        if isinstance(runner, NormalizedFeedRunner):  # a raw-pixel graph: time it on its pixels, as an app feeds it
+            feeds, runner = {k: runner.contract.feed(v) for k, v in feeds.items()}, runner.inner
+        hook = getattr(runner, "timed_infer", None)
         if callable(hook):
             return lambda: hook(feeds)[1]
-        runner = self.runner
         return lambda: (runner.infer(feeds, check=False), None)[1]
 
 

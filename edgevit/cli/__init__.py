@@ -22,6 +22,7 @@ from ._errors import JsonErrorsGroup, print_edgevit_warnings  # noqa: E402
 from .bench import bench_cmd  # noqa: E402
 from .demo import demo_cmd  # noqa: E402
 from .deploy import build_cmd, embed_cmd, predict_cmd  # noqa: E402
+from .deploy_targets import deploy_group  # noqa: E402
 from .export import export_cmd, lint_cmd, quantize_cmd  # noqa: E402
 from .models import info_cmd, models_cmd  # noqa: E402
 from .train import eval_cmd, train_cmd  # noqa: E402
@@ -37,7 +38,7 @@ def main(ctx: click.Context) -> None:
 
 
 for _command in (models_cmd, info_cmd, train_cmd, eval_cmd, export_cmd, quantize_cmd, lint_cmd, verify_cmd,
-                 build_cmd, predict_cmd, embed_cmd, bench_cmd, demo_cmd):
+                 build_cmd, predict_cmd, embed_cmd, deploy_group, bench_cmd, demo_cmd):
     main.add_command(_command)
 del _command
 

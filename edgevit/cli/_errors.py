@@ -13,6 +13,7 @@ import warnings
 
 import click
 
+from .._deps import missing_dependency
 from ..errors import EdgeVitError, EdgeVitWarning
 
 # (exception, exit status, label[, how to fix]); PIL's errors are named by string, so that
@@ -137,6 +138,7 @@ def handle_errors(fn):
         except click.exceptions.ClickException:
             raise
         except Exception as exc:
+            exc = missing_dependency(exc) or exc  # an optional dependency a device install leaves out
             entry = _exit_entry(exc)
             if entry is None:  # not in the table: a bug, keep its traceback
                 raise

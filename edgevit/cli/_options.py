@@ -12,6 +12,7 @@ import inspect
 
 import click
 
+from .._deps import missing_dependency
 from ..formats import ACTIVATIONS, FLOAT_PRECISIONS, ONNX_PRECISIONS, QDQ_BASES
 
 
@@ -21,7 +22,13 @@ def library_value(path: str):
     imported when asked for."""
     module, _, name = path.partition(":")
     owner, _, attr = name.partition(".")
-    value = getattr(importlib.import_module(module), owner)
+    try:
+        value = getattr(importlib.import_module(module), owner)
+    except ModuleNotFoundError as exc:  # the command's library needs an extra a device install leaves out
+        missing = missing_dependency(exc)
+        if missing is None:
+            raise
+        raise click.ClickException(str(missing)) from exc
     if not attr:
         return value
     if not dataclasses.is_dataclass(value):
@@ -42,6 +49,23 @@ class LibraryDefault(click.Option):
     def get_default(self, ctx, call: bool = True):
         value = library_value(self.default_from)
         return self.show(value) if self.show else value
+
+
+class LibraryDefaultInHelp(click.Option):
+    """An option left None when not given (the library applies its default), whose ``--help`` text
+    names the library's default at ``default_from`` in place of ``{default}`` (``show`` formats it)."""
+
+    def __init__(self, *decls, default_from: str, show=str, **kwargs):
+        super().__init__(*decls, **kwargs)
+        self.default_from, self.show = default_from, show
+
+    def get_help_record(self, ctx):
+        text = self.help
+        self.help = text.format(default=self.show(library_value(self.default_from)))
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.help = text
 
 
 class LibraryChoice(click.Choice):

@@ -46,3 +46,13 @@ def table(title: str, columns: list[str], rows: list[list]) -> None:
     for row in rows:
         tbl.add_row(*[str(v) for v in row])
     console().print(tbl)
+
+
+def render_certificates(records: list[dict]) -> None:
+    """One table of preprocessing certificates as reports carry them
+    (:meth:`edgevit.manifest.Manifest.certificate_records`); nothing when there are none."""
+    from ..certificates import CERTIFICATE_COLUMNS, Certificate
+
+    if records:
+        table("preprocessing certificates (each consumer checked against the reference)", CERTIFICATE_COLUMNS,
+              [Certificate.from_dict(r).row(r.get("current", True)) for r in records])

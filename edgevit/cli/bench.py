@@ -15,7 +15,7 @@ from ._options import (
     preprocessed_option,
     verify_hash_option,
 )
-from ._render import console, finish
+from ._render import console, finish, render_certificates
 
 
 @click.command("bench")
@@ -101,13 +101,14 @@ def render_bench(report) -> None:
     for row in cells:
         tbl.add_row(*row)
     console().print(tbl)
-    if report.data.get("output", "logits") != "logits":
+    if report.features:
         click.echo(report.data["agreement"])
     if report.exact_note():
         click.echo(report.exact_note())
     for row in report.rows:
         if row.status != "ok":
             click.echo(f"{row.status}: {row.name}: {row.reason}")
+    render_certificates(report.certificates)
     for note in report.warnings:
         click.secho(f"warning: {note}", fg="yellow", err=True)
     if report.files:

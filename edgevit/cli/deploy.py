@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from ..formats import PRECISIONS
+from ..output_kinds import OutputKind
 from ._errors import handle_errors
 from ._options import (
     LibraryChoice,
@@ -18,15 +19,18 @@ from ._render import emit_json, table
 
 
 def render_build(result) -> None:
-    art, rep = result.artifact, result.report
-    mode = art["build_mode"]
+    from ..tensorrt.record import EngineRecord
+
+    art, rep = result.entry, result.report
+    rec = EngineRecord.from_artifact(art)
+    mode = rec.build_mode
     rows = [["engine", result.engine_path], ["fusion report", result.report_path], ["manifest", result.manifest_path],
-            ["precision", art["precision"]],
+            ["precision", art.precision],
             ["build", ("strongly typed" if mode["strongly_typed"] else f"flags {mode['flags'] or 'none'}")],
-            ["profile (batch)", f"{art['profile']['min']} / {art['profile']['opt']} / {art['profile']['max']}"],
-            ["TensorRT (CUDA) / driver CUDA", f"{art['tensorrt_version']} ({art.get('tensorrt_cuda_major') or '?'}) / "
-                                              f"{art.get('cuda_driver_version') or '?'}"],
-            ["GPU", f"{art['gpu_name']} (sm {art['compute_capability']})"],
+            ["profile (batch)", " / ".join(map(str, rec.profile))],
+            ["TensorRT (CUDA) / driver CUDA", f"{rec.tensorrt_version} ({rec.tensorrt_cuda_major or '?'}) / "
+                                              f"{rec.cuda_driver_version or '?'}"],
+            ["GPU", f"{rec.gpu_name} (sm {rec.compute_capability})"],
             ["fused attention", f"{rep['fused_attention_layers']} kernel(s), blocks {rep['fused_attention_blocks']}"
                                 + (f"; NOT fused: blocks {rep['unfused_attention_blocks']}"
                                    if rep.get("unfused_attention_blocks") else "")],
@@ -147,7 +151,7 @@ def embed_cmd(model: str, images: tuple[str, ...], output: str | None, force: bo
         emit_json(result.to_dict(output))
         return
     kind, backend, rows = result.kind, result.backend, result.rows
-    norm = "mean token L2 norm" if kind == "tokens" else "L2 norm"
+    norm = "mean token L2 norm" if OutputKind(kind).rank > 2 else "L2 norm"  # a vector per patch
     table(f"edgevit embed: {model} ({backend}, {kind})", ["input", "shape", norm, "latency ms"],
           [[r["input"], "x".join(map(str, r["shape"])), f"{r['norm']:.4f}", f"{r['latency_ms']:.2f}"] for r in rows])
     click.echo(f"{kind} {list(result.array.shape)}" + (f" written to {output}" if output else

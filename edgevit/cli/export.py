@@ -7,12 +7,14 @@ import sys
 
 import click
 
+from .._deps import require_export
 from ..formats import BASE_PRECISION
 from ..output_kinds import OUTPUT_KINDS
 from ..tolerances import Verdict
 from ._errors import handle_errors
 from ._options import (
     LibraryChoice,
+    LibraryDefaultInHelp,
     json_option,
     library_option,
     model_override_options,
@@ -35,13 +37,21 @@ from .deploy import render_build
                 default_from="edgevit.export.tensorrt_ops:DEFAULT_ATTENTION",
                 help="decomposed: MatMul-Softmax-MatMul, Q pre-scaled (JetPack 6's TensorRT parses it). "
                      "fused: the opset-23 Attention op (TensorRT >= 10.14).")
-@click.option("--batch", "batch", metavar="MIN,OPT,MAX",
-              help="Dynamic batch bounds, recorded for TensorRT profiles (default 1,1,32).")
+@click.option("--batch", "batch", metavar="MIN,OPT,MAX", cls=LibraryDefaultInHelp, default_from="edgevit.specs:DEFAULT_BATCH",
+              show=lambda bounds: ",".join(map(str, bounds)),
+              help="Dynamic batch bounds, recorded for TensorRT profiles (default {default}).")
 @click.option("--static-batch", type=int, metavar="N", help="Fix the batch to N instead of a dynamic batch.")
 @click.option("--output-kind", "output_kind", type=click.Choice(list(OUTPUT_KINDS)),
               help="The graph's output: logits (a classifier, the default for one), features (a headless model's "
                    "pooled embedding, its default) or tokens (the patch tokens (batch, patches, dim), class and "
                    "register tokens dropped, for dense heads).")
+@library_option("--input", "input_kind", type=LibraryChoice("edgevit.input_contract:INPUT_KINDS"),
+                default_from="edgevit.input_contract:FLOAT_INPUT",
+                help="The graph's input: float (normalized float32 NCHW, default) or uint8 (raw pixels at the model's "
+                     "input size; the graph casts, scales by 1/pixel_max, normalizes and transposes itself).")
+@library_option("--input-layout", "input_layout", type=LibraryChoice("edgevit.input_contract:LAYOUTS"),
+                default_from="edgevit.input_contract:DEFAULT_RAW_LAYOUT",
+                help="Layout of a raw-pixel (--input uint8) input: NHWC (decoders, cameras) or NCHW.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim.")
 @click.option("--force", is_flag=True, help="Overwrite model.onnx / edgevit.json in OUTPUT.")
 @click.option("--engine", "engine", is_flag=True,
@@ -54,9 +64,11 @@ from .deploy import render_build
 @handle_errors
 def export_cmd(source: str, output: str, arch: str | None, opset: int | None, attention: str | None,
                batch: str | None, static_batch: int | None, output_kind: str | None, no_simplify: bool, force: bool,
-               engine: bool, precision: str, as_json: bool, model_overrides: dict, **qopts) -> None:
+               engine: bool, precision: str, as_json: bool, model_overrides: dict, input_kind: str | None = None,
+               input_layout: str | None = None, **qopts) -> None:
     """Export SOURCE (variant name, checkpoint, or hub name: timm/NAME.TAG, hf-hub:ORG/REPO) to
     OUTPUT/model.onnx, verified against PyTorch."""
+    require_export("exporting a PyTorch model to ONNX")
     from ..export.onnx import ExportConfig
     from ..export.pipeline import export_pipeline
     from ..specs import parse_batch
@@ -64,7 +76,8 @@ def export_cmd(source: str, output: str, arch: str | None, opset: int | None, at
     if batch is not None and static_batch is not None:
         raise ValueError("give either --batch MIN,OPT,MAX or --static-batch N, not both")
     options = {"attention": attention, "opset": opset, "static_batch": static_batch, "simplify": not no_simplify,
-               "output": output_kind}
+               "output": output_kind, "input": input_kind, "input_layout": input_layout}
+    options = {k: v for k, v in options.items() if v is not None or k not in ("input", "input_layout")}
     if batch is not None:
         options["batch"] = parse_batch(batch)
     precisions = parse_precisions(precision)
@@ -86,14 +99,22 @@ def export_cmd(source: str, output: str, arch: str | None, opset: int | None, at
             ["batch", f"dynamic {b.min}..{b.max} (opt {b.opt})" if b.dynamic else f"static {b.min}"],
             ["sha256", art.sha256[:16] + "..."], ["external data", ", ".join(art.external_data) or "no"],
             ["simplified", "yes" if result.simplify.get("applied") else "no"]]
-    out = result.manifest.outputs[0]
+    out, inp = result.manifest.outputs[0], result.manifest.inputs[0]
     rows.insert(2, ["output", f"{out.name} [{', '.join(map(str, out.shape))}]"])
+    rows.insert(2, ["input", f"{inp.name} {inp.dtype} {inp.layout} ({', '.join(map(str, inp.shape))})"
+                    + (" raw pixels (normalized inside the graph)" if inp.normalized is False else " normalized")])
     for check in result.verification.get("checks", []):
         agree = (f"top-1 agree {check['top1_agreement']:.3f}" if "top1_agreement" in check else
                  f"cos min {check['cosine_min']:.6f}" + (f", k-NN@{check['knn_k']} agree {check['knn_agreement']:.3f}"
                                                          if check["knn_k"] else ""))
         rows.append([f"vs PyTorch: {check['input']}",
                      f"max abs {check['max_abs']:.2e}, rel {check['max_rel_to_scale']:.1e}, {agree}"])
+    raw = result.verification.get("consumer")
+    if raw:
+        rows.append([f"{raw['consumer']} input vs PyTorch + edgevit preprocessing",
+                     f"{raw['verdict']}: max abs {raw['max_abs']:.2e} (fp32 atol {raw['atol']:g}), top-1 agree "
+                     f"{raw['top1_agreement'] if raw['top1_agreement'] is not None else '-'} on {raw['samples']} "
+                     f"images ({raw['images']})"])
     table(f"edgevit export: {source}", ["field", "value"], rows)
     for note in result.warnings:
         click.secho(f"note: {note}", fg="yellow", err=True)
@@ -183,6 +204,7 @@ def _finish_quantize(result, as_json: bool, extra: dict | None = None) -> None:
 @handle_errors
 def quantize_cmd(source: str, precision: str, force: bool, as_json: bool, **opts) -> None:
     """Write fp16/bf16/int8/fp8 graphs beside an exported model.onnx, each gated on labelled data."""
+    require_export("quantizing an export")
     from ..precision import quantize
 
     result = quantize(source, _quantize_config(parse_precisions(precision), opts, not as_json), force=force)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .._deps import require_export
 from ._errors import handle_errors
 from ._options import json_option, model_override_options
 from ._render import emit_json, table
@@ -14,6 +15,7 @@ from ._render import emit_json, table
 @handle_errors
 def models_cmd(as_json: bool) -> None:
     """List the named model variants."""
+    require_export("listing the model variants (they are PyTorch models)")
     from ..models import get_variant, list_variants, macs_per_image
     from ..models.info import model_family, output_kind
 
@@ -43,6 +45,7 @@ def models_cmd(as_json: bool) -> None:
 def info_cmd(source: str, arch: str | None, as_json: bool, model_overrides: dict) -> None:
     """Family, output (logits or features), parameters, GMACs, tokens, heads, input spec and TensorRT
     fused-MHA eligibility of SOURCE (a checkpoint, variant or hub name)."""
+    require_export("reading a checkpoint, variant or hub model")
     from ..models.info import model_info
 
     info = model_info(source, arch=arch, model_overrides=model_overrides)

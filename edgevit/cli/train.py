@@ -7,6 +7,7 @@ import os
 
 import click
 
+from .._deps import require_export
 from ._errors import handle_errors
 from ._options import (
     LibraryChoice,
@@ -44,6 +45,7 @@ from ._render import emit_json, table
 @handle_errors
 def train_cmd(as_json: bool, **opts) -> None:
     """Train a ViT (digits-tiny on the bundled digits by default). Works under torchrun (DDP)."""
+    require_export("training a model")
     from ..train import TrainConfig, train
 
     # Options left out keep TrainConfig's tuned defaults (one place for them).
@@ -76,6 +78,7 @@ def train_cmd(as_json: bool, **opts) -> None:
 def eval_cmd(source: str, data: str | None, split: str, arch: str | None, batch_size: int, preprocessed: bool,
              as_json: bool, model_overrides: dict) -> None:
     """Top-1/top-5 accuracy of SOURCE on labelled data, with a confusion summary."""
+    require_export("evaluating a PyTorch model")
     from ..evaluate import evaluate
 
     report = evaluate(source, data=data, split=split, arch=arch, batch_size=batch_size, preprocessed=preprocessed,

@@ -7,6 +7,7 @@ import json
 import click
 
 from ..formats import ARTIFACT_FORMATS, ONNX_PRECISIONS
+from ..output_kinds import OutputKind
 from ..runtime.onnxruntime_runner import PROVIDERS, QDQ_MODES
 from ._errors import handle_errors
 from ._options import (
@@ -17,7 +18,7 @@ from ._options import (
     preprocessed_option,
     verify_hash_option,
 )
-from ._render import finish, table, to_jsonable
+from ._render import finish, render_certificates, table, to_jsonable
 
 
 @click.command("verify")
@@ -93,7 +94,7 @@ def _render_verify(report) -> None:
 
     tol = report.tolerance
     rows = []
-    features = report.output != "logits"
+    features = not OutputKind(report.output).classes
     for name, c in report.outputs.items():
         if features:
             rows.append([name, e(c.max_abs), e(c.max_rel), e(c.mean_abs), cos(c.cosine_min),
@@ -121,6 +122,7 @@ def _render_verify(report) -> None:
     else:
         table("final outputs", ["output", "max abs", "max rel", "mean abs", "cos min", "agree t1/t5",
                                 "acc ref/cand"], rows)
+    render_certificates(report.certificates)
     att = report.attention
     if att:
         title = f"attention vs float64 math reference (block inputs: {att['block_input_source']})"

@@ -15,7 +15,7 @@ from ..manifest import Manifest, library_versions
 from ..models.vit import count_params
 from ..specs import BatchRange, TensorSpec
 from ..tolerances import Verdict, VerdictRecord
-from .checks import INPUT_NAME, GraphInfo
+from .checks import GraphInfo, input_contract
 
 if TYPE_CHECKING:
     from .lint import LintReport
@@ -49,8 +49,8 @@ def build_manifest(model, source_desc, arch, cfg: "ExportConfig", slim_info, ver
                "guessed": dict(model.guessed), "output": graph.output},
         labels=list(model.labels) if model.labels is not None else None,
         preprocessing=pre,
-        inputs=[tensor_spec(INPUT_NAME, [batch_dim, c.in_chans, c.img_size, c.img_size], cfg.dynamic,
-                             layout="NCHW", normalized=True)],
+        inputs=[input_contract(model, cfg).tensor_spec(batch_dim, cfg.dynamic,
+                                                        (c.in_chans, c.img_size, c.img_size))],
         outputs=[tensor_spec(graph.output, [batch_dim, *graph.dims], cfg.dynamic)],
         batch=BatchRange(lo, opt, hi, cfg.dynamic),
         export={

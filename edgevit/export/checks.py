@@ -18,9 +18,11 @@ import numpy as np
 import torch
 
 from ..errors import ExportError
+from ..input_contract import FLOAT_INPUT, InputContract
 from ..metrics import Comparison, compare
 from ..models.vit import VisionTransformer
 from ..onnx_graph import count_ops
+from ..output_kinds import OutputKind
 from .names import module_calls
 
 if TYPE_CHECKING:
@@ -44,7 +46,54 @@ class TokensOutput(torch.nn.Module):
 
 def output_module(model: VisionTransformer, output: str) -> torch.nn.Module:
     """What the graph computes: ``model`` itself, or its patch tokens for ``output="tokens"``."""
-    return TokensOutput(model) if output == "tokens" else model
+    return model if OutputKind(output).own else TokensOutput(model)
+
+
+class RawPixelInput(torch.nn.Module):
+    """``--input uint8``: raw pixels in, preprocessing inside the graph. Casts to float32, transposes NHWC to
+    NCHW, scales by ``1/pixel_max`` and normalizes by ``mean``/``std`` per channel with the arithmetic of
+    edgevit's own :func:`edgevit.data.preprocess.normalize`, then runs ``inner``. Wrapping the module (rather
+    than editing the ONNX graph afterwards) keeps one exported graph that the export's own check runs
+    against the PyTorch model fed edgevit's preprocessing of the same pixels (:func:`verify_export`)."""
+
+    def __init__(self, inner: torch.nn.Module, contract: InputContract):
+        super().__init__()
+        self.inner = inner
+        self.nhwc = contract.layout == "NHWC"
+        p = contract.preprocessing
+        self.register_buffer("mean", torch.tensor(p.mean, dtype=torch.float32).reshape(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(p.std, dtype=torch.float32).reshape(1, -1, 1, 1))
+        self.register_buffer("pixel_max", torch.tensor(p.pixel_max, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.float32)
+        if self.nhwc:
+            x = x.permute(0, 3, 1, 2)
+        return self.inner((x / self.pixel_max - self.mean) / self.std)
+
+
+def input_contract(model: VisionTransformer, cfg: "ExportConfig") -> InputContract:
+    """The graph input ``cfg`` asks for (``cfg.input``: "float" or a raw dtype; ``cfg.input_layout``)."""
+    if cfg.input == FLOAT_INPUT:
+        return InputContract(INPUT_NAME, preprocessing=model.preprocessing)
+    if model.preprocessing is None:
+        raise ExportError(f"--input {cfg.input}: the model records no preprocessing (mean, std, pixel_max) for the "
+                          "graph to apply; export it with --input float")
+    return InputContract(INPUT_NAME, cfg.input, cfg.input_layout, False, model.preprocessing)
+
+
+def graph_module(model: VisionTransformer, output: str, contract: InputContract) -> torch.nn.Module:
+    """What the exported graph computes: :func:`output_module`, behind :class:`RawPixelInput` for raw pixels."""
+    inner = output_module(model, output)
+    return RawPixelInput(inner, contract) if contract.raw else inner
+
+
+def example_input(contract: InputContract, batch: int, config, generator=None) -> torch.Tensor:
+    """An input of the graph's dtype and layout (random pixels for a raw-pixel graph)."""
+    if not contract.raw:
+        return torch.randn(batch, config.in_chans, config.img_size, config.img_size, generator=generator)
+    x = torch.randn(batch, config.in_chans, config.img_size, config.img_size, generator=generator).numpy()
+    return torch.from_numpy(contract.feed(x))
 
 
 @dataclass(frozen=True)
@@ -144,6 +193,7 @@ def verify_export(model: VisionTransformer, path: Path, cfg: "ExportConfig", out
     """Run the graph on ONNX Runtime and compare its ``output`` with what the PyTorch reference
     ("math" attention) computes for it: logits, features or ``forward_tokens``."""
     reference = output_module(copy.deepcopy(model).set_attn_impl("math").eval(), output)
+    contract = input_contract(model, cfg)  # a raw-pixel graph is fed the pixels, PyTorch their numpy preprocessing
     c = model.config
     lo, _, hi = cfg.batch_bounds
     batches = [lo] if not cfg.dynamic else sorted({lo, min(hi, max(lo + 1, LARGER_BATCH))})
@@ -162,22 +212,25 @@ def verify_export(model: VisionTransformer, path: Path, cfg: "ExportConfig", out
         session.activate()
     except Exception as exc:
         raise ExportError(f"ONNX Runtime cannot load the exported graph: {str(exc)[:500]}") from exc
-    checks = []
+    checks, raw_cases = [], []
     for name, x in cases:
         with torch.no_grad():
-            ref = reference(torch.from_numpy(x)).numpy()
+            ref = reference(torch.from_numpy(contract.represented(x))).numpy()
         try:
-            got = session.infer({INPUT_NAME: x})[output]
+            got = session.infer({INPUT_NAME: contract.feed(x)})[output]
         except Exception as exc:
             raise ExportError(f"ONNX Runtime failed on {name} input of shape {x.shape}: {str(exc)[:500]}") from exc
         if got.shape != ref.shape:
             raise ExportError(f"ONNX Runtime {output} have shape {got.shape} on {name}, PyTorch {ref.shape}")
         checks.append(check_record(name, int(x.shape[0]), compare(ref, got, output=output)))
+        raw_cases.append((name, ref, got))
     session.deactivate()
     worst = max(ch["max_abs"] for ch in checks)
     result = {
         "runtime": "onnxruntime CPUExecutionProvider",
-        "reference": "PyTorch eager fp32, attn_impl=math" + (", forward_tokens" if output == "tokens" else ""),
+        "reference": "PyTorch eager fp32, attn_impl=math" + ("" if OutputKind(output).own else ", forward_tokens")
+                     + (", fed edgevit's preprocessing (numpy) of the pixels the graph is fed" if contract.raw else ""),
+        "input": contract.describe(),
         "output": output,
         "atol": cfg.atol,
         "max_abs": worst,
@@ -185,6 +238,9 @@ def verify_export(model: VisionTransformer, path: Path, cfg: "ExportConfig", out
         "digits": "used" if any(ch["input"].startswith("digits") for ch in checks) else "not applicable",
         "checks": checks,
     }
+    consumer = consumer_check(raw_cases, output, contract)
+    if consumer is not None:
+        result["consumer"] = consumer
     if not result["passed"]:
         def agree(ch):
             return (f"top-1 agree {ch['top1_agreement']:.3f}" if "top1_agreement" in ch
@@ -199,5 +255,55 @@ def verify_export(model: VisionTransformer, path: Path, cfg: "ExportConfig", out
     return result
 
 
-__all__ = ["GraphInfo", "INPUT_NAME", "check_file", "check_record", "check_structure", "output_module",
+RAW_PIXEL_CONSUMER = "raw-pixel graph"
+RUNTIME_CONSUMER = "edgevit runtime"
+
+
+def consumer_check(cases: list, output: str, contract: InputContract) -> dict | None:
+    """How the graph's consumer preprocesses, judged at the fp32 row of :mod:`edgevit.tolerances`: the graph's
+    outputs on the real images among ``cases`` ((name, reference, graph outputs); the digits) against
+    PyTorch's on edgevit's preprocessing of the same pixels. A raw-pixel graph is fed the pixels (its consumer
+    preprocesses inside the graph; on all cases when the model has no bundled images); a float graph is fed
+    edgevit's preprocessing, which is what edgevit's runtime applies to an application's images (None
+    without real images: random normal input is no picture)."""
+    from ..formats import BASE_PRECISION
+    from ..tolerances import Verdict, get_tolerance
+
+    real = [c for c in cases if not c[0].startswith("random")]
+    if not real and not contract.raw:
+        return None
+    real = real or cases
+    ref = np.concatenate([c[1] for c in real])
+    got = np.concatenate([c[2] for c in real])
+    tol = get_tolerance(BASE_PRECISION, output)
+    comparison = compare(ref, got, tol, output=output)
+    checks = tol.judge(comparison)
+    return {"consumer": RAW_PIXEL_CONSUMER if contract.raw else RUNTIME_CONSUMER,
+            "images": ", ".join(c[0] for c in real), "samples": int(len(ref)), "max_abs": comparison.max_abs,
+            "top1_agreement": comparison.top1_agreement, "cosine_min": comparison.cosine_min, "atol": tol.atol,
+            "verdict": Verdict.of(checks).value, "failed": [c.describe() for c in checks if not c.passed]}
+
+
+def consumer_certificate(check: dict, artifact: str, sha256: str | None, contract: InputContract):
+    """The :class:`edgevit.certificates.Certificate` of :func:`consumer_check`."""
+    from ..certificates import Certificate
+
+    p = contract.preprocessing
+    numpy_steps = f"/ {p.pixel_max:g}, - mean, / std"
+    if contract.raw:
+        method = (f"{artifact} fed {contract.dtype} {contract.layout} pixels (edgevit's reader: resize/crop, then "
+                  f"rounded and clipped to 0..{np.iinfo(contract.np_dtype).max}) on ONNX Runtime CPU vs the PyTorch "
+                  f"fp32 model fed edgevit's preprocessing (numpy: {numpy_steps}) of the same pixels")
+    else:
+        method = (f"Engine.predict/embed read images with edgevit.data (resize/crop, numpy: {numpy_steps}), the "
+                  f"preprocessing the reference is fed: {artifact} on ONNX Runtime CPU vs the PyTorch fp32 model")
+    return Certificate(check["consumer"], artifact, f"{method}; images: {check['images']}", check["verdict"],
+                       check["max_abs"], check["top1_agreement"], check["samples"], check["atol"],
+                       artifact_sha256=sha256,
+                       details={"input": contract.to_dict(), "pixel_max": p.pixel_max, "mean": list(p.mean),
+                                "std": list(p.std), "cosine_min": check["cosine_min"],
+                                **({"failed": check["failed"]} if check["failed"] else {})})
+
+
+__all__ = ["GraphInfo", "RAW_PIXEL_CONSUMER", "RUNTIME_CONSUMER", "consumer_certificate", "consumer_check", "INPUT_NAME", "RawPixelInput", "example_input", "graph_module", "input_contract", "check_file", "check_record", "check_structure", "output_module",
            "verify_export"]

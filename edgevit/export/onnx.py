@@ -7,7 +7,10 @@
 What the graph looks like
 -------------------------
 * torch's dynamo exporter (``torch.onnx.export(..., dynamo=True)``), opset >= 17;
-* input ``images`` (float32, NCHW, already normalized); one output named for what it holds
+* input ``images`` (float32, NCHW, already normalized), or with ``ExportConfig.input="uint8"``
+  (``edgevit export --input uint8``) raw pixels, NHWC or NCHW, that the graph casts, scales, normalizes
+  and transposes itself (:class:`~edgevit.export.checks.RawPixelInput`; the manifest's ``inputs[0]``,
+  :class:`edgevit.input_contract.InputContract`); one output named for what it holds
   (``ExportConfig.output``, recorded as the manifest's ``model.output``): ``logits`` (batch,
   classes) for a classifier, ``features`` (batch, D) for a headless model (``num_classes=0``: the
   pooled, final-normed embedding its ``forward`` returns), or with ``output="tokens"``
@@ -77,20 +80,20 @@ from ..manifest import Manifest
 from ..models.vit import VisionTransformer
 from ..onnx_graph import count_ops
 from ..provenance import source_fields
-from ..output_kinds import OUTPUT_KINDS
+from ..output_kinds import OUTPUT_KINDS, OutputKind
 from ..tolerances import EXPORT_ATOL
-from ..specs import check_batch_bounds
+from ..specs import DEFAULT_BATCH, check_batch_bounds
 from .artifacts import DATA_FILE, MODEL_FILE, build_manifest, install, previous_manifest, remove_superseded, verdict
 from .tensorrt_ops import ATTENTION_FORMS, DEFAULT_ATTENTION
-from .checks import (INPUT_NAME, LAYERNORM_OPSET, GraphInfo, check_file, check_structure, output_module,
-                     verify_export)
+from ..input_contract import DEFAULT_RAW_LAYOUT, FLOAT_INPUT, INPUT_KINDS, LAYOUTS
+from .checks import (INPUT_NAME, LAYERNORM_OPSET, GraphInfo, check_file, check_structure, example_input,
+                     graph_module, input_contract, consumer_certificate, verify_export)
 from .lint import DEFAULT_TENSORRT_VERSION, LintReport, lint_onnx
 from .names import name_vit_nodes
 from .rewrites import ATTENTION_OPSET, canonicalize_gelu, fuse_attention
 
 DEFAULT_OPSET = {"decomposed": 18, "fused": 23}
 MIN_OPSET = LAYERNORM_OPSET
-DEFAULT_BATCH = (1, 1, 32)
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3
 EXTERNAL_TENSOR_MIN_BYTES = 1024  # smaller tensors (shape constants) stay inline, readable by shape inference
 
@@ -126,11 +129,17 @@ class ExportConfig:
     tensorrt_version: str = DEFAULT_TENSORRT_VERSION
     external_data_threshold: int = EXTERNAL_DATA_THRESHOLD
     output: str | None = None  # None: the model's own (logits, or features when headless); "tokens": patch tokens
+    input: str = FLOAT_INPUT  # "float": normalized float32 NCHW; "uint8": raw pixels, preprocessing inside the graph
+    input_layout: str = DEFAULT_RAW_LAYOUT  # of a raw-pixel input: NHWC (decoders, cameras) or NCHW
 
     def __post_init__(self) -> None:
         if self.output is not None and self.output not in OUTPUT_KINDS:
             raise ValueError(f"--output-kind must be one of {list(OUTPUT_KINDS)} (default: logits for a classifier, "
                              f"features for a headless model), got {self.output!r}")
+        if self.input not in INPUT_KINDS:
+            raise ValueError(f"--input must be one of {list(INPUT_KINDS)}, got {self.input!r}")
+        if self.input_layout not in LAYOUTS:
+            raise ValueError(f"--input-layout must be one of {list(LAYOUTS)}, got {self.input_layout!r}")
         if self.attention not in ATTENTION_FORMS:
             raise ValueError(f"attention must be one of {list(ATTENTION_FORMS)}, got {self.attention!r}")
         object.__setattr__(self, "batch", tuple(int(b) for b in self.batch))
@@ -180,6 +189,7 @@ class ExportConfig:
             "dynamic_batch": self.dynamic, "simplify": self.simplify, "verify": self.verify, "atol": self.atol,
             "lint": self.lint, "tensorrt_version": self.tensorrt_version,
             "external_data_threshold": self.external_data_threshold, "output": self.output,
+            "input": self.input, **({"input_layout": self.input_layout} if self.input != FLOAT_INPUT else {}),
         }
 
 
@@ -203,10 +213,12 @@ class ExportResult:
             "manifest": str(self.manifest_path),
             "artifacts": [a.to_dict() for a in self.manifest.artifacts],
             "output": self.manifest.output_kind,
+            "inputs": [i.to_dict() for i in self.manifest.inputs],
             "outputs": [o.to_dict() for o in self.manifest.outputs],
             "export": self.manifest.export,
             "batch": self.manifest.batch.to_dict() if self.manifest.batch is not None else {},
             "verification": self.verification,
+            "certificates": [c.to_dict() for c in self.manifest.certificates],
             "lint": self.lint.to_dict() if self.lint else None,
             "simplify": self.simplify,
             "seconds": round(self.seconds, 2),
@@ -279,14 +291,18 @@ def export_onnx(
         verification = verify_export(model, tmp_onnx, cfg, output) if cfg.verify else {"skipped": True}
         report = lint_onnx(tmp_onnx, cfg.tensorrt_version) if cfg.lint else None
         manifest = build_manifest(model, source_desc, arch, cfg, slim_info, verification, report, external, graph)
-        manifest.model["overrides"] = model_overrides  # bench / verify reload the reference with them
-        manifest.model.update(source_fields(source_desc, outdir))  # relative to OUTDIR, with its sha256
+        # the overrides: bench / verify reload the reference with them; the source relative to OUTDIR, with its sha256
+        manifest.model = manifest.model.with_fields(overrides=model_overrides, **source_fields(source_desc, outdir))
         manifest.export["gelu_reordered"] = gelus
         manifest.export["node_names"] = node_names
         manifest.root = work
         manifest.add_artifact(MODEL_FILE, format="onnx", precision=BASE_PRECISION,
                               external_data=[DATA_FILE] if external else [], opset=cfg.resolved_opset,
                               attention=cfg.attention, verdict=verdict(verification, report).to_dict())
+        if "consumer" in verification:  # how the graph's consumer preprocesses, checked: its certificate
+            manifest.add_certificate(consumer_certificate(verification["consumer"], MODEL_FILE,
+                                                          manifest.artifact(BASE_PRECISION, "onnx").sha256,
+                                                          input_contract(model, cfg)))
         manifest.export["seconds"] = round(time.perf_counter() - start, 2)
         # Another writer of OUTDIR may have finished while this one worked: decide under its lock,
         # from what is there now, and install the graph and the manifest that describes it together.
@@ -335,9 +351,9 @@ def _prepare_model(source, arch, model_overrides: dict) -> tuple[VisionTransform
 def _output_kind(model: VisionTransformer, cfg: ExportConfig, source_desc: str) -> str:
     """The graph's output: ``cfg.output``, else the model's own (logits, or features when headless)."""
     own = model.output_kind
-    if cfg.output in (None, own, "tokens"):
+    if cfg.output is None or cfg.output == own or not OutputKind(cfg.output).own:
         return cfg.output or own
-    what = "a classifier (it outputs logits)" if own == "logits" else "headless (num_classes=0: it outputs features)"
+    what = "a classifier (it outputs logits)" if OutputKind(own).classes else "headless (num_classes=0: it outputs features)"
     raise ValueError(f"--output-kind {cfg.output}: {source_desc} is {what}; use --output-kind {own} (the default) "
                      "or tokens (the patch tokens, for dense heads)")
 
@@ -360,14 +376,14 @@ def _quiet_exporter():
 
 def _dynamo_export(model: VisionTransformer, cfg: ExportConfig, attn_impl: str, opset: int, output: str = "logits"):
     c = model.config
-    m = output_module(copy.deepcopy(model).set_attn_impl(attn_impl), output)
+    m = graph_module(copy.deepcopy(model).set_attn_impl(attn_impl), output, input_contract(model, cfg))
     lo, opt, hi = cfg.batch_bounds
     if cfg.dynamic:
         example = min(max(2, lo), hi)  # 0 and 1 would be specialized by torch.export
         dynamic_shapes = ({0: torch.export.Dim("batch", min=lo, max=hi)},)
     else:
         example, dynamic_shapes = lo, None
-    x = torch.randn(example, c.in_chans, c.img_size, c.img_size)
+    x = example_input(input_contract(model, cfg), example, c)
     try:
         with _quiet_exporter(), torch.no_grad():
             program = torch.onnx.export(
@@ -443,7 +459,7 @@ def _stamp(proto, model: VisionTransformer, cfg: ExportConfig, output: str) -> N
     proto.producer_name = "edgevit"
     proto.producer_version = __version__
     proto.doc_string = (f"edgevit ViT export: attention={cfg.attention}, opset={cfg.resolved_opset}, "
-                        f"input {INPUT_NAME} float32 NCHW normalized, output {output}")
+                        f"input {INPUT_NAME} {input_contract(model, cfg).describe()}, output {output}")
     meta = {"edgevit.attention": cfg.attention, "edgevit.version": __version__}
     for key, value in meta.items():
         entry = proto.metadata_props.add()

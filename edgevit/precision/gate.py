@@ -28,9 +28,10 @@ import numpy as np
 
 from ..errors import DataError
 from ..formats import BASE_PRECISION, QUANTIZED
+from ..input_contract import contract_of
 from ..manifest import Manifest
 from ..metrics import Comparison, compare
-from ..output_kinds import FEATURE_OUTPUTS
+from ..output_kinds import OutputKind
 from ..tolerances import Check, Verdict, get_tolerance
 from .graphs import build_precision_graph
 from .recipe import PrecisionRecipe, quantizable_nodes
@@ -45,16 +46,19 @@ class GateData:
     description: str
     reference: np.ndarray      # fp32 graph's outputs
     output: str = "logits"     # the manifest's model.output: logits, features or tokens
+    contract: object = None    # a raw-pixel graph's edgevit.input_contract.InputContract: fed the images' pixels
 
 
-def run_graph(graph, images: np.ndarray, threads: int | None) -> np.ndarray:
+def run_graph(graph, images: np.ndarray, threads: int | None, contract=None) -> np.ndarray:
     """The first output of ``graph`` (a path or an onnx.ModelProto) on ``images``: ONNX Runtime on CPU
-    with Q/DQ executed exactly as written (:data:`edgevit.runtime.onnxruntime_runner.JUDGED_BY`)."""
+    with Q/DQ executed exactly as written (:data:`edgevit.runtime.onnxruntime_runner.JUDGED_BY`); a raw-pixel
+    graph (``contract``) is fed the images' pixels."""
     from ..runtime import get_runner
+    from ..runtime.normalized_feed import normalized_feed
     from ..runtime.onnxruntime_runner import JUDGED_BY
     from ..runtime.batching import run_batched
 
-    with get_runner("onnxruntime", graph, threads=threads, qdq=JUDGED_BY) as runner:
+    with normalized_feed(get_runner("onnxruntime", graph, threads=threads, qdq=JUDGED_BY), contract) as runner:
         return np.asarray(run_batched(runner, images, GATE_BATCH)[runner.output_names()[0]], dtype=np.float32)
 
 
@@ -78,7 +82,7 @@ class GateResult:
     @property
     def features(self) -> bool:
         """Judged without labels (features / tokens): by cosine and k-NN agreement."""
-        return self.comparison is not None and self.comparison.output in FEATURE_OUTPUTS
+        return self.comparison is not None and not OutputKind(self.comparison.output).classes
 
     @property
     def top1(self) -> float | None:
@@ -136,9 +140,10 @@ def judge(comparison: Comparison, precision: str, max_drop: float) -> GateResult
     cosine and k-NN agreement (features / tokens); each failed check is a reason, with its numbers."""
     output = comparison.output
     tol = get_tolerance(precision, output)
-    why = f"{precision} {output} tolerance" if output in FEATURE_OUTPUTS else f"{precision} tolerance"
+    classes = OutputKind(output).classes
+    why = f"{precision} tolerance" if classes else f"{precision} {output} tolerance"
     checks = {c.name: replace(c, detail=why) for c in tol.judge(comparison)}
-    if output in FEATURE_OUTPUTS:
+    if not classes:
         decisive = [checks["cosine_min"]] + [c for n, c in checks.items() if n.startswith("knn")]
     else:
         drop = drop_points(comparison)
@@ -146,8 +151,8 @@ def judge(comparison: Comparison, precision: str, max_drop: float) -> GateResult
             Check("top1_drop_points", drop, max_drop, "<=", drop <= max_drop + 1e-9, "the max_drop budget")]
         decisive += [checks[n] for n in ("top1_agreement",) if n in checks]
     return GateResult(Verdict.of(decisive), tuple(c.describe() for c in decisive if not c.passed), comparison,
-                      None if output in FEATURE_OUTPUTS else max_drop, tol.min_agreement,
-                      tol.min_cosine if output in FEATURE_OUTPUTS else None)
+                      max_drop if classes else None, tol.min_agreement,
+                      None if classes else tol.min_cosine)
 
 
 def gate_graph(graph, precision: str, data: GateData | None, max_drop: float, threads: int | None) -> GateResult:
@@ -156,7 +161,7 @@ def gate_graph(graph, precision: str, data: GateData | None, max_drop: float, th
         return GateResult(Verdict.NOT_RUN, ("--no-gate",))
     from ..runtime.onnxruntime_runner import JUDGED_BY, QDQ_MODES
 
-    result = judge(gate_metrics(run_graph(graph, data.images, threads), data), precision, max_drop)
+    result = judge(gate_metrics(run_graph(graph, data.images, threads, data.contract), data), precision, max_drop)
     return replace(result, data=data.description, arithmetic=QDQ_MODES[JUDGED_BY] if precision in QUANTIZED else None)
 
 
@@ -191,8 +196,9 @@ def load_gate_data(spec: str, manifest: Manifest, fp32_path: Path, threads: int 
                         "at least 2 (k-NN agreement compares samples with each other): give more with --data")
     labels = np.asarray(ds.labels) if output.classes else None
     note = "" if output.classes else f"; {output}: no labels used, judged by cosine and k-NN agreement with fp32"
+    contract = contract_of(manifest)
     return GateData(ds.images, labels, f"{spec} test split ({len(ds.images)} images{note})",
-                    run_graph(str(fp32_path), ds.images, threads), output)
+                    run_graph(str(fp32_path), ds.images, threads, contract), output, contract)
 
 
 # ------------------------------------------------------------------------------ sensitivity
@@ -212,7 +218,7 @@ def layer_sensitivity(fp32_path: Path, recipe: PrecisionRecipe, amax: dict, data
     rows = []
     for layer in tqdm(layers, desc=f"sensitivity ({recipe.precision})", disable=not progress, file=sys.stderr):
         graph = build_precision_graph(fp32_path, replace(recipe, base=BASE_PRECISION), amax, nodes=[layer])
-        m = gate_metrics(run_graph(graph, data.images, threads), data)
+        m = gate_metrics(run_graph(graph, data.images, threads, data.contract), data)
         rows.append({"layer": layer, "drop_points": drop_points(m),
                      "agreement": m.agreement, "cosine_min": m.cosine_min, "max_abs": m.max_abs})
     return sorted(rows, key=lambda r: (-(r["drop_points"] or 0.0), r["agreement"], -r["max_abs"]))

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ExportError
+from ..input_contract import prefix_nodes
 from ..formats import BASE_PRECISION, CAST, EXPORTED, Precision, precision
 from ..onnx_graph import Graph, bypass_nodes, topologically_sorted
 from .recipe import QUANTIZED_OP_TYPES, PrecisionRecipe, quantizable_nodes
@@ -92,11 +93,45 @@ def _reduced_float(proto, row: Precision, keep_fp32, io_dtype: str):
     bypass_nodes(proto, "Identity")  # the fp16 converter mishandles Identities forwarding initializers
     originals = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer
                  if t.data_type == TensorProto.FLOAT}
+    # a raw-pixel input (edgevit export --input uint8): its Cast/Div/Sub/Transpose stay float32, so the
+    # normalization is computed as the fp32 graph computes it and the reduced precision starts at the model
+    raw = proto.graph.input[0].type.tensor_type.elem_type not in (TensorProto.FLOAT, TensorProto.FLOAT16,
+                                                                  TensorProto.BFLOAT16)
+    prefix = prefix_nodes(proto) if raw else []
     converted = convert_float_to_float16(proto, keep_io_types=(io_dtype == BASE_PRECISION),
-                                         op_block_list=list(keep_fp32))
+                                         op_block_list=list(keep_fp32), node_block_list=prefix or None)
+    _drop_cast_round_trips(converted, set(prefix))
     if row.element != _FLOAT16:
         _retype_fp16(converted, originals, row)
     return topologically_sorted(converted)
+
+
+def _drop_cast_round_trips(proto, float32_nodes: set) -> None:
+    """Remove the float32 -> float16 -> float32 Cast pairs the fp16 converter puts between two nodes it was told
+    to keep in float32 (``float32_nodes``: a raw-pixel graph's preprocessing): a round trip through fp16 would
+    round the normalization it is meant to keep exact."""
+    from onnx import TensorProto
+
+    def to(node):
+        return next((a.i for a in node.attribute if a.name == "to"), None)
+
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    rename = {}
+    for node in proto.graph.node:
+        first = producers.get(node.input[0]) if node.op_type == "Cast" and to(node) == TensorProto.FLOAT else None
+        source = producers.get(first.input[0]) if first is not None and first.op_type == "Cast" else None
+        if source is not None and to(first) == TensorProto.FLOAT16 and source.name in float32_nodes:
+            rename[node.output[0]] = first.input[0]
+    if not rename:
+        return
+    kept = [n for n in proto.graph.node if not (n.op_type == "Cast" and n.output[0] in rename)]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            node.input[i] = rename.get(name, name)
+    used = {i for n in kept for i in n.input} | {o.name for o in proto.graph.output}
+    kept = [n for n in kept if not (n.op_type == "Cast" and all(o not in used for o in n.output))]
+    del proto.graph.node[:]
+    proto.graph.node.extend(kept)
 
 
 def _retype_fp16(proto, originals: dict, row: Precision) -> None:

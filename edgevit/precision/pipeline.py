@@ -32,6 +32,7 @@ from .._io import atomic_path, check_output_dir, check_writable, outdir_lock, re
 from ..formats import BASE_PRECISION, CALIBRATION_CACHE, CAST, FP16, ONNX_PRECISIONS, QUANTIZED, onnx_file
 from ..formats import precision as lookup
 from ..data.defaults import default_data
+from ..input_contract import contract_of
 from ..manifest import Manifest
 from ..tolerances import Verdict, VerdictRecord
 from .calibration import (DEFAULT_BATCH, DEFAULT_SAMPLES, CalibrationConfig, calibrate, calibration_data_key,
@@ -159,7 +160,7 @@ def quantize(source, config: QuantizeConfig | None = None, *, force: bool = Fals
     gate_data = load_gate_data(cfg.data, manifest, fp32_path, cfg.threads, cfg.preprocessed) if cfg.gate else None
     calib = None
     if any(p in QUANTIZED for p in wanted):
-        calib = _calibrate(cfg, manifest, fp32_path, fp32_art.sha256 if cfg.verify_hash else None)
+        calib = calibrate_export(cfg, manifest, fp32_path, fp32_art.sha256 if cfg.verify_hash else None)
     entries: dict[str, dict] = {}
     if BASE_PRECISION in cfg.precisions:
         entries[BASE_PRECISION] = {"path": onnx_file(BASE_PRECISION), "recipe": {"precision": BASE_PRECISION},
@@ -193,7 +194,10 @@ def _current_manifest(outdir: Path, fp32_art, wanted: list[str], force: bool) ->
     return manifest
 
 
-def _calibrate(cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path, checked_sha256: str | None):
+def calibrate_export(cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path, checked_sha256: str | None):
+    """The activation ranges of the export's fp32 graph ``fp32_path`` for ``cfg``: the calibration cache's
+    (``cfg.calib_cache``, else ``OUTDIR/calibration.json``) while it matches the graph, method and data, else
+    calibrated on ``cfg.calib_data`` (and cached). ``checked_sha256``: the graph's hash, already checked."""
     cache = Path(cfg.calib_cache) if cfg.calib_cache else manifest.root / CALIBRATION_CACHE
     data = None
     key = calibration_data_key(cfg.calib_data, cfg.calib_samples, cfg.calib_batch, preprocessed=cfg.preprocessed)
@@ -205,7 +209,7 @@ def _calibrate(cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path, checked
                                      num_samples=cfg.calib_samples, batch_size=cfg.calib_batch,
                                      preprocessed=cfg.preprocessed)
     return calibrate(fp32_path, data, cfg.calibration, cache=cache, data_key=key, progress=cfg.progress,
-                     graph_sha256=graph_sha)
+                     graph_sha256=graph_sha, contract=contract_of(manifest))
 
 
 def _one_precision(precision: str, cfg: QuantizeConfig, fp32_path: Path, calib, data: GateData | None,
@@ -235,4 +239,4 @@ def _one_precision(precision: str, cfg: QuantizeConfig, fp32_path: Path, calib, 
     return entry, fields
 
 
-__all__ = ["QuantizeConfig", "QuantizeResult", "quantize"]
+__all__ = ["QuantizeConfig", "QuantizeResult", "calibrate_export", "quantize"]

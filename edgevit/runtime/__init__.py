@@ -25,9 +25,14 @@ tensorrt       engine (.plan/.engine) path                manifest_entry (checke
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from .base import InputSpec, Runner, concrete_shape, format_spec, validate_feeds
 from .engine import Engine
+
+if TYPE_CHECKING:
+    from ..input_contract import InputContract
+    from ..tensorrt.record import EngineRecord
 
 # name -> "module:Class"; modules are imported only when a runner of that name is asked for.
 _RUNNERS: dict[str, str] = {
@@ -76,11 +81,17 @@ def get_runner(name: str, source, **options) -> Runner:
 
 
 def runner_for_format(format: str, source, *, providers=None, threads: int | None = None, qdq: str | None = None,
-                      manifest_entry: dict | None = None, cuda_graph: bool = False) -> Runner:
+                      manifest_entry: EngineRecord | None = None, cuda_graph: bool = False,
+                      contract: InputContract | None = None) -> Runner:
     """The runner that executes a file of artifact format ``format``: the runner its row of
     :data:`edgevit.formats.ARTIFACT_FORMATS` names, given the options of its kind (a graph: ONNX Runtime's
     ``providers``, ``threads`` and ``qdq``, each left to the runner's default when None; an engine: its
-    ``manifest_entry``, checked against this machine, and ``cuda_graph``). Not yet active."""
+    ``manifest_entry``, checked against this machine, and ``cuda_graph``). Not yet active. With the
+    manifest's input ``contract`` (:class:`edgevit.input_contract.InputContract`) of a raw-pixel graph, the
+    runner takes normalized float NCHW batches and feeds the graph their pixels
+    (:class:`edgevit.runtime.normalized_feed.NormalizedFeedRunner`)."""
+    from .normalized_feed import normalized_feed
+
     from ..formats import artifact_format
 
     row = artifact_format(format)
@@ -88,7 +99,7 @@ def runner_for_format(format: str, source, *, providers=None, threads: int | Non
         options = {"providers": providers, "threads": threads, **({"qdq": qdq} if qdq is not None else {})}
     else:
         options = {"manifest_entry": manifest_entry, "cuda_graph": cuda_graph}
-    return get_runner(row.runner, source, **options)
+    return normalized_feed(get_runner(row.runner, source, **options), contract)
 
 
 __all__ = [

@@ -5,7 +5,13 @@
     with Engine.load("out/model.plan") as engine:      # or "out/model.onnx" (ONNX Runtime, CPU)
         top = engine.predict(["cat.png", "dog.png"], topk=5)
         top[0][0]    # {"label": "cat", "index": 3, "prob": 0.91}
-        logits = engine.infer({"images": x})["logits"]
+        logits = engine.infer({"images": x})["logits"]   # x: what the graph takes (engine.input_contract)
+
+An ``edgevit export --input uint8`` graph takes raw pixels and normalizes inside (the manifest's
+``inputs[0]``; :class:`edgevit.input_contract.InputContract`): ``predict``/``embed`` read and resize images
+as always and feed it their pixels; a device application that has decoded frames feeds them as they
+come, ``engine.infer({"images": frames})`` with ``frames`` uint8 (N, H, W, C) (or (N, C, H, W) for
+``--input-layout NCHW``) at the model's input size.
 
     with Engine.load("dino/model.onnx") as engine:     # a headless model: its graph outputs features
         vectors = engine.embed(["cat.png", "dog.png"])  # (2, D) float32; tokens exports: (2, patches, D)
@@ -29,8 +35,10 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError, ManifestError, OutputKindError
-from ..manifest import Manifest
+from ..input_contract import InputContract
+from ..manifest import Artifact, Manifest
 from ..output_kinds import OutputKind, kind_of_output_name
+from ..tensorrt.record import EngineRecord
 from .batching import batch_range, padded_chunks
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -50,20 +58,24 @@ class Engine:
         runner: a runner of :func:`edgevit.runtime.get_runner` for ``path``, not yet active
             (the Engine activates it and :meth:`close` releases it).
         manifest: the manifest of ``path``'s directory, or None (then no labels or preprocessing).
-        artifact: ``path``'s entry in the manifest, or None.
+        artifact: ``path``'s entry in the manifest (:class:`edgevit.manifest.Artifact`), or None.
         backend: the name of the runner (``"onnxruntime"``, ``"tensorrt"``, ...).
     """
 
-    def __init__(self, path: Path, runner, manifest: Manifest | None, artifact: dict | None, backend: str):
+    def __init__(self, path: Path, runner, manifest: Manifest | None, artifact: Artifact | None, backend: str):
         self.path = path
         self.runner = runner
         self.manifest = manifest
-        self.artifact = artifact or {}
+        self.artifact = artifact
         self.backend = backend
         self.last_latency_ms: float | None = None
         runner.activate()
-        self._input = next(iter(runner.input_spec()))
+        self._input, (_, dtype) = next(iter(runner.input_spec().items()))
         self._output = runner.output_names()[0]
+        contract = InputContract.of(manifest)
+        # the manifest's raw-pixel contract, where the graph does take its dtype (a file the manifest does not
+        # list may be another graph)
+        self.input_contract = contract if contract is not None and np.dtype(dtype) == contract.np_dtype else None
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -102,7 +114,7 @@ class Engine:
         found = Manifest.resolve(path, verify_hash=verify_hash, listed=False, graph=False)
         runner = runner_for_format(found.format, path, providers=providers, threads=threads,
                                    manifest_entry=found.record if check_compat else None, cuda_graph=cuda_graph)
-        return cls(path, runner, found.manifest, found.record, found.artifact_format.runner)
+        return cls(path, runner, found.manifest, found.entry, found.artifact_format.runner)
 
     def close(self) -> None:
         self.runner.deactivate()
@@ -126,12 +138,17 @@ class Engine:
     @property
     def profile(self) -> tuple[int, int, int] | None:
         """(min, opt, max) batch this engine accepts (the TensorRT profile, or the ONNX graph's exported range)."""
-        prof = self.artifact.get("profile")
+        prof = EngineRecord.from_artifact(self.artifact).profile if self.artifact is not None else None
         if prof:
-            return int(prof["min"]), int(prof["opt"]), int(prof["max"])
+            return prof
         if hasattr(self.runner, "profile"):
             return self.runner.profile()
         return self.manifest.batch.bounds if self.manifest and self.manifest.batch else None
+
+    @property
+    def raw_input(self) -> bool:
+        """Whether the graph takes raw pixels (``edgevit export --input uint8``): :meth:`infer` takes frames."""
+        return self.input_contract is not None and self.input_contract.raw
 
     def input_spec(self) -> dict:
         return self.runner.input_spec()
@@ -139,14 +156,19 @@ class Engine:
     @property
     def output_kind(self) -> OutputKind:
         """The manifest's ``model.output``, else the kind the graph's output name says."""
-        if self.manifest is not None and self.artifact:
+        if self.manifest is not None and self.artifact is not None:
             return self.manifest.output_kind
         return kind_of_output_name(self._output)
 
     # ------------------------------------------------------------------ running
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Raw outputs for one batch of already preprocessed inputs (DataError outside the profile)."""
+        """Raw outputs for one batch of what the graph takes (DataError outside the profile): normalized float32
+        NCHW model input, or for a raw-pixel graph (``self.input_contract.raw``) the frames' pixels in its dtype
+        and layout (DataError naming both for anything else)."""
         from ..tensorrt.rules import check_batch_in_profile
+
+        if self.raw_input and isinstance(feeds, dict) and self._input in feeds:
+            self.input_contract.check_feed(feeds[self._input], where=f"{self.path.name}: input {self._input!r}")
 
         profile = self.profile
         if profile is not None and feeds:
@@ -218,7 +240,8 @@ class Engine:
         lo, hi = batch_range(self.input_spec()[self._input][0], self.profile, len(x))
         outputs, total = [], 0.0
         for chunk, n in padded_chunks(x, lo, hi):
-            outputs.append(self._check_rank(self.infer({self._input: chunk})[self._output])[:n])
+            feed = self.input_contract.feed(chunk) if self.raw_input else chunk
+            outputs.append(self._check_rank(self.infer({self._input: feed})[self._output])[:n])
             total += self.last_latency_ms
         self.last_latency_ms = total
         return np.concatenate(outputs)

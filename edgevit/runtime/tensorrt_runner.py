@@ -16,19 +16,20 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OnnxModelError
+from ..tensorrt.record import EngineRecord
 from .base import InputSpec, Runner
 
 
 class TensorRTRunner(Runner):
     """Run a TensorRT engine.
 
-    ``manifest_entry``: the engine's artifact entry in ``edgevit.json`` (its TensorRT version,
+    ``manifest_entry``: the engine's record in ``edgevit.json`` (:class:`edgevit.tensorrt.record.EngineRecord`: its TensorRT version,
     GPU and compute capability are checked against this machine before loading; a mismatch
     raises EngineMismatchError saying to rebuild on the target). ``cuda_graph``: capture the
     enqueue in a CUDA graph and replay it.
     """
 
-    def __init__(self, source, manifest_entry: dict | None = None, cuda_graph: bool = False):
+    def __init__(self, source, manifest_entry: EngineRecord | None = None, cuda_graph: bool = False):
         super().__init__()
         from ..tensorrt._bindings import import_tensorrt
 
@@ -37,7 +38,7 @@ class TensorRTRunner(Runner):
         if not path.is_file():
             raise OnnxModelError(f"{path}: no such TensorRT engine file")
         self.source = path
-        self.manifest_entry = dict(manifest_entry or {})
+        self.manifest_entry = manifest_entry
         self.cuda_graph = cuda_graph
         self.session = None
         self.name = f"tensorrt[{path.name}]"
@@ -46,12 +47,12 @@ class TensorRTRunner(Runner):
         from ..tensorrt import session
         from ..tensorrt.rules import check_engine_compat
 
-        entry = self.manifest_entry
-        if entry:
+        entry = self.manifest_entry or EngineRecord()
+        if self.manifest_entry is not None:
             check_engine_compat(entry, session.device_facts(), engine=str(self.source))
         self.session = session.EngineSession(
             self.source.read_bytes(), cuda_graph=self.cuda_graph,
-            version_compatible=bool(entry.get("version_compatible")), dla_core=entry.get("dla_core"))
+            version_compatible=bool(entry.version_compatible), dla_core=entry.dla_core)
 
     def deactivate_impl(self) -> None:
         if self.session is not None:

@@ -9,6 +9,7 @@ import torch
 
 from ..errors import EdgeVitError
 from ..formats import BASE_PRECISION, PRECISION_TABLE
+from ..output_kinds import OUTPUT_KINDS, OutputKind
 from .base import InputSpec, Runner
 
 ATTENTIONS = ("math", "sdpa")
@@ -57,7 +58,7 @@ class TorchRunner(Runner):
         super().__init__()
         if attention is not None and attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {list(ATTENTIONS)}, got {attention!r}")
-        if output not in (None, "tokens"):
+        if output is not None and (output not in OUTPUT_KINDS or OutputKind(output).own):
             raise ValueError(f"output must be None (the model's own) or 'tokens', got {output!r}")
         self.output = output
         self._output_name = output or OUTPUT_NAME
@@ -105,5 +106,5 @@ class TorchRunner(Runner):
     @torch.inference_mode()
     def infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = torch.from_numpy(np.ascontiguousarray(feeds[INPUT_NAME])).to(self.device, self.dtype)
-        out = self.model.forward_tokens(x) if self.output == "tokens" else self.model(x)
+        out = self.model(x) if self.output is None else self.model.forward_tokens(x)
         return {self._output_name: out.float().cpu().numpy()}

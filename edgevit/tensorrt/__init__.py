@@ -5,6 +5,7 @@ module            job
 ================  ===================================================================================
 ``rules``         pure decisions: versions, build mode, DLA, hardware compatibility, profile,
                   engine compatibility, cuda-python pinning (no tensorrt; tested on CPU)
+``record``        ``EngineRecord``: the build facts an engine's manifest entry records (written by ``build``)
 ``fusion``        the engine inspector's report: fused attention per block, precision, DLA placement
 ``jetson``        L4T / JetPack release, board model, nvpmodel and jetson_clocks
 ``_bindings``     the lazy ``tensorrt`` / ``cuda.bindings`` imports with install advice

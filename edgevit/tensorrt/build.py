@@ -23,11 +23,12 @@ from .._io import (atomic_path, check_output_dir, check_writable, install_file, 
                    temporary_name, write_text_atomic)
 from ..errors import ManifestError, TensorRTError
 from ..formats import BASE_PRECISION
-from ..manifest import MANIFEST_NAME, Manifest
+from ..manifest import MANIFEST_NAME, Artifact, Manifest
 from ..onnx_graph import QDQ_OPS
 from . import rules
 from ._bindings import import_tensorrt, logger
 from .fusion import FusionReport, fusion_report
+from .record import EngineRecord
 
 
 
@@ -178,17 +179,20 @@ def build_plan(onnx_path: str | os.PathLike, opts: BuildOptions) -> BuildResult:
 # ------------------------------------------------------------------ edgevit build
 @dataclass
 class EngineBuildResult:
+    """What ``build_engine`` wrote: the plan, its fusion report, the manifest and the engine's ``entry``
+    (its build facts: :meth:`EngineRecord.from_artifact`)."""
+
     engine_path: Path
     report_path: Path
     manifest_path: Path
-    artifact: dict
+    entry: Artifact
     report: dict
     dla_fallback: list
     seconds: float
 
     def to_dict(self) -> dict:
         return {"ok": True, "engine": str(self.engine_path), "fusion_report": str(self.report_path),
-                "manifest": str(self.manifest_path), "artifact": self.artifact, "report": self.report,
+                "manifest": str(self.manifest_path), "artifact": self.entry.to_dict(), "report": self.report,
                 "dla_fallback": self.dla_fallback, "seconds": round(self.seconds, 2)}
 
 
@@ -256,19 +260,18 @@ def build_engine(source: str | os.PathLike, output: str | os.PathLike, config: E
     report = built.report.to_dict()
 
     facts = built.facts
-    fields = {
-        "tensorrt_version": facts["tensorrt_version"], "tensorrt_cuda_major": facts.get("tensorrt_cuda_major"),
-        "cuda_driver_version": facts.get("cuda_driver_version"),
-        "gpu_name": facts["gpu_name"], "compute_capability": facts["compute_capability"],
-        "jetson": facts.get("jetson"), "profile": {"min": profile[0], "opt": profile[1], "max": profile[2]},
-        "build_mode": built.mode, "weakly_typed": not built.mode["strongly_typed"],
-        "onnx": {"path": art.path, "sha256": art.sha256},
-        "version_compatible": cfg.version_compatible, "hardware_compatibility_level": cfg.hardware_compatibility,
-        "dla_core": cfg.dla_core, "dla_fallback_layers": len(built.dla_fallback),
-        "fused_attention_blocks": built.report.fused_attention_blocks,
-        "unfused_attention_blocks": built.report.unfused_attention_blocks, "fusion_report": report_path.name,
-        "build_options": {k: v for k, v in asdict(cfg).items() if k not in ("precision", "batch")},
-    }
+    record = EngineRecord(
+        tensorrt_version=facts["tensorrt_version"], tensorrt_cuda_major=facts.get("tensorrt_cuda_major"),
+        cuda_driver_version=facts.get("cuda_driver_version"),
+        gpu_name=facts["gpu_name"], compute_capability=facts["compute_capability"],
+        jetson=facts.get("jetson"), profile=tuple(profile), build_mode=built.mode,
+        onnx={"path": art.path, "sha256": art.sha256},
+        version_compatible=cfg.version_compatible, hardware_compatibility_level=cfg.hardware_compatibility,
+        dla_core=cfg.dla_core, dla_fallback_layers=len(built.dla_fallback),
+        fused_attention_blocks=built.report.fused_attention_blocks,
+        unfused_attention_blocks=built.report.unfused_attention_blocks, fusion_report=report_path.name,
+        build_options={k: v for k, v in asdict(cfg).items() if k not in ("precision", "batch")},
+    )
     out_dir = output.parent.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
@@ -284,9 +287,30 @@ def build_engine(source: str | os.PathLike, output: str | os.PathLike, config: E
             target = _current_manifest(out_dir, manifest, art)
             install_file(tmp, output)
             write_text_atomic(report_path, json.dumps(report, indent=2) + "\n", force=force)
-            entry = target.add_artifact(output.name, format="tensorrt", precision=art.precision, **fields)
+            entry = target.add_artifact(output.name, format="tensorrt", precision=art.precision, **record.to_fields())
+            target.add_certificate(load_plan_certificate(target, entry))
             manifest_path = target.save(out_dir, force=True)
     finally:
         tmp.unlink(missing_ok=True)
-    return EngineBuildResult(output, report_path, manifest_path, entry.to_dict(), report, built.dla_fallback,
-                             built.seconds)
+    return EngineBuildResult(output, report_path, manifest_path, entry, report, built.dla_fallback, built.seconds)
+
+
+LOAD_PLAN_CONSUMER = "load_plan.cpp"
+
+
+def load_plan_certificate(manifest, entry):
+    """What ``examples/load_plan.cpp`` (TensorRT's C++ API in a device application) must feed the engine
+    ``entry``: the manifest's input contract. The example sizes its buffers from the engine's own tensor
+    types and feeds zeros; it needs TensorRT and a GPU, so nothing was run: verdict NOT_RUN."""
+    from ..certificates import Certificate
+    from ..input_contract import InputContract
+    from ..tolerances import Verdict
+
+    contract = InputContract.of(manifest)
+    wanted = "the manifest's inputs[0]" if contract is None else contract.describe() + (
+        "" if contract.raw else " by the manifest's preprocessing, (x / pixel_max - mean) / std per channel")
+    return Certificate(LOAD_PLAN_CONSUMER, entry.path, f"not run (needs TensorRT and a GPU): the example takes its "
+                       f"tensor types and shapes from the plan and feeds zeros; an application fills the input with "
+                       f"{wanted}", Verdict.NOT_RUN, artifact_sha256=entry.sha256,
+                       details={"input": contract.to_dict() if contract is not None else None})
+

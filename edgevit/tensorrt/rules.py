@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from ..errors import DataError, EngineMismatchError, TensorRTError
 from ..formats import BASE_PRECISION, EXPORTED, FP16, PRECISION_TABLE, precision_names
 from ..formats import precision as lookup
-from ..specs import BatchRange
+from ..specs import BatchRange, check_batch_bounds
+from .record import EngineRecord
 
 MIN_TENSORRT = (10, 0)
 
@@ -243,8 +244,7 @@ def profile_from_manifest(batch: BatchRange | None, override: tuple[int, int, in
     if len(override) != 3:
         raise ValueError(f"--batch must be MIN,OPT,MAX, got {override!r}")
     o_lo, o_opt, o_hi = (int(v) for v in override)
-    if not 1 <= o_lo <= o_opt <= o_hi:
-        raise ValueError(f"--batch must satisfy 1 <= MIN <= OPT <= MAX, got MIN={o_lo}, OPT={o_opt}, MAX={o_hi}")
+    check_batch_bounds(o_lo, o_opt, o_hi)
     if not batch.is_dynamic and (o_lo, o_hi) != (lo, hi):
         raise ValueError(f"the graph has a static batch of {lo}; --batch {o_lo},{o_opt},{o_hi} cannot change it "
                          f"(re-export with --batch MIN,OPT,MAX for a dynamic batch)")
@@ -292,10 +292,10 @@ def _four(version: str) -> tuple[int, int, int, int]:
     return tuple((v + (0, 0, 0, 0))[:4])
 
 
-def check_engine_compat(recorded: dict, current: dict, engine: str = "engine") -> None:
+def check_engine_compat(recorded: EngineRecord, current: dict, engine: str = "engine") -> None:
     """Refuse to load an engine built for another TensorRT version, GPU or CUDA.
 
-    ``recorded``: the engine's manifest entry (``tensorrt_version``, ``gpu_name``,
+    ``recorded``: the engine's manifest record (its ``tensorrt_version``, ``gpu_name``,
     ``compute_capability``, ``version_compatible``, ``hardware_compatibility_level``,
     ``tensorrt_cuda_major``); ``current``: the same facts of this machine (and
     ``cuda_driver_version``). An engine that is not version-compatible needs the exact TensorRT
@@ -305,10 +305,10 @@ def check_engine_compat(recorded: dict, current: dict, engine: str = "engine") -
     """
     fix = (f"rebuild the engine on this target: edgevit build <model.onnx|outdir> -o {engine} --force "
            "(engines are specific to the TensorRT version and GPU they were built with)")
-    built_v, here_v = recorded.get("tensorrt_version"), current.get("tensorrt_version")
+    built_v, here_v = recorded.tensorrt_version, current.get("tensorrt_version")
     if built_v and here_v:
         b, h = _four(built_v), _four(here_v)
-        if recorded.get("version_compatible"):
+        if recorded.version_compatible:
             majors = VERSION_COMPATIBLE_RUNS_ON.get(b[0], (b[0],))
             if h[0] not in majors or h < b:
                 raise EngineMismatchError(
@@ -318,13 +318,13 @@ def check_engine_compat(recorded: dict, current: dict, engine: str = "engine") -
             raise EngineMismatchError(
                 f"{engine} was built with TensorRT {built_v}, this machine has {here_v} (an engine that is not "
                 f"version-compatible needs the exact TensorRT build); {fix}")
-    driver, needs = current.get("cuda_driver_version"), recorded.get("tensorrt_cuda_major")
+    driver, needs = current.get("cuda_driver_version"), recorded.tensorrt_cuda_major
     if driver and needs and parse_version(str(driver))[0] < int(needs):
         raise EngineMismatchError(
             f"{engine} was built with a CUDA {needs} TensorRT, but this machine's driver supports CUDA {driver} only; "
             f"update the driver or {fix}")
-    level = recorded.get("hardware_compatibility_level") or "none"
-    built_cc, here_cc = recorded.get("compute_capability"), current.get("compute_capability")
+    level = recorded.hardware_compatibility_level or "none"
+    built_cc, here_cc = recorded.compute_capability, current.get("compute_capability")
     if level == "ampere_plus":
         if here_cc is not None and parse_version(str(here_cc)) < (8, 0):
             raise EngineMismatchError(
@@ -332,11 +332,11 @@ def check_engine_compat(recorded: dict, current: dict, engine: str = "engine") -
         return
     if built_cc is not None and here_cc is not None and str(built_cc) != str(here_cc):
         raise EngineMismatchError(
-            f"{engine} was built for compute capability {built_cc} ({recorded.get('gpu_name')}), this GPU "
+            f"{engine} was built for compute capability {built_cc} ({recorded.gpu_name}), this GPU "
             f"({current.get('gpu_name')}) has {here_cc}; {fix}")
     if level == "same_compute_capability":
         return
-    built_gpu, here_gpu = recorded.get("gpu_name"), current.get("gpu_name")
+    built_gpu, here_gpu = recorded.gpu_name, current.get("gpu_name")
     if built_gpu and here_gpu and built_gpu != here_gpu:
         raise EngineMismatchError(f"{engine} was built on {built_gpu}, this GPU is {here_gpu}; {fix}")
 

@@ -29,14 +29,14 @@ from ..metrics import (
 )
 from ..output_kinds import FEATURE_OUTPUTS
 from ..tolerances import TOLERANCES, Check, Tolerance, Verdict, get_tolerance
-from .artifacts import Side, detect_onnx_precision, resolve_artifact
+from .artifacts import Side, resolve_artifact
 from .attention import BACKENDS, verify_attention_onnx, verify_attention_torch
 from .inputs import Inputs, load_inputs
 from .run import VerifyConfig, VerifyReport, verify
 
 __all__ = [
     "BACKENDS", "Check", "Comparison", "FEATURE_OUTPUTS", "Inputs", "KNN_AGREEMENT", "Side", "TOLERANCES",
-    "Tolerance", "Verdict", "VerifyConfig", "VerifyReport", "compare", "cosine_per_sample", "detect_onnx_precision",
+    "Tolerance", "Verdict", "VerifyConfig", "VerifyReport", "compare", "cosine_per_sample",
     "get_tolerance", "load_inputs", "neighbour_agreement", "resolve_artifact", "topk_agreement",
     "verify", "verify_attention_onnx", "verify_attention_torch",
 ]

@@ -9,10 +9,11 @@ runner runs it, what it outputs, its preprocessing and its class names.
 
 from __future__ import annotations
 
-import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._deps import EXPORT_EXTRA, has_module, require_export
 from ..errors import EdgeVitError, OnnxModelError
 from ..formats import BASE_PRECISION, FLOAT_PRECISIONS, MANIFEST_NAME, find_format
 from ..formats import precision as lookup
@@ -37,7 +38,12 @@ class Side:
         """"torch" for a model, "onnx" for a file of a graph format, else "engine"."""
         if self.resolved is None:
             return "torch"
-        return "onnx" if self.resolved.artifact_format.graph else "engine"
+        return "onnx" if self.graph else "engine"
+
+    @property
+    def graph(self) -> bool:
+        """A file of a graph format (its row's ``graph``: an ONNX graph), not a model or an engine."""
+        return self.resolved is not None and self.resolved.artifact_format.graph
 
     @property
     def manifest(self) -> Manifest | None:
@@ -48,16 +54,17 @@ class Side:
         """The manifest's record of the file (:class:`edgevit.manifest.Artifact`), or None."""
         return self.resolved.entry if self.resolved is not None else None
 
+    @property
+    def input_contract(self):
+        """The raw-pixel input contract of a listed artifact (:func:`edgevit.input_contract.contract_of`), or None
+        for one that takes normalized float NCHW batches (and for a model or an unlisted file)."""
+        from ..input_contract import contract_of
+
+        return contract_of(self.manifest) if self.entry is not None else None
+
     def to_dict(self) -> dict:
         return {"kind": self.kind, "source": self.source, "precision": self.precision,
                 "path": str(self.path) if self.path else None}
-
-
-def detect_onnx_precision(path: str | os.PathLike) -> str:
-    """An ONNX graph's precision read off the graph (:func:`edgevit.onnx_graph.graph_precision`):
-    fp8 / int8 Q/DQ, fp16 / bf16 weights, else fp32 (also for a file that does not parse: its runner
-    reports that properly)."""
-    return Resolved(Path(path), "onnx").precision
 
 
 def _file_side(text: str, found: Resolved, precision: str | None = None) -> Side:
@@ -84,11 +91,9 @@ def resolve_artifact(source, precision: str | None = None, role: str = "candidat
     A file a manifest lists is checked against its recorded sha256 unless ``verify_hash=False``
     (:meth:`edgevit.manifest.Manifest.check_artifact`).
     """
-    from ..models import VisionTransformer, load_model
-
     if precision is not None:
         lookup(precision, onnx=True)  # ValueError naming the ONNX precisions
-    if isinstance(source, VisionTransformer):
+    if _is_torch_model(source):
         return Side("<model>", precision or BASE_PRECISION, model=source.eval())
     text = str(source)
     path = Path(text)
@@ -106,8 +111,18 @@ def resolve_artifact(source, precision: str | None = None, role: str = "candidat
         raise ValueError("'torch' as CANDIDATE is resolved by verify() (the reference model in PyTorch)")
     if precision is not None and precision not in FLOAT_PRECISIONS:
         raise ValueError(f"a PyTorch {role} runs in {list(FLOAT_PRECISIONS)}, not {precision!r}")
+    require_export(f"loading the PyTorch {role} {text}")
+    from ..models import load_model
+
     model = load_model(text, arch=arch, **(model_overrides or {}))
     return Side(text, precision or BASE_PRECISION, path=path if path.exists() else None, model=model)
+
+
+def _is_torch_model(obj) -> bool:
+    """Whether ``obj`` is a loaded edgevit model, without importing torch: none exists unless
+    edgevit.models was imported (a device install has no torch; issue 18 §5)."""
+    models = sys.modules.get("edgevit.models")
+    return models is not None and isinstance(obj, models.VisionTransformer)
 
 
 def output_kind(art: Side) -> OutputKind:
@@ -117,7 +132,7 @@ def output_kind(art: Side) -> OutputKind:
         return art.model.output_kind
     if art.manifest is not None:
         return art.manifest.output_kind
-    if art.kind == "onnx":
+    if art.graph:
         import onnx
 
         try:
@@ -138,11 +153,15 @@ def source_model(manifests, reference=None, arch: str | None = None, overrides: 
     is False). ``note`` is for the report (an unchecked checkpoint) or None; (None, None, why not) when no
     manifest names a checkpoint that loads. A variant name in a manifest is skipped: it means random
     weights, not the exported ones."""
-    from ..models import VisionTransformer, list_variants, load_model
+    if _is_torch_model(reference):
+        return reference, "<model>", None
+    if reference:
+        require_export(f"the PyTorch reference {reference}")
+    elif not has_module("torch"):
+        return None, None, f"PyTorch is not installed (the `{EXPORT_EXTRA}` extra: pip install 'edgevit[{EXPORT_EXTRA}]')"
+    from ..models import list_variants, load_model
     from ..models.hub import is_hub_name
 
-    if isinstance(reference, VisionTransformer):
-        return reference, "<model>", None
     if reference:
         return load_model(reference, arch=arch, **(overrides or {})), str(reference), None
     tried = []
@@ -180,9 +199,9 @@ def runner_for(art: Side, device: str, providers, threads, attention: str | None
 
     if art.kind == "torch":
         return get_runner("torch", art.model, attention=attention, device=device, dtype=art.precision,
-                          output="tokens" if output == "tokens" else None)
+                          output=None if OutputKind(output).own else output)
     return runner_for_format(art.resolved.format, art.path, providers=providers, threads=threads, qdq=qdq,
-                             manifest_entry=art.resolved.record)
+                             manifest_entry=art.resolved.record, contract=art.input_contract)
 
 
 def preprocessing_of(*arts: Side):
@@ -205,5 +224,5 @@ def labels_of(*arts: Side) -> list[str] | None:
     return None
 
 
-__all__ = ["Side", "detect_onnx_precision", "labels_of", "output_kind", "preprocessing_of", "resolve_artifact",
+__all__ = ["Side", "labels_of", "output_kind", "preprocessing_of", "resolve_artifact",
            "runner_for", "source_model"]

@@ -126,7 +126,7 @@ def _as_bnc(value, batch: int, tokens: int, width: int, layout: str) -> np.ndarr
 
 def verify_attention_onnx(onnx_path, reference_model, images: np.ndarray, precision: str = BASE_PRECISION,
                           batch_size: int = 32, providers=None, threads: int | None = None,
-                          tolerance: Tolerance | None = None, qdq: str = JUDGED_BY) -> dict:
+                          tolerance: Tolerance | None = None, qdq: str = JUDGED_BY, contract=None) -> dict:
     """Per-block attention check of an ONNX candidate against a float64 PyTorch math reference.
 
     Q/DQ graphs run as ``qdq`` says (:data:`edgevit.runtime.onnxruntime_runner.QDQ_MODES`; by default the
@@ -166,7 +166,11 @@ def verify_attention_onnx(onnx_path, reference_model, images: np.ndarray, precis
     ref_model = copy.deepcopy(reference_model).float().eval()
     blocks64 = _float64_blocks(ref_model, "cpu")
     accs = [ErrorStats(tol.attn_atol, tol.attn_rtol) for _ in sites]
-    with get_runner("onnxruntime", debug, providers=providers, threads=threads, qdq=qdq) as runner:
+    from ..runtime.normalized_feed import normalized_feed
+
+    # contract: a raw-pixel graph's (edgevit.input_contract): it is fed the pixels of the normalized images
+    with normalized_feed(get_runner("onnxruntime", debug, providers=providers, threads=threads, qdq=qdq),
+                         contract) as runner:
         input_name, shape = single_input(runner.input_spec(), runner.name)
         for feed, n in padded_chunks(images, *batch_range(shape, None, batch_size)):
             chunk = feed[:n]

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from ..errors import VerificationError
-from ..formats import BASE_PRECISION, FLOAT_PRECISIONS, QUANTIZED
+from ..formats import ARTIFACT_FORMATS, BASE_PRECISION, FLOAT_PRECISIONS, QUANTIZED
 from ..formats import precision as lookup
 from ..metrics import Comparison, compare
 from ..runtime.batching import run_batched, single_input
@@ -35,6 +35,7 @@ class VerifyReport:
     seconds: float = 0.0
     output: str = "logits"  # what was compared: logits, features or tokens (FEATURE_OUTPUTS: judged without labels)
     arithmetic: str | None = None  # how a Q/DQ candidate ran (QDQ_MODES); None for float candidates
+    certificates: list = field(default_factory=list)  # the candidate's Manifest.certificate_records
 
     @property
     def ok(self) -> bool:
@@ -64,6 +65,7 @@ class VerifyReport:
             "failures": self.failures,
             "attention": self.attention,
             "seconds": round(self.seconds, 3),
+            **({"certificates": self.certificates} if self.certificates else {}),
         }
 
 
@@ -91,7 +93,7 @@ class VerifyConfig:
         threads: ONNX Runtime intra-op threads.
         arch: the variant a timm state dict belongs to.
         model_overrides: config fields for :func:`edgevit.load_model` of a checkpoint.
-        format: ``onnx`` or ``tensorrt``: which artifact of an export OUTDIR.
+        format: a name of :data:`edgevit.formats.ARTIFACT_FORMATS` (``onnx``, ``tensorrt``): which artifact of an export OUTDIR.
         candidate_attention: the attention a PyTorch candidate runs with: ``sdpa`` or ``math``.
         verify_hash: check manifest-listed files against their recorded sha256.
         qdq: how ONNX Runtime runs Q/DQ graphs (:data:`edgevit.runtime.onnxruntime_runner.QDQ_MODES`):
@@ -143,8 +145,8 @@ class VerifyConfig:
             for b in self.backends:
                 if b not in BACKENDS:
                     raise ValueError(f"backends must be among {list(BACKENDS)}, got {b!r}")
-        if self.format not in (None, "onnx", "tensorrt"):
-            raise ValueError(f"format must be 'onnx' or 'tensorrt', got {self.format!r}")
+        if self.format is not None and self.format not in ARTIFACT_FORMATS:
+            raise ValueError(f"format must be one of {list(ARTIFACT_FORMATS)}, got {self.format!r}")
         if self.candidate_attention not in ("sdpa", "math"):
             raise ValueError(f"candidate_attention must be 'sdpa' or 'math', got {self.candidate_attention!r}")
 
@@ -186,9 +188,7 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
             raise ValueError(f"a PyTorch candidate runs in {list(FLOAT_PRECISIONS)}, not {prec!r}")
         cand = Side(f"{ref.source} (PyTorch)", prec, path=ref.path, model=ref.model)
     else:
-        from ..models.hub import is_hub_name
-
-        if ref.kind == "torch" and ref.path is None and isinstance(reference, str) and not is_hub_name(reference):
+        if ref.kind == "torch" and ref.path is None and isinstance(reference, str) and not _is_hub_name(reference):
             raise ValueError(
                 f"REFERENCE {reference!r} is a variant name: freshly initialized random weights, not the weights "
                 "of any exported artifact. Give the checkpoint the candidate was exported from"
@@ -200,7 +200,7 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
         raise ValueError(f"{cand.source}: its manifest records precision {precision!r}, which has no tolerance row; "
                          f"pass --precision (one of {', '.join(TOLERANCES)}) to pick the row to judge it by")
     output = output_kind(cand)
-    ref_output = "tokens" if ref.kind == "torch" and output == "tokens" else output_kind(ref)
+    ref_output = output if ref.kind == "torch" and not output.own else output_kind(ref)
     if ref_output != output:
         raise VerificationError(
             f"the reference {ref.source} outputs {ref_output} but the candidate {cand.source} outputs {output}: "
@@ -224,6 +224,9 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
             )
         inputs = load_inputs(cfg.data, tuple(ref_shape[1:]), cfg.samples, cfg.seed, preprocessing_of(ref, cand),
                              cfg.preprocessed, labels_of(ref, cand))
+        raw = cand.input_contract or ref.input_contract
+        if raw is not None:  # a raw-pixel graph sees the pixels: both sides get the normalized batch they stand for
+            inputs = replace(inputs, images=raw.represented(inputs.images))
         ref_out = run_batched(ref_runner, inputs.images, cfg.batch_size)
         cand_out = run_batched(cand_runner, inputs.images, cfg.batch_size)
         ref_desc = {**ref.to_dict(), "runner": ref_runner.name}
@@ -235,6 +238,8 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
                                 "batch_size": cfg.batch_size, "seed": cfg.seed,
                                 "labelled": inputs.labels is not None}, output=output,
                           arithmetic=QDQ_MODES[cfg.qdq] if cand.precision in QUANTIZED else None)
+    if cand.resolved is not None and cand.resolved.listed:
+        report.certificates = cand.manifest.certificate_records([cand.resolved.entry.path])
     for ref_name, cand_name in pairs:
         comparison = compare(ref_out[ref_name], cand_out[cand_name], tol, inputs.labels, output)
         report.outputs[cand_name] = comparison
@@ -246,11 +251,12 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
                                          backends=cfg.backends, batch_size=cfg.batch_size,
                                          reference=ref.model if ref.kind == "torch" else None,
                                          tolerance_overrides=_attn_overrides(cfg))
-        elif cand.kind == "onnx":
+        elif cand.graph:
             ref_model = reference_model_for_attention(ref, cand, cfg.arch, cfg.model_overrides, cfg.verify_hash)
             att = verify_attention_onnx(cand.path, ref_model, inputs.images, precision=precision,
                                         batch_size=cfg.batch_size, providers=cfg.providers,
-                                        threads=cfg.threads, tolerance=tol, qdq=cfg.qdq)
+                                        threads=cfg.threads, tolerance=tol, qdq=cfg.qdq,
+                                        contract=cand.input_contract)
         else:
             raise VerificationError(
                 "--attention on a TensorRT engine needs the TensorRT runner's debug outputs (not implemented yet); "
@@ -267,3 +273,9 @@ def _attn_overrides(cfg: VerifyConfig) -> dict:
 
 
 __all__ = ["VerifyConfig", "VerifyReport", "verify"]
+
+
+def _is_hub_name(reference: str) -> bool:
+    from ..models.hub import is_hub_name  # edgevit.models loads torch: only for a PyTorch reference
+
+    return is_hub_name(reference)

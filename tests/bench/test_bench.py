@@ -260,8 +260,8 @@ def test_missing_reference_falls_back_to_onnx(outdir, tmp_path):
     d = tmp_path / "noref"
     shutil.copytree(outdir, d)
     m = Manifest.load(d)
-    m.model["source"] = str(tmp_path / "gone.safetensors")
-    m.model.pop("source_absolute", None)  # where the checkpoint was at export: gone as well
+    # where the checkpoint was at export (source_absolute): gone as well
+    m.model = m.model.with_fields(source=str(tmp_path / "gone.safetensors"), source_absolute=None)
     m.save(force=True)
     report = run_bench(d, BenchConfig(device="cpu", **FAST))
     ref = report.rows[0]

@@ -44,8 +44,8 @@ def test_source_is_recorded_relative_to_the_manifest_with_its_sha256(two_dirs):
 
     a, _ = two_dirs
     model = Manifest.load(a / "out").model
-    assert (a / "out" / model["source"]).resolve() == (a / "ckpt.safetensors").resolve(), model["source"]
-    assert model["source_sha256"] == sha256_file(a / "ckpt.safetensors"), model
+    assert (a / "out" / model.source).resolve() == (a / "ckpt.safetensors").resolve(), model.source
+    assert model.source_sha256 == sha256_file(a / "ckpt.safetensors"), model
 
 
 def test_bench_from_another_directory_uses_the_exported_checkpoint(two_dirs):
@@ -64,7 +64,7 @@ def test_bench_refuses_a_checkpoint_whose_sha256_differs(two_dirs):
     shutil.copy(b / "ckpt.safetensors", a / "ckpt.safetensors")  # another checkpoint under the recorded name
     res = run_cli("bench", a / "out", *FAST_BENCH)
     assert_exit(res, 1)
-    recorded = Manifest.load(a / "out").model["source_sha256"]
+    recorded = Manifest.load(a / "out").model.source_sha256
     for words in ("edgevit.json", "ckpt.safetensors", recorded[:12], "differs from", "--reference", "edgevit export"):
         assert words in res.stderr, (words, res.stderr)
 

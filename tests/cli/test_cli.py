@@ -163,7 +163,7 @@ def test_quantize_table(outdir, gate_npz, tmp_path):
     manifest = Manifest.load(tmp_path / "human")
     assert sorted(rows) == sorted(data["precisions"]) == ["fp16", "int8"], (rows, data["precisions"])
     for p, entry in data["precisions"].items():
-        gate = manifest.artifact(precision=p, format="onnx")["gate"]  # this run's numbers
+        gate = manifest.artifact(precision=p, format="onnx").extra["gate"]  # this run's numbers
         assert rows[p][1] == entry["path"] and rows[p][6] == entry["gate"]["verdict"] == gate["verdict"], (rows[p], gate)
         assert rows[p][2:5] == [f"{gate['top1']:.4f}", f"{gate['drop_points']:+.2f}", f"{gate['agreement']:.4f}"], (
             rows[p], gate)

@@ -77,7 +77,7 @@ def test_two_exports_into_one_new_directory_leave_one_consistent_export(tmp_path
     took = time.monotonic() - start
     assert all(code == 0 for code, _ in res.values()), res
     manifest = _consistent(out, {"model.onnx"})
-    assert Path(manifest.model["source"]).name in {Path(c).name for c in ckpts}, manifest.model["source"]
+    assert Path(manifest.model.source).name in {Path(c).name for c in ckpts}, manifest.model.source
     assert took < RACE_TIMEOUT_S, f"took {took:.0f} s"
 
 

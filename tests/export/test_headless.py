@@ -94,7 +94,7 @@ def test_feature_gate_fails_when_features_move():
 def test_features_export_records_output_and_matches_pytorch(features_dir):
     model = headless_model()
     manifest = Manifest.load(features_dir)
-    assert manifest.output_kind == "features" and manifest.model["output"] == "features"
+    assert manifest.output_kind == "features" and manifest.model.output == "features"
     assert manifest.outputs[0].name == "features"
     assert manifest.outputs[0].shape == ("batch", model.config.feature_dim), manifest.outputs
     ver = manifest.export["verification"]
@@ -163,7 +163,7 @@ def test_int8_gate_verify_and_bench_on_features(features_dir, checkpoint):
     assert gate["verdict"] == "passed" and gate["output"] == "features", gate
     assert gate["cosine_min"] >= tol.min_cosine and gate["agreement"] >= tol.min_agreement, gate
     assert "top1" not in gate and gate["agreement_metric"] == "k-NN@5", gate
-    assert Manifest.load(features_dir).artifact(precision="int8")["gate"]["verdict"] == "passed"
+    assert Manifest.load(features_dir).artifact(precision="int8").extra["gate"]["verdict"] == "passed"
 
     res = run("verify", checkpoint, features_dir, "--precision", "int8", "--data", "digits")
     assert res.exit_code == 0, res.output

@@ -108,7 +108,7 @@ def test_hugging_face_directory_exports_and_matches_transformers(tmp_path, atten
     assert max(errs.values()) <= TOL, f"HF/{attention}: max abs error vs transformers {errs} > {TOL}"
     manifest = Manifest.load(tmp_path / "out")
     assert manifest.labels == [hf.config.id2label[i] for i in range(7)]
-    assert manifest.model["config"]["norm_eps"] == hf.config.layer_norm_eps
+    assert manifest.model.config["norm_eps"] == hf.config.layer_norm_eps
 
 
 # ---------------------------------------------------------------------------- graph form
@@ -190,10 +190,10 @@ def test_manifest_of_an_export(exports):
     assert m.batch == BatchRange(1, 4, 16, dynamic=True)
     assert m.export["opset"] == 18 and m.export["attention"] == "decomposed"
     assert m.labels == [str(i) for i in range(10)] and m.preprocessing.input_size == (1, 8, 8)
-    assert m.model["config"]["embed_dim"] == 64
+    assert m.model.config["embed_dim"] == 64
     art = m.artifact(precision="fp32", format="onnx")
     assert art.path == "model.onnx" and art.external_data == []
-    assert art["verdict"]["verified"] is True
+    assert art.extra["verdict"]["verified"] is True
     assert m.verify_checksums() == []
     for lib in ("torch", "onnx", "onnxruntime", "edgevit"):
         assert m.versions[lib], m.versions

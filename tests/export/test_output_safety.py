@@ -67,7 +67,7 @@ def test_export_train_quantize_refuse_an_output_under_a_file(out, tmp_path, monk
     monkeypatch.setattr("edgevit.models.checkpoint.load_model", must_not_run("model loading"))
     monkeypatch.setattr("edgevit.data.load_dataset", must_not_run("data loading"))
     monkeypatch.setattr("edgevit.precision.pipeline.load_gate_data", must_not_run("gate data loading"))
-    monkeypatch.setattr("edgevit.precision.pipeline._calibrate", must_not_run("calibration"))
+    monkeypatch.setattr("edgevit.precision.pipeline.calibrate_export", must_not_run("calibration"))
     target = tmp_path / "file" / "out"
     _refused(_cli("export", "digits-tiny", "-o", target), 1, str(target), "is a file", "-o/--output")
     _refused(_cli("train", "-o", target, "--epochs", "1"), 1, str(target), "is a file", "-o/--output")
@@ -177,12 +177,12 @@ def test_auto_exclude_that_runs_out_of_layers_records_the_graph_on_disk(out, mon
     res = _cli("quantize", out, "--precision", "int8", "--auto-exclude", "--exclude", user[0], "--exclude", user[1])
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
     art = Manifest.load(out).artifact(precision="int8", format="onnx")
-    recipe = recipe_from_dict(art["recipe"])
+    recipe = recipe_from_dict(art.extra["recipe"])
     on_disk = set(qdq_summary(onnx.load(str(out / "model.int8.onnx")))["weight_axes"])
     recorded = set(quantizable_nodes(onnx.load(str(out / "model.onnx")), recipe))
     assert on_disk == recorded and len(on_disk) == 1, \
         f"graph quantizes {sorted(on_disk)}, manifest recipe (exclude {recipe.exclude}) says {sorted(recorded)}"
-    assert list(recipe.exclude) == user + art["auto_excluded"], (recipe.exclude, art["auto_excluded"])
+    assert list(recipe.exclude) == user + art.extra["auto_excluded"], (recipe.exclude, art.extra["auto_excluded"])
     assert "--auto-exclude kept 1 layer(s) unquantized" in res.output, res.output
 
 

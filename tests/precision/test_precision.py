@@ -126,11 +126,11 @@ def test_gate_passes_every_precision_and_manifest_records_it(all_precisions):
     m = Manifest.load(out)
     for p in ("fp16", "bf16", "int8", "fp8"):
         art = m.artifact(precision=p, format="onnx")
-        assert art["gate"]["verdict"] == "passed", (p, art["gate"])
-        assert art["verdict"]["verified"] is True, art["verdict"]
-        assert art["recipe"]["precision"] == p
-        assert art["gate"]["drop_points"] <= 1.0, (p, art["gate"])
-    assert m.artifact(precision="int8")["calibration"]["method"] == "percentile"
+        assert art.extra["gate"]["verdict"] == "passed", (p, art.extra["gate"])
+        assert art.extra["verdict"]["verified"] is True, art.extra["verdict"]
+        assert art.extra["recipe"]["precision"] == p
+        assert art.extra["gate"]["drop_points"] <= 1.0, (p, art.extra["gate"])
+    assert m.artifact(precision="int8").extra["calibration"]["method"] == "percentile"
     assert m.verify_checksums() == [], m.verify_checksums()
 
 
@@ -174,7 +174,7 @@ def test_auto_exclude_recovers_a_crafted_sensitive_layer(tmp_path):
     gate = plain.entries["int8"]["gate"]
     # decided: the crafted layer moves the logits by far more than the data's margin ...
     assert gate.verdict is Verdict.FAILED and gate.agreement < 0.5, f"the crafted layer should break int8: {gate}"
-    assert Manifest.load(out).artifact(precision="int8")["verdict"]["gate"] == "failed"
+    assert Manifest.load(out).artifact(precision="int8").extra["verdict"]["gate"] == "failed"
     fixed = quantize(out, replace(cfg, auto_exclude=True), force=True)
     entry = fixed.entries["int8"]
     assert entry["sensitivity"][0]["layer"] == "blocks.1.mlp.fc1", entry["sensitivity"][:3]

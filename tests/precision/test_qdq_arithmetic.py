@@ -82,7 +82,7 @@ def test_gate_and_verify_record_that_they_judged_the_exact_arithmetic(qdq_graphs
     out, _, result = qdq_graphs
     assert JUDGED_BY == "exact"
     for precision in ("int8", "fp8"):
-        gate = Manifest.load(out).artifact(precision=precision, format="onnx")["gate"]
+        gate = Manifest.load(out).artifact(precision=precision, format="onnx").extra["gate"]
         assert gate["arithmetic"] == QDQ_MODES["exact"], gate
         assert gate["verdict"] == "passed", gate
     res = CliRunner().invoke(main, ["verify", robust_digits, str(out), "--precision", "int8", "--data", "digits",

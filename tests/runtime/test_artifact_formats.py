@@ -78,5 +78,5 @@ def test_listed_and_unlisted_files_resolve_to_one_type(digits_like_copy):
     assert (listed.listed, unlisted.listed) == (True, False)
     assert listed.format == unlisted.format == "onnx" and listed.precision == unlisted.precision == "fp32"
     assert listed.manifest is not None and unlisted.manifest is not None and unlisted.entry is None
-    assert listed.record["path"] == "model.onnx" and unlisted.record is None
+    assert listed.entry.path == "model.onnx" and listed.record is None and unlisted.record is None  # graphs carry no engine record
     assert from_dir.path == listed.path and from_dir.entry == listed.entry

@@ -22,6 +22,7 @@ from edgevit.cli import main
 from edgevit.errors import EngineMismatchError, ManifestError
 from edgevit.manifest import Manifest
 from edgevit.tensorrt.fusion import fusion_report
+from edgevit.tensorrt.record import EngineRecord
 
 DATA = Path(__file__).parent / "data"
 
@@ -204,14 +205,17 @@ def test_sidecar_manifest_entry(work, stub_trt):
     m = Manifest.load(work)
     art = m.artifact(format="tensorrt")
     assert art.path == "model.plan" and art.precision == "fp32" and art.size_bytes == len(PLAN)
-    assert art["tensorrt_version"] == "10.3.0.30" and art["tensorrt_cuda_major"] == 12
-    assert art["cuda_driver_version"] == "12.6" and "cuda_version" not in art.to_dict()
-    assert art["gpu_name"] == "Orin" and art["compute_capability"] == "8.7" and art["jetson"]["jetpack"] == "6.2.1"
-    assert art["profile"] == {"min": 1, "opt": 4, "max": 8}, art["profile"]
-    assert art["build_mode"]["strongly_typed"] is True and art["weakly_typed"] is False, art["build_mode"]
+    rec = EngineRecord.from_artifact(art)
+    assert rec.tensorrt_version == "10.3.0.30" and rec.tensorrt_cuda_major == 12
+    assert rec.cuda_driver_version == "12.6" and "cuda_version" not in art.to_dict()
+    assert rec.gpu_name == "Orin" and rec.compute_capability == "8.7" and rec.jetson["jetpack"] == "6.2.1"
+    assert rec.profile == (1, 4, 8) and art.extra["profile"] == {"min": 1, "opt": 4, "max": 8}, art.extra["profile"]
+    assert rec.build_mode["strongly_typed"] is True and art.extra["weakly_typed"] is False, rec.build_mode
     assert "calibration_cache_sha256" not in art.to_dict(), "the unused calibration-cache hash is gone"
-    assert art["onnx"]["sha256"] == m.artifact(format="onnx").sha256
-    assert art["fused_attention_blocks"] == [0, 2] and art["unfused_attention_blocks"] == [1]
+    assert rec.onnx["sha256"] == m.artifact(format="onnx").sha256
+    assert rec.fused_attention_blocks == [0, 2] and rec.unfused_attention_blocks == [1]
+    assert art.extra == rec.to_fields(), "the record reads back every field the build wrote, in its order"
+    assert list(art.extra) == list(rec.to_fields())
     report = json.loads((work / "model.plan.fusion.json").read_text())
     assert report["blocks"]["blocks.1"]["fused"] is False and report["fused_attention_layers"] == 2, report
     assert m.verify_checksums() == [], m.verify_checksums()
@@ -255,8 +259,9 @@ def test_weakly_typed_is_opt_in_and_recorded(work, stub_trt):
                                        "--weakly-typed", "--json"])
     assert result.exit_code == 0, result.output
     art = Manifest.load(work).artifact(format="tensorrt")
-    assert art["weakly_typed"] is True and art["build_mode"]["flags"] == ["FP16"], art["build_mode"]
-    assert art["build_options"]["weakly_typed"] is True
+    rec = EngineRecord.from_artifact(art)
+    assert rec.weakly_typed is True and rec.build_mode["flags"] == ["FP16"], rec.build_mode
+    assert art.extra["weakly_typed"] is True and rec.build_options["weakly_typed"] is True
 
 
 def test_calibration_cache_option_is_gone(work, stub_trt, tmp_path):
@@ -321,7 +326,7 @@ def test_build_and_run_real_engine(work, precision, tmp_path):
     result = build_mod.build_engine(work, plan, build_mod.EngineBuildConfig(
         precision=precision, timing_cache=str(tmp_path / "t.cache"), version_compatible=precision == "fp32"))
     assert plan.exists() and (tmp_path / "t.cache").exists()
-    assert result.artifact["precision"] == precision and result.artifact["build_mode"]["strongly_typed"]
+    assert result.entry.precision == precision and EngineRecord.from_artifact(result.entry).build_mode["strongly_typed"]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((8, 1, 8, 8)).astype(np.float32)
     with Engine.load(work / "model.onnx", threads=1) as ref, Engine.load(plan, cuda_graph=True) as eng:
@@ -333,4 +338,4 @@ def test_build_and_run_real_engine(work, precision, tmp_path):
             assert cos >= limit, f"{precision} engine vs ONNX fp32, batch {batch}: min cosine {cos:.6f} < {limit}"
         with pytest.raises(Exception, match="outside the optimization profile"):
             eng.infer({"images": np.zeros((9, 1, 8, 8), np.float32)})
-    assert hashlib.sha256(plan.read_bytes()).hexdigest() == result.artifact["sha256"]
+    assert hashlib.sha256(plan.read_bytes()).hexdigest() == result.entry.sha256

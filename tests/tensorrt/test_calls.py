@@ -17,6 +17,7 @@ import edgevit.tensorrt._bindings as bindings
 import edgevit.tensorrt.build as build_mod
 import edgevit.tensorrt.session as session_mod
 from edgevit.errors import TensorRTError
+from edgevit.tensorrt.record import EngineRecord
 
 VIT = (Path(__file__).parent / "data" / "vit_depth3_shaped_detailed.json").read_text()
 
@@ -413,7 +414,7 @@ def test_runner_passes_the_manifest_record(monkeypatch, tmp_path):
     plan = tmp_path / "m.plan"
     plan.write_bytes(b"PLAN")
     entry = {**FACTS, "version_compatible": True, "dla_core": 0}
-    runner = TensorRTRunner(plan, manifest_entry=entry)
+    runner = TensorRTRunner(plan, manifest_entry=EngineRecord.from_fields(entry))
     runner.activate_impl()
     assert seen == {"cuda_graph": False, "version_compatible": True, "dla_core": 0}, seen
 

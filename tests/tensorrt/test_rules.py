@@ -7,6 +7,7 @@ import pytest
 
 from edgevit.errors import DataError, EngineMismatchError, TensorRTError
 from edgevit.specs import BatchRange
+from edgevit.tensorrt.record import EngineRecord
 from edgevit.tensorrt.rules import (
     at_least,
     build_mode,
@@ -215,7 +216,7 @@ ORIN = {"gpu_name": "Orin", "compute_capability": "8.7"}
 
 
 def test_compat_same_machine_ok():
-    check_engine_compat(BUILT, {"tensorrt_version": "10.3.0.30", **ORIN})
+    check_engine_compat(EngineRecord.from_fields(BUILT), {"tensorrt_version": "10.3.0.30", **ORIN})
 
 
 @pytest.mark.parametrize("current, what", [
@@ -226,7 +227,7 @@ def test_compat_same_machine_ok():
 ])
 def test_compat_mismatch_refused(current, what):
     with pytest.raises(EngineMismatchError, match="rebuild the engine on this target") as exc:
-        check_engine_compat(BUILT, current, engine="m.plan")
+        check_engine_compat(EngineRecord.from_fields(BUILT), current, engine="m.plan")
     assert what in str(exc.value), str(exc.value)
 
 
@@ -238,33 +239,33 @@ def test_version_compatible_engines(here, ok):
     entry = {**BUILT, "version_compatible": True}
     current = {"tensorrt_version": here, **ORIN}
     if ok:
-        check_engine_compat(entry, current)
+        check_engine_compat(EngineRecord.from_fields(entry), current)
     else:
         with pytest.raises(EngineMismatchError, match="version-compatible from TensorRT 10.3.0.30 on"):
-            check_engine_compat(entry, current)
+            check_engine_compat(EngineRecord.from_fields(entry), current)
 
 
 def test_tensorrt_11_version_compatible_stays_in_11():
     entry = {**BUILT, "tensorrt_version": "11.0.0", "version_compatible": True}
-    check_engine_compat(entry, {"tensorrt_version": "11.2.0", **ORIN})
+    check_engine_compat(EngineRecord.from_fields(entry), {"tensorrt_version": "11.2.0", **ORIN})
     with pytest.raises(EngineMismatchError, match="within TensorRT 11"):
-        check_engine_compat(entry, {"tensorrt_version": "12.0.0", **ORIN})
+        check_engine_compat(EngineRecord.from_fields(entry), {"tensorrt_version": "12.0.0", **ORIN})
 
 
 def test_driver_older_than_the_engines_cuda_refused():
     entry = {**BUILT, "tensorrt_cuda_major": 13}
     with pytest.raises(EngineMismatchError, match="CUDA 13 TensorRT.*supports CUDA 12.6 only"):
-        check_engine_compat(entry, {"tensorrt_version": "10.3.0.30", "cuda_driver_version": "12.6", **ORIN})
-    check_engine_compat(entry, {"tensorrt_version": "10.3.0.30", "cuda_driver_version": "13.0", **ORIN})
+        check_engine_compat(EngineRecord.from_fields(entry), {"tensorrt_version": "10.3.0.30", "cuda_driver_version": "12.6", **ORIN})
+    check_engine_compat(EngineRecord.from_fields(entry), {"tensorrt_version": "10.3.0.30", "cuda_driver_version": "13.0", **ORIN})
 
 
 def test_hardware_compatibility_levels():
     amp = {**BUILT, "gpu_name": "NVIDIA A100", "compute_capability": "8.0", "hardware_compatibility_level": "ampere_plus"}
-    check_engine_compat(amp, {"tensorrt_version": "10.3.0.30", "gpu_name": "NVIDIA H100", "compute_capability": "9.0"})
+    check_engine_compat(EngineRecord.from_fields(amp), {"tensorrt_version": "10.3.0.30", "gpu_name": "NVIDIA H100", "compute_capability": "9.0"})
     with pytest.raises(EngineMismatchError, match=">= 8.0"):
-        check_engine_compat(amp, {"tensorrt_version": "10.3.0.30", "gpu_name": "Tesla T4", "compute_capability": "7.5"})
+        check_engine_compat(EngineRecord.from_fields(amp), {"tensorrt_version": "10.3.0.30", "gpu_name": "Tesla T4", "compute_capability": "7.5"})
     same = {**BUILT, "hardware_compatibility_level": "same_compute_capability"}
-    check_engine_compat(same, {"tensorrt_version": "10.3.0.30", "gpu_name": "Orin NX", "compute_capability": "8.7"})
+    check_engine_compat(EngineRecord.from_fields(same), {"tensorrt_version": "10.3.0.30", "gpu_name": "Orin NX", "compute_capability": "8.7"})
 
 
 # ------------------------------------------------------------------ cuda-python (item 1)
@@ -280,3 +281,13 @@ def test_cuda_python_must_match_tensorrts_cuda():
     check_cuda_python("12.6.2", "12.6", 12)
     check_cuda_python("13.0.1", "13.0", 13)
     check_cuda_python(None, "12.6", 12)  # unknown: nothing to check
+
+
+def test_engine_record_reads_a_partial_entry_and_writes_the_builds_fields_in_order():
+    rec = EngineRecord.from_fields({**BUILT, "path": "m.plan", "profile": {"min": 1, "opt": 4, "max": 8}, "x": 1})
+    assert (rec.tensorrt_version, rec.profile, rec.weakly_typed, rec.build_mode) == ("10.3.0.30", (1, 4, 8), None, None)
+    built = EngineRecord.from_fields({**rec.to_fields(), "build_mode": {"strongly_typed": False, "flags": ["FP16"]}})
+    fields = built.to_fields()
+    assert fields["profile"] == {"min": 1, "opt": 4, "max": 8} and fields["weakly_typed"] is True
+    assert list(fields)[6:9] == ["profile", "build_mode", "weakly_typed"] and "path" not in fields
+    assert EngineRecord.from_fields(fields) == built

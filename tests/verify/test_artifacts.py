@@ -6,7 +6,8 @@ import pytest
 from onnx import numpy_helper
 
 from edgevit.errors import CheckpointError, ManifestError, OnnxModelError
-from edgevit.verify import detect_onnx_precision, verify
+from edgevit.onnx_graph import graph_precision
+from edgevit.verify import verify
 
 
 def test_precision_detected_from_graph(tmp_path):
@@ -18,7 +19,7 @@ def test_precision_detected_from_graph(tmp_path):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 4])], [w])
     path = tmp_path / "half.onnx"
     onnx.save(helper.make_model(graph), str(path))
-    assert detect_onnx_precision(path) == "fp16"
+    assert graph_precision(onnx.load(str(path)))[0] == "fp16"
 
 
 def test_missing_files(ckpt, tmp_path):

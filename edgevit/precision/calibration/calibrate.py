@@ -121,13 +121,14 @@ def write_cache(path: Path, calib: Calibration) -> Path:
 # ------------------------------------------------------------------------------ collection
 def calibrate(onnx_path, data: CalibrationData | None, config: CalibrationConfig | None = None, *,
               cache: str | Path | None = None, data_key: dict | None = None, progress: bool = True,
-              graph_sha256: str | None = None) -> Calibration:
+              graph_sha256: str | None = None, contract=None) -> Calibration:
     """amax of every input/output of the graph's MatMul/Gemm/Conv ops.
 
     With ``cache``: a cache for this graph, method and data is reused (the data's key is
     ``data.key``, or ``data_key`` when ``data`` is None; with neither, any cached data will do);
     otherwise the ranges are computed from ``data`` and the cache is (re)written. Nothing is
     written on error. ``graph_sha256``: the graph file's sha256 when the caller has it already.
+    ``contract``: a raw-pixel graph's :class:`edgevit.input_contract.InputContract` (fed the images' pixels).
     """
     config = config or CalibrationConfig()
     onnx_path = Path(onnx_path)
@@ -144,7 +145,7 @@ def calibrate(onnx_path, data: CalibrationData | None, config: CalibrationConfig
     if data is None:
         raise DataError(f"no valid calibration cache at {cache} for this graph, method ({config.method}) and "
                         f"data; give calibration data (--calib-data)")
-    amax = _collect(onnx_path, data, config, progress)
+    amax = _collect(onnx_path, data, config, progress, contract)
     calib = Calibration(amax, config, graph_sha, data.description, len(data.images), data_key=key,
                         warnings=list(data.warnings))
     if cache is not None:
@@ -152,7 +153,8 @@ def calibrate(onnx_path, data: CalibrationData | None, config: CalibrationConfig
     return calib
 
 
-def _collect(onnx_path: Path, data: CalibrationData, config: CalibrationConfig, progress: bool) -> dict[str, float]:
+def _collect(onnx_path: Path, data: CalibrationData, config: CalibrationConfig, progress: bool,
+             contract=None) -> dict[str, float]:
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
     from tqdm import tqdm
 
@@ -170,7 +172,7 @@ def _collect(onnx_path: Path, data: CalibrationData, config: CalibrationConfig, 
         bar = tqdm(total=len(data.images), desc=f"calibrating ({config.method})", unit="img",
                    disable=not progress, file=sys.stderr)
         for batch in data.batches():
-            calibrator.collect_data(_OneBatch({name: batch}))
+            calibrator.collect_data(_OneBatch({name: contract.feed(batch) if contract is not None else batch}))
             bar.update(len(batch))
         bar.close()
         if config.method == "mse":
