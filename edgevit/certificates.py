@@ -13,11 +13,19 @@ Runtime; ``max_abs`` is then the largest difference to the reference's outputs. 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any
 
 from .errors import ManifestError
 from .tolerances import Verdict
+
+
+_FIELD_TYPES = {"consumer": (str,), "artifact": (str,), "method": (str,), "max_abs": (int, float, type(None)),
+                "top1_agreement": (int, float, type(None)), "samples": (int,), "atol": (int, float, type(None)),
+                "location": (str,), "artifact_sha256": (str, type(None)), "files": (dict,), "details": (dict,),
+                "checked": (str,)}
+"""The JSON type of each field, checked on construction (a hand-edited manifest is refused on load)."""
 
 
 def _now() -> str:
@@ -56,6 +64,17 @@ class Certificate:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verdict", Verdict(self.verdict))
+        for name, types in _FIELD_TYPES.items():
+            value = getattr(self, name)
+            if not isinstance(value, types) or isinstance(value, bool) and bool not in types:
+                raise ValueError(f"{name} must be {' or '.join(t.__name__ for t in types)}, got {value!r:.40}")
+
+    def files_present(self) -> bool:
+        """Whether the files written for the consumer are still at ``location`` (an absolute directory; no
+        files, or "" for the export directory itself: nothing to look for). Their sha256 is not recomputed."""
+        if not self.files or not self.location or not Path(self.location).is_absolute():
+            return True
+        return all((Path(self.location) / name).is_file() for name in self.files)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -91,7 +110,7 @@ class Certificate:
         top-1 agreement, verdict (marked stale when the artifact was replaced since: not ``current``)."""
         def num(v, fmt):
             return "-" if v is None else format(v, fmt)
-        verdict = self.verdict.value if current else f"{self.verdict.value} (stale: the artifact changed since)"
+        verdict = self.verdict.value if current else f"{self.verdict.value} (stale: the artifact or its files changed since)"
         return [self.consumer, self.artifact, self.location or ".", self.method, num(self.max_abs, ".2e"),
                 num(self.top1_agreement, ".4f"), verdict]
 

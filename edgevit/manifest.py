@@ -216,9 +216,11 @@ class Manifest:
                 if paths is None or c.artifact in paths]
 
     def certificate_is_current(self, certificate: Certificate) -> bool:
-        """Whether the artifact ``certificate`` checked is still the one listed (same path and sha256)."""
+        """Whether the artifact ``certificate`` checked is still the one listed (same path and sha256) and the
+        files written for its consumer are still there (:meth:`Certificate.files_present`)."""
         listed = [a for a in self.artifacts if a.path == certificate.artifact]
-        return bool(listed) and certificate.artifact_sha256 in (None, listed[0].sha256)
+        return (bool(listed) and certificate.artifact_sha256 in (None, listed[0].sha256)
+                and certificate.files_present())
 
     @property
     def sample_shape(self) -> tuple:

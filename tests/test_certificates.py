@@ -22,7 +22,7 @@ def _manifest(tmp_path) -> Manifest:
 def _cert(**kw) -> Certificate:
     base = dict(consumer="triton", artifact="model.onnx", method="ORT with the config's shapes",
                 verdict=Verdict.PASSED, max_abs=2e-6, top1_agreement=1.0, samples=360, atol=1e-4,
-                location="/srv/repo", artifact_sha256="a" * 64, files={"digits/config.pbtxt": "b" * 64})
+                location="/srv/repo", artifact_sha256="a" * 64)
     return Certificate(**{**base, **kw})
 
 
@@ -80,3 +80,25 @@ def test_an_engines_load_plan_certificate_states_the_input_contract_and_that_it_
     assert cert.artifact == "model.plan" and cert.artifact_sha256 == "d" * 64
     assert "float32 NCHW normalized" in cert.method and "not run" in cert.method, cert.method
     assert cert.details["input"]["dtype"] == "float32", cert.details
+
+
+def test_a_certificate_whose_written_files_are_gone_is_not_current(tmp_path):
+    m = _manifest(tmp_path)
+    repo = tmp_path / "repo"
+    (repo / "digits").mkdir(parents=True)
+    (repo / "digits" / "config.pbtxt").write_text("x")
+    cert = _cert(location=str(repo), files={"digits/config.pbtxt": "b" * 64})
+    assert m.certificate_is_current(cert)
+    (repo / "digits" / "config.pbtxt").unlink()
+    assert not m.certificate_is_current(cert)
+
+
+@pytest.mark.parametrize("field, value", [("max_abs", "big"), ("samples", 1.5), ("files", []), ("top1_agreement", True)])
+def test_a_wrongly_typed_certificate_field_is_refused_on_load(tmp_path, field, value):
+    m = _manifest(tmp_path)
+    data = m.to_dict()
+    data["certificates"] = [{**_cert().to_dict(), field: value}]
+    (tmp_path / "edgevit.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError) as info:
+        Manifest.load(tmp_path)
+    assert "certificates[0]" in str(info.value) and field in str(info.value), str(info.value)

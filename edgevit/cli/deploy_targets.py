@@ -3,6 +3,8 @@ help lists) and ``edgevit deploy triton``. Each target's command is attached to 
 
 from __future__ import annotations
 
+import shlex
+
 import click
 
 from ..formats import ONNX_PRECISIONS
@@ -51,7 +53,7 @@ def render_triton(result) -> None:
     cert = result.certificate
     table("preprocessing certificate", CERTIFICATE_COLUMNS, [cert.row()])
     click.echo(f"checked on {cert.samples} images ({cert.details['data']}), atol {cert.atol:g}. Triton was not "
-               f"run here: serve it with tritonserver --model-repository {result.repository}")
+               f"run here: serve it with tritonserver --model-repository {shlex.quote(str(result.repository))}")
 
 
 @deploy_group.command("triton")

@@ -9,6 +9,7 @@ import click
 
 from .._deps import require_export
 from ..formats import BASE_PRECISION
+from ..input_contract import FLOAT_INPUT
 from ..output_kinds import OUTPUT_KINDS
 from ..tolerances import Verdict
 from ._errors import handle_errors
@@ -75,6 +76,10 @@ def export_cmd(source: str, output: str, arch: str | None, opset: int | None, at
 
     if batch is not None and static_batch is not None:
         raise ValueError("give either --batch MIN,OPT,MAX or --static-batch N, not both")
+    given = click.get_current_context().get_parameter_source("input_layout") is click.core.ParameterSource.COMMANDLINE
+    if given and input_kind in (None, FLOAT_INPUT):
+        raise click.UsageError("--input-layout is the layout of a raw-pixel input: give it with --input uint8 "
+                               "(a float input is always NCHW)")
     options = {"attention": attention, "opset": opset, "static_batch": static_batch, "simplify": not no_simplify,
                "output": output_kind, "input": input_kind, "input_layout": input_layout}
     options = {k: v for k, v in options.items() if v is not None or k not in ("input", "input_layout")}

@@ -11,6 +11,7 @@ Started by helper D as ``_pending_common.py``; its names are kept. Imports no to
 
 from __future__ import annotations
 
+import os
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -147,31 +148,57 @@ def write_labels(directory: Path, labels, name: str = "labels.txt") -> Path:
     return path
 
 
-def check_output(output, force: bool = False) -> Path:
-    """Refuse, before any slow work, an ``output`` directory that exists (without ``force``) or cannot be
-    written."""
+DEPLOY_MARKER = ".edgevit-deploy"
+"""The file every deploy output holds: ``--force`` replaces only a directory that carries it."""
+
+
+def check_output(output, force: bool = False, source: Path | None = None) -> Path:
+    """Refuse, before any slow work, an ``output`` directory that cannot be written: one that is or holds the
+    export ``source`` or the current directory (replacing it would delete them), a file, an existing one
+    without ``force``, and with ``force`` one that no ``edgevit deploy`` wrote (it holds no
+    :data:`DEPLOY_MARKER`: replacing it could delete a user's files)."""
     output = check_output_dir(output, "-o")
+    resolved = output.resolve()
+    for inside, what in ((source, f"the export {source}"), (Path.cwd(), "the current directory")):
+        if inside is not None and resolved in (inside.resolve(), *inside.resolve().parents):
+            raise OutputPathError(f"-o {output} is or holds {what}, which replacing it would delete; "
+                                  "choose a directory of its own, e.g. -o deploy/NAME")
     if output.exists() and not output.is_dir():
         raise OutputPathError(f"{output} is a file; -o names a directory")
-    if output.exists() and any(output.iterdir()) and not force:
-        raise ArtifactExistsError(f"{output} already exists; pass --force to replace it, or choose another -o")
+    if output.exists() and any(output.iterdir()):
+        if not force:
+            raise ArtifactExistsError(f"{output} already exists; pass --force to replace it, or choose another -o")
+        if not (output / DEPLOY_MARKER).is_file():
+            raise ArtifactExistsError(f"{output} holds files edgevit deploy did not write (no {DEPLOY_MARKER} in it); "
+                                      "--force replaces only a deploy output: remove it yourself or choose another -o")
     return output
 
 
+def _follow_umask(directory: Path) -> None:
+    """Give ``directory`` and the directories under it the mode ``mkdir`` would (0777 less the umask): a
+    temporary directory starts 0700, which a server running as another user could not read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for d in (directory, *(p for p in directory.rglob("*") if p.is_dir() and not p.is_symlink())):
+        d.chmod(0o777 & ~umask)
+
+
 @contextmanager
-def staged_directory(output, force: bool = False) -> Iterator[Path]:
+def staged_directory(output, force: bool = False, source: Path | None = None) -> Iterator[Path]:
     """A temporary directory beside ``output`` to write into; renamed onto ``output`` when the block
-    succeeds (an existing ``output`` needs ``force``, checked before and after), removed otherwise."""
-    output = check_output(output, force)
+    succeeds (:func:`check_output` before and after: an existing ``output`` needs ``force`` and must be a
+    deploy output), removed otherwise."""
+    output = check_output(output, force, source)
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(output.parent)
     work = temporary_dir(output.parent, output.name)
     try:
         yield work
         (work / ".edgevit-tmp").unlink(missing_ok=True)
+        (work / DEPLOY_MARKER).write_text("written by edgevit deploy; --force may replace this directory\n")
+        _follow_umask(work)
         if output.exists():
-            if any(output.iterdir()) and not force:
-                raise ArtifactExistsError(f"{output} appeared while writing; pass --force to replace it")
+            check_output(output, force, source)  # what appeared while writing
             old = temporary_dir(output.parent, f"{output.name}-old")
             output.rename(old / output.name)
             work.rename(output)
@@ -208,6 +235,6 @@ def record_certificate(manifest: Manifest, cert) -> Path:
         return current.save(root, force=True)
 
 
-__all__ = ["ConsumerData", "DEFAULT_SAMPLES", "PROTO_LIMIT", "batch_size", "check_output", "consumer_data", "consumer_pixels",
+__all__ = ["ConsumerData", "DEFAULT_SAMPLES", "DEPLOY_MARKER", "PROTO_LIMIT", "batch_size", "check_output", "consumer_data", "consumer_pixels",
            "file_hashes", "float_input", "require_passed", "graph_feed", "raw_input", "record_certificate", "resolve_target",
            "staged_directory", "write_labels"]

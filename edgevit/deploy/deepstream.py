@@ -34,6 +34,7 @@ import numpy as np
 from ..errors import EdgeVitError
 from ..formats import BASE_PRECISION
 from ..formats import precision as precision_row
+from ..onnx_graph import load_onnx
 from ..output_kinds import OutputKind
 from ..specs import Preprocessing
 
@@ -327,13 +328,12 @@ def label_line(labels: list[str]) -> str:
 def run_graph(graph, pixels: np.ndarray, config: dict, outputs: list[str], batch: int) -> dict[str, np.ndarray]:
     """``graph`` (a path or ModelProto) on ONNX Runtime, fed nvinfer's preprocessing of ``pixels`` with the
     numbers of ``config`` (:func:`nvinfer_input`); ``outputs`` also read where they are inner tensors."""
-    import onnx
 
     from ..onnx_graph import mark_outputs
     from ..runtime import runner_for_format
     from ..runtime.batching import run_batched
 
-    proto = onnx.load(str(graph)) if isinstance(graph, (str, Path)) else graph
+    proto = load_onnx(graph) if isinstance(graph, (str, Path)) else graph
     inner = [o for o in outputs if o not in {out.name for out in proto.graph.output}]
     proto = mark_outputs(proto, inner) if inner else proto
     with runner_for_format("onnx", proto) as runner:
@@ -353,9 +353,8 @@ def check_config(config_path, graph, pixels: np.ndarray, reference: np.ndarray, 
     bad = unknown_keys(config)
     if bad:
         raise DeepStreamError(f"{config_path}: keys nvinfer's parser does not handle: {', '.join(bad)}")
-    import onnx
 
-    proto = onnx.load(str(graph)) if isinstance(graph, (str, Path)) else graph
+    proto = load_onnx(graph) if isinstance(graph, (str, Path)) else graph
     final = proto.graph.output[0].name  # what nvinfer's parsers read, from the graph as written
     out = run_graph(proto, pixels, config, [final], batch)
     if compared != final:  # a classifier's logits, read from a marked copy (docs/design.md §5.6)
@@ -410,9 +409,9 @@ def write_deepstream(outdir, output, precision: str | None = None, artifact=None
     from . import common
 
     say = progress or (lambda msg: None)
-    output = common.check_output(output, force)
     resolved = common.resolve_target(outdir, precision, artifact, verify_hash=verify_hash)
     manifest = resolved.manifest
+    output = common.check_output(output, force, manifest.root)
     kind, spec = manifest.output_kind, common.float_input(manifest, "nvinfer")
     if spec.channels not in COLOR_FORMATS:
         raise DeepStreamError(f"nvinfer feeds RGB, BGR or GRAY planes; this model takes {spec.channels} channels")
@@ -437,7 +436,7 @@ def write_deepstream(outdir, output, precision: str | None = None, artifact=None
     else:
         norm, source = Normalization.folded(spec), resolved.path
     say(f"reading {source.name}")
-    proto = onnx.load(str(source), load_external_data=True)
+    proto = load_onnx(source, load_external_data=True)
     if engine:
         graph, record = proto, {"folded": None, "why": "a TensorRT engine runs as built; every channel has the "
                                 f"same std {spec.std[0]:g}, written into net-scale-factor"}
@@ -453,7 +452,7 @@ def write_deepstream(outdir, output, precision: str | None = None, artifact=None
     # the consumer's preprocessing and the fold, nothing else
     consumer = common.consumer_data(manifest, data=data, samples=samples, verify_hash=verify_hash, graph=source)
     tolerance = get_tolerance(resolved.precision, kind.value)
-    with common.staged_directory(output, force=force) as stage:
+    with common.staged_directory(output, force=force, source=manifest.root) as stage:
         onnx.save(graph, str(stage / GRAPH_NAME), save_as_external_data=graph.ByteSize() > common.PROTO_LIMIT)
         if engine:
             shutil.copyfile(resolved.path, stage / resolved.path.name)

@@ -72,18 +72,25 @@ class Tensor:
 
 
 def graph_io(path) -> tuple[list[Tensor], list[Tensor]]:
-    """The inputs and outputs of the ONNX graph ``path``, read by ONNX Runtime (no onnx package needed)."""
-    import onnxruntime as ort
+    """The inputs and outputs of the ONNX graph ``path`` (OnnxModelError for a file that is none)."""
+    from onnx import TensorProto, helper
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    from ..onnx_graph import load_onnx
 
-    def tensors(args):
-        return [Tensor(a.name, ORT_TYPES.get(a.type, a.type),
-                       tuple(d if isinstance(d, int) else None for d in a.shape)) for a in args]
+    graph = load_onnx(path).graph
+    initializers = {i.name for i in graph.initializer}
 
-    return tensors(session.get_inputs()), tensors(session.get_outputs())
+    def tensors(values):
+        out = []
+        for v in values:
+            t = v.type.tensor_type
+            name = ("bfloat16" if t.elem_type == TensorProto.BFLOAT16
+                    else np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).name)
+            out.append(Tensor(v.name, name, tuple(d.dim_value if d.HasField("dim_value") else None
+                                                  for d in t.shape.dim)))
+        return out
+
+    return tensors([i for i in graph.input if i.name not in initializers]), tensors(graph.output)
 
 
 def numpy_dtype(name: str) -> np.dtype:
@@ -249,8 +256,15 @@ def plan_config(resolved, name: str | None = None, kind: str = "gpu", instances:
                         f"capability {record.compute_capability}): serve it from a Triton container with that "
                         "TensorRT, on that GPU.")
     else:
+        if compute_capability is not None or tensorrt_version is not None:
+            raise TritonError("--compute-capability / --tensorrt-version check a TensorRT engine's record against the "
+                              f"server; {resolved.path.name} is an ONNX graph, which ONNX Runtime runs anywhere: drop "
+                              "them, or deploy the engine (--artifact model.plan)")
         source = resolved.path
         profile = manifest.batch.bounds
+    if gpus and (kind == "cpu" or any(g < 0 for g in gpus)):
+        raise TritonError(f"--gpus {','.join(map(str, gpus))}: " + ("CPU instances (--kind cpu) take no GPUs"
+                          if kind == "cpu" else "GPU ids are 0 or more"))
     inputs, outputs = graph_io(source)
     static = any(t.shape[:1] != (None,) for t in inputs)
     lo, _opt, hi = profile
@@ -304,9 +318,8 @@ def run_config(model, config: TritonConfig, feed: np.ndarray) -> dict[str, np.nd
     """``model`` (an ONNX file) on ONNX Runtime in requests shaped as the config allows (batches of at most
     ``max_batch_size``; a static-batch graph its fixed batch, the last one padded); ValueError where the
     feed or an output disagrees with the config's data types and dims."""
-    import onnxruntime as ort
+    from ..runtime import runner_for_format
 
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     spec = config.inputs[0]
     want = numpy_dtype(spec.dtype)
     dims = config.dims(spec)[-feed.ndim + 1:]
@@ -315,18 +328,20 @@ def run_config(model, config: TritonConfig, feed: np.ndarray) -> dict[str, np.nd
                          f"{spec.triton_type} {config.dims(spec)}")
     step = config.max_batch_size if config.batched else spec.shape[0]
     out: dict[str, list] = {t.name: [] for t in config.outputs}
-    for start in range(0, len(feed), step):
-        chunk = feed[start:start + step]
-        n = len(chunk)
-        if not config.batched and n < step:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
-        results = session.run([t.name for t in config.outputs], {spec.name: chunk})
-        for tensor, value in zip(config.outputs, results):
-            dims = config.dims(tensor)
-            got = list(value.shape[1:] if config.batched else value.shape)
-            if value.dtype != numpy_dtype(tensor.dtype) or any(d != -1 and d != g for d, g in zip(dims, got)):
-                raise ValueError(f"output {tensor.name}: {value.dtype} {got}, the config says {tensor.triton_type} {dims}")
-            out[tensor.name].append(value[:n])
+    with runner_for_format("onnx", model) as session:  # edgevit's ONNX Runtime runner (bf16 graphs included)
+        for start in range(0, len(feed), step):
+            chunk = feed[start:start + step]
+            n = len(chunk)
+            if not config.batched and n < step:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
+            results = session.infer({spec.name: chunk})
+            for tensor in config.outputs:
+                value = results[tensor.name]
+                dims = config.dims(tensor)
+                got = list(value.shape[1:] if config.batched else value.shape)
+                if value.dtype != numpy_dtype(tensor.dtype) or any(d != -1 and d != g for d, g in zip(dims, got)):
+                    raise ValueError(f"output {tensor.name}: {value.dtype} {got}, the config says {tensor.triton_type} {dims}")
+                out[tensor.name].append(value[:n])
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
@@ -380,13 +395,13 @@ def write_triton(outdir, repository, name: str | None = None, precision: str | N
     config = plan_config(resolved, name, kind, instances, max_batch_size, preferred, queue_delay_us, gpus,
                          compute_capability, tensorrt_version)
     repository = Path(repository)
-    model_dir = common.check_output(repository / config.name, force)
+    model_dir = common.check_output(repository / config.name, force, manifest.root)
     out_kind: OutputKind = manifest.output_kind
     say("preparing the consumer images and the reference outputs")
     consumer = common.consumer_data(manifest, data=data, samples=samples, verify_hash=verify_hash)
     tolerance = get_tolerance(resolved.precision, out_kind.value)
     raw = common.raw_input(manifest)
-    with common.staged_directory(model_dir, force=force) as stage:
+    with common.staged_directory(model_dir, force=force, source=manifest.root) as stage:
         version = stage / VERSION_DIR
         version.mkdir()
         for file in resolved.files:  # the graph or engine, then a graph's external data under its own names

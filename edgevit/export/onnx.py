@@ -325,6 +325,12 @@ def export_onnx(
                      "(the new manifest does not list them)")
     if unread:
         notes.append(unread)
+    contract = input_contract(model, cfg)
+    if contract.raw and contract.preprocessing.pixel_max != np.iinfo(contract.np_dtype).max:
+        notes.append(f"--input {cfg.input}: the graph divides by this model's pixel_max "
+                     f"{contract.preprocessing.pixel_max:g}, so it takes pixels on 0..{contract.preprocessing.pixel_max:g}, "
+                     f"not the full 0..{np.iinfo(contract.np_dtype).max} of {cfg.input} frames from a camera or decoder: "
+                     "scale frames to that range first, or train the model on 0..255 pixels (pixel_max 255)")
     return ExportResult(outdir, outdir / MODEL_FILE, manifest_path, manifest, verification, report, slim_info,
                         time.perf_counter() - start, notes)
 

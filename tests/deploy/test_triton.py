@@ -58,7 +58,7 @@ def test_config_parses_with_tritons_schema_and_follows_the_graph(written):
     manifest = Manifest.load(export)
     model_dir = repo / "digits"
     assert sorted(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file()) == \
-        ["1/model.onnx", "config.pbtxt", "labels.txt"]
+        [common.DEPLOY_MARKER, "1/model.onnx", "config.pbtxt", "labels.txt"]
     cfg = parse_config(model_dir)
     assert cfg.name == "digits" and cfg.backend == "onnxruntime" and not cfg.platform
     graph = onnx.load(str(model_dir / "1" / "model.onnx")).graph

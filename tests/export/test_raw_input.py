@@ -176,6 +176,8 @@ def test_a_float_export_certifies_edgevits_runtime_on_the_digits(digits_exports)
 
 def test_export_table_and_json_show_the_input(digits_exports, robust_digits, tmp_path):
     rows = {r[0]: r[1] for r in rich_table(digits_exports["table"], "field")}
+    # the digits model's pixels run 0..16: a uint8 export says frames must be scaled to that range
+    assert "pixel_max 16" in digits_exports["table"] and "0..255" in digits_exports["table"], digits_exports["table"]
     assert rows["input"].startswith("images uint8 NHWC (batch, 8, 8, 1) raw pixels"), rows
     raw = next(v for k, v in rows.items() if k.startswith("raw-pixel graph input"))
     assert raw.startswith("passed: max abs") and "top-1 agree 1.0" in raw, raw
@@ -189,6 +191,9 @@ def test_export_table_and_json_show_the_input(digits_exports, robust_digits, tmp
 
 
 def test_bad_input_option_is_refused_before_anything_is_written(robust_digits, tmp_path):
+    res = run_cli("export", robust_digits, "-o", tmp_path / "f", "--input-layout", "NHWC")  # without --input uint8
+    assert_exit(res, 2)
+    assert "--input uint8" in res.output and not (tmp_path / "f").exists(), res.output
     res = run_cli("export", robust_digits, "-o", tmp_path / "x", "--input", "uint8", "--input-layout", "HWC")
     assert_exit(res, 2)
     assert "--input-layout" in res.output and not (tmp_path / "x").exists()
