@@ -433,7 +433,8 @@ class Manifest:
 
     def _resolved(self, artifact: Artifact, verify_hash: bool, graph: bool) -> Resolved:
         """The :class:`Resolved` of one of this manifest's entries, its file checked first (:meth:`check_artifact`)."""
-        return Resolved(self.check_artifact(artifact, verify_hash, graph), artifact.format, self, artifact)
+        return Resolved(self.check_artifact(artifact, verify_hash, graph), artifact.format, self, artifact,
+                        hash_checked=verify_hash)
 
     def entry_for(self, file: str | os.PathLike) -> Artifact | None:
         """The artifact entry recording ``file`` (a path to a file in ``root``), or None."""

@@ -25,13 +25,16 @@ class Resolved:
 
     ``path``: the file. ``manifest``: the manifest of its directory, or None where none sits beside it.
     ``entry``: the manifest's record of the file, or None for a file it does not list. ``format``: the
-    entry's, else the one its suffix names (:func:`edgevit.formats.format_of`).
+    entry's, else the one its suffix names (:func:`edgevit.formats.format_of`). ``hash_checked``: the file's
+    sha256 matched the entry's (someone vouched for it: a version-compatible TensorRT plan may then run its
+    host code).
     """
 
     path: Path
     format: str
     manifest: Manifest | None = None
     entry: Artifact | None = None
+    hash_checked: bool = False
 
     @property
     def listed(self) -> bool:

@@ -33,7 +33,7 @@ LAYERS: dict[int, tuple[str, tuple[str, ...]]] = {
         "edgevit$", "edgevit.errors", "edgevit.formats", "edgevit.tolerances", "edgevit.metrics",
         "edgevit.manifest", "edgevit.resolved", "edgevit.specs", "edgevit.output_kinds", "edgevit.certificates", "edgevit.input_contract", "edgevit._io", "edgevit._deps", "edgevit.onnx_graph", "edgevit.provenance",
         "edgevit.tensorrt$", "edgevit.tensorrt.rules", "edgevit.tensorrt.record", "edgevit.tensorrt.fusion",
-        "edgevit.tensorrt.jetson", "edgevit.tensorrt._bindings",
+        "edgevit.tensorrt.jetson", "edgevit.tensorrt._bindings", "edgevit.tensorrt.memory",
     )),
     1: ("models, data", ("edgevit.models", "edgevit.data")),
     2: ("runtime", ("edgevit.runtime", "edgevit.tensorrt.session")),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -231,8 +231,9 @@ def plan_rows(resolved: list[Resolved], model, ref_source, ref_reason, cfg: Benc
         if file in seen:
             continue
         seen.add(file)
-        plans.extend(_file_plans(found, file, providers, threads,
-                                 _integrity_problem(found, cfg.verify_hash)))  # hashed once
+        problem = _integrity_problem(found, cfg.verify_hash)  # hashed once
+        checked = replace(found, hash_checked=found.listed and cfg.verify_hash and problem is None)
+        plans.extend(_file_plans(checked, file, providers, threads, problem))
     return plans
 
 
@@ -252,10 +253,12 @@ def _file_plans(found: Resolved, file: Path, providers: list[str], threads: int,
     common = {"format": fmt.name, "backend": fmt.runner, "precision": precision, "artifact": str(found.path),
               "size_mb": _size_mb(found)}
     if not fmt.graph:
-        row = BenchRow(name=f"{fmt.label} {precision} {found.path.name}", device="cuda", **common)
         record = found.record  # checked against this machine
+        recorded = record.device_memory_bytes if record is not None else None  # as built; replaced when it runs
+        row = BenchRow(name=f"{fmt.label} {precision} {found.path.name}", device="cuda", **common,
+                       device_memory_mb=None if recorded is None else round(recorded / 1e6, 3))
         return [Plan(row, status="failed", error=problem) if problem else
-                Plan(row, make=target(manifest_entry=record))]
+                Plan(row, make=target(manifest_entry=record, plan_options={"vouched": found.hash_checked}))]
     plans = []
     for prov in providers:
         row = BenchRow(name=f"{fmt.label} {prov} {precision} {found.path.name}",

@@ -7,6 +7,8 @@
      "data": {"source", "description", "samples", "labelled", "output": "logits"|"features"|"tokens",
               "agreement": what the agreement column measures},
      "reference": {"row": name|null, "source": str|null, "note": str},
+     "memory": {"host_method": "row"|"process-lifetime", "host": what host_peak_mb measures,
+                "device": what device_memory_mb measures},
      "rows": [BenchRow.to_dict(), ...], "warnings": [str],
      "files": {"json", "csv", "markdown", "plot": path|null},          # after write()
      "certificates": [Manifest.certificate_records()...]}  # only when an export records any
@@ -34,11 +36,18 @@ from ..errors import MissingDependencyError
 from .measure import PHASES, LatencyStats, Record
 
 SCHEMA_VERSION = 1
+PEAK_COLUMN = "peak RSS MB"
+DEVICE_COLUMN = "device MB"
+BOARD_COLUMNS = ("board RAM MB", "VDD_IN mW", "mJ/img")  # a Jetson's tegrastats (BenchRow.tegrastats)
+DEVICE_NOTE = ("the engine's device memory for its optimization profile (activations and scratch; its weights are "
+               "MB), as TensorRT reports it: device_memory_size_v2 / get_device_memory_size_for_profile_v2 "
+               "(TensorRT 10), else device_memory_size")
 REPORT_FILES = {"json": "bench.json", "csv": "bench.csv", "markdown": "bench.md", "plot": "bench.png"}
 
 CSV_COLUMNS = [
     "name", "backend", "device", "provider", "variant", "format", "precision", "artifact", "reference",
-    "status", "reason", "size_mb", "top1", "agreement", "max_abs", "cosine_min", "cosine_mean", "within_tolerance",
+    "status", "reason", "size_mb", "host_peak_mb", "host_start_mb", "device_memory_mb",
+    "board_ram_peak_mb", "vdd_in_mw", "mj_per_image", "top1", "agreement", "max_abs", "cosine_min", "cosine_mean", "within_tolerance",
     "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_cv", "noisy", "iterations",
     "throughput_batch", "throughput_img_s", "speedup", "throughput_speedup",
     "h2d_p50_ms", "compute_p50_ms", "d2h_p50_ms", "sweep_p50_ms",
@@ -79,7 +88,17 @@ class BenchRow(Record):
             tolerance against the reference: ``reason`` says why) or "skipped" (the backend is not
             available here: ``reason``).
         reason: Why the row failed or was skipped, or a note on an ok row.
-        size_mb: File size in 10^6 bytes, external data included.
+        size_mb: File size in 10^6 bytes, external data included (the weights, for a checkpoint).
+        host_peak_mb: The bench process's peak resident set while this row ran (load, warm-up, timed
+            calls), in 10^6 bytes; how it is measured is the report's ``memory.host``
+            (:mod:`edgevit.bench.memory`). None for a row that did not run.
+        host_start_mb: The process's resident set when the row started (included in ``host_peak_mb``).
+        device_memory_mb: A TensorRT engine's device memory for its optimization profile (activations
+            and scratch, beyond its weights: :func:`edgevit.tensorrt.engine_device_memory`), in 10^6
+            bytes; None for other rows or where the engine does not say.
+        tegrastats: On a Jetson, sampled while the throughput ran (:mod:`edgevit.bench.power`):
+            {"samples", "ram_peak_mb" (the board's RAM in use), "ram_total_mb", "vdd_in_mw" (mean module
+            input power), "mj_per_image" (vdd_in_mw / img/s, idle draw included)}; None elsewhere.
         top1: Top-1 accuracy (labelled data, logits only).
         agreement: Top-1 agreement with the reference; for features/tokens, which have no labels,
             the k-NN agreement (:func:`edgevit.metrics.neighbour_agreement`).
@@ -118,6 +137,10 @@ class BenchRow(Record):
     status: str = "ok"
     reason: str | None = None
     size_mb: float | None = None
+    host_peak_mb: float | None = None
+    host_start_mb: float | None = None
+    device_memory_mb: float | None = None
+    tegrastats: dict | None = None
     top1: float | None = None
     agreement: float | None = None
     max_abs: float | None = None
@@ -143,12 +166,15 @@ class BenchRow(Record):
         lat, thr, ph = self.latency_ms, self.throughput, self.phases_ms or {}
         att = self.attention or {}
         exact, drift = self.exact_qdq or {}, self.kernel_drift or {}
+        board = self.tegrastats or {}
         sweep = ";".join(f"{s.batch}={s.latency_ms.p50:.4g}" for s in self.sweep)
         return {
             "name": self.name, "backend": self.backend, "device": self.device, "provider": self.provider,
             "variant": self.variant, "format": self.format, "precision": self.precision, "artifact": self.artifact,
             "reference": self.reference, "status": self.status, "reason": self.reason,
-            "size_mb": self.size_mb, "top1": self.top1, "agreement": self.agreement,
+            "size_mb": self.size_mb, "host_peak_mb": self.host_peak_mb, "host_start_mb": self.host_start_mb,
+            "device_memory_mb": self.device_memory_mb, "board_ram_peak_mb": board.get("ram_peak_mb"),
+            "vdd_in_mw": board.get("vdd_in_mw"), "mj_per_image": board.get("mj_per_image"), "top1": self.top1, "agreement": self.agreement,
             "max_abs": self.max_abs, "cosine_min": self.cosine_min, "cosine_mean": self.cosine_mean,
             "within_tolerance": self.within_tolerance,
             "latency_p50_ms": _field(lat, "p50"), "latency_p90_ms": _field(lat, "p90"),
@@ -183,6 +209,7 @@ class BenchReport:
     warnings: list = field(default_factory=list)
     files: dict = field(default_factory=dict)
     certificates: list = field(default_factory=list)  # Manifest.certificate_records of the benched exports
+    memory: dict = field(default_factory=dict)  # how the memory columns are measured (module docstring)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     seconds: float = 0.0
 
@@ -210,7 +237,7 @@ class BenchReport:
         return _finite({"schema_version": SCHEMA_VERSION, "kind": "edgevit.bench", "created": self.created,
                         "ok": self.ok, "seconds": round(self.seconds, 3), "machine": self.machine,
                         "config": self.config, "data": self.data, "reference": self.reference,
-                        "rows": [r.to_dict() for r in self.rows], "warnings": self.warnings, "files": self.files,
+                        "memory": self.memory, "rows": [r.to_dict() for r in self.rows], "warnings": self.warnings, "files": self.files,
                         **({"certificates": self.certificates} if self.certificates else {})})
 
     def to_json(self) -> str:
@@ -227,7 +254,11 @@ class BenchReport:
     def table_columns(self) -> list[str]:
         accuracy = ["k-NN@5 agree", "max abs", "cos min", "cos mean"] if self.features else \
             ["top-1", "agree", "max abs", "cos min"]
-        cols = ["row", "status", "MB", *accuracy, "p50 ms", "p90 ms", "p99 ms", "cv", "img/s (batch)", "speed-up"]
+        cols = ["row", "status", "MB", PEAK_COLUMN, *accuracy, "p50 ms", "p90 ms", "p99 ms", "cv", "img/s (batch)", "speed-up"]
+        if any(r.device_memory_mb is not None for r in self.rows):
+            cols.append(DEVICE_COLUMN)
+        if any(r.tegrastats for r in self.rows):
+            cols.extend(BOARD_COLUMNS)
         if any(r.phases_ms for r in self.rows):
             cols.append("h2d/compute/d2h ms")
         if any(r.attention for r in self.rows):
@@ -251,12 +282,21 @@ class BenchReport:
         accuracy = ([f(r.agreement, ".4f"), f(r.max_abs, ".2e"), f(r.cosine_min, ".6f"), f(r.cosine_mean, ".6f")]
                     if self.features else
                     [f(r.top1, ".4f"), f(r.agreement, ".4f"), f(r.max_abs, ".2e"), f(r.cosine_min, ".6f")])
-        cells = [r.name + (" (ref)" if r.reference else ""), r.status, f(r.size_mb, ".2f"), *accuracy,
+        peak = "-" if r.host_peak_mb is None else (
+            f"{r.host_peak_mb:.0f}" if r.host_start_mb is None else
+            f"{r.host_peak_mb:.0f} (+{r.host_peak_mb - r.host_start_mb:.1f})")
+        cells = [r.name + (" (ref)" if r.reference else ""), r.status, f(r.size_mb, ".2f"), peak, *accuracy,
                  *((f(lat.p50, ".3f"), f(lat.p90, ".3f"), f(lat.p99, ".3f"), f(lat.cv, ".2f") + noisy)
                    if lat is not None else ("-",) * 4),
                  f"{thr.img_per_s:.1f} ({thr.batch})" if thr is not None else "-",
                  f"{r.speedup:.2f}x" if r.speedup is not None else "-"]
         cols = cols if cols is not None else self.table_columns()
+        if DEVICE_COLUMN in cols:
+            cells.append(f(r.device_memory_mb, ".1f"))
+        if BOARD_COLUMNS[0] in cols:
+            board = r.tegrastats or {}
+            cells += [f(board.get("ram_peak_mb"), "d"), f(board.get("vdd_in_mw"), ".0f"),
+                      f(board.get("mj_per_image"), ".2f")]
         if "h2d/compute/d2h ms" in cols:
             ph = r.phases_ms or {}
             cells.append("/".join(f(ph[k].p50 if k in ph else None, ".3f") for k in PHASES) if ph else "-")
@@ -278,6 +318,16 @@ class BenchReport:
         return (f"int8/fp8 rows: the accuracy columns are as this CPU's ONNX Runtime kernels ran the graph ({isa}: "
                 f"{m.get('int8_kernels')}); '{self.exact_column}' is as the graph defines it (exact Q/DQ "
                 "arithmetic, what TensorRT computes), which decides the row's tolerance verdict")
+
+    def memory_note(self) -> str | None:
+        """The line under the table that says what the memory columns measure."""
+        if not self.memory.get("host"):
+            return None
+        note = (f"{PEAK_COLUMN}: {self.memory['host']}; (+N): what the row added to it; "
+                "MB: the artifact's file size")
+        if any(r.device_memory_mb is not None for r in self.rows):
+            note += f"; {DEVICE_COLUMN}: {self.memory.get('device')}"
+        return note
 
     def table_rows(self) -> tuple[list[str], list[list[str]]]:
         """Columns and formatted cells of the summary table (terminal and Markdown)."""
@@ -305,7 +355,7 @@ class BenchReport:
         for row in cells:
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
         notes = [f"{r.name}: {r.status}: {r.reason}" for r in self.rows if r.reason]
-        notes += [n for n in (self.exact_note(),) if n]
+        notes += [n for n in (self.exact_note(), self.memory_note()) if n]
         if notes or self.warnings:
             lines.append("")
             lines.extend(f"- {n}" for n in notes + list(self.warnings))

@@ -30,8 +30,11 @@ from ..metrics import KNN_AGREEMENT, compare
 from ..output_kinds import OutputKind
 from ..runtime.batching import padded_chunks
 from ..runtime.onnxruntime_runner import PROVIDERS
+from ..tensorrt.jetson import summarize_tegrastats
 from ..tolerances import TOLERANCES, Tolerance, Verdict, get_tolerance
 from .measure import available_cpus, machine_info, measure
+from .memory import HOST_METHOD, track
+from .power import tegrastats_lines
 from .plan import (
     Plan,
     batch_profile,
@@ -42,7 +45,7 @@ from .plan import (
     resolve_sources,
     shape_from_onnx,
 )
-from .report import BenchReport, BenchRow, Throughput
+from .report import DEVICE_NOTE, BenchReport, BenchRow, Throughput
 
 DEFAULT_BATCH = 32
 DEVICES = ("auto", "cpu", "cuda")
@@ -162,7 +165,16 @@ def _first_batch(images: np.ndarray, batch: int) -> np.ndarray:
 
 
 def _bench_one(plan: Plan, images: np.ndarray, cfg: BenchConfig, batch: int, sweep: tuple
-               ) -> tuple[BenchRow, np.ndarray | None]:
+               ) -> tuple[BenchRow, np.ndarray | None, str]:
+    with track() as mem:  # the row's peak host memory: edgevit.bench.memory
+        row, logits = _run_one(plan, images, cfg, batch, sweep)
+    if row.status != "skipped":
+        row.host_peak_mb, row.host_start_mb = mem.peak_mb, mem.start_mb
+    return row, logits, mem.method
+
+
+def _run_one(plan: Plan, images: np.ndarray, cfg: BenchConfig, batch: int, sweep: tuple
+             ) -> tuple[BenchRow, np.ndarray | None]:
     row = plan.row
     started = time.perf_counter()
     logits = None
@@ -170,14 +182,18 @@ def _bench_one(plan: Plan, images: np.ndarray, cfg: BenchConfig, batch: int, swe
     try:
         target = plan.make()
         target.open()
+        measured = target.device_memory_mb()  # an engine's, as the deserialized engine reports it
+        row.device_memory_mb = measured if measured is not None else row.device_memory_mb
         eff_batch = target.fixed_batch or batch
         logits = target.infer(images, eff_batch)
         one = _first_batch(images, target.fixed_batch or 1)
         stats = measure(target.timed_call(one), batch=len(one), **cfg.timing())
         row.phases_ms = stats.phases
         row.latency_ms = stats = replace(stats, phases=None)
-        tstats = measure(target.timed_call(_first_batch(images, eff_batch)), batch=eff_batch, **cfg.timing())
+        with tegrastats_lines() as board:  # a Jetson's RAM and VDD_IN while the throughput runs (bench/power.py)
+            tstats = measure(target.timed_call(_first_batch(images, eff_batch)), batch=eff_batch, **cfg.timing())
         row.throughput = Throughput.of(replace(tstats, phases=None))
+        row.tegrastats = summarize_tegrastats(board, row.throughput.img_per_s)
         for b in sweep:
             if target.fixed_batch and b != target.fixed_batch:
                 continue
@@ -414,6 +430,7 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
     report = BenchReport(machine=machine, config={**cfg.to_dict(), "threads": threads, "throughput_batch": batch})
     if machine.get("jetson"):
         report.warnings.extend(machine["jetson"]["warnings"])
+    report.memory = {"host_method": None, "host": None, "device": DEVICE_NOTE}
     report.certificates = [c for m in manifests for c in m.certificate_records()]
 
     model, ref_source, ref_reason = source_model(manifests, cfg.reference, cfg.arch, cfg.model_overrides,
@@ -455,7 +472,9 @@ def run_bench(sources, config: BenchConfig | None = None, progress: Callable[[st
                 continue
             if progress:
                 progress(plan.row.name)
-            row, logits = _bench_one(plan, images, cfg, batch, sweep)
+            row, logits, method = _bench_one(plan, images, cfg, batch, sweep)
+            if row.host_peak_mb is not None:
+                report.memory.update(host_method=method, host=HOST_METHOD[method])
             if logits is not None:
                 logits_by_row[row.name] = logits
                 if plan.exact is not None:

@@ -37,6 +37,10 @@ class Target:
     def timed_call(self, images: np.ndarray) -> Callable[[], dict | None]:
         raise NotImplementedError
 
+    def device_memory_mb(self) -> float | None:
+        """The device memory the opened artifact needs for its profile, in MB; None where it does not say."""
+        return None
+
 
 class RunnerTarget(Target):
     """A :class:`edgevit.runtime.Runner`; phases through its optional ``timed_infer`` hook."""
@@ -71,6 +75,17 @@ class RunnerTarget(Target):
         if callable(hook):
             return lambda: hook(feeds)[1]
         return lambda: (runner.infer(feeds, check=False), None)[1]
+
+    def device_memory_mb(self) -> float | None:
+        """A TensorRT engine's device memory for its profile (:func:`edgevit.tensorrt.memory.engine_device_memory`)."""
+        runner = getattr(self.runner, "inner", self.runner)  # a raw-pixel graph's wrapper
+        engine = getattr(getattr(runner, "session", None), "engine", None)
+        if engine is None:
+            return None
+        from ..tensorrt.memory import engine_device_memory
+
+        found = engine_device_memory(engine)
+        return None if found is None else round(found / 1e6, 3)
 
 
 class TorchCudaTarget(Target):

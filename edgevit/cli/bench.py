@@ -105,6 +105,8 @@ def render_bench(report) -> None:
         click.echo(report.data["agreement"])
     if report.exact_note():
         click.echo(report.exact_note())
+    if report.memory_note():
+        click.echo(report.memory_note())
     for row in report.rows:
         if row.status != "ok":
             click.echo(f"{row.status}: {row.name}: {row.reason}")

@@ -28,12 +28,16 @@ def render_build(result) -> None:
             ["precision", art.precision],
             ["build", ("strongly typed" if mode["strongly_typed"] else f"flags {mode['flags'] or 'none'}")],
             ["profile (batch)", " / ".join(map(str, rec.profile))],
+            ["plan / device memory (profile)", f"{(art.size_bytes or 0) / 1e6:.1f} MB / " + (
+                "not reported" if rec.device_memory_bytes is None else f"{rec.device_memory_bytes / 1e6:.1f} MB")],
             ["TensorRT (CUDA) / driver CUDA", f"{rec.tensorrt_version} ({rec.tensorrt_cuda_major or '?'}) / "
                                               f"{rec.cuda_driver_version or '?'}"],
             ["GPU", f"{rec.gpu_name} (sm {rec.compute_capability})"],
             ["fused attention", f"{rep['fused_attention_layers']} kernel(s), blocks {rep['fused_attention_blocks']}"
                                 + (f"; NOT fused: blocks {rep['unfused_attention_blocks']}"
-                                   if rep.get("unfused_attention_blocks") else "")],
+                                   if rep.get("unfused_attention_blocks") else "")
+                                + (f"; unknown: blocks {rep['unknown_attention_blocks']}"
+                                   if rep.get("unknown_attention_blocks") else "")],
             ["seconds", f"{result.seconds:.1f}"]]
     table("edgevit build", ["field", "value"], rows)
     groups = rep.get("precision_by_group") or {}
@@ -62,13 +66,17 @@ def render_build(result) -> None:
 @click.option("--opt-level", "optimization_level", type=click.IntRange(0, 5),
               help="Builder optimization level 0..5 (TensorRT default 3).")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="Timing cache file, loaded and saved.")
-@click.option("--dla-core", type=int, metavar="N", help="Build for DLA core N, with GPU fallback (Jetson AGX/NX).")
+@click.option("--dla-core", type=int, metavar="N", help="Build for DLA core N, with GPU fallback (Jetson AGX/NX); "
+              "DLA needs one batch: --batch N,N,N or a --static-batch export.")
 @click.option("--version-compatible", is_flag=True, help="Build a version-compatible engine (opt-in).")
 @library_option("--hardware-compat", "hardware_compatibility", type=LibraryChoice("edgevit.tensorrt.rules:HW_COMPAT_LEVELS"),
                 default_from="edgevit.tensorrt.build:EngineBuildConfig.hardware_compatibility",
                 help="Hardware-compatibility level (opt-in).")
 @click.option("--weakly-typed", is_flag=True,
               help="TensorRT 10 only: FP16/BF16 builder flags instead of the default strong typing (recorded).")
+@click.option("--memory-budget", "memory_budget_mb", type=float, metavar="MB",
+              help="Refuse (exit 1, nothing written) an engine whose plan plus its profile's device memory exceeds "
+                   "MB (10^6 bytes): e.g. what an 8 GB Orin Nano leaves next to the camera pipeline.")
 @click.option("--force", is_flag=True, help="Overwrite an existing engine.")
 @verify_hash_option
 @json_option

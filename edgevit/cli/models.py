@@ -37,22 +37,29 @@ def models_cmd(as_json: bool) -> None:
 
 
 @click.command("info")
-@click.argument("source")
+@click.argument("source", required=False)
 @click.option("--arch", help="Variant name for a timm state dict (inferred from shapes otherwise).")
 @model_override_options
 @json_option
 @handle_errors
-def info_cmd(source: str, arch: str | None, as_json: bool, model_overrides: dict) -> None:
+def info_cmd(source: str | None, arch: str | None, as_json: bool, model_overrides: dict) -> None:
     """Family, output (logits or features), parameters, GMACs, tokens, heads, input spec and TensorRT
-    fused-MHA eligibility of SOURCE (a checkpoint, variant or hub name)."""
-    require_export("reading a checkpoint, variant or hub model")
-    from ..models.info import model_info
+    fused-MHA eligibility of SOURCE (a checkpoint, variant or hub name); always, the TensorRT and
+    cuda-python installed here and whether edgevit has checked each version (without SOURCE: only
+    those, no PyTorch needed)."""
+    from ..tensorrt._bindings import version_report
 
-    info = model_info(source, arch=arch, model_overrides=model_overrides)
+    info = {}
+    if source is not None:
+        require_export("reading a checkpoint, variant or hub model")
+        from ..models.info import model_info
+
+        info = model_info(source, arch=arch, model_overrides=model_overrides)
+    info = {**info, **version_report()}
     if as_json:
         emit_json(info)
         return
-    table(f"edgevit info: {source}", ["field", "value"], info_rows(info))
+    table(f"edgevit info: {source or 'TensorRT and cuda-python'}", ["field", "value"], info_rows(info))
 
 
 def info_rows(info: dict, prefix: str = "") -> list[list]:

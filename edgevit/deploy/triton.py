@@ -244,6 +244,7 @@ def plan_config(resolved, name: str | None = None, kind: str = "gpu", instances:
         current = {k: v for k, v in (("compute_capability", compute_capability),
                                      ("tensorrt_version", tensorrt_version)) if v is not None}
         if current:
+            current["platform"] = None  # the server's OS and CPU are not known here: not this machine's
             from ..tensorrt.rules import check_engine_compat
 
             try:

@@ -18,7 +18,8 @@ name           source                                     options
 =============  =========================================  =======================================
 torch          checkpoint path, variant name, or a model  attention (math|sdpa), device, dtype
 onnxruntime    .onnx path, bytes, or onnx.ModelProto      providers (cpu|cuda|tensorrt|list), threads
-tensorrt       engine (.plan/.engine) path                manifest_entry (checked vs this GPU), cuda_graph
+tensorrt       engine (.plan/.engine) path                manifest_entry (checked vs this GPU), cuda_graph,
+                                                          check_compat, version_compatible, dla_core, vouched
 =============  =========================================  =======================================
 """
 
@@ -82,11 +83,12 @@ def get_runner(name: str, source, **options) -> Runner:
 
 def runner_for_format(format: str, source, *, providers=None, threads: int | None = None, qdq: str | None = None,
                       manifest_entry: EngineRecord | None = None, cuda_graph: bool = False,
-                      contract: InputContract | None = None) -> Runner:
+                      contract: InputContract | None = None, plan_options: dict | None = None) -> Runner:
     """The runner that executes a file of artifact format ``format``: the runner its row of
     :data:`edgevit.formats.ARTIFACT_FORMATS` names, given the options of its kind (a graph: ONNX Runtime's
     ``providers``, ``threads`` and ``qdq``, each left to the runner's default when None; an engine: its
-    ``manifest_entry``, checked against this machine, and ``cuda_graph``). Not yet active. With the
+    ``manifest_entry``, checked against this machine, ``cuda_graph`` and ``plan_options``: the TensorRT runner's
+    ``check_compat``, ``version_compatible``, ``dla_core`` and ``vouched``). Not yet active. With the
     manifest's input ``contract`` (:class:`edgevit.input_contract.InputContract`) of a raw-pixel graph, the
     runner takes normalized float NCHW batches and feeds the graph their pixels
     (:class:`edgevit.runtime.normalized_feed.NormalizedFeedRunner`)."""
@@ -98,7 +100,7 @@ def runner_for_format(format: str, source, *, providers=None, threads: int | Non
     if row.graph:
         options = {"providers": providers, "threads": threads, **({"qdq": qdq} if qdq is not None else {})}
     else:
-        options = {"manifest_entry": manifest_entry, "cuda_graph": cuda_graph}
+        options = {"manifest_entry": manifest_entry, "cuda_graph": cuda_graph, **(plan_options or {})}
     return normalized_feed(get_runner(row.runner, source, **options), contract)
 
 

@@ -80,7 +80,8 @@ class Engine:
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, path: str | os.PathLike, *, threads: int | None = None, providers=None,
-             cuda_graph: bool = False, check_compat: bool = True, verify_hash: bool = True) -> "Engine":
+             cuda_graph: bool = False, check_compat: bool = True, verify_hash: bool = True,
+             version_compatible: bool | None = None, dla_core: int | None = None) -> "Engine":
         """Open ``path`` with the runner of its format (:data:`edgevit.formats.ARTIFACT_FORMATS`: ``*.onnx``
         through ONNX Runtime, ``*.plan`` / ``*.engine`` / ``*.trt`` through TensorRT). The manifest beside it
         (``edgevit.json``) is read when present.
@@ -92,8 +93,17 @@ class Engine:
                 ``"tensorrt"`` or a list of ORT provider names.
             cuda_graph: TensorRT only: capture the execution in a CUDA graph and replay it.
             check_compat: TensorRT only: check the engine's manifest entry (TensorRT version, GPU,
-                compute capability) against this machine before it loads.
-            verify_hash: check a file the manifest lists against its recorded sha256.
+                compute capability) against this machine before it loads. Off or on, the entry still
+                says how the plan loads (version-compatible: host code allowed; its DLA core).
+            verify_hash: check a file the manifest lists against its recorded sha256. Off, the entry does
+                not vouch for the file, and a version-compatible entry is refused unless
+                ``version_compatible=True`` is given.
+            version_compatible: TensorRT only: a plan built with ``--version-compatible`` whose manifest
+                entry did not travel with it (a plan copied to the device alone). True lets TensorRT run the
+                plan's embedded lean runtime as host code: pass it only for a file you trust. None: the
+                entry's (host code only for an entry whose sha256 this file matched).
+            dla_core: TensorRT only: the DLA core of a DLA plan without its entry (None: the entry's;
+                TensorRT's runtime default is -1, no DLA core).
 
         Returns:
             Engine: active; use it as a context manager or call :meth:`close`.
@@ -103,6 +113,8 @@ class Engine:
             ValueError: its suffix names no artifact format.
             ArtifactIntegrityError: the file does not match the manifest's sha256.
             EngineMismatchError: the engine was built for another TensorRT, GPU or CUDA.
+            TensorRTError: an entry says version-compatible but ``verify_hash=False``; or TensorRT cannot
+                deserialize the plan (the message names ``version_compatible=True`` where host code was off).
             MissingDependencyError: onnxruntime, or tensorrt and cuda-python, are not installed.
         """
         from . import runner_for_format
@@ -112,8 +124,13 @@ class Engine:
             raise DataError(f"{path}: no such engine or ONNX file")
         # no graph read here (a device may lack onnx, and ORT loads the file next): _check_rank checks outputs
         found = Manifest.resolve(path, verify_hash=verify_hash, listed=False, graph=False)
+        # the record travels even without the compat check: it says how the plan loads. It vouches for the file
+        # (host code) only where its sha256 was checked; keys at their defaults are left out
+        plan = {**({} if check_compat else {"check_compat": False}), **({} if verify_hash else {"vouched": False}),
+                **({} if version_compatible is None else {"version_compatible": version_compatible}),
+                **({} if dla_core is None else {"dla_core": dla_core})}
         runner = runner_for_format(found.format, path, providers=providers, threads=threads,
-                                   manifest_entry=found.record if check_compat else None, cuda_graph=cuda_graph)
+                                   manifest_entry=found.record, cuda_graph=cuda_graph, plan_options=plan)
         return cls(path, runner, found.manifest, found.entry, found.artifact_format.runner)
 
     def close(self) -> None:

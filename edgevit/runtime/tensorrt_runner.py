@@ -23,15 +23,23 @@ from .base import InputSpec, Runner
 class TensorRTRunner(Runner):
     """Run a TensorRT engine.
 
-    ``manifest_entry``: the engine's record in ``edgevit.json`` (:class:`edgevit.tensorrt.record.EngineRecord`: its TensorRT version,
-    GPU and compute capability are checked against this machine before loading; a mismatch
-    raises EngineMismatchError saying to rebuild on the target). ``cuda_graph``: capture the
-    enqueue in a CUDA graph and replay it.
+    ``manifest_entry``: the engine's record in ``edgevit.json`` (:class:`edgevit.tensorrt.record.EngineRecord`),
+    or None for a plan without one. With ``check_compat`` its TensorRT version, GPU and compute capability are
+    checked against this machine before loading (a mismatch raises EngineMismatchError saying to rebuild on
+    the target); with or without the check, the record says how to load the plan (``version_compatible``:
+    host code allowed; ``dla_core``). ``version_compatible`` / ``dla_core``: explicit load options, for a plan
+    whose entry did not travel with it; they win over the record. Host code is allowed only for a plan someone
+    vouched for: ``version_compatible=True`` or a record with ``vouched`` (its sha256 matched this file);
+    see :func:`edgevit.tensorrt.session.plan_load_options`. ``cuda_graph``: capture the enqueue in a CUDA
+    graph and replay it.
     """
 
-    def __init__(self, source, manifest_entry: EngineRecord | None = None, cuda_graph: bool = False):
+    def __init__(self, source, manifest_entry: EngineRecord | None = None, cuda_graph: bool = False, *,
+                 check_compat: bool = True, version_compatible: bool | None = None, dla_core: int | None = None,
+                 vouched: bool = True):
         super().__init__()
         from ..tensorrt._bindings import import_tensorrt
+        from ..tensorrt.session import plan_load_options
 
         import_tensorrt()
         path = Path(source)
@@ -40,6 +48,10 @@ class TensorRTRunner(Runner):
         self.source = path
         self.manifest_entry = manifest_entry
         self.cuda_graph = cuda_graph
+        self.check_compat = check_compat
+        # decided here, before any CUDA call: a bad option or an unvouched version-compatible entry fails early
+        self.host_code_allowed, self.dla_core = plan_load_options(
+            manifest_entry, version_compatible=version_compatible, dla_core=dla_core, vouched=vouched)
         self.session = None
         self.name = f"tensorrt[{path.name}]"
 
@@ -47,12 +59,11 @@ class TensorRTRunner(Runner):
         from ..tensorrt import session
         from ..tensorrt.rules import check_engine_compat
 
-        entry = self.manifest_entry or EngineRecord()
-        if self.manifest_entry is not None:
-            check_engine_compat(entry, session.device_facts(), engine=str(self.source))
+        if self.manifest_entry is not None and self.check_compat:
+            check_engine_compat(self.manifest_entry, session.device_facts(), engine=str(self.source))
         self.session = session.EngineSession(
             self.source.read_bytes(), cuda_graph=self.cuda_graph,
-            version_compatible=bool(entry.version_compatible), dla_core=entry.dla_core)
+            version_compatible=self.host_code_allowed, dla_core=self.dla_core)
 
     def deactivate_impl(self) -> None:
         if self.session is not None:

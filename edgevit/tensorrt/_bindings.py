@@ -7,32 +7,71 @@ need them, so ``import edgevit`` and ``import edgevit.runtime`` load neither.
 cuda-python must match the CUDA major version of the TensorRT it runs with: ``pip install
 cuda-python`` alone now gives 13.x (a CUDA 13 runtime), which fails on every CUDA 12 driver
 (JetPack 6, desktop drivers before 580). The extras pin the pair: ``edgevit[trt-cu12]`` and
-``edgevit[trt-cu13]``; on a Jetson, TensorRT comes from JetPack and cuda-python is pinned to
-JetPack's CUDA by hand (:data:`INSTALL_ADVICE`).
+``edgevit[trt-cu13]``, bounded to the TensorRT majors of :data:`CHECKED_TENSORRT`; on a Jetson,
+TensorRT comes from JetPack and cuda-python is pinned to JetPack's CUDA *minor* by hand
+(:data:`INSTALL_ADVICE`). :func:`version_report` is what ``edgevit info --json`` prints.
 """
 
 from __future__ import annotations
 
 from ..errors import MissingDependencyError, TensorRTError
 
+# What edgevit has checked, the one home of this table (pyproject's extras are bounded by it and
+# ``edgevit info --json`` reports against it; tests/tensorrt/test_bindings.py holds both to it):
+# TensorRT: the minors whose Python binding sources (NVIDIA/TensorRT python/src at each release tag)
+# the names audit read, tests/tensorrt/data/trt_python_api.json "tensorrt.sources";
+# cuda-python: the releases whose runtime module that audit read ("cudart.sources": 12.0.0, 12.6.0,
+# 12.6.2.post1, 12.9.10, 13.0.0, 13.1.1; from 13.2 the wheels ship no .pyx to read), by major.minor.
+# Names and documented behaviour only: none of these has run against a real TensorRT here.
+CHECKED_TENSORRT = ("10.0", "10.1", "10.2", "10.3", "10.4", "10.5", "10.6", "10.7", "10.8", "10.9", "10.10",
+                    "10.11", "10.12", "10.13", "10.14", "10.15", "10.16", "11.0", "11.1")
+CHECKED_TENSORRT_MAJORS = tuple(sorted({int(v.split(".")[0]) for v in CHECKED_TENSORRT}))
+CHECKED_CUDA_PYTHON = ("12.0", "12.6", "12.9", "13.0", "13.1")
+CHECKED_CUDA_PYTHON_MAJORS = tuple(sorted({int(v.split(".")[0]) for v in CHECKED_CUDA_PYTHON}))
+
+# Jetson (Tegra) has no CUDA minor-version compatibility: a cuda-python built for a newer CUDA minor
+# than JetPack's driver (12.9 on JetPack 6's 12.6) fails its first runtime call with
+# cudaErrorInsufficientDriver (third-party reports: NVlabs/FoundationStereo#209 on JetPack 6.1,
+# anduril/jetpack-nixos#328 on JetPack 6). cuda.bindings' support policy (nvidia.github.io/cuda-python,
+# support.html) rests on CUDA minor-version compatibility; on Jetson a newer CUDA than JetPack's goes
+# through NVIDIA's cuda-compat (forward-compatibility) package instead (NVIDIA blog "Simplifying CUDA
+# Upgrades for NVIDIA Jetson Users"). So on a Jetson cuda-python is pinned to JetPack's CUDA minor, and
+# rules.check_cuda_python compares major.minor there. Read in those sources; never run on a Jetson here.
+# JetPack 6's Python is Ubuntu 22.04's 3.10, the only Python JetPack's python3-libnvinfer is built
+# for; cuda-python 12.6.2.post1 ships a cp310 manylinux aarch64 wheel (checked on PyPI: pip download
+# --python-version 3.10 --platform manylinux2014_aarch64 'cuda-python==12.6.*').
 INSTALL_ADVICE = (
-    "TensorRT is not installed in this Python environment. Install it with the cuda-python of the same CUDA major:\n"
-    "  Jetson, JetPack 6 (CUDA 12.6): sudo apt install nvidia-jetpack   (or just python3-libnvinfer), then a venv\n"
-    "    that sees the system TensorRT: python3 -m venv --system-site-packages .venv\n"
-    "    and in it: pip install 'cuda-python>=12.6,<13'\n"
-    "  Jetson, JetPack 7 (CUDA 13): the same with pip install 'cuda-python>=13,<14'\n"
+    "TensorRT is not installed in this Python environment. Install it with the cuda-python of the same CUDA "
+    "version:\n"
+    "  Jetson, JetPack 6 (CUDA 12.6, Python 3.10): sudo apt install nvidia-jetpack   (or just python3-libnvinfer),\n"
+    "    then a venv made with JetPack's own Python 3.10 (its TensorRT bindings are built for that Python only)\n"
+    "    that sees the system TensorRT: /usr/bin/python3 -m venv --system-site-packages .venv\n"
+    "    and in it, cuda-python pinned to JetPack's CUDA minor (Jetson has no minor-version compatibility:\n"
+    "    a newer 12.x such as 12.9 fails with cudaErrorInsufficientDriver): pip install 'cuda-python==12.6.*'\n"
+    "  Jetson, JetPack 7 (CUDA 13): the same, pinned to the CUDA minor JetPack ships (nvcc --version or\n"
+    "    edgevit's error names it), e.g. pip install 'cuda-python==13.0.*'\n"
     "  Desktop / data-center GPU: pick the CUDA major your driver supports (nvidia-smi shows it; CUDA 13 needs\n"
     "    driver >= 580):\n"
     "    CUDA 12: pip install 'edgevit[trt-cu12]' --extra-index-url https://pypi.nvidia.com\n"
     "    CUDA 13: pip install 'edgevit[trt-cu13]' --extra-index-url https://pypi.nvidia.com\n"
-    "    (or by hand: pip install tensorrt --extra-index-url https://pypi.nvidia.com and a matching cuda-python)"
+    f"    (TensorRT {' and '.join(map(str, CHECKED_TENSORRT_MAJORS))}, the majors edgevit has checked; or by hand: "
+    "pip install tensorrt --extra-index-url https://pypi.nvidia.com and a matching cuda-python)"
 )
 
 CUDA_PYTHON_ADVICE = (
     "install the cuda-python of TensorRT's CUDA major: pip install 'cuda-python>=12,<13' for CUDA 12 "
-    "(JetPack 6, drivers before 580) or 'cuda-python>=13,<14' for CUDA 13 (the extras edgevit[trt-cu12] / "
-    "edgevit[trt-cu13] pin both)"
+    "(drivers before 580) or 'cuda-python>=13,<14' for CUDA 13 (the extras edgevit[trt-cu12] / "
+    "edgevit[trt-cu13] pin both); on a Jetson pin JetPack's CUDA minor instead ('cuda-python==12.6.*' on "
+    "JetPack 6.1/6.2)"
 )
+
+
+def tegra_cuda_python_advice(driver_cuda: str) -> str:
+    """The cuda-python pin for a Jetson whose driver reports CUDA ``driver_cuda`` ("12.6")."""
+    major_minor = ".".join(str(driver_cuda).split(".")[:2])
+    return (f"on a Jetson pin cuda-python to JetPack's CUDA minor: pip install 'cuda-python=={major_minor}.*' "
+            "(Jetson has no CUDA minor-version compatibility, so a cuda-python of a newer CUDA minor fails "
+            "with cudaErrorInsufficientDriver)")
 
 
 def import_tensorrt():
@@ -102,3 +141,32 @@ def logger(trt):
     if _LOGGER is None:
         _LOGGER = trt.Logger(trt.Logger.WARNING)
     return _LOGGER
+
+
+def tensorrt_version() -> str | None:
+    """The installed TensorRT's version from its distribution metadata (pip's ``tensorrt`` /
+    ``tensorrt-cu12`` / ``tensorrt-cu13``, JetPack's python3-libnvinfer ships a ``tensorrt`` one), without
+    importing it; None when none is installed."""
+    from importlib import metadata
+
+    for dist in ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt_cu13_bindings", "tensorrt_cu12_bindings"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def version_report(tensorrt: str | None = None, cuda_python: str | None = None) -> dict:
+    """The TensorRT and cuda-python versions found (None: not installed) and whether each one's
+    major.minor is in what edgevit has checked (:data:`CHECKED_TENSORRT`, :data:`CHECKED_CUDA_PYTHON`;
+    None when not installed; False means "not read by edgevit's audit", not "known broken").
+    Defaults: what this environment has installed (read from package metadata, nothing imported)."""
+    found = {"tensorrt": tensorrt if tensorrt is not None else tensorrt_version(),
+             "cuda_python": cuda_python if cuda_python is not None else cuda_python_version()}
+    tables = {"tensorrt": CHECKED_TENSORRT, "cuda_python": CHECKED_CUDA_PYTHON}
+    report = {}
+    for name, version in found.items():
+        checked = None if not version else ".".join(str(version).split(".")[:2]) in tables[name]
+        report[name] = {"found": version, "checked": checked, "checked_versions": list(tables[name])}
+    return report

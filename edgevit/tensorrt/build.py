@@ -24,10 +24,11 @@ from .._io import (atomic_path, check_output_dir, check_writable, install_file, 
 from ..errors import ManifestError, TensorRTError
 from ..formats import BASE_PRECISION
 from ..manifest import MANIFEST_NAME, Artifact, Manifest
-from ..onnx_graph import QDQ_OPS
+from ..onnx_graph import LAYOUT_OPS, QDQ_OPS
 from . import rules
 from ._bindings import import_tensorrt, logger
 from .fusion import FusionReport, fusion_report
+from .memory import check_memory_budget, engine_device_memory
 from .record import EngineRecord
 
 
@@ -46,6 +47,7 @@ class EngineBuildConfig:
     version_compatible: bool = False
     hardware_compatibility: str = "none"
     weakly_typed: bool = False  # TensorRT 10 only: FP16/BF16 builder flags instead of strong typing
+    memory_budget_mb: float | None = None  # refuse an engine needing more device memory (memory.check_memory_budget)
 
     def __post_init__(self) -> None:
         if self.hardware_compatibility not in rules.HW_COMPAT_LEVELS:
@@ -55,6 +57,8 @@ class EngineBuildConfig:
             raise ValueError(f"builder optimization level must be 0..5, got {self.optimization_level}")
         if self.workspace_mib is not None and self.workspace_mib < 1:
             raise ValueError(f"workspace must be >= 1 MiB, got {self.workspace_mib}")
+        if self.memory_budget_mb is not None and not self.memory_budget_mb > 0:
+            raise ValueError(f"--memory-budget must be > 0 MB, got {self.memory_budget_mb}")
 
 
 @dataclass
@@ -78,6 +82,7 @@ class BuildResult:
     report: FusionReport
     dla_fallback: list = field(default_factory=list)
     seconds: float = 0.0
+    device_memory_bytes: int | None = None  # the engine's device memory for profile 0 (tensorrt/memory.py)
 
 
 def _parser_errors(parser) -> str:
@@ -111,9 +116,12 @@ def build_plan(onnx_path: str | os.PathLike, opts: BuildOptions) -> BuildResult:
     start = time.perf_counter()
     facts = device_facts(trt)
     version = trt.__version__
-    mode = rules.build_mode(version, opts.precision, opts.has_qdq, cfg.weakly_typed)
+    mode = rules.build_mode(version, opts.precision, opts.has_qdq, cfg.weakly_typed, dla=cfg.dla_core is not None)
     rules.check_dla(version, facts, cfg.dla_core, opts.precision)
+    if cfg.dla_core is not None:
+        rules.check_dla_profile(opts.profile)
     hw_level = rules.hardware_level_name(version, cfg.hardware_compatibility)
+    rules.check_hardware_compat_builder(cfg.hardware_compatibility, facts)  # Ampere+/Turing+ builder (NvInfer.h)
 
     builder = trt.Builder(logger(trt))
     flags = 0
@@ -125,7 +133,9 @@ def build_plan(onnx_path: str | os.PathLike, opts: BuildOptions) -> BuildResult:
         raise TensorRTError(f"TensorRT {version} could not parse {onnx_path}: {_parser_errors(parser)}")
 
     config = builder.create_builder_config()
-    for name in mode.flags:  # "FP16" / "BF16": weak typing, which rules.build_mode allows on TensorRT 10 only
+    # "FP16" / "BF16" (--weakly-typed), or trtexec's DLA flags ("INT8", "FP16", "PREFER_PRECISION_CONSTRAINTS":
+    # rules.dla_build_mode): weak typing, which rules.build_mode allows on TensorRT 10 only
+    for name in mode.flags:
         config.set_flag(getattr(trt.BuilderFlag, name))
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if cfg.workspace_mib is not None:
@@ -173,7 +183,8 @@ def build_plan(onnx_path: str | os.PathLike, opts: BuildOptions) -> BuildResult:
         raise TensorRTError(f"the engine was built for DLA core {cfg.dla_core}, but the inspector shows no layer "
                             f"running on DLA (all {len(report.placement.get('gpu', []))} on the GPU); "
                             "leave out --dla-core")
-    return BuildResult(plan, facts, mode.to_dict(), report, dla_fallback, time.perf_counter() - start)
+    return BuildResult(plan, facts, mode.to_dict(), report, dla_fallback, time.perf_counter() - start,
+                       device_memory_bytes=engine_device_memory(engine))
 
 
 # ------------------------------------------------------------------ edgevit build
@@ -196,12 +207,45 @@ class EngineBuildResult:
                 "dla_fallback": self.dla_fallback, "seconds": round(self.seconds, 2)}
 
 
-def check_graph_for_tensorrt(onnx_path: Path) -> bool:
+_FP16_ELEM, _QUANT_INPUT_OPS = 10, ("MatMul", "Gemm", "Conv", "ConvTranspose")  # onnx.TensorProto.FLOAT16
+_NOT_COMPUTE = LAYOUT_OPS | set(QDQ_OPS) | {"Constant", "ConstantOfShape", "Shape", "Size", "Range", "Concat"}
+
+
+def low_precision_nodes(model) -> int:
+    """How many compute nodes of ``model`` (an ONNX proto, no weights needed) DLA could run: those whose output
+    is fp16 (after ONNX shape inference) or a MatMul/Gemm/Conv fed by a DequantizeLinear (an int8 layer).
+    Layout ops, casts, Q/DQ and shape arithmetic are not counted. 0: every compute node is fp32."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 -- inference is best effort; what the graph declares is used then
+        inferred = model
+    g = inferred.graph
+    types = {v.name: v.type.tensor_type.elem_type for v in (*g.input, *g.output, *g.value_info)}
+    types.update({t.name: t.data_type for t in g.initializer})
+    dequantized = {o for n in g.node if n.op_type == "DequantizeLinear" for o in n.output}
+    count = 0
+    for node in g.node:
+        if node.op_type in _NOT_COMPUTE:
+            continue
+        fp16 = any(types.get(o) == _FP16_ELEM for o in node.output)
+        int8 = node.op_type in _QUANT_INPUT_OPS and any(i in dequantized for i in node.input)
+        count += fp16 or int8
+    return count
+
+
+def check_graph_for_tensorrt(onnx_path: Path, dla: bool = False, precision: str | None = None,
+                             base: str | None = None) -> bool:
     """Whether the graph holds Q/DQ nodes; refuses (TensorRTError) Q/DQ with non-zero zero points,
-    which TensorRT's ONNX parser rejects -- the same check as ``edgevit lint`` (trt-qdq-zero-point)."""
+    which TensorRT's ONNX parser rejects -- the same check as ``edgevit lint`` (trt-qdq-zero-point).
+    ``dla``: also refuse a graph DLA cannot run (:func:`rules.check_dla_graph`, with ``precision``, the
+    recipe's ``base`` and :func:`low_precision_nodes`)."""
     from ..export.lint import load_onnx, qdq_zero_point_findings
 
     model = load_onnx(onnx_path)
+    if dla:
+        rules.check_dla_graph(precision, base, low_precision_nodes(model))
     has_qdq = any(n.op_type in QDQ_OPS for n in model.graph.node)
     if has_qdq:
         bad = qdq_zero_point_findings(model, base_dir=onnx_path.parent)
@@ -249,14 +293,18 @@ def build_engine(source: str | os.PathLike, output: str | os.PathLike, config: E
     if not manifest.inputs:
         raise ManifestError("the manifest records no inputs; re-export the model")
     inp = manifest.inputs[0]
-    has_qdq = check_graph_for_tensorrt(onnx_path)
-    if cfg.dla_core is not None:
-        rules.check_dla_graph(art.precision)
+    dla = cfg.dla_core is not None
+    recipe = art.extra.get("recipe") if isinstance(art.extra.get("recipe"), dict) else {}
+    if dla:  # refused here, before TensorRT builds for minutes and finds no layer on DLA
+        rules.check_dla_graph(art.precision, recipe.get("base"))
+        rules.check_dla_profile(profile)
+    has_qdq = check_graph_for_tensorrt(onnx_path, dla, art.precision, recipe.get("base"))
     import_tensorrt()  # fail early, before any file is touched
 
     opts = BuildOptions(precision=art.precision, has_qdq=has_qdq, profile=profile, input_name=inp.name,
                         input_shape=inp.sample_shape, config=cfg)
     built = build_plan(onnx_path, opts)
+    check_memory_budget(len(built.plan), built.device_memory_bytes, cfg.memory_budget_mb)  # before writing
     report = built.report.to_dict()
 
     facts = built.facts
@@ -264,12 +312,14 @@ def build_engine(source: str | os.PathLike, output: str | os.PathLike, config: E
         tensorrt_version=facts["tensorrt_version"], tensorrt_cuda_major=facts.get("tensorrt_cuda_major"),
         cuda_driver_version=facts.get("cuda_driver_version"),
         gpu_name=facts["gpu_name"], compute_capability=facts["compute_capability"],
-        jetson=facts.get("jetson"), profile=tuple(profile), build_mode=built.mode,
+        jetson=facts.get("jetson"), platform=facts.get("platform") or rules.host_platform(),
+        profile=tuple(profile), device_memory_bytes=built.device_memory_bytes, build_mode=built.mode,
         onnx={"path": art.path, "sha256": art.sha256},
         version_compatible=cfg.version_compatible, hardware_compatibility_level=cfg.hardware_compatibility,
         dla_core=cfg.dla_core, dla_fallback_layers=len(built.dla_fallback),
         fused_attention_blocks=built.report.fused_attention_blocks,
-        unfused_attention_blocks=built.report.unfused_attention_blocks, fusion_report=report_path.name,
+        unfused_attention_blocks=built.report.unfused_attention_blocks,
+        unknown_attention_blocks=built.report.unknown_attention_blocks, fusion_report=report_path.name,
         build_options={k: v for k, v in asdict(cfg).items() if k not in ("precision", "batch")},
     )
     out_dir = output.parent.resolve()

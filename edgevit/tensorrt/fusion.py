@@ -9,13 +9,25 @@ nodes the layer runs: ``[ONNX Layer: blocks.0.attn.softmax][ONNX Layer: blocks.0
 (trtexec ``--verbose`` dumps may drop the repeated ``ONNX Layer:`` prefix). At LAYER_NAMES_ONLY
 each layer is just its name.
 
-Fused attention is decided on the kernel, never on names a user chose:
+Fused attention is decided on the kernel, never on names a user chose. A block's attention is
 
-* the layer's ``TacticName`` (or, names only, its ``Name``) starts with a fused-MHA kernel prefix
-  (:data:`FUSED_KERNEL_PREFIXES`: ``_gemm_mha_v2``, ``fmha``, ``flash``), or it is an IAttention
-  layer (``LayerType`` "Attention");
-* a Myelin kernel (``__myl_...``) that runs a Softmax is an *unfused* softmax, and a GEMM whose
-  node names contain "mha" is a GEMM.
+* **fused** when one kernel runs it: the layer's ``TacticName`` names a fused-attention kernel
+  (:func:`is_fused_kernel`: ``fmha``, ``flash_attention``, ``kgen_mha`` or a word-bounded ``mha``
+  anywhere, as NVIDIA's TensorRT 11.1 layer-info reader does -- ``MHA_TOKENS`` and ``looks_like_mha``
+  in ``.agents/skills/trt-perf-analysis/scripts/trt_perf/data.py``, NVIDIA/TensorRT -- so
+  ``sm90_fmha_v2_flash_attention_...`` and ``_gemm_mha_v2_...`` count), or it is an IAttention layer
+  (``LayerType`` "Attention"), or, whatever the kernel's name, the layer's ``Metadata`` covers the whole
+  chain of one block (``matmul_qk``, ``softmax`` and ``matmul_av``): a generated ``__myl_`` kernel can
+  run fused attention under a name that says nothing (data.py warns that attention may hide "behind
+  generated kernel names");
+* **not fused** when a kernel that is none of those runs the block's Softmax without the whole
+  chain (a ``__myl_...Exp...`` softmax kernel between two GEMMs), and a GEMM whose *node* names
+  contain "mha" is a GEMM;
+* **unknown** otherwise (the Softmax is inside a Myelin region, or nowhere in the records): never
+  reported as "not fused".
+
+A names-only layer ``Name`` carries the user's node names, so there only the kernel prefixes
+(:data:`FUSED_KERNEL_PREFIXES`) count.
 
 Each kernel maps to edgevit's blocks through the ONNX node names in its ``Metadata`` (edgevit
 names nodes ``blocks.N.attn.softmax`` etc., :mod:`edgevit.export.names`), so the report says per
@@ -32,6 +44,11 @@ from dataclasses import dataclass, field
 from ..formats import EXPORTED, PRECISION_TABLE
 
 FUSED_KERNEL_PREFIXES = ("_gemm_mha_v", "fmha", "_fmha", "flash", "_flash")
+"""Prefixes of fused-attention kernels that Myelin names layers after (names-only reports)."""
+FUSED_KERNEL_TOKENS = ("fmha", "flash_attention", "flashattention", "kgen_mha")
+"""Fused-attention words anywhere in a tactic name (NVIDIA's trt_perf/data.py, TensorRT 11.1:
+``MHA_TOKENS``, ``is_obvious_attention_fusion``), besides a word-bounded ``mha``."""
+_MHA_WORD = re.compile(r"(^|[^a-z0-9])mha([^a-z0-9]|$)")  # data.py's looks_like_mha
 ATTENTION_LAYER_TYPES = ("attention", "iattention", "attentionlayer")
 TENSOR_TYPE_KEYS = ("Format/Datatype", "DataType", "Datatype", "Format")
 """Keys of a tensor's type in inspector JSON: TensorRT 10's ``Format/Datatype``, then the names
@@ -50,6 +67,7 @@ _MYELIN_REGION = re.compile(r"^\{?ForeignNode\[", re.I)   # a whole Myelin (or D
 _MYELIN_KERNEL = re.compile(r"^__myl_", re.I)             # one kernel Myelin generated inside a region
 _GROUP = re.compile(r"(blocks|layers?|features|encoder[./_]layer)[./_](\d+)", re.I)
 _SOFTMAX = re.compile(r"softmax", re.I)
+_CHAIN = (re.compile(r"matmul_qk", re.I), _SOFTMAX, re.compile(r"matmul_av", re.I))  # edgevit's names (export.names)
 _ATTN_NODE = re.compile(r"attn|attention|softmax|mha|matmul_qk|matmul_av", re.I)
 _DLA_TRANSFER = re.compile(r"\b(to|from) nvm$|copy finish$", re.I)
 
@@ -101,10 +119,19 @@ def _names_only_nodes(name: str) -> list[str]:
     return [p.strip() for p in name.split(" + ") if p.strip()]
 
 
-def is_fused_kernel(kernel: str) -> bool:
-    """Whether a kernel (TacticName, or a names-only layer name) is a fused-attention kernel."""
+def is_fused_kernel(kernel: str, tactic: bool = False) -> bool:
+    """Whether a kernel is a fused-attention kernel. ``tactic``: ``kernel`` is a ``TacticName`` (TensorRT's
+    own name), matched on :data:`FUSED_KERNEL_TOKENS` and a word-bounded ``mha`` anywhere; otherwise it is a
+    names-only layer name, which may hold user node names, matched on :data:`FUSED_KERNEL_PREFIXES` only."""
     k = (kernel or "").strip().lower()
-    return k.startswith(FUSED_KERNEL_PREFIXES)
+    if k.startswith(FUSED_KERNEL_PREFIXES):
+        return True
+    return tactic and (any(t in k for t in FUSED_KERNEL_TOKENS) or bool(_MHA_WORD.search(k)))
+
+
+def covers_attention_chain(nodes: list[str]) -> bool:
+    """Whether a kernel's ONNX nodes hold one block's whole QK-softmax-AV chain."""
+    return all(any(p.search(n) for n in nodes) for p in _CHAIN)
 
 
 def _block_key(node: str) -> str | None:
@@ -135,11 +162,18 @@ class FusionReport:
         return sorted(int(k.rsplit(".", 1)[1]) for k, v in self.blocks.items()
                       if v["fused"] is False and k.startswith("blocks."))
 
+    @property
+    def unknown_attention_blocks(self) -> list[int]:
+        """Blocks whose attention no kernel shows fused or split (e.g. inside a Myelin region)."""
+        return sorted(int(k.rsplit(".", 1)[1]) for k, v in self.blocks.items()
+                      if v["fused"] is None and k.startswith("blocks."))
+
     def to_dict(self) -> dict:
         return {"detail": self.detail, "num_layers": self.num_layers, "attention": self.attention,
                 "fused_attention_layers": len(self.attention),
                 "fused_attention_blocks": self.fused_attention_blocks,
                 "unfused_attention_blocks": self.unfused_attention_blocks,
+                "unknown_attention_blocks": self.unknown_attention_blocks,
                 "blocks": self.blocks, "myelin_regions": self.myelin_regions,
                 "precision_counts": self.precision_counts, "precision_by_group": self.precision_by_group,
                 "placement": self.placement}
@@ -149,6 +183,9 @@ class FusionReport:
                + (f" covering blocks {self.fused_attention_blocks}" if self.fused_attention_blocks else ""))
         if self.unfused_attention_blocks:
             att += f"; attention NOT fused in blocks {self.unfused_attention_blocks}"
+        if self.unknown_attention_blocks:
+            att += (f"; attention unknown in blocks {self.unknown_attention_blocks} "
+                    "(no kernel shows it fused or split; it may hide inside a Myelin region)")
         prec = ", ".join(f"{k} {v}" for k, v in sorted(self.precision_counts.items())) or "unknown (names only)"
         return f"{self.num_layers} layers ({self.detail}); {att}; {self.myelin_regions} Myelin region(s); precision: {prec}"
 
@@ -197,18 +234,23 @@ def fusion_report(info, dla: bool = False) -> FusionReport:
             tactic = str(layer.get("TacticName") or "")
             nodes = metadata_nodes(layer.get("Metadata")) or _names_only_nodes(name)
             precision = _precision(layer)
-            kernel = tactic or name
         else:
             name, ltype, tactic, precision = str(layer), "", "", None
             nodes = _names_only_nodes(name)
-            kernel = name
         region = bool(_MYELIN_REGION.search(name))
         report.myelin_regions += int(region and "dla" not in ltype.lower())
-        fused = ltype.lower() in ATTENTION_LAYER_TYPES or is_fused_kernel(kernel)
         layer_blocks = sorted({b for b in map(_block_key, nodes) if b})
+        chain = set() if region else {b for b in layer_blocks
+                                      if covers_attention_chain([n for n in nodes if _block_key(n) == b])}
+        kind = ("iattention" if ltype.lower() in ATTENTION_LAYER_TYPES
+                # the tactic on TensorRT's tokens; the layer name (user node names, or a Myelin kernel's
+                # generated name) on the kernel prefixes only
+                else "fused_mha" if is_fused_kernel(tactic, tactic=True) or is_fused_kernel(name)
+                else "chain" if chain else None)  # "chain": a kernel of any name running a whole QK-softmax-AV
+        fused = kind is not None
         if fused:
             report.attention.append({
-                "layer": name, "kind": "iattention" if ltype.lower() in ATTENTION_LAYER_TYPES else "fused_mha",
+                "layer": name, "kind": kind,
                 "tactic": tactic or None, "layer_type": ltype or None, "onnx_nodes": nodes,
                 "blocks": [int(b.rsplit(".", 1)[1]) for b in layer_blocks if b.startswith("blocks.")],
                 "groups": layer_blocks,
@@ -218,7 +260,7 @@ def fusion_report(info, dla: bool = False) -> FusionReport:
             if not attn_nodes:
                 continue
             entry = blocks.setdefault(b, {"fused": None, "kernel": None, "tactic": None, "unfused_kernels": []})
-            if fused:
+            if fused and (kind != "chain" or b in chain):
                 entry.update(fused=True, kernel=name, tactic=tactic or None)
             elif any(_SOFTMAX.search(n) for n in attn_nodes) and not region:
                 entry["unfused_kernels"].append(name)  # the softmax runs in its own kernel

@@ -133,6 +133,41 @@ def jetson_warnings(nvpmodel: dict | None, clocks: dict | None) -> list[str]:
     return out
 
 
+# tegrastats (Jetson Linux Developer Guide, "tegrastats Utility"): "RAM X/YMB (lfb NxZMB)" is RAM in use / RAM
+# available to applications; each power rail prints "NAME CURmW/AVGmW" (current / average since start), older
+# releases "NAME CUR/AVG" (mW). VDD_IN is the module's input power (Orin Nano and NX: the INA3221 channel
+# labelled VDD_IN beside VDD_CPU_GPU_CV and VDD_SOC); AGX Orin boards print other rail names and no VDD_IN.
+_TEGRA_RAM = re.compile(r"\bRAM (\d+)/(\d+)MB")
+_TEGRA_RAIL = re.compile(r"\b([A-Z][A-Z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?=\s|$)")
+TOTAL_RAIL = "VDD_IN"
+
+
+def parse_tegrastats(line: str) -> dict | None:
+    """One tegrastats line: {"ram_used_mb", "ram_total_mb", "rails_mw": {name: current mW}, "vdd_in_mw"
+    (None where the board prints no VDD_IN)}; None for a line without a RAM field."""
+    ram = _TEGRA_RAM.search(line)
+    if ram is None:
+        return None
+    rails = {name: int(cur) for name, cur, _avg in _TEGRA_RAIL.findall(line[ram.end():])
+             if name not in ("RAM", "SWAP", "IRAM")}
+    return {"ram_used_mb": int(ram.group(1)), "ram_total_mb": int(ram.group(2)), "rails_mw": rails,
+            "vdd_in_mw": rails.get(TOTAL_RAIL)}
+
+
+def summarize_tegrastats(lines, img_per_s: float | None = None) -> dict | None:
+    """Samples of tegrastats lines taken while a measurement ran: {"samples", "ram_peak_mb" (the board's RAM in
+    use, MB as tegrastats prints it), "vdd_in_mw" (mean VDD_IN), "mj_per_image" (mean VDD_IN / img/s: the
+    module's energy per image, idle draw included)}; None without a parsable line."""
+    parsed = [p for p in (parse_tegrastats(line) for line in lines) if p is not None]
+    if not parsed:
+        return None
+    power = [p["vdd_in_mw"] for p in parsed if p["vdd_in_mw"] is not None]
+    mean = sum(power) / len(power) if power else None
+    return {"samples": len(parsed), "ram_peak_mb": max(p["ram_used_mb"] for p in parsed),
+            "ram_total_mb": parsed[-1]["ram_total_mb"], "vdd_in_mw": None if mean is None else round(mean, 1),
+            "mj_per_image": (round(mean / img_per_s, 3) if mean is not None and img_per_s else None)}
+
+
 def command_output(cmd: list[str]) -> str | None:
     """stdout of ``cmd`` when it exists and succeeds within 10 s; None otherwise."""
     if shutil.which(cmd[0]) is None:

@@ -20,7 +20,9 @@ class EngineRecord:
     """The build facts of one engine entry. Every field is optional on reading (an entry written by hand
     or by an older edgevit may lack some); ``to_fields`` writes them all, in this order.
 
-    ``profile``: (min, opt, max) batch of the optimization profile. ``build_mode``: the build mode
+    ``profile``: (min, opt, max) batch of the optimization profile. ``device_memory_bytes``: the device
+    memory an execution context needs for that profile (activations and scratch; the weights are the plan's
+    size), as the built engine reported it (:func:`edgevit.tensorrt.memory.engine_device_memory`). ``build_mode``: the build mode
     (:func:`edgevit.tensorrt.rules.build_mode`: ``strongly_typed``, ``flags``). ``onnx``: the graph it was
     built from (``path``, ``sha256``). ``build_options``: the :class:`EngineBuildConfig` fields but
     precision and batch.
@@ -33,20 +35,24 @@ class EngineRecord:
     compute_capability: str | None = None
     jetson: dict | None = None
     profile: tuple[int, int, int] | None = None
+    device_memory_bytes: int | None = None  # for the profile, beyond the weights (tensorrt/memory.py)
     build_mode: dict | None = None
     onnx: dict | None = None
     version_compatible: bool | None = None
     hardware_compatibility_level: str | None = None
+    platform: str | None = None  # OS and CPU architecture it was built on (rules.host_platform): "linux-aarch64"
     dla_core: int | None = None
     dla_fallback_layers: int | None = None
     fused_attention_blocks: list = field(default_factory=list)
     unfused_attention_blocks: list = field(default_factory=list)
+    unknown_attention_blocks: list = field(default_factory=list)
     fusion_report: str | None = None
     build_options: dict = field(default_factory=dict)
 
     @property
     def weakly_typed(self) -> bool | None:
-        """Whether TensorRT chose the layer precisions (``--weakly-typed``); None where no build mode is recorded."""
+        """Whether TensorRT chose the layer precisions (``--weakly-typed``, or a DLA build on TensorRT 10:
+        ``build_mode["dla"]``); None where no build mode is recorded."""
         return None if self.build_mode is None else not self.build_mode["strongly_typed"]
 
     @property

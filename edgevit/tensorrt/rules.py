@@ -7,12 +7,15 @@ tests (no TensorRT, no GPU) check every rule; :mod:`edgevit.tensorrt.build` and
 * :func:`parse_version`, :func:`at_least` -- versions (``at_least`` is the one version guard the
   TensorRT calls use);
 * :func:`build_mode` -- strongly typed by default on every version; ``--weakly-typed`` only on 10;
-* :func:`check_dla` -- refuse DLA where this TensorRT, board or graph cannot use it;
+* :func:`check_dla` -- refuse DLA where this TensorRT, board or graph cannot use it; :func:`check_dla_profile`,
+  :func:`check_dla_graph` -- before building; :func:`dla_build_mode` -- trtexec's DLA flags on TensorRT 10;
 * :func:`hardware_level_name` -- the ``trt.HardwareCompatibilityLevel`` member a level needs;
+  :func:`check_hardware_compat_builder` -- the GPU that builds it; :func:`host_platform` -- OS and CPU;
 * :func:`profile_from_manifest`, :func:`check_batch_in_profile` -- the optimization profile;
 * :func:`check_realized_precision` -- never ship fp32 labelled as less;
 * :func:`check_engine_compat` -- refuse an engine built for another TensorRT, GPU or CUDA;
-* :func:`check_cuda_python` -- cuda-python's CUDA major against the driver's and TensorRT's.
+* :func:`check_cuda_python` -- cuda-python's CUDA major (major.minor on a Jetson) against the driver's and
+  TensorRT's.
 """
 
 from __future__ import annotations
@@ -79,9 +82,11 @@ class BuildMode:
     strongly_typed: bool
     flags: tuple[str, ...]
     reason: str
+    dla: bool = False  # built for DLA (on TensorRT 10: trtexec's DLA flags, :func:`dla_build_mode`)
 
     def to_dict(self) -> dict:
-        return {"strongly_typed": self.strongly_typed, "flags": list(self.flags), "reason": self.reason}
+        return {"strongly_typed": self.strongly_typed, "flags": list(self.flags), "reason": self.reason,
+                "dla": self.dla}
 
 
 def weak_flags() -> dict[str, tuple[str, ...]]:
@@ -89,7 +94,8 @@ def weak_flags() -> dict[str, tuple[str, ...]]:
     return {p.name: (p.trt_flag,) if p.trt_flag else () for p in PRECISION_TABLE if p.float}
 
 
-def build_mode(version: str, precision: str, has_qdq: bool, weakly_typed: bool = False) -> BuildMode:
+def build_mode(version: str, precision: str, has_qdq: bool, weakly_typed: bool = False,
+               dla: bool = False) -> BuildMode:
     """The build mode for a graph of ``precision`` (manifest artifact precision) on TensorRT ``version``.
 
     * Default, every version: strongly typed, no precision flags. edgevit's graphs carry their
@@ -100,6 +106,7 @@ def build_mode(version: str, precision: str, has_qdq: bool, weakly_typed: bool =
       without Q/DQ: the FP16 / BF16 builder flag of the graph's precision, none for fp32.
     * int8/fp8/int4 asked for without Q/DQ nodes: refused (implicit INT8 calibration is not
       used) -- never a silent fp32 build.
+    * ``dla=True`` (``--dla-core``) on TensorRT 10: :func:`dla_build_mode`, trtexec's DLA build.
     """
     v = check_supported(version)
     row = lookup(precision)
@@ -108,8 +115,10 @@ def build_mode(version: str, precision: str, has_qdq: bool, weakly_typed: bool =
             f"a {precision} build needs a graph with QuantizeLinear/DequantizeLinear nodes, and this ONNX has none; "
             f"make the {precision} graph with edgevit's precision step first (TensorRT would otherwise build fp32/fp16)"
         )
+    if dla and v[0] < 11:
+        return dla_build_mode(version, has_qdq)
     if not weakly_typed:
-        return BuildMode(True, (), f"TensorRT {version}: strongly typed; every precision comes from the graph")
+        return BuildMode(True, (), f"TensorRT {version}: strongly typed; every precision comes from the graph", dla=dla)
     if v[0] >= 11:
         raise ValueError(f"--weakly-typed needs TensorRT 10: TensorRT {version} builds strongly typed only; "
                          "leave out --weakly-typed")
@@ -119,6 +128,32 @@ def build_mode(version: str, precision: str, has_qdq: bool, weakly_typed: bool =
     flags = weak_flags()[precision]
     return BuildMode(False, flags, f"TensorRT {version}: weakly typed (--weakly-typed), builder flags "
                                    f"{list(flags) or 'none'} matching the {precision} graph")
+
+
+DLA_FLAGS_TENSORRT_10 = ("FP16", "PREFER_PRECISION_CONSTRAINTS")
+"""``trt.BuilderFlag`` names of a DLA build on TensorRT 10 (``INT8`` added for a Q/DQ graph), as trtexec sets
+them: NVIDIA/TensorRT v10.3.0 ``samples/common/sampleEngines.cpp`` ``setupNetworkAndConfig``, under
+``if (sys.DLACore != -1)``: ``setDefaultDeviceType(kDLA)``, ``setDLACore``, ``setFlag(kPREFER_PRECISION_CONSTRAINTS)``,
+``kGPU_FALLBACK`` with ``--allowGPUFallback``, and ``kFP16`` unless ``--int8`` (an int8 DLA build is
+``trtexec --int8 --fp16``: NVIDIA's DLA docs and cuDLA samples pass both, so the layers left unquantized run in
+FP16 on DLA). The network is created without ``kSTRONGLY_TYPED`` (trtexec sets it only for ``--stronglyTyped``).
+NVIDIA documents strongly typed DLA networks only from TensorRT 11.4.1 ("Strongly Typed Networks for DLA",
+docs.nvidia.com/deeplearning/tensorrt/11.4.1/inference-library/dla-strongly-typed-networks.html); 11.x has no
+precision flags, so a DLA build there is strongly typed like every other."""
+
+
+def dla_flags(has_qdq: bool) -> tuple[str, ...]:
+    """The builder flags of a TensorRT 10 DLA build (:data:`DLA_FLAGS_TENSORRT_10`, ``INT8`` first for Q/DQ)."""
+    return ("INT8", *DLA_FLAGS_TENSORRT_10) if has_qdq else DLA_FLAGS_TENSORRT_10
+
+
+def dla_build_mode(version: str, has_qdq: bool) -> BuildMode:
+    """A DLA build on TensorRT 10 (10.0-10.7 have DLA): weakly typed with :func:`dla_flags`, as trtexec builds
+    DLA; recorded in the engine record's ``build_mode`` with ``"dla": True``."""
+    flags = dla_flags(has_qdq)
+    return BuildMode(False, flags, f"TensorRT {version}: DLA build as trtexec 10.3 makes it (samples/common/"
+                                   f"sampleEngines.cpp): weakly typed, builder flags {list(flags)}; NVIDIA "
+                                   "documents strongly typed DLA builds only from TensorRT 11.4.1", dla=True)
 
 
 # ------------------------------------------------------------------ DLA
@@ -133,7 +168,9 @@ def dla_support(version: str, jetson: dict | None) -> str | None:
     ========================  ==========================================================
     TensorRT                  DLA
     ========================  ==========================================================
-    10.0 - 10.7               Jetson boards with DLA cores (AGX Orin, Orin NX, Xavier)
+    10.0 - 10.7               Jetson boards with DLA cores: AGX Orin, Orin NX (JetPack 6;
+                              Xavier never runs TensorRT 10: its last JetPack, 5.1.x,
+                              ships TensorRT 8.5)
     10.8 and later 10.x       none ("TensorRT 10.7 was the last 10.x release that
                               supported DLA")
     11.0 - 11.3               none
@@ -169,14 +206,39 @@ def dla_support(version: str, jetson: dict | None) -> str | None:
     return None
 
 
-def check_dla_graph(precision: str) -> None:
-    """Refuse DLA for a graph it cannot run: DLA runs FP16 and INT8 layers only, so an fp32 (or
-    bf16/fp8/int4) graph would silently run every layer on the GPU."""
+def check_dla_graph(precision: str, base: str | None = None, low_precision_nodes: int | None = None) -> None:
+    """Refuse DLA for a graph it cannot run, before TensorRT builds for minutes and the inspector finds no
+    layer on DLA: DLA runs FP16 and INT8 layers only. ``precision``: the graph's (an fp32, bf16, fp8 or
+    int4 graph would run every layer on the GPU); ``base``: a Q/DQ graph's recipe base (``--int8-base fp32``
+    leaves every layer that is not quantized in fp32); ``low_precision_nodes``: how many compute nodes of
+    the ONNX graph compute in fp16 or take int8 Q/DQ inputs (0: fp32 islands cover the whole graph)."""
     if precision not in DLA_PRECISIONS:
         raise TensorRTError(
             f"DLA runs FP16 and INT8 layers only, and this graph is {precision}: on DLA every layer would silently "
             "fall back to the GPU. Build the fp16 or int8 graph for DLA (--precision fp16|int8), "
             "or leave out --dla-core")
+    if base is not None and base != FP16 and lookup(precision).quantized:
+        raise TensorRTError(
+            f"DLA runs FP16 and INT8 layers only, and this {precision} graph was made with --int8-base {base}: every "
+            f"layer that is not quantized (LayerNorm, Softmax, GELU, the residual adds) is {base} and would run on "
+            f"the GPU. Re-make the {precision} graph with --int8-base fp16 for DLA, or leave out --dla-core")
+    if low_precision_nodes == 0:
+        raise TensorRTError(
+            f"DLA runs FP16 and INT8 layers only, and no compute node of this {precision} graph runs in fp16 or int8 "
+            "(its fp32 islands, the recipe's keep_fp32, cover every one): no layer could run on DLA. Re-make the "
+            "graph with fewer keep_fp32 op types, or leave out --dla-core")
+
+
+def check_dla_profile(profile: tuple[int, int, int] | list[int]) -> None:
+    """Refuse a DLA build with a dynamic batch before building: "DLA does not support dynamic dimensions, so
+    the profile's min, max, and opt values must be equal" (NVIDIA, "DLA Supported Layers and Restrictions",
+    General Restrictions); TensorRT would build for minutes and put every layer on the GPU."""
+    lo, opt, hi = (int(v) for v in profile)
+    if not lo == opt == hi:
+        raise TensorRTError(
+            f"DLA has no dynamic dimensions (NVIDIA: the profile's min, opt and max must be equal), and this build's "
+            f"batch profile is {lo},{opt},{hi}: give one batch with --batch N,N,N (N in {lo}..{hi}, e.g. "
+            f"--batch {opt},{opt},{opt}), or export the graph with --static-batch N; or leave out --dla-core")
 
 
 def check_dla(version: str, device: dict, core: int | None, precision: str = FP16) -> None:
@@ -197,7 +259,7 @@ def check_dla(version: str, device: dict, core: int | None, precision: str = FP1
     if cores == 0:
         raise TensorRTError(
             f"{name} (compute capability {device.get('compute_capability')}) has no DLA cores "
-            "(only Jetson AGX Orin, Orin NX and Xavier do; Orin Nano and desktop/data-center GPUs do not); "
+            "(only Jetson AGX Orin and Orin NX do under TensorRT 10+; Orin Nano and desktop/data-center GPUs do not); "
             "leave out --dla-core"
         )
     if core >= cores:
@@ -212,6 +274,39 @@ HW_COMPAT_LEVELS = {
 }
 """--hardware-compat level -> (``trt.HardwareCompatibilityLevel`` member, first TensorRT with it)
 (pyCore.cpp: AMPERE_PLUS at v10.3.0, SAME_COMPUTE_CAPABILITY first at v10.9.0)."""
+
+
+HW_COMPAT_MIN_BUILD_GPU = {"ampere_plus": ((8, 0), "Ampere"), "same_compute_capability": ((7, 5), "Turing")}
+"""--hardware-compat level -> (lowest compute capability of the GPU that builds it, its architecture). NvInfer.h
+(v11.1, ``HardwareCompatibilityLevel``): kAMPERE_PLUS "is only supported for engines built on NVIDIA Ampere and
+later GPUs", kSAME_COMPUTE_CAPABILITY "on NVIDIA Turing and later GPUs"."""
+
+
+def check_hardware_compat_builder(level: str, facts: dict) -> None:
+    """TensorRTError, before building, when this GPU (``facts``: :func:`edgevit.tensorrt.session.device_facts`)
+    cannot build an engine of hardware-compatibility ``level``."""
+    need = HW_COMPAT_MIN_BUILD_GPU.get(level)
+    cc = facts.get("compute_capability")
+    if need is None or cc is None:
+        return
+    (major, minor), arch = need
+    if parse_version(str(cc))[:2] < (major, minor):
+        raise TensorRTError(
+            f"--hardware-compat {level} engines can only be built on NVIDIA {arch} or newer GPUs (compute capability "
+            f">= {major}.{minor}; NvInfer.h, HardwareCompatibilityLevel), but {facts.get('gpu_name') or 'this GPU'} "
+            f"has {cc}; build on a newer GPU or use --hardware-compat none")
+
+
+def host_platform() -> str:
+    """This machine's OS and CPU architecture, as engine records hold them: ``"linux-x86_64"``,
+    ``"linux-aarch64"``, ``"windows-x86_64"``. TensorRT engines run only on the platform they were built on
+    ("Serialized engines are not portable across platforms", support matrix 11.4.1), whatever the
+    hardware-compatibility level."""
+    import platform
+
+    arch = platform.machine().lower()
+    arch = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
+    return f"{platform.system().lower() or 'unknown'}-{arch or 'unknown'}"
 
 
 def hardware_level_name(version: str, level: str) -> str | None:
@@ -298,13 +393,21 @@ def check_engine_compat(recorded: EngineRecord, current: dict, engine: str = "en
     ``recorded``: the engine's manifest record (its ``tensorrt_version``, ``gpu_name``,
     ``compute_capability``, ``version_compatible``, ``hardware_compatibility_level``,
     ``tensorrt_cuda_major``); ``current``: the same facts of this machine (and
-    ``cuda_driver_version``). An engine that is not version-compatible needs the exact TensorRT
+    ``cuda_driver_version``; ``platform``, :func:`host_platform` when the key is absent, None when
+    unknown, as for a Triton server elsewhere). An engine runs only on the OS and CPU architecture it
+    was built on, at every hardware-compatibility level. An engine that is not version-compatible needs the exact TensorRT
     it was built with (all four version parts); a version-compatible one runs on the same or a
     newer TensorRT of :data:`VERSION_COMPATIBLE_RUNS_ON`. A hardware-compatibility level relaxes
     the GPU check.
     """
     fix = (f"rebuild the engine on this target: edgevit build <model.onnx|outdir> -o {engine} --force "
            "(engines are specific to the TensorRT version and GPU they were built with)")
+    built_p = recorded.platform
+    here_p = current["platform"] if "platform" in current else host_platform()
+    if built_p and here_p and built_p != here_p:
+        raise EngineMismatchError(
+            f"{engine} was built on {built_p}, this machine is {here_p} (TensorRT engines are not portable across "
+            f"operating systems or CPU architectures, even hardware-compatible ones); {fix}")
     built_v, here_v = recorded.tensorrt_version, current.get("tensorrt_version")
     if built_v and here_v:
         b, h = _four(built_v), _four(here_v)
@@ -342,23 +445,36 @@ def check_engine_compat(recorded: EngineRecord, current: dict, engine: str = "en
 
 
 # ------------------------------------------------------------------ cuda-python
-def check_cuda_python(cuda_python: str | None, driver_cuda: str | None, tensorrt_cuda_major: int | None) -> None:
-    """Refuse a cuda-python whose CUDA major this driver cannot run or that differs from TensorRT's.
+def check_cuda_python(cuda_python: str | None, driver_cuda: str | None, tensorrt_cuda_major: int | None,
+                      tegra: bool = False) -> None:
+    """Refuse a cuda-python whose CUDA this driver cannot run or whose major differs from TensorRT's.
 
-    ``cuda_python``: its version ("12.6.2", "13.0.1"); its major is the CUDA runtime it ships.
+    ``cuda_python``: its version ("12.6.2", "13.0.1"); its major.minor is the CUDA runtime it ships.
     ``driver_cuda``: ``cudaDriverGetVersion`` as "12.6". ``tensorrt_cuda_major``: 12/13 for a
-    pip TensorRT, None when unknown (JetPack's apt TensorRT).
+    pip TensorRT, None when unknown (JetPack's apt TensorRT). ``tegra``: a Jetson, which has no CUDA
+    minor-version compatibility (the reason and the sources: :mod:`._bindings`), so there major.minor
+    is compared: cuda-python 12.9 on JetPack 6's 12.6 driver is refused with the ``==12.6.*`` pin.
     """
     if not cuda_python:
         return
-    major = parse_version(cuda_python)[0]
-    from ._bindings import CUDA_PYTHON_ADVICE
+    version = parse_version(cuda_python)
+    major = version[0]
+    from ._bindings import CUDA_PYTHON_ADVICE, tegra_cuda_python_advice
 
     if driver_cuda and parse_version(str(driver_cuda))[0] < major:
+        advice = tegra_cuda_python_advice(driver_cuda) if tegra else CUDA_PYTHON_ADVICE
         raise TensorRTError(
             f"cuda-python {cuda_python} needs a CUDA {major} driver, but this driver supports CUDA {driver_cuda} "
-            f"(every engine load would fail with an insufficient-driver error); {CUDA_PYTHON_ADVICE}")
+            f"(every engine load would fail with an insufficient-driver error); {advice}")
+    if tegra and driver_cuda:
+        driver = (tuple(parse_version(str(driver_cuda))) + (0, 0))[:2]
+        mine = (tuple(version) + (0, 0))[:2]
+        if mine > driver:
+            raise TensorRTError(
+                f"cuda-python {cuda_python} is CUDA {mine[0]}.{mine[1]}, newer than this Jetson's CUDA "
+                f"{driver[0]}.{driver[1]} (its first CUDA call would fail with cudaErrorInsufficientDriver); "
+                f"{tegra_cuda_python_advice(driver_cuda)}")
     if tensorrt_cuda_major and int(tensorrt_cuda_major) != major:
         raise TensorRTError(
             f"cuda-python {cuda_python} is CUDA {major}, but TensorRT was built for CUDA {tensorrt_cuda_major}; "
-            f"{CUDA_PYTHON_ADVICE}")
+            f"{tegra_cuda_python_advice(driver_cuda) if tegra and driver_cuda else CUDA_PYTHON_ADVICE}")

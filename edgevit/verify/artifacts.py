@@ -201,7 +201,8 @@ def runner_for(art: Side, device: str, providers, threads, attention: str | None
         return get_runner("torch", art.model, attention=attention, device=device, dtype=art.precision,
                           output=None if OutputKind(output).own else output)
     return runner_for_format(art.resolved.format, art.path, providers=providers, threads=threads, qdq=qdq,
-                             manifest_entry=art.resolved.record, contract=art.input_contract)
+                             manifest_entry=art.resolved.record, contract=art.input_contract,
+                             plan_options={"vouched": art.resolved.hash_checked})
 
 
 def preprocessing_of(*arts: Side):

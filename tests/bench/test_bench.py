@@ -31,11 +31,12 @@ from edgevit.tolerances import get_tolerance
 
 FAST = dict(iterations=3, warmup_s=0.0, samples=64)
 ROW_KEYS = {"name", "backend", "device", "provider", "variant", "format", "precision", "artifact", "reference",
-            "status", "reason", "size_mb", "top1", "agreement", "max_abs", "cosine_min", "cosine_mean", "within_tolerance",
-            "latency_ms", "throughput", "speedup", "throughput_speedup", "sweep", "phases_ms", "attention", "exact_qdq", "kernel_drift",
+            "status", "reason", "size_mb", "host_peak_mb", "host_start_mb", "device_memory_mb", "top1", "agreement", "max_abs", "cosine_min", "cosine_mean", "within_tolerance",
+            "tegrastats", "latency_ms", "throughput", "speedup", "throughput_speedup", "sweep", "phases_ms", "attention", "exact_qdq", "kernel_drift",
             "seconds"}
 STATS_KEYS = {"batch", "iterations", "p50", "p90", "p99", "mean", "std", "min", "max", "cv", "noisy"}
-TOP_KEYS = {"schema_version", "kind", "created", "ok", "seconds", "machine", "config", "data", "reference", "rows",
+TOP_KEYS = {"schema_version", "kind", "created", "ok", "seconds", "machine", "config", "data", "reference", "memory",
+            "rows",
             "warnings", "files"}
 
 

@@ -217,8 +217,10 @@ def test_bench_table(outdir, tmp_path):
     assert len(rows) == len(data["rows"]) >= 2, (rows, data["rows"])
     for r in data["rows"]:
         name = r["name"] + (" (ref)" if r.get("reference") else "")
-        assert rows[name][1:2] + rows[name][3:5] == [r["status"], f"{r['top1']:.4f}", f"{r['agreement']:.4f}"], (
+        # row, status, MB, peak RSS MB, top-1, agree, ...
+        assert rows[name][1:2] + rows[name][4:6] == [r["status"], f"{r['top1']:.4f}", f"{r['agreement']:.4f}"], (
             rows[name], r)
+        assert rows[name][3].startswith(f"{r['host_peak_mb']:.0f} "), (rows[name], r["host_peak_mb"])
     assert "report: " + str(tmp_path / "bench.json") in res.stdout, res.stdout
 
 

@@ -31,7 +31,7 @@ REGENERATE = ("add it to the table: python tests/tensorrt/data/make_trt_api_tabl
               "--cuda-wheels DIR (a NVIDIA/TensorRT clone with its tags, cuda-python wheels from pip download)")
 
 # getattr(enum, variable): the names come from these rules tables, checked by the tests below
-DYNAMIC_LOOKUPS = {(TRT, "BuilderFlag.*"): "rules.weak_flags()",
+DYNAMIC_LOOKUPS = {(TRT, "BuilderFlag.*"): "rules.weak_flags(), rules.dla_flags() (tests/tensorrt/test_dla.py)",
                    (TRT, "HardwareCompatibilityLevel.*"): "rules.HW_COMPAT_LEVELS"}
 
 

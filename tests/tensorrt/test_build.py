@@ -21,6 +21,7 @@ import edgevit.tensorrt.session as session_mod
 from edgevit.cli import main
 from edgevit.errors import EngineMismatchError, ManifestError
 from edgevit.manifest import Manifest
+from edgevit.tensorrt import rules
 from edgevit.tensorrt.fusion import fusion_report
 from edgevit.tensorrt.record import EngineRecord
 
@@ -49,7 +50,7 @@ def _listing(path: Path) -> list[str]:
 
 ADVICE = [
     "sudo apt install nvidia-jetpack", "python3-libnvinfer", "--system-site-packages",
-    "pip install 'cuda-python>=12.6,<13'", "edgevit[trt-cu12]", "edgevit[trt-cu13]", "driver >= 580",
+    "pip install 'cuda-python==12.6.*'", "edgevit[trt-cu12]", "edgevit[trt-cu13]", "driver >= 580",
     "--extra-index-url https://pypi.nvidia.com",
 ]
 
@@ -214,6 +215,7 @@ def test_sidecar_manifest_entry(work, stub_trt):
     assert "calibration_cache_sha256" not in art.to_dict(), "the unused calibration-cache hash is gone"
     assert rec.onnx["sha256"] == m.artifact(format="onnx").sha256
     assert rec.fused_attention_blocks == [0, 2] and rec.unfused_attention_blocks == [1]
+    assert rec.unknown_attention_blocks == [] and rec.platform == rules.host_platform(), (rec.platform, rules.host_platform())
     assert art.extra == rec.to_fields(), "the record reads back every field the build wrote, in its order"
     assert list(art.extra) == list(rec.to_fields())
     report = json.loads((work / "model.plan.fusion.json").read_text())
@@ -295,6 +297,18 @@ def test_engine_load_checks_the_record_against_the_machine(work, stub_trt, monke
             Engine.load(work / "model.plan")
     result = CliRunner().invoke(main, ["predict", str(work / "model.plan"), str(work / "model.onnx")])
     assert result.exit_code == 1 and "rebuild" in result.output, result.output
+
+
+def test_engine_from_another_platform_refused_even_when_ampere_plus(work, stub_trt, monkeypatch):
+    """Before: the record held no platform and ampere_plus skipped every check but the compute capability."""
+    from edgevit.runtime import Engine
+
+    built = CliRunner().invoke(main, ["build", str(work), "-o", str(work / "model.plan"), "--hardware-compat", "ampere_plus"])
+    assert built.exit_code == 0, built.output
+    other = "windows-x86_64" if not rules.host_platform().startswith("windows") else "linux-aarch64"
+    monkeypatch.setattr(session_mod, "device_facts", lambda trt=None: {**FACTS, "platform": other})
+    with pytest.raises(EngineMismatchError, match=f"built on {rules.host_platform()}, this machine is {other}"):
+        Engine.load(work / "model.plan")
 
 
 def test_build_resolve_errors(work):

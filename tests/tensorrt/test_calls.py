@@ -35,7 +35,7 @@ def fake_trt(version="10.3.0.30", rec=None, timing_cache_ok=True, vc_plan=False,
         levels["SAME_COMPUTE_CAPABILITY"] = "SAME_COMPUTE_CAPABILITY"
     flags = {"VERSION_COMPATIBLE": "VC", "GPU_FALLBACK": "GPU_FALLBACK"}
     if version.startswith("10."):
-        flags.update(FP16="FP16", BF16="BF16")
+        flags.update(FP16="FP16", BF16="BF16", INT8="INT8", PREFER_PRECISION_CONSTRAINTS="PREFER_PRECISION_CONSTRAINTS")
 
     class Config:
         def __init__(self):
@@ -214,8 +214,10 @@ def test_mismatched_timing_cache_is_an_error_not_replaced(use, tmp_path):
 def test_dla_build_without_a_dla_layer_refused(use):
     trt, rec = fake_trt()
     use(trt)
+    static = build_mod.BuildOptions(precision="fp16", profile=(1, 1, 1), input_shape=(1, 8, 8),
+                                    config=build_mod.EngineBuildConfig(dla_core=0))  # DLA: one batch (issue 19)
     with pytest.raises(TensorRTError, match="no layer running on DLA"):
-        build_mod.build_plan("m.onnx", _opts(dla_core=0))
+        build_mod.build_plan("m.onnx", static)
     assert rec.config.default_device_type == "DLA" and "GPU_FALLBACK" in rec.config.flags
 
 
@@ -225,7 +227,8 @@ class FakeCudart:
         self.calls = []
         self.driver = driver
         self.cudaMemcpyKind = SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)
-        self.cudaStreamCaptureMode = SimpleNamespace(cudaStreamCaptureModeGlobal=0)
+        # cuda.bindings.runtime.cudaStreamCaptureMode: Global 0, ThreadLocal 1, Relaxed 2
+        self.cudaStreamCaptureMode = SimpleNamespace(cudaStreamCaptureModeGlobal=0, cudaStreamCaptureModeThreadLocal=1)
         self._next = 100
 
     def _ok(self, name, *values):
@@ -427,3 +430,14 @@ def test_cpp_example_sizes_buffers_by_type_and_checks_calls():
     assert 'cudaOk(cudaMalloc(&ptr, bytes), "cudaMalloc")' in src
     assert "setEngineHostCodeAllowed(true)" in src and "--version-compatible" in src
     assert "context->setInputShape(name, dims)" in src.replace("if (!", "")
+
+
+def test_ampere_plus_refused_before_building_on_a_turing_gpu(use, monkeypatch):
+    """Before: an AMPERE_PLUS build on a T4 (7.5) went to TensorRT; NvInfer.h v11.1 supports it on Ampere+ builders only."""
+    trt, rec = fake_trt("10.3.0.30")
+    use(trt)
+    monkeypatch.setattr(session_mod, "device_facts",
+                        lambda trt=None: {**FACTS, "gpu_name": "Tesla T4", "compute_capability": "7.5"})
+    with pytest.raises(TensorRTError, match="Ampere or newer"):
+        build_mod.build_plan("m.onnx", _opts(hardware_compatibility="ampere_plus"))
+    assert ("Builder",) not in rec.calls, rec.calls

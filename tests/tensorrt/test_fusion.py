@@ -193,3 +193,78 @@ def test_dla_placement_from_the_inspector():
     p = fusion_report({"Layers": detailed}, dla=True).placement
     assert p["dla"] == ["{ForeignNode[patch_embed.proj]}"] and p["gpu"] == ["{ForeignNode[blocks.0.attn.qkv...head]}"]
     assert fusion_report({"Layers": layers}).placement == {}  # not a DLA build: no placement
+
+
+# ------------------------------------------------------------------ recall (issue 19 item 6)
+def _vit_with_block1(*layers):
+    """The ViT records with block 1's four attention layers (matmul_qk, softmax, matmul_av and its qkv GEMM
+    kept) replaced by ``layers``."""
+    doc = json.loads(VIT.read_text())
+    keep = [lay for lay in doc["Layers"] if not (lay["Name"].startswith("blocks.1.attn.matmul")
+                                                  or lay["Name"].startswith("__myl_MaxSubExp"))]
+    at = next(i for i, lay in enumerate(keep) if lay["Name"].startswith("blocks.1.attn.qkv")) + 1
+    doc["Layers"] = keep[:at] + list(layers) + keep[at:]
+    return doc
+
+
+def _layer(name, tactic, metadata, ltype="kgen"):
+    return {"Name": name, "LayerType": ltype, "TacticName": tactic, "Metadata": metadata,
+            "Inputs": [{"Name": "x", "Format/Datatype": "Half"}], "Outputs": [{"Name": "y", "Format/Datatype": "Half"}]}
+
+
+CHAIN_1 = "[ONNX Layer: blocks.1.attn.matmul_qk][ONNX Layer: blocks.1.attn.softmax][ONNX Layer: blocks.1.attn.matmul_av]"
+
+
+@pytest.mark.parametrize("tactic, fused", [
+    ("sm90_fmha_v2_flash_attention_fp16_64_64_S_qkv_64_sm90_kernel_nl_tiled", True),  # fmha / flash_attention inside
+    ("kgen_mha_0x1b2c3d4e5f60718293a4b5c6d7e8f901", True),
+    ("mha_fwd_sm90_bf16", True), ("xmma_mha_v2_sm86", True),                           # word-bounded mha
+    ("sm80_xmma_gemm_f16f16_f16f16_f16_nn_n_tilesize32x32x64_stage6_warpsize2x2x1_tensor16x8x16", False),
+    ("__myl_MaxSubExpSumDivCast_0x5b1c0e3a7d2f4c68a9e0b1d2c3f4a5b6", False),
+    ("sm80_gemm_dmhax_nn", False),                                                      # "mha" inside a word
+])
+def test_tactic_names_matched_as_nvidias_reader_does(tactic, fused):
+    """Before: only the prefixes _gemm_mha_v / fmha / flash counted, so sm90_fmha_v2_flash_attention_... was a
+    plain kernel. NVIDIA's trt_perf/data.py (TensorRT 11.1) matches fmha, flash_attention, kgen_mha, word-bounded mha."""
+    assert is_fused_kernel(tactic, tactic=True) is fused, tactic
+    # Metadata naming the softmax only: the tactic name alone decides
+    report = fusion_report(_vit_with_block1(_layer("blocks.1.attn.softmax_myl0_4", tactic,
+                                                   "[ONNX Layer: blocks.1.attn.softmax]")))
+    assert (1 in report.fused_attention_blocks) is fused, (tactic, report.blocks["blocks.1"])
+    assert (1 in report.unfused_attention_blocks) is not fused, (tactic, report.blocks["blocks.1"])
+
+
+def test_names_only_user_names_with_mha_are_not_fused():
+    """A names-only layer name carries the user's node names: a word-bounded 'mha' there is not a kernel."""
+    assert is_fused_kernel("/encoder/layers_2/mha/attn/mha_prob/key/MatMul_myl0_16") is False
+
+
+def test_generated_kernel_covering_the_whole_chain_is_fused():
+    """Before: a __myl_ kernel whose Metadata runs matmul_qk, softmax and matmul_av of block 1 was 'NOT fused'."""
+    myl = _layer("__myl_MatMulMaxSubExpSumDivMatMul_myl0_4", "__myl_MatMulMaxSubExpSumDivMatMul_0x7e6d5c4b3a29180f", CHAIN_1)
+    report = fusion_report(_vit_with_block1(myl))
+    assert report.fused_attention_blocks == [0, 1, 2], report.blocks
+    assert report.unfused_attention_blocks == [], report.blocks
+    assert report.blocks["blocks.1"]["kernel"] == myl["Name"]
+    assert [a["kind"] for a in report.attention if a["blocks"] == [1]] == ["chain"], report.attention
+    assert "NOT fused" not in report.summary(), report.summary()
+
+
+def test_part_of_the_chain_in_a_generated_kernel_is_not_fused():
+    """QK and softmax in one __myl_ kernel, AV in a GEMM: the chain is split across kernels."""
+    qk_sm = _layer("__myl_MatMulMaxSubExpSumDiv_myl0_4", "__myl_MatMulMaxSubExpSumDiv_0x11",
+                   "[ONNX Layer: blocks.1.attn.matmul_qk][ONNX Layer: blocks.1.attn.softmax]")
+    av = _layer("blocks.1.attn.matmul_av_myl0_5", "sm80_xmma_gemm_f16f16_f16f16_f16_nn_n", "[ONNX Layer: blocks.1.attn.matmul_av]", "gemm")
+    report = fusion_report(_vit_with_block1(qk_sm, av))
+    assert report.unfused_attention_blocks == [1], report.blocks
+
+
+def test_attention_inside_a_region_is_unknown_never_not_fused():
+    """Before: the report had no 'unknown'; a block whose softmax hides in a Myelin region is neither fused nor
+    split as far as the records show, and must be reported so."""
+    region = {"Name": "{ForeignNode[blocks.1.attn.matmul_qk...blocks.1.attn.matmul_av]}", "LayerType": "Myelin",
+              "Metadata": CHAIN_1, "Inputs": [], "Outputs": []}
+    report = fusion_report(_vit_with_block1(region))
+    d = report.to_dict()
+    assert d["unknown_attention_blocks"] == [1] and d["unfused_attention_blocks"] == [], d["blocks"]
+    assert "attention unknown in blocks [1]" in report.summary() and "NOT fused" not in report.summary(), report.summary()

@@ -289,5 +289,55 @@ def test_engine_record_reads_a_partial_entry_and_writes_the_builds_fields_in_ord
     built = EngineRecord.from_fields({**rec.to_fields(), "build_mode": {"strongly_typed": False, "flags": ["FP16"]}})
     fields = built.to_fields()
     assert fields["profile"] == {"min": 1, "opt": 4, "max": 8} and fields["weakly_typed"] is True
-    assert list(fields)[6:9] == ["profile", "build_mode", "weakly_typed"] and "path" not in fields
+    keys = list(fields)
+    assert keys[keys.index("build_mode") + 1] == "weakly_typed" and "path" not in fields, keys
     assert EngineRecord.from_fields(fields) == built
+
+
+# ------------------------------------------------------------------ hardware-compatible plans (issue 19 item 7)
+X86 = {"tensorrt_version": "10.3.0.30", "gpu_name": "NVIDIA A100", "compute_capability": "8.0"}
+
+
+@pytest.mark.parametrize("level", ["ampere_plus", "same_compute_capability", "none"])
+def test_platform_compared_at_every_hardware_level(level):
+    """Before: ampere_plus returned before any OS/CPU check, and no record held the platform. Engines are not
+    portable across platforms (support matrix 11.4.1), whatever the hardware-compatibility level."""
+    built = EngineRecord.from_fields({**X86, "hardware_compatibility_level": level, "platform": "linux-x86_64"})
+    assert built.platform == "linux-x86_64", built
+    here = {**X86, "platform": "linux-aarch64"}
+    with pytest.raises(EngineMismatchError, match="built on linux-x86_64, this machine is linux-aarch64") as exc:
+        check_engine_compat(built, here, engine="m.plan")
+    assert "rebuild the engine on this target" in str(exc.value), str(exc.value)
+    check_engine_compat(built, {**X86, "platform": "linux-x86_64"})      # same platform: loads
+    check_engine_compat(built, {**X86, "platform": None})                # unknown (a server elsewhere): not compared
+    check_engine_compat(EngineRecord.from_fields(X86), here)             # an older record without one: not compared
+
+
+def test_platform_defaults_to_this_machine():
+    from edgevit.tensorrt import rules
+
+    here = rules.host_platform()
+    os_name, _, arch = here.partition("-")
+    assert os_name and arch and arch not in ("amd64", "arm64"), here  # normalized: x86_64 / aarch64
+    other = "windows-x86_64" if not here.startswith("windows") else "linux-x86_64"
+    with pytest.raises(EngineMismatchError, match=f"this machine is {here}"):
+        check_engine_compat(EngineRecord.from_fields({**X86, "platform": other}), dict(X86))
+
+
+@pytest.mark.parametrize("level, cc, ok", [
+    ("ampere_plus", "8.0", True), ("ampere_plus", "8.7", True), ("ampere_plus", "7.5", False),
+    ("same_compute_capability", "7.5", True), ("same_compute_capability", "7.0", False),
+    ("same_compute_capability", "6.1", False), ("none", "6.1", True),
+])
+def test_hardware_compat_needs_an_ampere_or_turing_builder(level, cc, ok):
+    """NvInfer.h v11.1: kAMPERE_PLUS is only supported for engines built on Ampere and later GPUs,
+    kSAME_COMPUTE_CAPABILITY on Turing and later. Before: the build GPU was never checked."""
+    from edgevit.tensorrt import rules
+
+    facts = {"gpu_name": "GPU under test", "compute_capability": cc}
+    if ok:
+        rules.check_hardware_compat_builder(level, facts)
+    else:
+        with pytest.raises(TensorRTError, match="--hardware-compat none") as exc:
+            rules.check_hardware_compat_builder(level, facts)
+        assert cc in str(exc.value) and ("Ampere" in str(exc.value) or "Turing" in str(exc.value)), str(exc.value)

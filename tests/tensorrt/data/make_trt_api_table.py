@@ -51,7 +51,7 @@ CUDA_PYTHON = {
 }
 EXTRA = {
     # looked up by name from edgevit.tensorrt.rules tables (the walker sees getattr(enum, variable))
-    "tensorrt": ["BuilderFlag.FP16", "BuilderFlag.BF16",
+    "tensorrt": ["BuilderFlag.FP16", "BuilderFlag.BF16", "BuilderFlag.INT8", "BuilderFlag.PREFER_PRECISION_CONSTRAINTS",
                  "HardwareCompatibilityLevel.AMPERE_PLUS", "HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY"],
     "cudart": [],
 }
