@@ -37,6 +37,12 @@ class Resolved:
     hash_checked: bool = False
 
     @property
+    def plan_options(self) -> dict | None:
+        """The TensorRT runner's option that forbids a version-compatible plan's host code where nobody vouched
+        for the file: a listed file whose sha256 was not checked (``--no-verify-hash``); else None."""
+        return {"vouched": False} if self.listed and not self.hash_checked else None
+
+    @property
     def listed(self) -> bool:
         """Whether a manifest records the file (its sha256, precision and build facts)."""
         return self.entry is not None

@@ -84,7 +84,7 @@ def test_demo_cli_table_with_a_checkpoint(robust_digits, tmp_path):
     bench = _table(res.stdout, "row")
     for r in data["bench"]["rows"]:
         name = r["name"] + (" (ref)" if r.get("reference") else "")
-        assert bench[name][1] == r["status"] and bench[name][3] == f"{r['top1']:.4f}", (bench.get(name), r)
+        assert bench[name][1] == r["status"] and bench[name][4] == f"{r['top1']:.4f}", (bench.get(name), r)  # row, status, MB, peak RSS, top-1
     assert str(run) in res.stdout
     certs = {c.consumer: c for c in Manifest.load(run / "export").certificates}
     shown = _table(res.stdout, "consumer")

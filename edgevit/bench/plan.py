@@ -258,7 +258,7 @@ def _file_plans(found: Resolved, file: Path, providers: list[str], threads: int,
         row = BenchRow(name=f"{fmt.label} {precision} {found.path.name}", device="cuda", **common,
                        device_memory_mb=None if recorded is None else round(recorded / 1e6, 3))
         return [Plan(row, status="failed", error=problem) if problem else
-                Plan(row, make=target(manifest_entry=record, plan_options={"vouched": found.hash_checked}))]
+                Plan(row, make=target(manifest_entry=record, plan_options=found.plan_options))]
     plans = []
     for prov in providers:
         row = BenchRow(name=f"{fmt.label} {prov} {precision} {found.path.name}",

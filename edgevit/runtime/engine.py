@@ -126,7 +126,7 @@ class Engine:
         found = Manifest.resolve(path, verify_hash=verify_hash, listed=False, graph=False)
         # the record travels even without the compat check: it says how the plan loads. It vouches for the file
         # (host code) only where its sha256 was checked; keys at their defaults are left out
-        plan = {**({} if check_compat else {"check_compat": False}), **({} if verify_hash else {"vouched": False}),
+        plan = {**({} if check_compat else {"check_compat": False}), **(found.plan_options or {}),
                 **({} if version_compatible is None else {"version_compatible": version_compatible}),
                 **({} if dla_core is None else {"dla_core": dla_core})}
         runner = runner_for_format(found.format, path, providers=providers, threads=threads,

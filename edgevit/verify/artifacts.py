@@ -202,7 +202,7 @@ def runner_for(art: Side, device: str, providers, threads, attention: str | None
                           output=None if OutputKind(output).own else output)
     return runner_for_format(art.resolved.format, art.path, providers=providers, threads=threads, qdq=qdq,
                              manifest_entry=art.resolved.record, contract=art.input_contract,
-                             plan_options={"vouched": art.resolved.hash_checked})
+                             plan_options=art.resolved.plan_options)
 
 
 def preprocessing_of(*arts: Side):

@@ -29,6 +29,14 @@ NUMPY_OF = {v: k for k, v in tr.TRITON_TYPES.items()}
 ONNX_NUMPY = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.UINT8: "uint8"}
 
 
+def assert_fp32_match(got, reference) -> None:
+    """``got`` equals ``reference`` to the fp32 row's atol with top-1 agreement 1.0 (the same graph arithmetic)."""
+    tol = get_tolerance(BASE_PRECISION)
+    diff = float(np.abs(got - reference).max())
+    agreement = float((got.argmax(1) == reference.argmax(1)).mean())
+    assert diff <= tol.atol and agreement == 1.0, f"max |diff| {diff:.3e} (atol {tol.atol}), top-1 {agreement}"
+
+
 def parse_config(model_dir) -> "model_config_pb2.ModelConfig":
     """config.pbtxt parsed by protobuf into Triton's ModelConfig (ParseError for any unknown field or enum)."""
     return text_format.Parse((model_dir / tr.CONFIG_NAME).read_text(), model_config_pb2.ModelConfig())
@@ -103,10 +111,7 @@ def test_repository_model_matches_the_reference_with_the_configs_types(written):
     assert list(got.shape[1:]) == list(cfg.output[0].dims)
     reference = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"]).run(
         None, {manifest.inputs[0].name: normalize(pixels, manifest.preprocessing)})[0]
-    tol = get_tolerance(BASE_PRECISION)
-    diff = float(np.abs(got - reference).max())
-    agreement = float((got.argmax(1) == reference.argmax(1)).mean())
-    assert diff <= tol.atol and agreement == 1.0, f"max |diff| {diff:.3e} (atol {tol.atol}), top-1 {agreement}"
+    assert_fp32_match(got, reference)
 
 
 def test_certificate_recorded_in_the_manifest(written):
@@ -296,10 +301,7 @@ def test_raw_pixel_repository_takes_uint8_and_matches_the_float_graph(raw_export
     float_manifest = Manifest.load(digits_like_export)
     reference = ort.InferenceSession(str(digits_like_export / "model.onnx"), providers=["CPUExecutionProvider"]).run(
         None, {float_manifest.inputs[0].name: normalize(pixels, float_manifest.preprocessing)})[0]
-    tol = get_tolerance(BASE_PRECISION)
-    diff = float(np.abs(got - reference).max())
-    agreement = float((got.argmax(1) == reference.argmax(1)).mean())
-    assert diff <= tol.atol and agreement == 1.0, f"max |diff| {diff:.3e} (atol {tol.atol}), top-1 {agreement}"
+    assert_fp32_match(got, reference)
     assert result.certificate.passed and "uint8 pixels as a client sends them" in result.certificate.method
 
 

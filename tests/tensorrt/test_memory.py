@@ -14,20 +14,12 @@ from edgevit.tensorrt.record import EngineRecord
 import edgevit.tensorrt._bindings as bindings
 import edgevit.tensorrt.session as session_mod
 from tests.tensorrt.test_build import FACTS
-from tests.tensorrt.test_calls import FACTS as CALL_FACTS
+from tests.tensorrt import test_calls
 from tests.tensorrt.test_calls import VIT, _opts, fake_trt
 
 
-@pytest.fixture
-def use(monkeypatch):
-    """Install a test_calls.py stand-in ``tensorrt`` (as its fixture of the same name does)."""
-    def install(trt):
-        monkeypatch.setattr(bindings, "_LOGGER", None)
-        monkeypatch.setattr(build_mod, "import_tensorrt", lambda: trt)
-        monkeypatch.setattr(session_mod, "import_tensorrt", lambda: trt)
-        monkeypatch.setattr(session_mod, "device_facts", lambda trt=None: {**CALL_FACTS,
-                                                                            "tensorrt_version": trt.__version__})
-    return install
+# the stand-in ``tensorrt`` installer of test_calls.py, used as this module's fixture
+use = test_calls.use
 
 
 class InspectableEngine:
