@@ -264,11 +264,23 @@ def test_engine_load_passes_the_load_options(monkeypatch, tmp_path):
     plan.write_bytes(b"VCPLAN")
     with pytest.raises(Stop):
         Engine.load(plan, check_compat=False, verify_hash=False, version_compatible=True, dla_core=1)
-    assert got["plan_options"] == {"check_compat": False, "vouched": False, "version_compatible": True,
-                                   "dla_core": 1}, got
+    # no manifest lists this plan: there is no record to vouch for (Resolved.plan_options), the caller's explicit
+    # version_compatible=True is the vouching
+    assert got["plan_options"] == {"check_compat": False, "version_compatible": True, "dla_core": 1}, got
 
 
 def test_deserialize_failure_names_the_option(stand_ins):
     stand_ins()
     with pytest.raises(TensorRTError, match=r"version_compatible=True"):
         session_mod.EngineSession(b"VCPLAN")
+
+
+def test_a_listed_plan_whose_hash_was_not_checked_is_not_vouched_for(tmp_path):
+    """Resolved.plan_options, read by Engine.load, verify and bench: host code only for a checked file."""
+    from edgevit.manifest import Artifact
+    from edgevit.resolved import Resolved
+
+    entry = Artifact("m.plan", "tensorrt", "fp16", "a" * 64)
+    assert Resolved(tmp_path / "m.plan", "tensorrt", None, entry, hash_checked=False).plan_options == {"vouched": False}
+    assert Resolved(tmp_path / "m.plan", "tensorrt", None, entry, hash_checked=True).plan_options is None
+    assert Resolved(tmp_path / "m.plan", "tensorrt").plan_options is None  # no record: the caller's options decide
