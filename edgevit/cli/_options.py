@@ -13,7 +13,7 @@ import inspect
 import click
 
 from .._deps import missing_dependency
-from ..formats import ACTIVATIONS, FLOAT_PRECISIONS, ONNX_PRECISIONS, QDQ_BASES
+from ..formats import ACTIVATIONS, FLOAT_PRECISIONS, ONNX_PRECISIONS, QDQ_BASES, ROPES
 
 
 def library_value(path: str):
@@ -97,13 +97,34 @@ verify_hash_option = click.option(
     help="Check each file an edgevit.json lists against its recorded sha256 before use.")
 
 
-MODEL_OVERRIDES = ("num_heads", "act", "img_size")
+MODEL_OVERRIDES = ("num_heads", "act", "img_size", "post_norm", "pool_include_prefix", "rope", "pool")
+
+
+class SizeOrRange(click.ParamType):
+    """``PX`` (an int), or ``MIN:MAX`` (a pair): one image size, or a range of heights and widths."""
+
+    name = "PX|MIN:MAX"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, tuple)):
+            return value
+        text = str(value).strip()
+        try:
+            parts = [int(p) for p in text.split(":")]
+        except ValueError:
+            self.fail(f"{text!r} is not PX or MIN:MAX (positive integers, e.g. 224 or 224:518)", param, ctx)
+        if len(parts) > 2 or min(parts) < 1 or parts[0] > parts[-1]:
+            self.fail(f"{text!r}: give PX or MIN:MAX with 1 <= MIN <= MAX (e.g. 224:518)", param, ctx)
+        return parts[0] if len(parts) == 1 else tuple(parts)
 
 
 def model_override_options(fn):
-    """--num-heads, --act, --img-size: what a checkpoint's tensors cannot tell (and the size to
+    """--num-heads, --act, --img-size, --post-norm, --pool-include-prefix, --rope, --pool: what a checkpoint's tensors
+    cannot tell (and the size to
     deploy at), passed to :func:`edgevit.load_model` as config overrides. The command receives
     them as one ``model_overrides`` dict (only the options given)."""
+
+    takes_range = "size_range" in inspect.signature(fn).parameters
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -112,6 +133,13 @@ def model_override_options(fn):
             value = kwargs.pop(name)
             if value is not None:
                 overrides[name] = value
+        size = overrides.get("img_size")
+        if isinstance(size, tuple):  # a range: the command's own (export), the model loads at its size
+            if not takes_range:
+                raise click.BadParameter(f"{size[0]}:{size[1]} is a range of sizes, which only `edgevit export` takes "
+                                         "(a graph of dynamic height and width); give one size PX",
+                                         param_hint="'--img-size'")
+            kwargs["size_range"] = overrides.pop("img_size")
         return fn(*args, model_overrides=overrides, **kwargs)
 
     opts = [
@@ -120,8 +148,22 @@ def model_override_options(fn):
                           "dim/64 otherwise)."),
         click.option("--act", type=click.Choice(ACTIVATIONS),
                      help="MLP activation the weights cannot tell, e.g. quick_gelu for OpenAI CLIP towers."),
-        click.option("--img-size", type=click.IntRange(min=1), metavar="PX",
-                     help="Load at this input size (a learned pos_embed is resampled, as timm does).")]
+        click.option("--img-size", type=SizeOrRange(), metavar="PX|MIN:MAX",
+                     help="Load at this input size (a learned pos_embed is resampled, as timm does). export also "
+                          "takes MIN:MAX: height and width each dynamic in that range, the position table resampled "
+                          "inside the graph (bilinear)."),
+        click.option("--post-norm/--pre-norm", "post_norm", default=None,
+                     help="Blocks normalise after each branch (timm's res-post-norm, vit_*_rpn_*) or before it; "
+                          "asked only where the weights fit both."),
+        click.option("--pool-include-prefix/--pool-patches-only", "pool_include_prefix", default=None,
+                     help="Attention pooling over the class/register tokens too, or the patches only; asked only "
+                          "where the weights fit both."),
+        click.option("--rope", type=click.Choice(ROPES),
+                     help="Rotary position embedding of a timm Eva-layout state dict, which does not store it: none "
+                          "for EVA-01; asked only where the weights fit several."),
+        click.option("--pool", type=click.Choice(("cls", "mean")),
+                     help="Features from the class token or the patch tokens' mean, where the weights fit both "
+                          "(timm's DINOv3 layout).")]
     for opt in reversed(opts):
         wrapper = opt(wrapper)
     return wrapper

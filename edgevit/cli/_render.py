@@ -37,14 +37,16 @@ def console():
 
 
 def table(title: str, columns: list[str], rows: list[list]) -> None:
-    """Render a terminal table (rich)."""
+    """Render a terminal table (rich). Cells are text, not markup: a shape such as ``[batch, 128]`` or a
+    path with brackets prints as it is."""
+    from rich.markup import escape
     from rich.table import Table
 
-    tbl = Table(title=title)
+    tbl = Table(title=escape(title))
     for col in columns:
-        tbl.add_column(col)
+        tbl.add_column(escape(col))
     for row in rows:
-        tbl.add_row(*[str(v) for v in row])
+        tbl.add_row(*[escape(str(v)) for v in row])
     console().print(tbl)
 
 

@@ -66,7 +66,7 @@ from .deploy import render_build
 def export_cmd(source: str, output: str, arch: str | None, opset: int | None, attention: str | None,
                batch: str | None, static_batch: int | None, output_kind: str | None, no_simplify: bool, force: bool,
                engine: bool, precision: str, as_json: bool, model_overrides: dict, input_kind: str | None = None,
-               input_layout: str | None = None, **qopts) -> None:
+               input_layout: str | None = None, size_range: tuple | None = None, **qopts) -> None:
     """Export SOURCE (variant name, checkpoint, or hub name: timm/NAME.TAG, hf-hub:ORG/REPO) to
     OUTPUT/model.onnx, verified against PyTorch."""
     require_export("exporting a PyTorch model to ONNX")
@@ -81,7 +81,7 @@ def export_cmd(source: str, output: str, arch: str | None, opset: int | None, at
         raise click.UsageError("--input-layout is the layout of a raw-pixel input: give it with --input uint8 "
                                "(a float input is always NCHW)")
     options = {"attention": attention, "opset": opset, "static_batch": static_batch, "simplify": not no_simplify,
-               "output": output_kind, "input": input_kind, "input_layout": input_layout}
+               "output": output_kind, "input": input_kind, "input_layout": input_layout, "size_range": size_range}
     options = {k: v for k, v in options.items() if v is not None or k not in ("input", "input_layout")}
     if batch is not None:
         options["batch"] = parse_batch(batch)
@@ -107,7 +107,9 @@ def export_cmd(source: str, output: str, arch: str | None, opset: int | None, at
     out, inp = result.manifest.outputs[0], result.manifest.inputs[0]
     rows.insert(2, ["output", f"{out.name} [{', '.join(map(str, out.shape))}]"])
     rows.insert(2, ["input", f"{inp.name} {inp.dtype} {inp.layout} ({', '.join(map(str, inp.shape))})"
-                    + (" raw pixels (normalized inside the graph)" if inp.normalized is False else " normalized")])
+                    + (" raw pixels (normalized inside the graph)" if inp.normalized is False else " normalized")
+                    + (" height, width {}..{} px".format(*inp.extra["size_range"]["height"])
+                       if "size_range" in inp.extra else "")])
     for check in result.verification.get("checks", []):
         agree = (f"top-1 agree {check['top1_agreement']:.3f}" if "top1_agreement" in check else
                  f"cos min {check['cosine_min']:.6f}" + (f", k-NN@{check['knn_k']} agree {check['knn_agreement']:.3f}"

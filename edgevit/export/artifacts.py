@@ -4,6 +4,7 @@ OUTDIR, and after ``--force`` remove what the previous export listed and the new
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from ..errors import ManifestError
 from ..formats import BASE_PRECISION, CALIBRATION_CACHE, CALIBRATION_CACHE_FORMAT, MANIFEST_NAME, ONNX_DATA_FILE, onnx_file
 from ..manifest import Manifest, library_versions
 from ..models.vit import count_params
+from ..output_kinds import OutputKind
 from ..specs import BatchRange, TensorSpec
 from ..tolerances import Verdict, VerdictRecord
 from .checks import GraphInfo, input_contract
@@ -37,6 +39,24 @@ def tensor_spec(name: str, dims: list, dynamic: bool, **extra) -> TensorSpec:
     return TensorSpec(name, tuple(dims), "float32", {"0": "batch"} if dynamic else {}, **extra)
 
 
+def _sized(spec: TensorSpec, cfg: "ExportConfig", graph: GraphInfo | None = None) -> TensorSpec:
+    """A spec of a graph whose height and width are dynamic (``cfg.size_range``): the input's dims 2 and 3
+    named, with the range (``size_range``, [MIN, MAX] pixels each); a tokens output's token dim named, its
+    count (H / patch) x (W / patch) said. The shape keeps the model's own size: where gate, verify and
+    bench run."""
+    if not cfg.size_range:
+        return spec
+    if graph is None:
+        axes = {**(spec.dynamic_axes or {}), "2": "height", "3": "width"}
+        extra = {"size_range": {"height": list(cfg.size_range), "width": list(cfg.size_range)}}
+    elif OutputKind(graph.output).own:
+        return spec
+    else:
+        axes = {**(spec.dynamic_axes or {}), "1": "tokens"}
+        extra = {"tokens": "(height / patch) x (width / patch) patch tokens, row-major"}
+    return dataclasses.replace(spec, dynamic_axes=axes, extra={**spec.extra, **extra})
+
+
 def build_manifest(model, source_desc, arch, cfg: "ExportConfig", slim_info, verification, report, external,
                     graph: GraphInfo):
     c = model.config
@@ -49,9 +69,9 @@ def build_manifest(model, source_desc, arch, cfg: "ExportConfig", slim_info, ver
                "guessed": dict(model.guessed), "output": graph.output},
         labels=list(model.labels) if model.labels is not None else None,
         preprocessing=pre,
-        inputs=[input_contract(model, cfg).tensor_spec(batch_dim, cfg.dynamic,
-                                                        (c.in_chans, c.img_size, c.img_size))],
-        outputs=[tensor_spec(graph.output, [batch_dim, *graph.dims], cfg.dynamic)],
+        inputs=[_sized(input_contract(model, cfg).tensor_spec(batch_dim, cfg.dynamic,
+                                                               (c.in_chans, c.img_size, c.img_size)), cfg)],
+        outputs=[_sized(tensor_spec(graph.output, [batch_dim, *graph.dims], cfg.dynamic), cfg, graph)],
         batch=BatchRange(lo, opt, hi, cfg.dynamic),
         export={
             "exporter": "torch.onnx.export(dynamo=True)",

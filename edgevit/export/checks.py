@@ -155,10 +155,15 @@ def check_file(path: Path, graph: GraphInfo, cfg: "ExportConfig") -> None:
     dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in out]
     lo, _, _ = cfg.batch_bounds
     want_batch = lo if not cfg.dynamic else None
-    if len(dims) != 1 + len(graph.dims) or tuple(dims[1:]) != graph.dims or (want_batch and dims[0] != want_batch) or (
-            cfg.dynamic and isinstance(dims[0], int) and dims[0] > 0):
+    # with a dynamic height and width the token count of a tokens output is symbolic (None: any name)
+    want = tuple(None if i == 0 and cfg.size_range and not OutputKind(graph.output).own else d
+                 for i, d in enumerate(graph.dims))
+    same = len(dims) == 1 + len(want) and all(
+        (isinstance(d, str) and d != "?") if w is None else d == w for d, w in zip(dims[1:], want))
+    if not same or (want_batch and dims[0] != want_batch) or (cfg.dynamic and isinstance(dims[0], int) and dims[0] > 0):
+        shown = ", ".join("tokens" if w is None else str(w) for w in want)
         raise ExportError(f"shape inference gives {graph.output} {dims}, expected "
-                          f"[{'batch' if cfg.dynamic else lo}, {', '.join(map(str, graph.dims))}] (PyTorch's)")
+                          f"[{'batch' if cfg.dynamic else lo}, {shown}] (PyTorch's)")
 
 
 def reference_images(model: VisionTransformer, n: int) -> np.ndarray | None:
@@ -200,6 +205,10 @@ def verify_export(model: VisionTransformer, path: Path, cfg: "ExportConfig", out
     gen = torch.Generator().manual_seed(0)
     cases = [(f"random[{b}]", torch.randn(b, c.in_chans, c.img_size, c.img_size, generator=gen).numpy())
              for b in batches]
+    if cfg.size_range:  # the ends of the range, square and not, at the smallest batch
+        lo_px, hi_px = cfg.size_range
+        cases += [(f"random[{lo}] at {h}x{w}", torch.randn(lo, c.in_chans, h, w, generator=gen).numpy())
+                  for h, w in sorted({(lo_px, lo_px), (lo_px, hi_px), (hi_px, hi_px)})]
     digits = reference_images(model, hi if cfg.dynamic else lo)
     if digits is not None and len(digits):
         n = len(digits) if cfg.dynamic else lo

@@ -297,6 +297,27 @@ def _check_batch(g: Graph) -> list[Finding]:
     return out
 
 
+def _check_size(g: Graph) -> list[Finding]:
+    """Dynamic height/width: a constant Reshape target (no -1 or 0 past the batch) on a tensor with a dynamic
+    dim past the batch fixes the grid or token count to the export's size; other sizes fail or mix tokens."""
+    sized = any(isinstance(d, str) for inp in g.model.graph.input if inp.name not in g.initializers
+                for d in (value_dims(inp) or [])[1:])
+    if not sized:
+        return []
+    baked = []
+    for node in g.nodes:
+        shape = g.constant(node.input[1]) if node.op_type == "Reshape" and len(node.input) > 1 else None
+        dims = g.shapes.get(node.input[0]) if shape is not None else None
+        if shape is None or shape.ndim != 1 or not dims:
+            continue
+        if any(isinstance(d, str) for d in dims[1:]) and not any(int(v) in (-1, 0) for v in shape[1:]):
+            baked.append(g.node_name(node))
+    return [] if not baked else [Finding("error", "baked-size",
+                    f"the input's height/width are dynamic, but {len(baked)} Reshape constant(s) ({_names(baked)}) fix a "
+                    "dynamic dim (the patch grid or token count) to one size: other sizes fail or mix tokens; "
+                    "compute the target from Shape (as torch.export does) or use -1", tuple(baked))]
+
+
 def _scale_before(g: Graph, tensor: str):
     """The Mul/Div-by-scalar node feeding ``tensor`` through layout ops, or None."""
     node = g.producer_through(tensor, ("Mul", "Div"), hops=8, through=LAYOUT_OPS)
@@ -325,6 +346,9 @@ def _check_attention(g: Graph) -> list[Finding]:
         if sm.op_type != "Softmax":
             continue
         src = g.producer.get(sm.input[0])
+        if src is not None and src.op_type == "Add" and len(src.input) == 2 and any(map(g.is_constant, src.input)):
+            # a constant additive bias on the scores (BEiT's relative position bias): the MatMul is behind it
+            src = g.producer.get(src.input[1] if g.is_constant(src.input[0]) else src.input[0])
         scaler = None
         if src is not None and g.scalar_operand(src) is not None:
             scaler, src = src, g.producer.get(src.input[g.scalar_operand(src)])
@@ -549,6 +573,7 @@ def lint_onnx(model, tensorrt_version: str = DEFAULT_TENSORRT_VERSION, base_dir:
     findings += _check_ops(g, tensorrt_version)
     findings += _check_decomposed_layernorm(g)
     findings += _check_batch(g)
+    findings += _check_size(g)
     findings += _check_attention(g)
     findings += _check_external_data(g)
     findings += _check_qdq_zero_points(g)

@@ -131,6 +131,9 @@ class ExportConfig:
     output: str | None = None  # None: the model's own (logits, or features when headless); "tokens": patch tokens
     input: str = FLOAT_INPUT  # "float": normalized float32 NCHW; "uint8": raw pixels, preprocessing inside the graph
     input_layout: str = DEFAULT_RAW_LAYOUT  # of a raw-pixel input: NHWC (decoders, cameras) or NCHW
+    # (MIN, MAX) pixels: height and width each dynamic in this range (multiples of the patch), the position table
+    # resampled inside the graph; None: the model's image size only
+    size_range: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.output is not None and self.output not in OUTPUT_KINDS:
@@ -146,6 +149,15 @@ class ExportConfig:
         if len(self.batch) != 3:
             raise ValueError(f"batch must be (MIN, OPT, MAX), got {self.batch}")
         check_batch_bounds(*self.batch)
+        if self.size_range is not None:
+            object.__setattr__(self, "size_range", tuple(self.size_range))
+            lo, hi = self.size_range if len(self.size_range) == 2 else (0, 0)
+            if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi):
+                raise ValueError(f"size_range must be (MIN, MAX) pixels with 1 <= MIN <= MAX (--img-size MIN:MAX), "
+                                 f"got {self.size_range!r}")
+            if self.input != FLOAT_INPUT:
+                raise ValueError(f"--img-size MIN:MAX exports a float input; a raw-pixel graph (--input {self.input}) "
+                                 "is exported at one size")
         if self.static_batch is not None and (not isinstance(self.static_batch, int) or self.static_batch < 1):
             raise ValueError(f"static_batch must be a positive integer, got {self.static_batch!r}")
         opset = self.resolved_opset
@@ -190,6 +202,7 @@ class ExportConfig:
             "lint": self.lint, "tensorrt_version": self.tensorrt_version,
             "external_data_threshold": self.external_data_threshold, "output": self.output,
             "input": self.input, **({"input_layout": self.input_layout} if self.input != FLOAT_INPUT else {}),
+            **({"size_range": list(self.size_range)} if self.size_range else {}),
         }
 
 
@@ -266,6 +279,7 @@ def export_onnx(
         check_writable(outdir / name, force)
     model_overrides = dict(model_overrides or {})
     model, source_desc = _prepare_model(source, arch, model_overrides)
+    _allow_sizes(model, cfg)
     output = _output_kind(model, cfg, source_desc)
     graph = GraphInfo.of(model, output)
 
@@ -354,6 +368,23 @@ def _prepare_model(source, arch, model_overrides: dict) -> tuple[VisionTransform
     return model, desc
 
 
+def _allow_sizes(model: VisionTransformer, cfg: ExportConfig) -> None:
+    """For ``cfg.size_range``: check that the range holds the model's own size (the profile's optimum, where
+    the gate, verify and bench run) in whole patches, and let the model take any size in it (``dynamic_size``:
+    bilinear unless the config names a mode; timm and transformers resample DINOv2's table bicubically, which
+    TensorRT 10.3's ONNX parser does not take, so lint flags a bicubic graph)."""
+    if not cfg.size_range:
+        return
+    c, (lo, hi) = model.config, cfg.size_range
+    if lo % c.patch_size or hi % c.patch_size or not lo <= c.img_size <= hi:
+        low, high = -(-lo // c.patch_size) * c.patch_size, hi // c.patch_size * c.patch_size
+        raise ValueError(f"--img-size {lo}:{hi}: the bounds must be multiples of the patch size {c.patch_size} and "
+                         f"hold the model's own size {c.img_size} (where it is checked and the engine profile's "
+                         f"optimum); e.g. --img-size {min(low, c.img_size)}:{max(high, c.img_size)}")
+    if c.dynamic_size == "none":  # bilinear: the Resize modes TensorRT 10.3's ONNX parser takes are nearest and linear
+        model.config = c.replace(dynamic_size="bilinear")
+
+
 def _output_kind(model: VisionTransformer, cfg: ExportConfig, source_desc: str) -> str:
     """The graph's output: ``cfg.output``, else the model's own (logits, or features when headless)."""
     own = model.output_kind
@@ -384,11 +415,18 @@ def _dynamo_export(model: VisionTransformer, cfg: ExportConfig, attn_impl: str, 
     c = model.config
     m = graph_module(copy.deepcopy(model).set_attn_impl(attn_impl), output, input_contract(model, cfg))
     lo, opt, hi = cfg.batch_bounds
+    dims = {}
     if cfg.dynamic:
         example = min(max(2, lo), hi)  # 0 and 1 would be specialized by torch.export
-        dynamic_shapes = ({0: torch.export.Dim("batch", min=lo, max=hi)},)
+        dims[0] = torch.export.Dim("batch", min=lo, max=hi)
     else:
-        example, dynamic_shapes = lo, None
+        example = lo
+    if cfg.size_range:  # height and width: whole patches, each its own dimension
+        p = c.patch_size
+        low, high = -(-cfg.size_range[0] // p), cfg.size_range[1] // p
+        dims[2] = p * torch.export.Dim("grid_h", min=low, max=high)
+        dims[3] = p * torch.export.Dim("grid_w", min=low, max=high)
+    dynamic_shapes = (dims,) if dims else None
     x = example_input(input_contract(model, cfg), example, c)
     try:
         with _quiet_exporter(), torch.no_grad():

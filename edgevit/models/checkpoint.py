@@ -16,7 +16,8 @@ import torch
 from .._io import atomic_path
 from ..data.preprocess import Preprocessing
 from ..errors import CheckpointError, EdgeVitWarning
-from . import convert, hub
+from . import convert, families, hf_convert, hub, relpos
+from .families.common import timm_block_names
 from .registry import get_variant, list_variants
 from .vit import ViTConfig, VisionTransformer
 
@@ -210,18 +211,29 @@ def _load_state_dict(path: Path, obj, arch, overrides) -> VisionTransformer:
         state = convert.unwrap_state_dict(obj)
     except TypeError as exc:
         raise CheckpointError(f"{path}: unknown checkpoint format: {exc}") from None
-    if convert.is_hf_state_dict(state):
-        state = _drop_pooler(path, convert.hf_to_timm_state_dict(state))
-    state = _check_supported(path, convert.timm_layout(state))
+    family, family_fields = families.recognise(state), {}
+    if family is None:
+        _check_foreign(path, state)
+    hf_layout = family is None and hf_convert.is_hf_state_dict(state)
+    conventions = hf_convert.hf_conventions(state) if hf_layout else None
+    family_open = families.undecided(family, state)
+    if family is not None:
+        state, family_fields = _family_to_edgevit(path, family, state)
+    elif hf_layout:
+        state = _drop_pooler(path, _hf_to_timm(path, state))
+    eva_layout = family is None and convert.is_eva_layout(state)
+    state = _check_supported(path, timm_block_names(convert.timm_layout(state)), eva_layout)
     base = get_variant(arch).config if arch else None
     _check_arch(path, state, arch, skip=("num_classes", *overrides))
+    if base is None:
+        _check_decided(path, state, {**family_fields, **overrides}, eva_layout, family_open)
     try:
-        cfg, guessed = convert.config_from_timm_state_dict(state, base)
+        cfg, guessed = convert.config_from_timm_state_dict(state, base, hf_layout=hf_layout, conventions=conventions)
     except KeyError as exc:
         raise CheckpointError(f"{path}: {exc.args[0]}; is this a ViT checkpoint?") from None
-    guessed = {k: v for k, v in guessed.items() if k not in overrides}
-    if overrides:
-        cfg = cfg.replace(**overrides)
+    guessed = {k: v for k, v in guessed.items() if k not in overrides and k not in family_fields}
+    if family_fields or overrides:
+        cfg = cfg.replace(**{**family_fields, **overrides})
     model = _build(path, cfg, convert.adapt_timm_state_dict(state, cfg))
     pre = get_variant(arch).preprocessing if arch else None
     model.preprocessing = fit_preprocessing(pre, cfg)
@@ -231,10 +243,39 @@ def _load_state_dict(path: Path, obj, arch, overrides) -> VisionTransformer:
     return model
 
 
+def _check_decided(path: Path, state: dict, given: dict, eva_layout: bool, family_open: dict) -> None:
+    """Refuse what the tensors leave open between two real layouts (:func:`convert.undecided`, and the
+    family's ``family_open``) unless ``given`` (the overrides, the family's fields) decides it, naming the
+    option that does."""
+    fields = _shape_fields(path, state)
+    asked = {**convert.undecided(fields, eva_layout), **family_open}
+    open_ = {k: why for k, why in asked.items() if k not in given}
+    if open_:
+        raise CheckpointError(
+            f"{path}: the weights cannot tell which layout they are: " + "; ".join(open_.values())
+            + ". Loading either could give wrong outputs without an error, so edgevit does not guess: pass "
+            + " and ".join(_DECIDERS[k] for k in open_) + " as the model was trained")
+
+
+# The options that settle :func:`convert.undecided`'s questions, on the command line and in Python.
+_DECIDERS = {
+    "post_norm": "--post-norm or --pre-norm (load_model(..., post_norm=True or False))",
+    "pool_include_prefix": "--pool-include-prefix or --pool-patches-only "
+                           "(load_model(..., pool_include_prefix=True or False))",
+    "pool": "--pool mean or --pool cls (load_model(..., pool='mean' or 'cls'))",
+    "rope": "--rope none for an EVA-01 layout (load_model(..., rope='none')); EVA-02's and vit_*_rope_*'s RoPE is not "
+            "implemented, DINOv3 loads as itself",
+}
+
 _GUESSES = {
-    "act": lambda cfg: f"act={cfg.act!r} (a CLIP tower: OpenAI's own use quick-GELU)",
+    "act": lambda cfg: (f"act={cfg.act!r} (a CLIP tower: OpenAI's own and transformers' use quick-GELU, OpenCLIP's "
+                        "GELU)" if cfg.pre_norm else
+                        f"act={cfg.act!r} (a SigLIP tower: timm's SigLIP uses the exact GELU; SigLIP2 (.v2_webli) "
+                        "and transformers' SigLIP use the tanh approximation, gelu_tanh)"),
     "num_heads": lambda cfg: f"num_heads={cfg.num_heads} (embed_dim {cfg.embed_dim} / 64, timm's convention)",
     "img_size": lambda cfg: f"img_size={cfg.img_size} (no learned pos_embed to read it from)",
+    "norm_eps": lambda cfg: (f"norm_eps={cfg.norm_eps:g} (transformers' ViT / DeiT default; the config.json saved with "
+                             "the weights says it: load their directory)"),
 }
 
 
@@ -247,7 +288,8 @@ def _guess_message(path: Path, cfg: ViTConfig, guessed: dict) -> str:
 
 
 _FIXES = {"num_heads": "--num-heads N (load_model(..., num_heads=N)), ",
-          "act": "--act quick_gelu or gelu (load_model(..., act='quick_gelu')), "}
+          "img_size": "--img-size PX (load_model(..., img_size=PX)), ",
+          "act": "--act gelu, gelu_tanh or quick_gelu (load_model(..., act='gelu_tanh')), "}
 
 
 def _shape_fields(path: Path, state: dict) -> dict:
@@ -280,12 +322,17 @@ def _load_hf(path: Path, overrides) -> VisionTransformer:
     if not isinstance(hf, dict):
         raise CheckpointError(f"{config}: holds {type(hf).__name__}, not a JSON object of config fields")
     try:
-        family = convert.hf_family(hf.get("model_type"))
+        hf = hf_convert.hf_tower_classifier(hf)
+    except ValueError as exc:
+        raise CheckpointError(f"{config}: {exc}") from None
+    own = families.by_model_type(hf.get("model_type"))  # a family module's own config.json reading
+    try:
+        family = own.NAME if own is not None else hf_convert.hf_family(hf.get("model_type"))
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     try:
-        cfg = convert.config_from_hf(hf)
-        labels = convert.labels_from_hf(hf)
+        cfg = own.config_from_hf(hf) if own is not None else hf_convert.config_from_hf(hf)
+        labels = hf_convert.labels_from_hf(hf)
     except ValueError as exc:
         raise CheckpointError(f"{config}: {exc}; fix config.json, or use the one saved with these weights") from None
     if (path / "model.safetensors").exists():
@@ -296,12 +343,13 @@ def _load_hf(path: Path, overrides) -> VisionTransformer:
         state = convert.unwrap_state_dict(_read_pickle(weights))
     else:
         raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin beside config.json")
-    state = _drop_pooler(weights, _check_supported(weights, convert.hf_to_timm_state_dict(state)))
+    state = _family_to_edgevit(weights, own, state)[0] if own is not None else _hf_to_timm(weights, state)
+    state = _drop_pooler(weights, _check_supported(weights, state))
     fields = _shape_fields(weights, state)
     if not labels or not fields["num_classes"]:  # no id2label, or no classifier (ViTModel): the weights decide
         cfg = cfg.replace(num_classes=fields["num_classes"])
-    checked = {k: v for k, v in fields.items() if k in convert.HF_NAMES}
-    conflicts = convert.shape_conflicts(cfg, checked, convert.HF_NAMES)
+    checked = {k: v for k, v in fields.items() if k in hf_convert.HF_NAMES}
+    conflicts = convert.shape_conflicts(cfg, checked, hf_convert.HF_NAMES)
     if conflicts:  # before anything is built: a config.json can ask for any size
         raise CheckpointError(f"{config}: contradicts the weights in {weights.name}: {'; '.join(conflicts)}. "
                               "Use the config.json saved with these weights")
@@ -312,7 +360,7 @@ def _load_hf(path: Path, overrides) -> VisionTransformer:
         pre = json.loads(pre_file.read_text()) if pre_file.exists() else None
     except ValueError as exc:
         raise CheckpointError(f"{pre_file}: not valid JSON ({exc})") from None
-    crop = convert.hf_crop_size(pre if isinstance(pre, dict) else None)
+    crop = hf_convert.hf_crop_size(pre if isinstance(pre, dict) else None)
     if family.startswith("dinov2") and crop and crop % cfg.patch_size == 0:
         # DINOv2 runs at its processor's crop (224), its position table (518) interpolated to it
         cfg = cfg.replace(img_size=crop)
@@ -325,25 +373,58 @@ def _load_hf(path: Path, overrides) -> VisionTransformer:
     if model.labels and not overrides.get("num_classes"):
         _check_labels(config, model.labels, cfg.num_classes)  # id2label of another head than the weights'
     try:
-        model.preprocessing = convert.preprocessing_from_hf(pre, cfg)
+        model.preprocessing = hf_convert.preprocessing_from_hf(pre, cfg)
     except (ValueError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{pre_file}: not a valid preprocessor config ({exc})") from None
     return model
 
 
-def _check_supported(path: Path, state: dict) -> dict:
-    """Refuse a state dict (timm names) of a ViT family edgevit does not implement, naming it."""
-    feature = convert.unsupported_family(state)
+def _check_foreign(path: Path, state: dict) -> None:
+    """Refuse a state dict in the names of a family edgevit does not load (:data:`convert.FOREIGN_LAYOUTS`),
+    naming the family, the key that shows it and what is missing."""
+    foreign = convert.foreign_layout(state)
+    if foreign:
+        family, key, missing = foreign
+        raise CheckpointError(f"{path}: recognised {family} (key {key!r}); edgevit's ViT does not implement "
+                              f"{missing}, so it does not load it. edgevit loads: {convert.SUPPORTED_FAMILIES}")
+
+
+def _check_supported(path: Path, state: dict, eva_layout: bool = False) -> dict:
+    """Refuse a state dict (timm names) of a ViT family edgevit does not implement, naming it
+    (``eva_layout``: its keys were timm's Eva block names, :func:`convert.is_eva_layout`)."""
+    feature = convert.unsupported_family(state, eva_layout)
     if feature:
         raise CheckpointError(f"{path}: holds {feature}, which edgevit's ViT does not implement. "
                               f"edgevit loads: {convert.SUPPORTED_FAMILIES}")
     return state
 
 
+def _family_to_edgevit(path: Path, family, state: dict) -> tuple[dict, dict]:
+    """``family.to_edgevit(state)``, its refusals naming ``path``."""
+    try:
+        return family.to_edgevit(state)
+    except (CheckpointError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: {exc.args[0] if exc.args else exc}") from None
+
+
+def _hf_to_timm(path: Path, state: dict) -> dict:
+    """:func:`hf_convert.hf_to_timm_state_dict`, its refusals as CheckpointError naming ``path``; says so
+    where SiglipForImageClassification's unused attention-pool head was dropped."""
+    try:
+        state = hf_convert.hf_to_timm_state_dict(state)
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: {exc.args[0]}") from None
+    if state.pop(hf_convert.HF_UNUSED_MAP_HEAD, None) is not None:
+        warnings.warn(f"{path}: a SiglipForImageClassification: its classifier reads the mean of the final-normed "
+                      "tokens, so the attention-pool head it also holds (vision_model.head.*) is not deployed",
+                      EdgeVitWarning, stacklevel=4)
+    return state
+
+
 def _drop_pooler(path: Path, state: dict) -> dict:
     """HF ViTModel / DeiTModel carry a tanh ``pooler`` that neither their classifiers nor timm read:
     drop it, and say so: the features are the final-normed class token (last_hidden_state[:, 0])."""
-    pooler = [k for k in state if convert.HF_POOLER.match(k)]
+    pooler = [k for k in state if hf_convert.HF_POOLER.match(k)]
     if pooler:
         warnings.warn(f"{path}: the Hugging Face pooler ({', '.join(pooler)}, pooler_output = tanh(dense(...))) is not "
                       "deployed; the model's features are the final-normed class token, last_hidden_state[:, 0], "
@@ -364,6 +445,10 @@ def fit_preprocessing(pre: Preprocessing | None, cfg: ViTConfig) -> Preprocessin
 
 def _build(path: Path, cfg: ViTConfig, state: dict) -> VisionTransformer:
     """Instantiate and load strictly; report the first few problems in one error."""
+    try:
+        relpos.check_grid(state, cfg.grid_size, cfg.patch_size)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     model = VisionTransformer(cfg)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]

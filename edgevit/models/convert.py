@@ -1,10 +1,10 @@
 """Checkpoint converters: pure ``state_dict -> state_dict`` functions plus config inference.
 
 Our parameter names are timm's, so a timm VisionTransformer state dict needs only unwrapping
-and (for a new image size) a resampled ``pos_embed``. Hugging Face ViT, DeiT, Dinov2, CLIPVision
-and SiglipVision keys are mapped. Every tensor must find its place in the model (a strict load);
-the only ones dropped are named here: masked pre-training's ``mask_token``, index buffers, and the
-tanh ``pooler`` of HF ViTModel / DeiTModel (dropped with a warning by the loader).
+and (for a new image size) a resampled ``pos_embed``; what the tensors cannot tell is guessed
+(warned) or asked for (:func:`undecided`), and families edgevit does not load are named
+(:data:`FOREIGN_LAYOUTS`, :func:`unsupported_family`). Hugging Face names and config.json are
+:mod:`edgevit.models.hf_convert`'s. Every tensor must find its place in the model (a strict load).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import re
 import torch
 import torch.nn.functional as F
 
-from ..data.preprocess import INCEPTION_MEAN, INCEPTION_STD, Preprocessing
-from .vit import ViTConfig
+from .config import ViTConfig
 
 Tensor = torch.Tensor
 
@@ -40,34 +39,102 @@ def unwrap_state_dict(obj) -> dict[str, Tensor]:
 
 
 SUPPORTED_FAMILIES = (
-    "plain ViT and DeiT (timm vit_* / deit_*, HF ViT*), DeiT distilled (timm deit_*_distilled_*, HF DeiT*), "
-    "DINOv2 with or without registers (timm vit_*_dinov2, HF Dinov2*), CLIP / OpenCLIP vision towers "
-    "(timm vit_*_clip_*, HF CLIPVisionModel[WithProjection]), SigLIP vision towers (timm vit_*_siglip_*, "
-    "HF SiglipVisionModel), global-pool and LayerScale ViTs (timm *_gap_*)"
+    "plain ViT and DeiT (timm vit_* / deit_*, HF ViT*, ViTMSN, ViTMAE, I-JEPA), DeiT distilled, DINOv2 with or "
+    "without registers (also the SwiGLU giant), DINOv3 (timm vit_*_dinov3, HF DINOv3ViTModel), BEiT / BEiT v2 / "
+    "Data2Vec-vision, CLIP / OpenCLIP vision towers (also OWL-ViT, OWLv2, MetaCLIP 2, Chinese-CLIP, AltCLIP, CLIPSeg, "
+    "GIT), SigLIP vision towers and SiglipForImageClassification, EVA-01 (--rope none), global-pool and LayerScale "
+    "ViTs (timm *_gap_*); README \"Families\" lists them"
 )
 
 # What the families we do not load leave in a state dict (timm names), recognised so the error
 # names the feature instead of listing keys.
 _UNSUPPORTED = [
-    (r"relative_position|rel_pos", "relative position bias (BEiT, Swin-style)"),
-    # timm's Eva class (EVA-02, RoPE ViTs) keeps its rotary tables out of the state dict: its keys tell it
-    (r"(^|\.)(rope|freqs)\b|^blocks\.\d+\.gamma_[12]$|attn\.[qv]_bias$",
-     "rotary position embeddings or EVA blocks (EVA-02, RoPE ViTs: gamma_1, split q/v biases)"),
+    (r"relative_position|rel_pos", "relative position bias of another kind than BEiT's (timm vit_relpos_* / "
+                                   "vit_srelpos_*, Swin-style)"),
+    # stored rotary tables (timm's vit_*_rope_mixed_*); timm's other Eva-class models keep theirs out of the
+    # state dict: :func:`undecided` asks about those
+    (r"(^|\.)(rope|freqs)\b", "rotary position embeddings with learned frequencies (timm vit_*_rope_mixed_*)"),
     (r"^patch_embed\.backbone\.|^patch_embed\.stem\.", "a hybrid CNN stem (R50+ViT, ViT-hybrid)"),
-    (r"mlp\.(fc1_g|fc1_x|w12|w3|weights_in|weights_out)\.|mlp\.norm\.", "a SwiGLU MLP (DINOv2-g, EVA-02)"),
+    # the SwiGLU MLP in Meta's original DINOv2 names (SwiGLUFFNFused); timm's and transformers' names load
+    (r"mlp\.(w12|w3)\.", "a SwiGLU MLP in Meta's original DINOv2 names (mlp.w12 / mlp.w3; timm's "
+                         "vit_giant_patch14_dinov2 and transformers' Dinov2 checkpoints of it load)"),
     (r"attn\.(q_norm|k_norm|norm)\.", "query/key normalisation in attention"),
     (r"^blocks\.\d+\.(attn|mlp)\.\d+\.|^blocks\.\d+\.\d+\.", "parallel blocks (ViT 18x2)"),
 ]
 
 
-def unsupported_family(state: dict[str, Tensor]) -> str | None:
-    """The feature of a ViT family edgevit does not implement that ``state`` (timm names) holds, or None."""
+# Families edgevit does not load, recognised by their own key names before any mapping, so that a refusal
+# names the family and what edgevit's ViT lacks for it instead of listing keys:
+# (family, pattern over the keys, what is missing, config.json model_type values).
+FOREIGN_LAYOUTS = [
+    ("NVIDIA RADIO (C-RADIO, RADIOv2.5 / v3 / v4)",
+     r"^(?:radio_model\.|model\.)?(?:input_conditioner\.|summary_idxs$|embeddings\.cls_register_token$|"
+     r"(?:model\.)?patch_generator\.)",
+     "its CPE patch generator (one position table cropped and resized per input size), several class tokens and "
+     "the summary / feature adaptors", ("radio",)),
+    ("timm NaFlexViT", r"^embeds\.(?:proj|pos_embed|reg_token|cls_token)",
+     "the NaFlex patch embedding (a Linear over flattened patches, a position table resized per input)", ()),
+    ("InternViT (InternVL's vision encoder)",
+     r"(?:^|\.)encoder\.layers?\.\d+\.(?:attention\.projection_layer\.|ls[12]$|attn\.(?:q_norm|k_norm)\.)",
+     "its block layout (query/key normalisation in the 6B models, LayerScale named ls1/ls2)",
+     ("internvl_vision", "intern_vit_6b")),
+    ("a Qwen2-VL / Qwen2.5-VL / Qwen3-VL vision encoder", r"(?:^|\.)merger\.",
+     "its 3-D (video) patch embedding, 2-D rotary positions, window attention and the patch merger",
+     ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen2_5_vl_vision", "qwen3_vl_vision")),
+    ("AIMv2", r"(?:^|\.)(?:rms_norm[12]?\.weight$|ffn\.gate_proj\.)", "RMSNorm and a SwiGLU MLP",
+     ("aimv2", "aimv2_vision_model")),
+    ("SAM's ViT image encoder (timm samvit_*, transformers SamVisionModel)",
+     r"(?:^|\.)(?:rel_pos_[hw]$|neck\.)",
+     "windowed attention with decomposed relative positions (rel_pos_h / rel_pos_w) and the convolutional neck",
+     ("sam", "sam_vision_model")),
+    ("CaiT (timm cait_*)", r"^blocks_token_only\.",
+     "its class-attention blocks (the class token joins after the patch blocks) and talking-heads attention", ()),
+    ("ConViT (timm convit_*)", r"\.gating_param$|\.attn\.pos_proj\.",
+     "gated positional self-attention", ()),
+    ("XCiT (timm xcit_*)", r"\.attn\.temperature$|\.local_mp\.|^pos_embeder\.",
+     "cross-covariance (channel) attention and its local patch interaction", ()),
+    ("transformers Siglip2VisionModel (SigLIP2 NaFlex)", r"^(?:vision_model\.)?embeddings\.patch_embedding\.weight$",
+     "the NaFlex patch embedding (a Linear over flattened patches); the fixed-resolution SigLIP2 towers of timm "
+     "(vit_*_siglip_*.v2_webli) load with --act gelu_tanh", ("siglip2", "siglip2_vision_model")),
+]
+
+
+def foreign_layout(state: dict[str, Tensor]) -> tuple[str, str, str] | None:
+    """``(family, the key that shows it, what edgevit lacks)`` for a state dict in the names of a family of
+    :data:`FOREIGN_LAYOUTS`, or None. A 2-D ``patch_embedding`` (a Linear) is SigLIP2's; a Conv2d one is
+    CLIP's and SigLIP's."""
+    for family, pattern, missing, _ in FOREIGN_LAYOUTS:
+        for key, value in state.items():
+            if re.search(pattern, key) and not (family.startswith("transformers Siglip2") and value.ndim == 4):
+                return family, key, missing
+    return None
+
+
+def foreign_model_type(model_type) -> tuple[str, str] | None:
+    """``(family, what edgevit lacks)`` for a ``config.json`` ``model_type`` of :data:`FOREIGN_LAYOUTS`."""
+    return next(((family, missing) for family, _, missing, types in FOREIGN_LAYOUTS if model_type in types), None)
+
+
+def unsupported_family(state: dict[str, Tensor], eva_layout: bool = False) -> str | None:
+    """The feature of a ViT family edgevit does not implement that ``state`` (timm names) holds, or None.
+    ``eva_layout``: the keys were timm's Eva block names (:func:`is_eva_layout`); with a SwiGLU MLP that is
+    EVA-02 (as are SwiGLU blocks with timm Eva's separate q_proj / k_proj / v_proj: EVA-02 B / L), whose rotary
+    position embedding timm does not store (EVA-01's MLP is plain)."""
     for pattern, feature in _UNSUPPORTED:
         if any(re.search(pattern, key) for key in state):
             return feature
+    if "norm_pre.weight" in state and "attn_pool.latent" in state:
+        return ("the layout of Meta's Perception Encoder core (timm vit_pe_core_*: a norm_pre and an attention pool "
+                "over all tokens with its own head count), whose rotary position embeddings timm does not store in "
+                "the state dict")
     fc1, fc2 = state.get("blocks.0.mlp.fc1.weight"), state.get("blocks.0.mlp.fc2.weight")
-    if fc1 is not None and fc2 is not None and fc1.shape[0] == 2 * fc2.shape[1]:
-        return "a SwiGLU MLP (packed: fc1 twice as wide as fc2's input, DINOv2-g)"
+    packed = fc1 is not None and fc2 is not None and fc1.shape[0] == 2 * fc2.shape[1]
+    swiglu = packed or "blocks.0.mlp.fc1_g.weight" in state
+    if swiglu and (eva_layout or "blocks.0.attn.q_proj.weight" in state):
+        return ("a SwiGLU MLP in timm's Eva layout, i.e. EVA-02, whose rotary position embedding (which timm does "
+                "not store in the state dict) edgevit's ViT does not implement")
+    if swiglu and "pos_embed" not in state:  # DINOv3's gate activation is its config's hidden_act: not in the weights
+        return "a SwiGLU MLP without a position table, as in DINOv3 ViT-H+ / 7B (DINOv3's gated MLP is not supported)"
     return None
 
 
@@ -102,19 +169,33 @@ def fields_from_state_dict(state: dict[str, Tensor]) -> dict:
     if "patch_embed.proj.weight" not in state:
         raise KeyError("not a ViT state dict: no 'patch_embed.proj.weight' tensor")
     proj = state["patch_embed.proj.weight"]
+    if proj.ndim != 4 or proj.shape[2] != proj.shape[3]:
+        raise KeyError(f"the patch embedding 'patch_embed.proj.weight' has shape {tuple(proj.shape)}, not the "
+                       "(dim, channels, patch, patch) of a square Conv2d patch embedding (a Linear over flattened "
+                       "patches is NaFlex / SigLIP2, a 5-D one a video Conv3d as in Qwen-VL encoders)")
     dim, in_chans, patch = proj.shape[0], proj.shape[1], proj.shape[2]
     depth = len({int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))})
     if depth == 0:
         raise KeyError("not a ViT state dict: no 'blocks.N.' tensors")
     reg = state["reg_token"].shape[1] if "reg_token" in state else 0
+    # the MLP's layout and hidden width (fc2's input): SwiGLU split in fc1_g / fc1_x, or packed in an fc1 twice
+    # as wide as fc2's input (the gate first), else plain
+    fc1, fc2 = state.get("blocks.0.mlp.fc1.weight"), state.get("blocks.0.mlp.fc2.weight")
+    if "blocks.0.mlp.fc1_g.weight" in state:
+        mlp, hidden = "swiglu", state["blocks.0.mlp.fc1_g.weight"].shape[0]
+    elif fc1 is not None and fc2 is not None and fc1.shape[0] == 2 * fc2.shape[1]:
+        mlp, hidden = "swiglu_packed", fc2.shape[1]
+    else:
+        mlp, hidden = "mlp", fc1.shape[0] if fc1 is not None else None
     fields = dict(
         embed_dim=dim,
         in_chans=in_chans,
         patch_size=patch,
         depth=depth,
-        mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / dim if "blocks.0.mlp.fc1.weight" in state else 4.0,
+        mlp_ratio=hidden / dim if hidden else 4.0,
+        mlp=mlp,
+        mlp_norm="blocks.0.mlp.norm.weight" in state,  # timm's SwiGLU / Mlp norm_layer (EVA-02's sub-LN)
         qkv_bias="blocks.0.attn.qkv.bias" in state,
-        pos_embed="learned" if "pos_embed" in state else "sincos",
         class_token="cls_token" in state,
         distilled="dist_token" in state,
         reg_tokens=reg,
@@ -135,7 +216,8 @@ def fields_from_state_dict(state: dict[str, Tensor]) -> dict:
         fields["pool"] = "cls"  # one head on the class token beside a distillation token (HF DeiT)
     elif not fields["class_token"] or fields["fc_norm"]:
         fields["pool"] = "mean"
-    if "pos_embed" in state:
+    if "pos_embed" in state:  # without one the tensors cannot tell a fixed sin-cos table from none (RoPE)
+        fields["pos_embed"] = "learned"
         rows = state["pos_embed"].shape[1]
         prefix = int(fields["class_token"]) + int(fields["distilled"]) + reg
         # the table covers the patches only (timm no_embed_class) when only that reading is a square grid
@@ -144,28 +226,67 @@ def fields_from_state_dict(state: dict[str, Tensor]) -> dict:
     return fields
 
 
-def config_from_timm_state_dict(state: dict[str, Tensor], base: ViTConfig | None = None) -> tuple[ViTConfig, dict]:
+def config_from_timm_state_dict(state: dict[str, Tensor], base: ViTConfig | None = None,
+                                hf_layout: bool = False, conventions: dict | None = None) -> tuple[ViTConfig, dict]:
     """The architecture of a timm state dict, and the fields that had to be guessed.
 
     Shapes decide what they can (:func:`fields_from_state_dict`); the rest comes from ``base``
-    (an ``arch``: check :func:`shape_conflicts` first), else from timm's conventions (a
-    ``norm_pre`` is a CLIP tower: LayerNorm eps 1e-5; a headless distilled model pools the class
-    and distillation tokens), and what those cannot tell is guessed and returned as
-    ``{field: value}``: heads as embed_dim / 64, a CLIP tower's activation as GELU (OpenAI's
-    own towers use quick-GELU), a sincos model's image size as 224."""
+    (an ``arch``: check :func:`shape_conflicts` first), else from the conventions of the library
+    that wrote the weights (a ``norm_pre`` is a CLIP tower: LayerNorm eps 1e-5; a headless
+    distilled model pools the class and distillation tokens in timm, the class token in
+    transformers' DeiTModel: ``hf_layout``), and what those cannot tell is guessed and returned as
+    ``{field: value}``: heads as embed_dim / 64, a CLIP or SigLIP tower's activation as GELU
+    (OpenAI's CLIP towers use quick-GELU, SigLIP2's and transformers' SigLIP the tanh GELU), a
+    sincos model's image size as 224; ``conventions`` (a bare transformers file's library defaults,
+    :func:`edgevit.models.hf_convert.hf_conventions`) replace those guesses and add their own. What no
+    convention settles is :func:`undecided`'s."""
     fields = fields_from_state_dict(state)
     if base is not None:
         return base.replace(**fields), {}
+    fields.setdefault("pos_embed", "sincos")  # timm's convention for a ViT without a table; RoPE families say "none"
     if fields["pre_norm"]:
         fields["norm_eps"] = 1e-5
     if fields["distilled"] and "pool" not in fields:
-        fields["pool"] = "cls_dist"
+        fields["pool"] = "cls" if hf_layout else "cls_dist"
     guessed = {"num_heads": max(1, fields["embed_dim"] // 64)}
-    if fields["pre_norm"]:
+    if fields["pre_norm"] or fields.get("pool") == "map":
         guessed["act"] = "gelu"
     if "img_size" not in fields:
         guessed["img_size"] = 224
+    guessed.update(conventions or {})
     return ViTConfig(**fields, **guessed), guessed
+
+
+_EVA_KEYS = re.compile(r"^blocks\.\d+\.(gamma_[12]|attn\.[qv]_bias)$")
+
+
+def is_eva_layout(state: dict) -> bool:
+    """Whether ``state`` names its blocks as timm's Eva class does (``gamma_1``/``gamma_2``, separate
+    ``q_bias``/``v_bias``): EVA-01, EVA-02, DINOv3, Perception Encoder and timm's vit_*_rope_* models."""
+    return any(_EVA_KEYS.match(k) for k in state)
+
+
+def undecided(fields: dict, eva_layout: bool = False) -> dict[str, str]:
+    """``{ViTConfig field: why}`` for what tensors of these shapes (:func:`fields_from_state_dict`)
+    leave open between two layouts that both exist, so that neither may be guessed: the loader
+    refuses until the option that decides is given. ``eva_layout``: the keys were timm's Eva block
+    names (:func:`is_eva_layout`), which never record whether the model rotates Q and K."""
+    out = {}
+    if eva_layout:
+        out["rope"] = ("timm's Eva block names (gamma_1/gamma_2, separate q/v biases): EVA-01 has no rotary position "
+                       "embedding, while EVA-02, DINOv3, Perception Encoder and timm's vit_*_rope_* rotate Q and K "
+                       "with tables timm does not store in the state dict")
+    prefix = int(fields["class_token"]) + int(fields["distilled"]) + fields["reg_tokens"]
+    if fields.get("pool") == "map" and prefix:
+        out["pool_include_prefix"] = (
+            f"attention pooling beside {prefix} class/register token(s): timm pools the patch tokens only "
+            "(vit_so150m_patch16_reg4_map_256) or all tokens (pool_include_prefix, as in test_vit3 and Meta's "
+            "Perception Encoder)")
+    if not fields["class_token"] and not fields["qkv_bias"] and fields["fc_norm"] and not prefix:
+        out["post_norm"] = (
+            "no class token, no qkv bias and an fc_norm: the keys of timm's res-post-norm ViT "
+            "(vit_base_patch16_rpn_224, x + norm(attn(x))) and of a pre-norm ViT (x + attn(norm(x))) are the same")
+    return out
 
 
 def shape_conflicts(cfg: ViTConfig, fields: dict, names: dict[str, str] | None = None) -> list[str]:
@@ -219,234 +340,3 @@ def adapt_timm_state_dict(state: dict[str, Tensor], cfg: ViTConfig, antialias: b
     elif cfg.pos_embed == "sincos":
         state.pop("pos_embed", None)  # fixed encoding: a buffer, not a weight
     return state
-
-
-# Hugging Face -> timm names, for ViT, DeiT, Dinov2[WithRegisters], CLIPVision and SiglipVision
-# models. Two layouts each: the hub's (transformers 4.x, and what 5.x save_pretrained writes) and
-# the in-memory one of transformers 5.x. The model prefix (vit., deit., dinov2., vision_model.)
-# goes first, then a block's prefix becomes blocks.N.
-_HF_MODEL_PREFIX = re.compile(r"^(?:vit|deit|dinov2|dinov2_with_registers|vision_model)\.")
-_HF_BLOCK = re.compile(r"^(?:encoder\.layers?|layers)\.(\d+)\.")
-_HF_BLOCK_RENAMES = [
-    (r"(?:layernorm_before|norm1|layer_norm1)\.", "norm1."),
-    (r"(?:layernorm_after|norm2|layer_norm2)\.", "norm2."),
-    (r"(?:attention\.output\.dense|attention\.o_proj|self_attn\.out_proj)\.", "attn.proj."),
-    (r"(?:intermediate\.dense|mlp\.fc1)\.", "mlp.fc1."),
-    (r"(?:output\.dense|mlp\.fc2)\.", "mlp.fc2."),
-    (r"layer_scale1\.lambda1$", "ls1.gamma"),
-    (r"layer_scale2\.lambda1$", "ls2.gamma"),
-]
-_HF_QKV = re.compile(
-    r"^(?:attention\.attention\.(query|key|value)|(?:attention|self_attn)\.([qkv])_proj)\.(weight|bias)$")
-_QKV_ORDER = {"query": 0, "key": 1, "value": 2, "q": 0, "k": 1, "v": 2}
-_HF_RENAMES = [
-    (r"embeddings\.cls_token$", "cls_token"),
-    (r"embeddings\.distillation_token$", "dist_token"),
-    (r"embeddings\.register_tokens$", "reg_token"),
-    (r"embeddings\.position_embeddings$", "pos_embed"),
-    (r"embeddings\.(?:patch_embeddings\.projection|patch_embedding)\.", "patch_embed.proj."),
-    (r"pre_layrnorm\.", "norm_pre."),
-    (r"(?:layernorm|post_layernorm)\.", "norm."),
-    (r"(?:classifier|cls_classifier)\.", "head."),
-    (r"distillation_classifier\.", "head_dist."),
-    (r"visual_projection\.weight$", "proj.weight"),
-    (r"head\.probe$", "attn_pool.latent"),
-    (r"head\.attention\.out_proj\.", "attn_pool.proj."),
-    (r"head\.layernorm\.", "attn_pool.norm."),
-    (r"head\.mlp\.", "attn_pool.mlp."),
-]
-# Tensors that hold no weights of the deployed model: the masked-pretraining token and index buffers.
-_HF_DROPPED = re.compile(r"^embeddings\.(?:mask_token|position_ids)$")
-# The tanh pooler of HF ViTModel / DeiTModel (pooler_output): not part of a classifier or of timm's features.
-HF_POOLER = re.compile(r"^pooler\.dense\.(?:weight|bias)$")
-
-
-def is_hf_state_dict(state: dict) -> bool:
-    return any(_HF_MODEL_PREFIX.sub("", k).startswith(("embeddings.patch_embedding", "embeddings.position_embedding"))
-               for k in state)
-
-
-def hf_to_timm_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Map a Hugging Face ViT / DeiT / Dinov2 / CLIPVision / SiglipVision state dict to timm names:
-    q, k and v are concatenated into one qkv projection (the MAP head's packed in_proj split into
-    q and kv), CLIP's (D,) class embedding and (N, D) position table get timm's shapes, Dinov2's
-    register layout becomes timm's (see :func:`timm_layout`). The ``pooler.dense`` of ViTModel /
-    DeiTModel is kept under its name for the caller to decide; keys no rule knows pass through,
-    so a strict load reports them."""
-    out: dict[str, Tensor] = {}
-    qkv: dict[tuple[str, str], list] = {}
-    for key, value in state.items():
-        key = _HF_MODEL_PREFIX.sub("", key)
-        if _HF_DROPPED.match(key):
-            continue
-        block = _HF_BLOCK.match(key)
-        if block:
-            rest = key[block.end():]
-            match = _HF_QKV.match(rest)
-            if match:
-                which = match.group(1) or match.group(2)
-                qkv.setdefault((block.group(1), match.group(3)), [None, None, None])[_QKV_ORDER[which]] = value
-                continue
-            for pattern, repl in _HF_BLOCK_RENAMES:
-                rest, n = re.subn(f"^{pattern}", repl, rest)
-                if n:
-                    break
-            out[f"blocks.{block.group(1)}.{rest}"] = value
-            continue
-        if key.startswith("head.attention.in_proj_"):  # SigLIP's MAP head: nn.MultiheadAttention
-            dim = value.shape[0] // 3
-            kind = key.rsplit("_", 1)[1]
-            out[f"attn_pool.q.{kind}"], out[f"attn_pool.kv.{kind}"] = value[:dim], value[dim:]
-            continue
-        if key == "embeddings.class_embedding":  # CLIP
-            key, value = "cls_token", value.reshape(1, 1, -1)
-        elif key == "embeddings.position_embedding.weight":  # CLIP, SigLIP: an nn.Embedding
-            key, value = "pos_embed", value.unsqueeze(0)
-        else:
-            for pattern, repl in _HF_RENAMES:
-                new, n = re.subn(f"^{pattern}", repl, key)
-                if n:
-                    key = new
-                    break
-        out[key] = value
-    for (block, kind), parts in qkv.items():
-        if any(p is None for p in parts):
-            raise KeyError(f"block {block}: query/key/value {kind} tensors incomplete")
-        out[f"blocks.{block}.attn.qkv.{kind}"] = torch.cat(parts, dim=0)
-    if "reg_token" in out:  # Dinov2WithRegisters: registers follow the position-embedded class token
-        out["register_tokens"] = out.pop("reg_token")
-        out = timm_layout(out)
-    return out
-
-
-_HF_ACTS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "quick_gelu": "quick_gelu",
-            "relu": "relu"}
-
-
-# ViTConfig field -> the Hugging Face config.json key it is read from (messages use the latter).
-HF_NAMES = {"img_size": "image_size", "patch_size": "patch_size", "in_chans": "num_channels",
-            "embed_dim": "hidden_size", "depth": "num_hidden_layers", "num_heads": "num_attention_heads",
-            "mlp_ratio": "intermediate_size", "qkv_bias": "qkv_bias", "num_classes": "id2label",
-            "reg_tokens": "num_register_tokens"}
-# config.json model_type -> (the classes it covers, its config class's defaults where they differ from
-# ViT's: save_pretrained writes only the values that differ from them).
-HF_FAMILIES = {
-    "vit": ("ViTModel, ViTForImageClassification", {}),
-    "deit": ("DeiTModel, DeiTForImageClassification[WithTeacher]", {}),
-    "dinov2": ("Dinov2Model, Dinov2ForImageClassification", {"patch_size": 14, "layer_norm_eps": 1e-6}),
-    "dinov2_with_registers": ("Dinov2WithRegistersModel, Dinov2WithRegistersForImageClassification",
-                              {"layer_norm_eps": 1e-6, "num_register_tokens": 4}),
-    "clip_vision_model": ("CLIPVisionModel, CLIPVisionModelWithProjection",
-                          {"patch_size": 32, "layer_norm_eps": 1e-5, "hidden_act": "quick_gelu"}),
-    "siglip_vision_model": ("SiglipVisionModel", {"layer_norm_eps": 1e-6, "hidden_act": "gelu_pytorch_tanh"}),
-}
-# Whole text-image models: only their vision tower is supported.
-_HF_TOWERS = {"clip": "CLIPVisionModelWithProjection", "siglip": "SiglipVisionModel"}
-
-
-def hf_family(model_type) -> str:
-    """The supported ``model_type`` (None: a ViT), or ValueError saying what is supported."""
-    model_type = model_type or "vit"
-    if model_type in HF_FAMILIES:
-        return model_type
-    if model_type in _HF_TOWERS:
-        tower = _HF_TOWERS[model_type]
-        raise ValueError(
-            f"model_type {model_type!r} is a whole image-text model; edgevit deploys its vision tower: save it "
-            f"with transformers.{tower}.from_pretrained(PATH).save_pretrained(OUT) and load OUT")
-    listed = "; ".join(f"{k} ({v[0]})" for k, v in HF_FAMILIES.items())
-    raise ValueError(f"model_type {model_type!r} is not a ViT family edgevit loads; supported model_type values: "
-                     f"{listed}. Families: {SUPPORTED_FAMILIES}")
-
-
-_HF_SIZES = {"image_size": 224, "patch_size": 16, "num_channels": 3, "hidden_size": 768,
-             "num_hidden_layers": 12, "num_attention_heads": 12}
-
-
-def _positive_int(hf: dict, key: str, default: int) -> int:
-    value = hf.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{key} must be a positive integer, got {value!r}")
-    return value
-
-
-def config_from_hf(hf: dict) -> ViTConfig:
-    """Build a ViTConfig from a Hugging Face ``config.json`` of a supported ``model_type``
-    (:data:`HF_FAMILIES`: its defaults, eps, act, qkv_bias, mlp_ratio or intermediate_size,
-    register tokens honoured). The prefix tokens, pooling and heads are the weights' to tell.
-    Raises ValueError naming the config.json key that is wrong (Hugging Face's names)."""
-    hf = {**HF_FAMILIES[hf_family(hf.get("model_type"))][1], **hf}
-    if hf.get("use_swiglu_ffn"):
-        raise ValueError("use_swiglu_ffn is true: a SwiGLU MLP (DINOv2-g) is not supported. "
-                         f"Families: {SUPPORTED_FAMILIES}")
-    act = hf.get("hidden_act", "gelu")
-    if not isinstance(act, str) or act not in _HF_ACTS:
-        raise ValueError(f"hidden_act {act!r} is not supported; supported: {sorted(_HF_ACTS)}")
-    size = {key: _positive_int(hf, key, default) for key, default in _HF_SIZES.items()}
-    dim, heads = size["hidden_size"], size["num_attention_heads"]
-    ratio = hf.get("mlp_ratio", 4)  # Dinov2's config states a ratio, the others a width
-    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or ratio <= 0:
-        raise ValueError(f"mlp_ratio must be a positive number, got {ratio!r}")
-    hidden = _positive_int(hf, "intermediate_size", int(dim * ratio))
-    if dim % heads:
-        raise ValueError(f"hidden_size ({dim}) must be divisible by num_attention_heads ({heads})")
-    if size["image_size"] % size["patch_size"]:
-        raise ValueError(f"image_size ({size['image_size']}) must be divisible by patch_size ({size['patch_size']})")
-    eps, qkv_bias = hf.get("layer_norm_eps", 1e-12), hf.get("qkv_bias", True)
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
-        raise ValueError(f"layer_norm_eps must be a number in (0, 1), got {eps!r}")
-    if not isinstance(qkv_bias, bool):
-        raise ValueError(f"qkv_bias must be true or false, got {qkv_bias!r}")
-    labels = labels_from_hf(hf) or ()
-    return ViTConfig(
-        img_size=size["image_size"],
-        patch_size=size["patch_size"],
-        in_chans=size["num_channels"],
-        num_classes=len(labels) or 2,
-        embed_dim=dim,
-        depth=size["num_hidden_layers"],
-        num_heads=heads,
-        mlp_ratio=hidden / dim,
-        qkv_bias=qkv_bias,
-        norm_eps=float(eps),
-        act=_HF_ACTS[act],
-        reg_tokens=_positive_int(hf, "num_register_tokens", 1) if "num_register_tokens" in hf else 0,
-        no_embed_class="num_register_tokens" in hf,  # registers join after the position embedding
-    )
-
-
-def labels_from_hf(hf: dict) -> list[str] | None:
-    """Class names from ``id2label`` in index order; ValueError unless its keys are 0..N-1."""
-    id2label = hf.get("id2label")
-    if not id2label:
-        return None
-    if not isinstance(id2label, dict) or sorted(map(str, id2label)) != sorted(map(str, range(len(id2label)))):
-        raise ValueError(f"id2label must map the class indices 0..N-1 to names, got {str(id2label)[:80]}")
-    names = {str(k): v for k, v in id2label.items()}
-    return [str(names[str(i)]) for i in range(len(names))]
-
-
-def hf_crop_size(pre: dict | None) -> int | None:
-    """The square size a ``preprocessor_config.json`` center-crops to, if it crops."""
-    pre = pre or {}
-    crop = pre.get("crop_size")
-    crop = crop.get("height") if isinstance(crop, dict) and crop.get("height") == crop.get("width") else crop
-    return crop if pre.get("do_center_crop") and isinstance(crop, int) and not isinstance(crop, bool) else None
-
-
-def preprocessing_from_hf(pre: dict | None, cfg: ViTConfig) -> Preprocessing:
-    """From ``preprocessor_config.json``: ViT / SigLIP processors resize straight to the input size;
-    CLIP / DINOv2 / DeiT ones resize the shorter side then center-crop (crop_pct = crop / shorter side)."""
-    pre = pre or {}
-    resample = {0: "nearest", 2: "bilinear", 3: "bicubic"}.get(pre.get("resample", 2), "bilinear")
-    size, crop = pre.get("size"), hf_crop_size(pre)
-    shorter = size.get("shortest_edge") if isinstance(size, dict) else None
-    crop_pct = min(1.0, crop / shorter) if crop and isinstance(shorter, int) and shorter > 0 else 1.0
-    return Preprocessing(
-        input_size=(cfg.in_chans, cfg.img_size, cfg.img_size),
-        mean=tuple(pre.get("image_mean", INCEPTION_MEAN))[: cfg.in_chans],
-        std=tuple(pre.get("image_std", INCEPTION_STD))[: cfg.in_chans],
-        interpolation=resample,
-        crop_pct=crop_pct,
-        pixel_max=1.0 / float(pre.get("rescale_factor", 1 / 255)),
-    )

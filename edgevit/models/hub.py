@@ -122,10 +122,10 @@ def _load_timm_weights(directory: Path, architecture: str, pretrained: dict, fie
 
 def _timm_fields(timm, architecture: str) -> tuple[dict, dict]:
     """What timm's ``architecture`` says that its weights cannot: the head count, a quick-GELU /
-    tanh-GELU activation and mean pooling (read from the model built on the meta device: no
-    memory), and the part a user must pass as options for the bare weights file (``--act``, and
-    ``--num-heads`` where it is not the embed_dim / 64 guess). A pooling edgevit cannot reproduce
-    is refused."""
+    tanh-GELU activation, mean pooling, pooling over the prefix tokens and a res-post-norm block
+    (read from the model built on the meta device: no memory), and the part a user must pass as
+    options for the bare weights file (``--act``, and ``--num-heads`` where it is not the
+    embed_dim / 64 guess). A pooling edgevit cannot reproduce is refused."""
     import torch
 
     if not timm.is_model(architecture):
@@ -140,10 +140,10 @@ def _timm_fields(timm, architecture: str) -> tuple[dict, dict]:
     if pool not in (None, "", "token", "avg", "map"):
         raise CheckpointError(f"timm's {architecture} pools its tokens with {pool!r}; edgevit supports the class "
                               "token, the patch mean (avg) and attention pooling (map)")
-    if getattr(net, "pool_include_prefix", False) and getattr(net, "num_prefix_tokens", 0) and pool in ("avg", "map"):
-        raise CheckpointError(f"timm's {architecture} pools over its class/register tokens too (pool_include_prefix); "
-                              "edgevit pools the patch tokens only, so it would give other outputs: not supported")
     fields = {"pool": "mean"} if pool == "avg" else {}  # with a class token, the weights alone say "cls"
+    if pool in ("avg", "map"):
+        fields["pool_include_prefix"] = bool(getattr(net, "pool_include_prefix", False))
+    fields["post_norm"] = type(block).__name__ == "ResPostBlock"
     heads = getattr(getattr(block, "attn", None), "num_heads", None)
     if isinstance(heads, int):
         fields["num_heads"] = heads
@@ -154,7 +154,8 @@ def _timm_fields(timm, architecture: str) -> tuple[dict, dict]:
     # what the bare weights file needs as options: a head count other than the embed_dim / 64 guess, an
     # activation other than GELU
     hint = {k: v for k, v in fields.items()
-            if (k == "act" and v != "gelu") or (k == "num_heads" and v != net.embed_dim // 64)}
+            if (k == "act" and v != "gelu") or (k == "num_heads" and v != net.embed_dim // 64)
+            or (k in ("post_norm", "pool_include_prefix") and v)}
     return fields, hint
 
 
@@ -233,7 +234,7 @@ def _download(text: str, repo: str, revision: str | None, weights: str | None = 
 def _unreachable(text: str, repo: str, revision: str | None, offline: bool, hub, hint: dict | None) -> str:
     why = "HF_HUB_OFFLINE is set" if offline else "could not connect"
     command = f"hf download {repo}" + (f" --revision {revision}" if revision else "") + " --local-dir DIR"
-    flags = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (hint or {}).items())
+    flags = "".join(f" --{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in (hint or {}).items())
     return (f"{text}: the Hugging Face Hub cannot be reached ({why}) and {repo} is not in the local cache "
             f"({hub.constants.HF_HUB_CACHE}). Download it on a machine with network access ({command}), copy DIR "
             f"here and pass the local directory (or its weights file) instead of the hub name: "

@@ -29,9 +29,14 @@ def fused_mha_eligibility(cfg: ViTConfig) -> dict:
 
 
 def model_family(cfg: ViTConfig) -> str:
-    """The ViT family a config looks like: deit-distilled (a distillation token), siglip (attention
-    pooling), clip (norm_pre or quick-GELU), gap (no class token, or mean pooling), dinov2 (LayerScale
-    with patch 14 or register tokens), else vit. Read from the config fields alone."""
+    """The ViT family a config looks like: beit (a relative position bias), dinov3 (DINOv3 RoPE), deit-distilled (a
+    distillation token), siglip (attention pooling), clip (norm_pre or quick-GELU), gap (no class
+    token, or mean pooling), dinov2 (LayerScale with patch 14 or register tokens), else vit. Read
+    from the config fields alone."""
+    if cfg.rel_pos_bias != "none":
+        return "beit"  # BEiT / BEiT v2 / Data2Vec-vision: a relative position bias
+    if cfg.rope == "dinov3":
+        return "dinov3"  # DINOv3: 2-D RoPE on the patch tokens, no position table
     if cfg.distilled:
         return "deit-distilled"
     if cfg.pool == "map":
@@ -43,6 +48,19 @@ def model_family(cfg: ViTConfig) -> str:
     if cfg.init_values is not None and (cfg.patch_size == 14 or cfg.reg_tokens):
         return "dinov2"
     return "vit"
+
+
+def _positions(cfg: ViTConfig) -> str:
+    """How positions enter the model: the table (learned, sin-cos, none), RoPE, a relative bias, and
+    whether the table is resampled for other input sizes."""
+    parts = [f"{cfg.pos_embed} table" if cfg.pos_embed != "none" else "no table"]
+    if cfg.rope != "none":
+        parts.append(f"{cfg.rope} RoPE on Q and K")
+    if cfg.rel_pos_bias != "none":
+        parts.append(f"relative position bias ({cfg.rel_pos_bias})")
+    if cfg.dynamic_size != "none":
+        parts.append(f"any size ({cfg.dynamic_size} resampling)")
+    return ", ".join(parts)
 
 
 def output_kind(cfg: ViTConfig) -> OutputKind:
@@ -68,7 +86,8 @@ def model_info(source: str, arch: str | None = None, model_overrides: dict | Non
         "embed_dim": cfg.embed_dim,
         "num_classes": cfg.num_classes,
         "pool": cfg.pool,
-        "act": cfg.act,
+        "act": cfg.act if cfg.mlp == "mlp" else f"{cfg.mlp} (SiLU gate)",
+        "positions": _positions(cfg),
         "guessed": dict(model.guessed),
         "input": {"name": "images", "shape": ["batch", *pre.input_size], "dtype": "float32",
                   "mean": pre.mean, "std": pre.std, "interpolation": pre.interpolation, "crop_pct": pre.crop_pct,

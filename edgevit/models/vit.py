@@ -18,188 +18,26 @@ construction (``model.set_attn_impl("math")``):
 * ``"math"``: ``softmax((Q * d**-0.5) @ K^T) @ V`` written out, with Q pre-scaled. This is
   the reference every optimized path is checked against, and the MatMul -> Softmax -> MatMul
   pattern TensorRT's MHA fusion matches once exported.
+
+With ``rope="dinov3"`` (and ``pos_embed="none"``: no position table) both paths rotate the patch
+tokens' Q and K with fixed sin / cos tables (:mod:`edgevit.models.rope`) before that first MatMul;
+with ``rel_pos_bias`` (BEiT) a relative position bias (:mod:`edgevit.models.relpos`) is added to
+the scores before the Softmax. With ``dynamic_size`` the model takes any height and width in whole
+patches, its learned table resampled in the forward. The config and its checks live in
+:mod:`edgevit.models.config`.
 """
 
 from __future__ import annotations
-
-import math
-from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..formats import ACTIVATIONS
 from ..output_kinds import OutputKind
-
-ATTN_IMPLS = ("sdpa", "math")
-POS_EMBEDS = ("learned", "sincos")
-# cls: the class token; mean: the patch tokens' mean; map: attention pooling with a learned query
-# (SigLIP); cls_mean: [class token, patch mean] concatenated (HF Dinov2ForImageClassification);
-# cls_dist: the mean of the class and distillation tokens, each with its own head (DeiT distilled).
-POOLS = ("cls", "mean", "map", "cls_mean", "cls_dist")
-# The attention scores of one image, heads x tokens x tokens, are one tensor of the exported graph
-# (MatMul -> Softmax -> MatMul) and of PyTorch's math attention. TensorRT refuses a tensor of more than
-# 2^31-1 elements (int32 volumes, NVIDIA/TensorRT#3815), and at fp32 that is 8 GiB for one image: a
-# config past it is refused before anything is built or resampled.
-MAX_ATTENTION_SCORES = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class ViTConfig:
-    """Everything that defines a ViT's architecture. Passed whole to the model."""
-
-    img_size: int = 224
-    patch_size: int = 16
-    in_chans: int = 3
-    num_classes: int = 1000
-    embed_dim: int = 768
-    depth: int = 12
-    num_heads: int = 12
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
-    norm_eps: float = 1e-6
-    act: str = "gelu"
-    pos_embed: str = "learned"
-    pool: str = "cls"
-    class_token: bool = True
-    reg_tokens: int = 0
-    distilled: bool = False  # a distillation token after the class token (DeiT)
-    no_embed_class: bool = False  # pos_embed covers the patches only; prefix tokens are added unembedded
-    init_values: float | None = None  # LayerScale (ls1 / ls2 .gamma) when set
-    pre_norm: bool = False  # norm_pre before the blocks (CLIP); the patch projection then has no bias
-    fc_norm: bool = False  # the final norm applied after pooling instead of to every token
-    proj_dim: int = 0  # a bias-free projection of the pooled features (CLIP's image embedding)
-    drop_rate: float = 0.0
-    attn_drop_rate: float = 0.0
-    drop_path_rate: float = 0.0
-    attn_impl: str = "sdpa"
-
-    def __post_init__(self) -> None:
-        _check_choice("attn_impl", self.attn_impl, ATTN_IMPLS)
-        _check_choice("act", self.act, ACTIVATIONS)
-        _check_choice("pos_embed", self.pos_embed, POS_EMBEDS)
-        _check_choice("pool", self.pool, POOLS)
-        for name in ("img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depth", "num_heads",
-                     "reg_tokens", "proj_dim"):
-            value = getattr(self, name)
-            low = 0 if name in ("num_classes", "reg_tokens", "proj_dim") else 1
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                kind = "a non-negative" if low == 0 else "a positive"
-                raise ValueError(f"ViTConfig.{name} must be {kind} integer, got {value!r}")
-        if self.pool in ("cls", "cls_mean", "cls_dist") and not self.class_token:
-            raise ValueError(f"pool={self.pool!r} reads the class token, but class_token is False; "
-                             "use pool='mean' or 'map'")
-        if self.distilled and self.pool not in ("cls", "cls_dist") or self.pool == "cls_dist" and not self.distilled:
-            raise ValueError("pool='cls_dist' needs a distillation token (distilled=True), and a distilled model "
-                             f"pools 'cls' or 'cls_dist'; got distilled={self.distilled}, pool={self.pool!r}")
-        if self.pool == "map" and self.fc_norm:
-            raise ValueError("pool='map' normalises inside the attention pool: fc_norm must be False")
-        if self.init_values is not None and not isinstance(self.init_values, (int, float)):
-            raise ValueError(f"init_values (LayerScale) must be a number or None, got {self.init_values!r}")
-        if self.embed_dim % self.num_heads:
-            raise ValueError(
-                f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads}); "
-                f"allowed num_heads for this width: {_divisors(self.embed_dim)}"
-            )
-        _check_attention_size(self)
-        if self.img_size % self.patch_size:
-            raise ValueError(
-                f"img_size ({self.img_size}) must be divisible by patch_size ({self.patch_size}); "
-                f"allowed patch sizes for this image: {_divisors(self.img_size)}"
-            )
-        if self.pos_embed == "sincos" and self.embed_dim % 4:
-            raise ValueError(f"pos_embed='sincos' needs embed_dim divisible by 4, got {self.embed_dim}")
-        if self.mlp_ratio <= 0:
-            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
-        for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.embed_dim // self.num_heads
-
-    @property
-    def grid_size(self) -> int:
-        return self.img_size // self.patch_size
-
-    @property
-    def num_patches(self) -> int:
-        return self.grid_size**2
-
-    @property
-    def num_prefix_tokens(self) -> int:
-        """Tokens before the patches: class, distillation, registers (in that order)."""
-        return int(self.class_token) + int(self.distilled) + self.reg_tokens
-
-    @property
-    def num_tokens(self) -> int:
-        """Sequence length seen by attention: the patches plus the prefix tokens."""
-        return self.num_patches + self.num_prefix_tokens
-
-    @property
-    def pos_embed_len(self) -> int:
-        return self.num_patches + (0 if self.no_embed_class else self.num_prefix_tokens)
-
-    @property
-    def pooled_dim(self) -> int:
-        return 2 * self.embed_dim if self.pool == "cls_mean" else self.embed_dim
-
-    @property
-    def feature_dim(self) -> int:
-        """Width of the features a headless model returns (the head's input)."""
-        return self.proj_dim or self.pooled_dim
-
-    @property
-    def output_kind(self) -> OutputKind:
-        return OutputKind.LOGITS if self.num_classes else OutputKind.FEATURES
-
-    @property
-    def mlp_hidden(self) -> int:
-        # timm's int(dim * ratio), robust to float error: a ratio read as width / dim gives the width back
-        return int(self.embed_dim * self.mlp_ratio + 1e-6)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ViTConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ViTConfig fields {unknown}; allowed: {sorted(known)}")
-        return cls(**data)
-
-    def replace(self, **changes) -> "ViTConfig":
-        return replace(self, **changes)
-
-
-def _check_choice(name: str, value, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-
-
-def _check_attention_size(cfg: ViTConfig) -> None:
-    """ValueError when one image's attention scores exceed :data:`MAX_ATTENTION_SCORES`, naming the
-    largest image size that fits (checked before the patch size divides the image: it costs nothing)."""
-    tokens = cfg.num_tokens
-    scores = cfg.num_heads * tokens**2
-    if scores <= MAX_ATTENTION_SCORES:
-        return
-    fit = math.isqrt(MAX_ATTENTION_SCORES // cfg.num_heads) - cfg.num_prefix_tokens
-    largest = math.isqrt(fit) * cfg.patch_size if fit > 0 else 0
-    raise ValueError(
-        f"img_size {cfg.img_size} with patch_size {cfg.patch_size} makes {tokens:,} tokens per image: the attention "
-        f"scores of one image ({cfg.num_heads} heads x {tokens:,}^2 = {scores:.3g} values) exceed 2^31-1, the "
-        "largest tensor TensorRT builds (8 GiB at fp32); "
-        + (f"use an image size of at most {largest} (--img-size {largest}, img_size={largest})" if largest else
-           f"no image size fits {cfg.num_heads} heads")
-    )
-
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+from .config import (ATTN_IMPLS, DYNAMIC_SIZES, MAX_ATTENTION_SCORES, MLPS, POOLS, POS_EMBEDS,  # noqa: F401
+                     REL_POS_BIASES, ViTConfig, _check_choice)
+from .relpos import RelPosBias
+from .rope import RotaryEmbedding
 
 
 def sincos_pos_embed(embed_dim: int, grid_size: int, cls_token: bool | int = True) -> torch.Tensor:
@@ -259,16 +97,26 @@ class Attention(nn.Module):
         self.attn_out = nn.Identity()
         self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
         self.proj_drop = nn.Dropout(cfg.drop_rate)
+        # BEiT: a relative position bias added to the scores; "shared": the model's one table, set by it
+        self.pos_bias = RelPosBias(cfg.grid_size, cfg.num_heads) if cfg.rel_pos_bias == "block" else None
+        self.shared_bias: tuple = ()  # (the model's RelPosBias,): a reference, not a submodule of this block
+        self.rope: RotaryEmbedding | None = None  # RoPE on Q and K (DINOv3): the model's one table, set by it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
+        if self.rope is not None:  # rotate the patch tokens' Q and K before Q·K^T (prefix rows: identity)
+            q, k = self.rope(q), self.rope(k)
+        bias = self.pos_bias() if self.pos_bias is not None else self.shared_bias[0]() if self.shared_bias else None
+        bias = bias.to(q) if bias is not None else None  # a block copied or cast alone keeps the model's table
         if self.attn_impl == "sdpa":
             dropout = self.attn_drop.p if self.training else 0.0
-            x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
         else:
             attn = (q * self.scale) @ k.transpose(-2, -1)
+            if bias is not None:  # MatMul -> Add -> Softmax -> MatMul
+                attn = attn + bias
             attn = self.attn_drop(attn.softmax(dim=-1))
             x = attn @ v
         x = self.attn_out(x.transpose(1, 2).reshape(B, N, C))
@@ -293,10 +141,38 @@ class Mlp(nn.Module):
             "relu": nn.ReLU(),
         }[cfg.act]
         self.drop = nn.Dropout(cfg.drop_rate)
+        self.norm = nn.LayerNorm(cfg.mlp_hidden, eps=cfg.norm_eps) if cfg.mlp_norm else nn.Identity()
         self.fc2 = nn.Linear(cfg.mlp_hidden, cfg.embed_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        return self.drop(self.fc2(self.norm(self.drop(self.act(self.fc1(x))))))
+
+
+class SwiGLU(nn.Module):
+    """fc2(silu(gate) * value), the gate and value projections packed in one ``fc1`` of twice the hidden width,
+    the gate first (``mlp="swiglu_packed"``: timm's SwiGLUPacked, DINOv2-giant), or split in ``fc1_g`` /
+    ``fc1_x`` (``mlp="swiglu"``: timm's SwiGLU, EVA-02); ``norm``: a LayerNorm before fc2 (``mlp_norm``)."""
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        dim, hidden = cfg.embed_dim, cfg.mlp_hidden
+        self.packed = cfg.mlp == "swiglu_packed"
+        if self.packed:
+            self.fc1 = nn.Linear(dim, 2 * hidden)
+        else:
+            self.fc1_g = nn.Linear(dim, hidden)
+            self.fc1_x = nn.Linear(dim, hidden)
+        self.act = nn.SiLU()
+        self.drop = nn.Dropout(cfg.drop_rate)
+        self.norm = nn.LayerNorm(hidden, eps=cfg.norm_eps) if cfg.mlp_norm else nn.Identity()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed:
+            gate, x = self.fc1(x).chunk(2, dim=-1)
+        else:
+            gate, x = self.fc1_g(x), self.fc1_x(x)
+        return self.drop(self.fc2(self.norm(self.drop(self.act(gate) * x))))
 
 
 class DropPath(nn.Module):
@@ -326,7 +202,8 @@ class LayerScale(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + ls1(attn(norm1(x))), then x + ls2(mlp(norm2(x)))."""
+    """Pre-norm transformer block: x + ls1(attn(norm1(x))), then x + ls2(mlp(norm2(x))).
+    With ``post_norm`` (timm's ResPostBlock) the norm follows the branch: x + norm1(attn(x))."""
 
     def __init__(self, cfg: ViTConfig, drop_path: float = 0.0):
         super().__init__()
@@ -335,11 +212,15 @@ class Block(nn.Module):
         self.attn = Attention(cfg)
         self.ls1 = scale()
         self.norm2 = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps)
-        self.mlp = Mlp(cfg)
+        self.mlp = Mlp(cfg) if cfg.mlp == "mlp" else SwiGLU(cfg)
         self.ls2 = scale()
         self.drop_path = DropPath(drop_path)
+        self.post_norm = cfg.post_norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.post_norm:
+            x = x + self.drop_path(self.ls1(self.norm1(self.attn(x))))
+            return x + self.drop_path(self.ls2(self.norm2(self.mlp(x))))
         x = x + self.drop_path(self.ls1(self.attn(self.norm1(x))))
         return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
 
@@ -388,13 +269,22 @@ class VisionTransformer(nn.Module):
         self.reg_token = nn.Parameter(torch.zeros(1, cfg.reg_tokens, dim)) if cfg.reg_tokens else None
         if cfg.pos_embed == "learned":
             self.pos_embed = nn.Parameter(torch.zeros(1, cfg.pos_embed_len, dim))
-        else:
+        elif cfg.pos_embed == "sincos":
             prefix = cfg.pos_embed_len - cfg.num_patches
             self.register_buffer("pos_embed", sincos_pos_embed(dim, cfg.grid_size, prefix), persistent=False)
+        else:  # "none": positions enter through RoPE in attention (DINOv3)
+            self.pos_embed = None
         self.pos_drop = nn.Dropout(cfg.drop_rate)
         self.norm_pre = nn.LayerNorm(dim, eps=cfg.norm_eps) if cfg.pre_norm else nn.Identity()
         rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # meta-device safe
         self.blocks = nn.Sequential(*[Block(cfg, rate) for rate in rates])
+        self.pos_bias = RelPosBias(cfg.grid_size, cfg.num_heads) if cfg.rel_pos_bias == "shared" else None
+        for block in self.blocks if self.pos_bias is not None else ():
+            block.attn.shared_bias = (self.pos_bias,)
+        self.rope = (RotaryEmbedding(cfg.rope, cfg.grid_size, cfg.head_dim, cfg.rope_theta, cfg.num_prefix_tokens)
+                     if cfg.rope != "none" else None)  # fixed tables, built once; every block's attention shares them
+        for block in self.blocks if self.rope is not None else ():
+            block.attn.rope = self.rope
         self.norm = nn.Identity() if cfg.fc_norm else nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.attn_pool = AttentionPool(cfg) if cfg.pool == "map" else None
         self.fc_norm = nn.LayerNorm(cfg.pooled_dim, eps=cfg.norm_eps) if cfg.fc_norm else nn.Identity()
@@ -470,32 +360,54 @@ class VisionTransformer(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         cfg = self.config
+        if cfg.dynamic_size != "none":
+            if x.ndim != 4 or x.shape[1] != cfg.in_chans or x.shape[2] % cfg.patch_size or x.shape[3] % cfg.patch_size:
+                raise ValueError(f"expected input of shape (batch, {cfg.in_chans}, H, W) with H and W multiples of the "
+                                 f"patch size {cfg.patch_size}, got {tuple(x.shape)}")
+            return
         if x.ndim != 4 or x.shape[1:] != (cfg.in_chans, cfg.img_size, cfg.img_size):
             raise ValueError(
                 f"expected input of shape (batch, {cfg.in_chans}, {cfg.img_size}, {cfg.img_size}), "
                 f"got {tuple(x.shape)}"
             )
 
+    def position_table(self, grid: tuple) -> torch.Tensor | None:
+        """The learned position table for a (rows, cols) patch grid: as stored, or with ``dynamic_size``
+        resampled to the grid (prefix rows kept). At the stored grid the resampling is the identity
+        (align_corners=False puts every sample on a source row), so no branch specializes the graph."""
+        cfg = self.config
+        if cfg.dynamic_size == "none" or self.pos_embed is None:
+            return self.pos_embed
+        prefix = cfg.pos_embed_len - cfg.num_patches
+        head, table = self.pos_embed[:, :prefix], self.pos_embed[:, prefix:]
+        table = table.reshape(1, cfg.grid_size, cfg.grid_size, -1).permute(0, 3, 1, 2)
+        table = F.interpolate(table, size=grid, mode=cfg.dynamic_size, align_corners=False)
+        return torch.cat([head, table.flatten(2).transpose(1, 2)], dim=1)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """All tokens (B, prefix + N, D) after the blocks and the final norm (timm's forward_features)."""
+        pos_embed = self.position_table((x.shape[-2] // self.config.patch_size, x.shape[-1] // self.config.patch_size))
         x = self.patch_embed(x)
         prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.dist_token, self.reg_token)
                   if t is not None]
-        if self.config.no_embed_class:  # the table covers the patches only
-            x = torch.cat([*prefix, x + self.pos_embed], dim=1)
+        if pos_embed is None:  # no absolute table: RoPE in attention (DINOv3)
+            x = torch.cat([*prefix, x], dim=1)
+        elif self.config.no_embed_class:  # the table covers the patches only
+            x = torch.cat([*prefix, x + pos_embed], dim=1)
         else:
-            x = torch.cat([*prefix, x], dim=1) + self.pos_embed
+            x = torch.cat([*prefix, x], dim=1) + pos_embed
         x = self.blocks(self.norm_pre(self.pos_drop(x)))
         return self.norm(x)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        pool, patches = self.config.pool, x[:, self.num_prefix_tokens:]
+        pool = self.config.pool
+        patches = x if self.config.pool_include_prefix else x[:, self.num_prefix_tokens:]
         if pool == "cls":
             return x[:, 0]
         if pool == "mean":
             return patches.mean(dim=1)
         if pool == "map":
-            return self.attn_pool(patches)  # timm: the prefix tokens (registers) do not take part
+            return self.attn_pool(patches)  # timm: the prefix tokens take part only with pool_include_prefix
         if pool == "cls_mean":
             return torch.cat([x[:, 0], patches.mean(dim=1)], dim=-1)
         return x[:, 0], x[:, 1]  # cls_dist
@@ -533,7 +445,8 @@ def macs_per_image(cfg: ViTConfig) -> int:
     """Multiply-accumulates of one forward pass (matmuls and the patch convolution)."""
     n, d, h = cfg.num_tokens, cfg.embed_dim, cfg.mlp_hidden
     patch = cfg.num_patches * d * cfg.in_chans * cfg.patch_size**2
-    per_block = n * d * 3 * d + 2 * n * n * d + n * d * d + 2 * n * d * h
+    mlp = (3 if cfg.mlp != "mlp" else 2) * n * d * h  # SwiGLU: gate and value projections, then fc2
+    per_block = n * d * 3 * d + 2 * n * n * d + n * d * d + mlp
     pool = (d * d + n * d * 2 * d + 2 * n * d + d * d + 2 * d * h) if cfg.pool == "map" else 0
     heads = 2 if cfg.pool == "cls_dist" else 1
     head = cfg.pooled_dim * cfg.proj_dim + heads * cfg.feature_dim * cfg.num_classes

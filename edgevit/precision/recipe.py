@@ -23,7 +23,9 @@ from ..formats import (BASE_PRECISION, CAST, EXPORTED, FLOAT_PRECISIONS, FP16, Q
 # It is kept because 4-token digits attention says little about 197-token ViT-B rows, and it
 # costs two casts per block; drop it with PrecisionRecipe(keep_fp32=("LayerNormalization",)).
 KEEP_FP32 = ("LayerNormalization", "Softmax")
-LINEAR_PATTERNS = ("blocks.*.attn.qkv", "blocks.*.attn.proj", "blocks.*.mlp.fc1", "blocks.*.mlp.fc2")
+# the block Linears; a split SwiGLU MLP (EVA-02 style) has two input projections, fc1_g and fc1_x
+LINEAR_PATTERNS = ("blocks.*.attn.qkv", "blocks.*.attn.proj", "blocks.*.mlp.fc1", "blocks.*.mlp.fc1_g",
+                   "blocks.*.mlp.fc1_x", "blocks.*.mlp.fc2")
 ATTENTION_PATTERNS = ("blocks.*.attn.matmul_qk", "blocks.*.attn.matmul_av")
 PATCH_EMBED = "patch_embed.proj"
 QUANTIZED_OP_TYPES = ("MatMul", "Gemm", "Conv")

@@ -72,6 +72,7 @@ class BuildOptions:
     input_name: str = "images"
     input_shape: tuple = ()  # per-sample shape (C, H, W)
     config: EngineBuildConfig = field(default_factory=EngineBuildConfig)
+    size_range: dict | None = None  # a graph of dynamic height and width: the manifest input's size_range
 
 
 @dataclass
@@ -147,10 +148,8 @@ def build_plan(onnx_path: str | os.PathLike, opts: BuildOptions) -> BuildResult:
     if hw_level is not None:  # looked up by name: SAME_COMPUTE_CAPABILITY exists from TensorRT 10.9 only
         config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, hw_level)
 
-    lo, opt, hi = opts.profile
     profile = builder.create_optimization_profile()
-    shape = tuple(opts.input_shape)
-    profile.set_shape(opts.input_name, (lo, *shape), (opt, *shape), (hi, *shape))
+    profile.set_shape(opts.input_name, *rules.input_shapes(opts.input_shape, opts.profile, opts.size_range))
     config.add_optimization_profile(profile)
 
     if cfg.timing_cache:
@@ -298,11 +297,12 @@ def build_engine(source: str | os.PathLike, output: str | os.PathLike, config: E
     if dla:  # refused here, before TensorRT builds for minutes and finds no layer on DLA
         rules.check_dla_graph(art.precision, recipe.get("base"))
         rules.check_dla_profile(profile)
+        rules.check_dla_sizes(inp.extra.get("size_range"))
     has_qdq = check_graph_for_tensorrt(onnx_path, dla, art.precision, recipe.get("base"))
     import_tensorrt()  # fail early, before any file is touched
 
     opts = BuildOptions(precision=art.precision, has_qdq=has_qdq, profile=profile, input_name=inp.name,
-                        input_shape=inp.sample_shape, config=cfg)
+                        input_shape=inp.sample_shape, config=cfg, size_range=inp.extra.get("size_range"))
     built = build_plan(onnx_path, opts)
     check_memory_budget(len(built.plan), built.device_memory_bytes, cfg.memory_budget_mb)  # before writing
     report = built.report.to_dict()

@@ -229,6 +229,14 @@ def check_dla_graph(precision: str, base: str | None = None, low_precision_nodes
             "graph with fewer keep_fp32 op types, or leave out --dla-core")
 
 
+def check_dla_sizes(size_range: dict | None) -> None:
+    """Refuse a DLA build of a graph of dynamic height and width (no dynamic dimensions on DLA, as for the batch)."""
+    if size_range:
+        raise TensorRTError("DLA has no dynamic dimensions (NVIDIA: the profile's min, opt and max must be equal), and "
+                            f"this graph's height and width range over {size_range['height']} px: export it at one "
+                            "size (edgevit export --img-size PX) for DLA, or leave out --dla-core")
+
+
 def check_dla_profile(profile: tuple[int, int, int] | list[int]) -> None:
     """Refuse a DLA build with a dynamic batch before building: "DLA does not support dynamic dimensions, so
     the profile's min, max, and opt values must be equal" (NVIDIA, "DLA Supported Layers and Restrictions",
@@ -347,6 +355,20 @@ def profile_from_manifest(batch: BatchRange | None, override: tuple[int, int, in
         raise ValueError(f"--batch {o_lo},{o_opt},{o_hi} lies outside the range the graph was exported for "
                          f"({lo}..{hi}); re-export with a wider --batch or choose bounds inside it")
     return o_lo, o_opt, o_hi
+
+
+def input_shapes(sample_shape: tuple, batch_profile: tuple[int, int, int],
+                 size_range: dict | None = None) -> tuple[tuple, tuple, tuple]:
+    """The (min, opt, max) input shapes of the optimization profile: the batch bounds on dim 0; for a graph
+    of dynamic height and width (the input's ``size_range`` in the manifest, ``{"height": [MIN, MAX],
+    "width": [MIN, MAX]}``) those bounds on dims 2 and 3 of an NCHW input, opt at the recorded size."""
+    lo, opt, hi = (int(v) for v in batch_profile)
+    sample = tuple(int(d) for d in sample_shape)
+    if not size_range:
+        return (lo, *sample), (opt, *sample), (hi, *sample)
+    (h_lo, h_hi), (w_lo, w_hi) = size_range["height"], size_range["width"]
+    channels = sample[0]
+    return (lo, channels, int(h_lo), int(w_lo)), (opt, *sample), (hi, channels, int(h_hi), int(w_hi))
 
 
 def check_batch_in_profile(batch: int, profile: tuple[int, int, int] | list[int], where: str = "engine") -> None:

@@ -15,13 +15,18 @@ from ..formats import BF16, FP16, precision
 from .config import TrainConfig
 
 
+# Embeddings that take no weight decay (as timm's no_weight_decay): the prefix tokens and the position
+# table; BEiT's relative position tables (``...pos_bias.table``) likewise.
+_EMBEDDINGS = ("cls_token", "dist_token", "reg_token", "pos_embed")
+
+
 def adamw(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW at ``cfg.lr``: ``cfg.weight_decay`` on weights, none on norms, biases and embeddings."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 or name in ("cls_token", "pos_embed") else decay).append(p)
+        (no_decay if p.ndim <= 1 or name in _EMBEDDINGS or name.endswith("pos_bias.table") else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     try:  # the fused kernel (CPU and CUDA) saves ~10 % of a digits-tiny step on CPU
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), fused=True)

@@ -217,6 +217,20 @@ def test_scale_after_qk_is_flagged():
     assert f.severity == "warning" and {"qk", "qk_scale", "softmax", "av"} <= set(f.nodes)
 
 
+def test_attention_with_a_constant_bias_on_the_scores_is_checked_too():
+    """BEiT's relative position bias: MatMul -> Add(constant) -> Softmax -> MatMul is attention all the same."""
+    model = _attention("q", head=80)
+    graph = model.graph
+    softmax = next(n for n in graph.node if n.op_type == "Softmax")
+    softmax.input[0] = "s_biased"
+    position = list(graph.node).index(softmax)
+    graph.node.insert(position, helper.make_node("Add", ["s", "bias"], ["s_biased"], name="pos_bias"))
+    graph.initializer.append(_const("bias", np.zeros((1, 1, 1, 1)), np.float32))
+    report = lint_onnx(model)
+    assert report.stats["attention_blocks"] == 1, report.stats
+    assert "head size 80" in _finding(report, "attention-head-size").message
+
+
 def test_head_size_and_sequence_limits():
     report = lint_onnx(_attention("q", head=80, seq=577))
     assert "head size 80" in _finding(report, "attention-head-size").message

@@ -53,9 +53,17 @@ TIMM = {
     "clip-finetuned": ("vit_base_patch16_clip_224", dict(img_size=64, num_classes=5), {"act": "gelu"}, "logits"),
     "clip-quickgelu": ("vit_base_patch16_clip_quickgelu_224", dict(img_size=64, num_classes=0),
                        {"act": "quick_gelu"}, "features"),
-    "siglip": ("vit_base_patch16_siglip_224", dict(img_size=64, num_classes=0), {}, "features"),
-    "siglip-classifier": ("vit_base_patch16_siglip_224", dict(img_size=64, num_classes=5), {}, "logits"),
-    "reg4-map": ("vit_so150m_patch16_reg4_map_256", dict(img_size=64, num_classes=0), {}, "features"),
+    # attention-pooled towers: the activation (SigLIP's GELU, SigLIP2's tanh GELU) and, beside registers,
+    # whether the pool reads them are not in the weights (the load refuses or warns without them)
+    "siglip": ("vit_base_patch16_siglip_224", dict(img_size=64, num_classes=0), {"act": "gelu"}, "features"),
+    "siglip-classifier": ("vit_base_patch16_siglip_224", dict(img_size=64, num_classes=5), {"act": "gelu"}, "logits"),
+    "siglip2": ("vit_base_patch16_siglip_224", dict(img_size=64, num_classes=0, act_layer="gelu_tanh"),
+                {"act": "gelu_tanh"}, "features"),
+    "reg4-map": ("vit_so150m_patch16_reg4_map_256", dict(img_size=64, num_classes=0),
+                 {"act": "gelu", "pool_include_prefix": False}, "features"),
+    "map-include-prefix": ("test_vit3", dict(img_size=64, num_classes=5),
+                           {"act": "gelu", "pool_include_prefix": True}, "logits"),
+    "res-post-norm": ("vit_base_patch16_rpn_224", dict(img_size=64, num_classes=5), {"post_norm": True}, "logits"),
     "deit-distilled": ("deit_tiny_distilled_patch16_224", dict(img_size=64, num_classes=5), {}, "logits"),
     "deit-distilled-headless": ("deit_tiny_distilled_patch16_224", dict(img_size=64, num_classes=0), {}, "features"),
     "gap": ("vit_base_patch16_gap_224", dict(img_size=64, num_classes=5), {}, "logits"),
@@ -158,7 +166,8 @@ def test_timm_pos_embed_resampled_once_to_the_deployed_size(tmp_path, arch, new_
     torch.save(src.state_dict(), tmp_path / "timm.pth")
     ref = timm.create_model(arch, pretrained=False, img_size=new_size, num_classes=0, **SMALL).eval()
     ref.load_state_dict(checkpoint_filter_fn(src.state_dict(), ref))
-    model = _load(tmp_path / "timm.pth", num_heads=2, img_size=new_size)
+    act = {"act": "gelu"} if "siglip" in arch else {}  # a SigLIP tower's activation is not in its weights
+    model = _load(tmp_path / "timm.pth", num_heads=2, img_size=new_size, **act)
     assert model.config.num_patches == (new_size // model.config.patch_size) ** 2
     x = torch.randn(2, 3, new_size, new_size)
     with torch.no_grad():
@@ -282,10 +291,16 @@ def test_hf_clip_at_another_size_matches_interpolate_pos_encoding(tmp_path):
 # ------------------------------------------------------------------------------------- refusals
 @requires_timm
 @pytest.mark.parametrize("arch,kwargs,feature", [
-    ("eva02_tiny_patch14_224", dict(img_size=56), "rotary"),
-    ("beit_base_patch16_224", dict(img_size=64), "relative position"),
+    ("eva02_tiny_patch14_224", dict(img_size=56), "SwiGLU MLP .*EVA-02"),
+    ("samvit_base_patch16", dict(img_size=64), "SAM's ViT image encoder.*rel_pos_h"),
+    ("naflexvit_base_patch16_gap", dict(), "NaFlexViT"),
     ("vit_small_r26_s32_224", dict(img_size=64), "hybrid CNN stem"),
-    ("vit_giant_patch14_dinov2", dict(img_size=56), "SwiGLU"),
+    ("vit_relpos_base_patch16_224", dict(img_size=64), "relative position bias of another kind"),
+    ("eva02_base_patch14_224", dict(img_size=56), "SwiGLU MLP .*EVA-02"),  # DINOv2-giant's SwiGLU loads
+    ("vit_small_patch16_rope_mixed_224", dict(img_size=64), "learned frequencies"),
+    ("cait_xxs24_224", dict(img_size=64), "CaiT"),
+    ("convit_tiny", dict(img_size=64), "ConViT"),
+    ("xcit_nano_12_p16_224", dict(img_size=64), "XCiT"),
 ])
 def test_unsupported_timm_families_are_refused_by_name(tmp_path, arch, kwargs, feature):
     import timm
@@ -297,7 +312,9 @@ def test_unsupported_timm_families_are_refused_by_name(tmp_path, arch, kwargs, f
     assert "DINOv2" in str(err.value) and "SigLIP" in str(err.value), "the message lists the supported families"
 
 
-@pytest.mark.parametrize("model_type,expected", [("beit", "not a ViT family edgevit loads"),
+@pytest.mark.parametrize("model_type,expected", [("swin", "not a ViT family edgevit loads"),
+                                                 ("sam_vision_model", "SAM's ViT image encoder"),
+                                                 ("radio", "NVIDIA RADIO"),
                                                  ("clip", "CLIPVisionModelWithProjection")])
 def test_unsupported_hf_model_types_are_refused(tmp_path, model_type, expected):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
@@ -422,3 +439,46 @@ def test_family_models_round_trip_through_our_format(tmp_path, family):
     x = torch.randn(2, 3, model.config.img_size, model.config.img_size)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x)), family
+
+
+# Model types whose vision encoder is a ViT or a CLIP tower in the same key names: they load as those do.
+# name -> (config kwargs, the reference: what the class returns as its image features or logits)
+_CLS = lambda out: out.last_hidden_state[:, 0]  # noqa: E731  (no pooler: the final-normed class token)
+RELABELLED = {
+    "ViTMSNModel": ({}, _CLS),
+    "ViTMSNForImageClassification": ({"num_labels": 5}, lambda out: out.logits),
+    "ViTMAEModel": ({"mask_ratio": 0.0}, _CLS),
+    "IJepaModel": ({}, lambda out: out.last_hidden_state.mean(dim=1)),
+    "IJepaForImageClassification": ({"num_labels": 5}, lambda out: out.logits),
+    "ChineseCLIPVisionModel": ({}, lambda out: out.pooler_output),
+    "AltCLIPVisionModel": ({}, lambda out: out.pooler_output),
+    "CLIPSegVisionModel": ({}, lambda out: out.pooler_output),
+    "GitVisionModel": ({}, lambda out: out.last_hidden_state[:, 0]),
+    "MetaClip2VisionModelWithProjection": ({"projection_dim": 32}, lambda out: out.image_embeds),
+    "OwlViTVisionModel": ({}, lambda out: out.pooler_output),
+    "Owlv2VisionModel": ({}, lambda out: out.pooler_output),
+}
+
+
+@requires_transformers
+@pytest.mark.parametrize("cls_name", sorted(RELABELLED))
+def test_vit_encoders_of_other_model_types_give_transformers_outputs(tmp_path, cls_name):
+    import transformers
+
+    kw, reference = RELABELLED[cls_name]
+    config_name = cls_name.replace("ForImageClassification", "").replace("WithProjection", "").replace(
+        "Model", "") + "Config"
+    if not hasattr(transformers, cls_name):
+        pytest.skip(f"this transformers has no {cls_name}")
+    ref = _hf(cls_name, config_name, **kw)
+    ref.save_pretrained(tmp_path)
+    model = _load(tmp_path)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        err = _maxerr(reference(ref(pixel_values=x)), model(x))
+    assert err <= TOL, f"{cls_name}: max abs error vs transformers {err:.2e} > {TOL}"
+    if cls_name.startswith("Owl"):  # the dense image tokens OWL-ViT's detection heads read
+        with torch.no_grad():
+            out = ref(pixel_values=x).last_hidden_state
+            dense = _maxerr(ref.vision_model.post_layernorm(out)[:, 1:], model.forward_tokens(x))
+        assert dense <= TOL, f"{cls_name}: tokens vs post_layernorm(last_hidden_state) {dense:.2e} > {TOL}"

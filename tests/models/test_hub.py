@@ -150,13 +150,19 @@ def test_cached_timm_global_pool_model_with_registers_and_layerscale(hub_cache):
 
 
 @requires_timm
-def test_timm_pooling_over_prefix_tokens_is_refused(hub_cache):
-    """test_vit3 attention-pools its register token too (pool_include_prefix): the weights load
-    into edgevit's model but give other outputs, so the load is refused."""
-    _cache_timm(hub_cache, "test_vit3")
-    res = run_cli("info", "timm/test_vit3.r160_in1k")
+def test_timm_pooling_over_prefix_tokens_is_read_from_timm(hub_cache, tmp_path):
+    """test_vit3 attention-pools its register token too (pool_include_prefix): its bare weights cannot
+    say so and are refused naming the option; timm's name says so and loads exactly."""
+    net, snapshot = _cache_timm(hub_cache, "test_vit3")
+    res = run_cli("info", str(snapshot / "model.safetensors"), "--num-heads", "3")
     assert_exit(res, 1)
-    assert "test_vit3 pools over its class/register tokens too (pool_include_prefix)" in res.stderr, res.stderr
+    assert "--pool-include-prefix or --pool-patches-only" in res.stderr, res.stderr
+    model = edgevit.load_model("timm/test_vit3.r160_in1k")
+    assert model.config.pool_include_prefix and model.config.pool == "map", model.config
+    x = torch.randn(2, 3, 160, 160)
+    with torch.no_grad():
+        diff = (model(x) - net(x)).abs().max().item()
+    assert diff <= 1e-5, f"edgevit vs timm test_vit3: max abs {diff:.2e} > 1e-5"
 
 
 @requires_timm

@@ -159,6 +159,17 @@ def test_version_compatible_plan_is_deserialized_with_host_code_allowed(use):
     assert "VC" in rec.config.flags and built.report.fused_attention_blocks == [0, 2]
 
 
+def test_profile_spans_the_batch_and_a_dynamic_height_and_width(use):
+    trt, rec = fake_trt()
+    use(trt)
+    build_mod.build_plan("m.onnx", _opts())
+    assert ("profile", ("images", (1, 1, 8, 8), (2, 1, 8, 8), (8, 1, 8, 8))) in rec.calls, rec.calls
+    sized = build_mod.BuildOptions(precision="fp16", profile=(1, 2, 8), input_shape=(1, 8, 8),
+                                   size_range={"height": [4, 16], "width": [6, 12]})
+    build_mod.build_plan("m.onnx", sized)
+    assert ("profile", ("images", (1, 1, 4, 6), (2, 1, 8, 8), (8, 1, 16, 12))) in rec.calls, rec.calls
+
+
 def test_strongly_typed_network_on_tensorrt_10(use):
     trt, rec = fake_trt()
     use(trt)

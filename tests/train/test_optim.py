@@ -66,3 +66,21 @@ def test_ema_run_resumes_exactly(tmp_path, small_npz):
     moved = max(float((a[k] - last[k]).abs().max()) for k in a)
     assert moved > 0, "best.safetensors should hold the averaged weights, not the last ones"
     assert resumed.test_accuracy == full.test_accuracy, (resumed.test_accuracy, full.test_accuracy)
+
+
+def test_weight_decay_spares_tokens_position_tables_norms_and_biases():
+    from edgevit.models.vit import ViTConfig, VisionTransformer
+    from edgevit.train.optim import adamw
+
+    small = dict(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_classes=3)
+    for cfg, tokens in ((ViTConfig(**small, reg_tokens=2), {"cls_token", "reg_token", "pos_embed"}),
+                        (ViTConfig(**small, rel_pos_bias="block"), {"cls_token", "blocks.0.attn.pos_bias.table"})):
+        model = VisionTransformer(cfg)
+        decay, spared = adamw(model, TrainConfig(weight_decay=0.05)).param_groups
+        names = {id(p): n for n, p in model.named_parameters()}
+        spared_names = {names[id(p)] for p in spared["params"]}
+        decayed_names = {names[id(p)] for p in decay["params"]}
+        assert tokens <= spared_names, spared_names
+        assert decayed_names == {n for n, p in model.named_parameters()
+                                 if p.ndim >= 2 and n not in tokens and n != "pos_embed"}, decayed_names
+        assert (decay["weight_decay"], spared["weight_decay"]) == (0.05, 0.0)

@@ -1,0 +1,32 @@
+"""Key mappings more than one family shares (timm's Eva and Beit blocks, which name LayerScale and the
+attention biases their own way)."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+_GAMMA = re.compile(r"^(blocks\.\d+\.)gamma_([12])$")
+_SPLIT_BIAS = re.compile(r"^(blocks\.\d+\.attn\.)q_bias$")
+
+
+def timm_block_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """timm Eva / Beit block names to edgevit's: ``gamma_1`` / ``gamma_2`` (LayerScale) become
+    ``ls1.gamma`` / ``ls2.gamma``; separate ``q_bias`` and ``v_bias`` (the key has no bias) become
+    one ``qkv.bias`` with zeros for the key, which computes the same projection."""
+    out = {}
+    for key, value in state.items():
+        gamma = _GAMMA.match(key)
+        split = _SPLIT_BIAS.match(key)
+        if gamma:
+            out[f"{gamma.group(1)}ls{gamma.group(2)}.gamma"] = value
+        elif split:
+            prefix = split.group(1)
+            v_bias = state.get(f"{prefix}v_bias")
+            if v_bias is None:
+                raise KeyError(f"{prefix}q_bias without {prefix}v_bias: the attention biases are incomplete")
+            out[f"{prefix}qkv.bias"] = torch.cat([value, torch.zeros_like(value), v_bias])
+        elif not key.endswith("attn.v_bias") or f"{key[:-len('v_bias')]}q_bias" not in state:
+            out[key] = value
+    return out

@@ -1,0 +1,87 @@
+"""Rotary position embeddings (RoPE): positions enter attention by rotating the queries and keys.
+
+DINOv3 (``ViTConfig.rope="dinov3"``) has no absolute position table: each patch token's query and
+key are rotated by angles that depend on the patch's place in the grid, before Q·K^T; the class
+and register tokens are not rotated. The maths, as DINOv3 (Meta's RopePositionEmbedding, timm's
+``RotaryEmbeddingDinoV3``, transformers' ``DINOv3ViTRopePositionEmbedding``) computes it at eval:
+
+* patch centres, each axis normalised by its own length and mapped to [-1, 1]:
+  ``c = 2 * (i + 0.5) / g - 1`` for row and column index i of a g x g grid;
+* ``head_dim / 4`` periods ``theta ** (4 k / head_dim)``, k = 0 .. head_dim/4 - 1 (theta = 100);
+* angles ``2 pi c / period``, the row's frequencies then the column's (head_dim / 2 angles),
+  repeated twice ("rotate-half" layout: channel j pairs with j + head_dim / 2);
+* ``x' = x * cos + rotate_half(x) * sin`` with ``rotate_half([x1, x2]) = [-x2, x1]``.
+
+Training-time coordinate augmentation (shift / jitter / rescale) does not exist here: the tables
+depend on the image size, patch size, head size and theta only, and are computed once, in float64
+then cast to float32, when the model is built. The tables carry one row per token, the prefix
+tokens' rows the identity (cos 1, sin 0: ``x * 1 + r * 0`` is ``x`` exactly), so the exported
+graph rotates Q and K with two Muls and an Add and no slicing along the token axis, and
+Q and K then go into the MatMul -> Softmax -> MatMul as usual.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..formats import ROPES  # noqa: F401  (the one list lives in formats: the CLI reads it without torch)
+
+
+def dinov3_angles(grid_size: int, head_dim: int, theta: float = 100.0) -> torch.Tensor:
+    """The rotation angles of a square ``grid_size`` patch grid, float64, shape (grid_size**2, head_dim // 2):
+    per patch (row-major), the row coordinate's ``head_dim / 4`` angles, then the column's."""
+    if head_dim % 4:
+        raise ValueError(f"DINOv3 RoPE needs a head size divisible by 4, got {head_dim}")
+    coords = (torch.arange(grid_size, dtype=torch.float64) + 0.5) / grid_size * 2.0 - 1.0
+    rows, cols = torch.meshgrid(coords, coords, indexing="ij")
+    centres = torch.stack([rows.reshape(-1), cols.reshape(-1)], dim=-1)  # (N, 2): (y, x)
+    periods = float(theta) ** (4.0 * torch.arange(head_dim // 4, dtype=torch.float64) / head_dim)
+    return (2.0 * math.pi * centres[:, :, None] / periods).flatten(1)  # (N, 2, head_dim/4) -> (N, head_dim/2)
+
+
+def dinov3_tables(grid_size: int, head_dim: int, theta: float = 100.0,
+                  num_prefix_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sin, cos), float32, each (num_prefix_tokens + grid_size**2, head_dim) in the rotate-half layout;
+    the prefix tokens' rows are sin 0, cos 1 (no rotation)."""
+    angles = dinov3_angles(grid_size, head_dim, theta)
+    angles = torch.cat([angles, angles], dim=-1)
+    sin, cos = angles.sin(), angles.cos()
+    if num_prefix_tokens:
+        sin = torch.cat([torch.zeros(num_prefix_tokens, head_dim, dtype=sin.dtype), sin])
+        cos = torch.cat([torch.ones(num_prefix_tokens, head_dim, dtype=cos.dtype), cos])
+    return sin.float(), cos.float()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """[x1, x2] -> [-x2, x1] over the last dimension."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+def apply_rope(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` (..., tokens, head_dim) by the tables (tokens, head_dim): ``x * cos + rotate_half(x) * sin``."""
+    return x * cos + rotate_half(x) * sin
+
+
+class RotaryEmbedding(nn.Module):
+    """The rotation of a model's Q and K: fixed sin / cos tables (non-persistent buffers: nothing in a
+    checkpoint), one row per token, prefix tokens unrotated. One instance is shared by every block's
+    attention; calling it on Q or K (B, heads, tokens, head_dim) returns the rotated tensor."""
+
+    def __init__(self, kind: str, grid_size: int, head_dim: int, theta: float = 100.0, num_prefix_tokens: int = 0):
+        super().__init__()
+        if kind != "dinov3":
+            raise ValueError(f"rope must be one of {list(ROPES[1:])} to build a RotaryEmbedding, got {kind!r}")
+        self.kind = kind
+        sin, cos = dinov3_tables(grid_size, head_dim, theta, num_prefix_tokens)
+        self.register_buffer("sin", sin, persistent=False)
+        self.register_buffer("cos", cos, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return apply_rope(x, self.sin, self.cos)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, tokens={self.sin.shape[0]}, head_dim={self.sin.shape[1]}"

@@ -1,0 +1,115 @@
+"""Graphs of dynamic height and width (`edgevit export --img-size MIN:MAX`): the learned position table is
+resampled inside the graph, the graph runs at every size of the range, and gives what timm's
+``dynamic_img_size=True`` model gives at that size with the same interpolation (no antialias)."""
+
+import functools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import edgevit
+from edgevit.export.lint import lint_onnx
+from edgevit.tensorrt import rules
+
+from .._fixtures import assert_exit, run_cli
+from ..conftest import requires_timm
+from ..models.test_families import _randomize
+
+SIZES = [(224, 224), (364, 490), (518, 518)]  # DINOv2's deploy size, a camera crop (TensorRT #4348), its own
+ORT_TOL = 1e-4  # fp32 ONNX Runtime vs PyTorch eager: reduction order only (the issue's bound)
+
+
+def _timm_dinov2(mode: str):
+    """timm's DINOv2 with registers at its training size (518, a 37x37 table), dynamic_img_size=True, its
+    table resampled with ``mode`` and no antialias; and the patched resample to restore."""
+    import timm
+    import timm.models.vision_transformer as tv
+
+    ref = _randomize(timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=False, img_size=518,
+                                       embed_dim=128, depth=2, num_heads=2, num_classes=0, dynamic_img_size=True))
+    return ref, tv, functools.partial(tv.resample_abs_pos_embed, interpolation=mode, antialias=False)
+
+
+@requires_timm
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+def test_model_at_any_size_is_timms_dynamic_img_size(tmp_path, mode, monkeypatch):
+    ref, tv, resample = _timm_dinov2(mode)
+    monkeypatch.setattr(tv, "resample_abs_pos_embed", resample)
+    torch.save(ref.state_dict(), tmp_path / "dinov2.pth")
+    model = edgevit.load_model(tmp_path / "dinov2.pth", num_heads=2, dynamic_size=mode)
+    errs = {}
+    for h, w in SIZES:
+        x = torch.randn(1, 3, h, w)
+        with torch.no_grad():
+            errs[(h, w)] = max((ref(x) - model(x)).abs().max().item(),
+                               (ref.forward_features(x)[:, 5:] - model.forward_tokens(x)).abs().max().item())
+    assert max(errs.values()) <= 1e-5, f"{mode}: max abs error vs timm dynamic_img_size per size {errs}"
+
+
+@requires_timm
+def test_export_with_a_size_range_runs_every_size_like_timm(tmp_path, monkeypatch):
+    ref, tv, resample = _timm_dinov2("bilinear")
+    monkeypatch.setattr(tv, "resample_abs_pos_embed", resample)
+    torch.save(ref.state_dict(), tmp_path / "dinov2.pth")
+    out = tmp_path / "export"
+    res = run_cli("export", str(tmp_path / "dinov2.pth"), "-o", str(out), "--num-heads", "2", "--img-size", "224:518",
+                  "--output-kind", "tokens")
+    assert_exit(res, 0)
+    assert "height, width 224..518 px" in res.stdout and "[batch, tokens, 128]" not in res.stdout, res.stdout
+    assert "at 224x518" in res.stdout, "export checks the ends of the range against PyTorch"
+    manifest = json.loads((out / "edgevit.json").read_text())
+    spec = manifest["inputs"][0]
+    assert spec["size_range"] == {"height": [224, 518], "width": [224, 518]}, spec
+    assert spec["dynamic_axes"] == {"0": "batch", "2": "height", "3": "width"}, spec
+    assert manifest["outputs"][0]["dynamic_axes"]["1"] == "tokens", manifest["outputs"][0]
+
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    errs = {}
+    for h, w in SIZES:
+        x = torch.randn(1, 3, h, w)
+        with torch.no_grad():
+            want = ref.forward_features(x)[:, ref.num_prefix_tokens:].numpy()
+        got = session.run(None, {"images": x.numpy()})[0]
+        assert got.shape == want.shape == (1, (h // 14) * (w // 14), 128), (got.shape, want.shape)
+        errs[(h, w)] = float(np.abs(got - want).max())
+    assert max(errs.values()) <= ORT_TOL, f"ONNX Runtime vs timm dynamic_img_size per size {errs} > {ORT_TOL}"
+    report = lint_onnx(out / "model.onnx")
+    assert "baked-size" not in report.codes() and report.ok, [f.to_dict() for f in report.findings]
+    shapes = rules.input_shapes((3, 518, 518), (1, 1, 32), spec["size_range"])
+    assert shapes == ((1, 3, 224, 224), (1, 3, 518, 518), (32, 3, 518, 518)), shapes
+
+
+def test_a_reshape_that_fixes_the_grid_is_a_lint_error():
+    from onnx import TensorProto, helper, numpy_helper
+
+    tokens = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "height", "width"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Flatten", ["x"], ["flat"], axis=2),  # (batch*3, height*width): a dynamic dim
+             helper.make_node("Reshape", ["flat", "target"], ["y"], name="grid_reshape")]
+    target = numpy_helper.from_array(np.array([-1, 3, 16, 16], dtype=np.int64), "target")
+    model = helper.make_model(helper.make_graph(nodes, "g", [tokens], [y], initializer=[target]),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 10
+    report = lint_onnx(model)
+    assert "baked-size" in report.codes(), [f.to_dict() for f in report.findings]
+
+
+def test_a_range_is_refused_where_a_command_takes_one_size_and_out_of_patch_bounds(tmp_path):
+    res = run_cli("info", "digits-tiny", "--img-size", "8:16")
+    assert_exit(res, 2)
+    assert "only `edgevit export` takes" in res.stderr, res.stderr
+    res = run_cli("export", "digits-tiny", "-o", str(tmp_path / "x"), "--img-size", "5:16")
+    assert_exit(res, 2)  # an invalid option value
+    assert "multiples of the patch size" in res.stderr and not (tmp_path / "x" / "model.onnx").exists(), res.stderr
+
+
+def test_dla_refuses_a_dynamic_height_and_width_before_building():
+    from edgevit.errors import TensorRTError
+
+    rules.check_dla_sizes(None)  # one size: nothing to refuse
+    with pytest.raises(TensorRTError, match="--img-size PX"):
+        rules.check_dla_sizes({"height": [224, 518], "width": [224, 518]})
