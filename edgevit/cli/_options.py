@@ -152,7 +152,7 @@ def model_override_options(fn):
                      help="Load at this input size (a learned pos_embed is resampled, as timm does). export also "
                           "takes MIN:MAX: height and width each dynamic in that range, the position table resampled "
                           "inside the graph (bilinear)."),
-        click.option("--post-norm/--pre-norm", "post_norm", default=None,
+        click.option("--post-norm/--no-post-norm", "post_norm", default=None,
                      help="Blocks normalise after each branch (timm's res-post-norm, vit_*_rpn_*) or before it; "
                           "asked only where the weights fit both."),
         click.option("--pool-include-prefix/--pool-patches-only", "pool_include_prefix", default=None,

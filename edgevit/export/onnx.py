@@ -152,9 +152,9 @@ class ExportConfig:
         if self.size_range is not None:
             object.__setattr__(self, "size_range", tuple(self.size_range))
             lo, hi = self.size_range if len(self.size_range) == 2 else (0, 0)
-            if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi):
-                raise ValueError(f"size_range must be (MIN, MAX) pixels with 1 <= MIN <= MAX (--img-size MIN:MAX), "
-                                 f"got {self.size_range!r}")
+            if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo < hi):
+                raise ValueError(f"size_range must be (MIN, MAX) pixels with 1 <= MIN < MAX (--img-size MIN:MAX; one "
+                                 f"size is --img-size PX), got {self.size_range!r}")
             if self.input != FLOAT_INPUT:
                 raise ValueError(f"--img-size MIN:MAX exports a float input; a raw-pixel graph (--input {self.input}) "
                                  "is exported at one size")
@@ -376,13 +376,17 @@ def _allow_sizes(model: VisionTransformer, cfg: ExportConfig) -> None:
     if not cfg.size_range:
         return
     c, (lo, hi) = model.config, cfg.size_range
+    dynamic = c if c.dynamic_size != "none" else c.replace(dynamic_size="bilinear")  # ValueError: RoPE, BEiT...
     if lo % c.patch_size or hi % c.patch_size or not lo <= c.img_size <= hi:
         low, high = -(-lo // c.patch_size) * c.patch_size, hi // c.patch_size * c.patch_size
         raise ValueError(f"--img-size {lo}:{hi}: the bounds must be multiples of the patch size {c.patch_size} and "
                          f"hold the model's own size {c.img_size} (where it is checked and the engine profile's "
                          f"optimum); e.g. --img-size {min(low, c.img_size)}:{max(high, c.img_size)}")
-    if c.dynamic_size == "none":  # bilinear: the Resize modes TensorRT 10.3's ONNX parser takes are nearest and linear
-        model.config = c.replace(dynamic_size="bilinear")
+    try:  # the largest input's attention must fit TensorRT's tensors, as one size's does
+        dynamic.replace(img_size=hi)
+    except ValueError as exc:
+        raise ValueError(f"--img-size {lo}:{hi}: at {hi}x{hi} {exc}") from None
+    model.config = dynamic  # bilinear unless set: TensorRT 10.3's ONNX parser takes nearest and linear Resize only
 
 
 def _output_kind(model: VisionTransformer, cfg: ExportConfig, source_desc: str) -> str:

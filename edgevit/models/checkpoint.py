@@ -184,7 +184,7 @@ def _load_safetensors(path: Path, arch, overrides) -> VisionTransformer:
     labels = labels if cfg.num_classes else None  # a headless model has no classes to name
     if overrides:
         labels = labels if overrides.get("num_classes", cfg.num_classes) == cfg.num_classes else None  # a new head
-        cfg = cfg.replace(**overrides)
+        cfg = _apply_overrides(path, cfg, overrides)
         tensors = convert.adapt_timm_state_dict(tensors, cfg)
     model = _build(path, cfg, tensors)
     model.labels = labels
@@ -225,15 +225,14 @@ def _load_state_dict(path: Path, obj, arch, overrides) -> VisionTransformer:
     state = _check_supported(path, timm_block_names(convert.timm_layout(state)), eva_layout)
     base = get_variant(arch).config if arch else None
     _check_arch(path, state, arch, skip=("num_classes", *overrides))
-    if base is None:
-        _check_decided(path, state, {**family_fields, **overrides}, eva_layout, family_open)
+    asked = _check_decided(path, state, {**family_fields, **overrides}, eva_layout, family_open) if base is None else {}
     try:
         cfg, guessed = convert.config_from_timm_state_dict(state, base, hf_layout=hf_layout, conventions=conventions)
     except KeyError as exc:
         raise CheckpointError(f"{path}: {exc.args[0]}; is this a ViT checkpoint?") from None
     guessed = {k: v for k, v in guessed.items() if k not in overrides and k not in family_fields}
     if family_fields or overrides:
-        cfg = cfg.replace(**{**family_fields, **overrides})
+        cfg = _apply_overrides(path, cfg.replace(**family_fields), overrides, asked)
     model = _build(path, cfg, convert.adapt_timm_state_dict(state, cfg))
     pre = get_variant(arch).preprocessing if arch else None
     model.preprocessing = fit_preprocessing(pre, cfg)
@@ -243,10 +242,10 @@ def _load_state_dict(path: Path, obj, arch, overrides) -> VisionTransformer:
     return model
 
 
-def _check_decided(path: Path, state: dict, given: dict, eva_layout: bool, family_open: dict) -> None:
+def _check_decided(path: Path, state: dict, given: dict, eva_layout: bool, family_open: dict) -> dict:
     """Refuse what the tensors leave open between two real layouts (:func:`convert.undecided`, and the
     family's ``family_open``) unless ``given`` (the overrides, the family's fields) decides it, naming the
-    option that does."""
+    option that does. Returns the questions asked, ``{field: why}``."""
     fields = _shape_fields(path, state)
     asked = {**convert.undecided(fields, eva_layout), **family_open}
     open_ = {k: why for k, why in asked.items() if k not in given}
@@ -255,11 +254,36 @@ def _check_decided(path: Path, state: dict, given: dict, eva_layout: bool, famil
             f"{path}: the weights cannot tell which layout they are: " + "; ".join(open_.values())
             + ". Loading either could give wrong outputs without an error, so edgevit does not guess: pass "
             + " and ".join(_DECIDERS[k] for k in open_) + " as the model was trained")
+    return asked
+
+
+def _apply_overrides(path: Path, cfg: ViTConfig, overrides: dict, asked: dict | None = None) -> ViTConfig:
+    """``cfg`` with the caller's ``overrides``. An option that answers a layout question (:data:`_DECIDERS`:
+    post-norm blocks, pooling over the prefix tokens, RoPE) where the weights, the family or a config.json
+    leave none open (``asked``: the questions this load asked) would change the model the file defines, so it
+    is refused unless it repeats what the file says; an override the config refuses is a ValueError naming
+    ``path``."""
+    contradicts = {k: v for k, v in overrides.items() if k in _LAYOUT_ANSWERS and k not in (asked or {})
+                   and getattr(cfg, k) != v}
+    if contradicts:
+        said = ", ".join(f"{k}={getattr(cfg, k)!r}" for k in contradicts)
+        given = ", ".join(f"{k}={v!r}" for k, v in contradicts.items())
+        raise CheckpointError(f"{path}: {given} answers a question these weights do not leave open: they define "
+                              f"{said}, which would change the model they are; drop the option (it applies only "
+                              "where the load asks for it)")
+    try:
+        return cfg.replace(**overrides)
+    except ValueError as exc:
+        raise ValueError(f"{path}: the options given do not fit these weights: {exc}") from None
+
+
+# Options that answer a question the loader asks (:func:`_check_decided`), not settings to change at will.
+_LAYOUT_ANSWERS = ("post_norm", "pool_include_prefix", "rope")
 
 
 # The options that settle :func:`convert.undecided`'s questions, on the command line and in Python.
 _DECIDERS = {
-    "post_norm": "--post-norm or --pre-norm (load_model(..., post_norm=True or False))",
+    "post_norm": "--post-norm or --no-post-norm (load_model(..., post_norm=True or False))",
     "pool_include_prefix": "--pool-include-prefix or --pool-patches-only "
                            "(load_model(..., pool_include_prefix=True or False))",
     "pool": "--pool mean or --pool cls (load_model(..., pool='mean' or 'cls'))",
@@ -365,7 +389,7 @@ def _load_hf(path: Path, overrides) -> VisionTransformer:
         # DINOv2 runs at its processor's crop (224), its position table (518) interpolated to it
         cfg = cfg.replace(img_size=crop)
     if overrides:
-        cfg = cfg.replace(**overrides)
+        cfg = _apply_overrides(config, cfg, overrides)
     # resample the position table as transformers interpolates it at run time
     antialias = family == "dinov2_with_registers"
     model = _build(weights, cfg, convert.adapt_timm_state_dict(state, cfg, antialias=antialias))

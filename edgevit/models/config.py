@@ -90,10 +90,13 @@ class ViTConfig:
             raise ValueError("pool='cls_dist' needs a distillation token (distilled=True), and a distilled model "
                              f"pools 'cls' or 'cls_dist'; got distilled={self.distilled}, pool={self.pool!r}")
         _check_choice("dynamic_size", self.dynamic_size, DYNAMIC_SIZES)
-        if self.dynamic_size != "none" and self.pos_embed != "learned":
-            raise ValueError(f"dynamic_size={self.dynamic_size!r} resamples a learned position table; this model's "
-                             f"positions are pos_embed={self.pos_embed!r} (RoPE and sin-cos tables for another grid "
-                             "are not implemented yet): export it at one size")
+        if self.dynamic_size != "none" and (self.pos_embed != "learned" or self.rope != "none"
+                                            or self.rel_pos_bias != "none"):
+            kind = ("rotary position embeddings (RoPE)" if self.rope != "none" else "a relative position bias"
+                    if self.rel_pos_bias != "none" else f"a {self.pos_embed} position table")
+            raise ValueError(f"a graph of several input sizes (dynamic_size={self.dynamic_size!r}) resamples a learned "
+                             f"position table; this model's positions are {kind}, for which other sizes are not "
+                             "implemented yet: export it at one size (--img-size PX)")
         if self.pool_include_prefix and self.pool not in ("mean", "map"):
             raise ValueError(f"pool_include_prefix applies to pool='mean' or 'map', got pool={self.pool!r}")
         _check_choice("rel_pos_bias", self.rel_pos_bias, REL_POS_BIASES)

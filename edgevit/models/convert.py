@@ -131,8 +131,11 @@ def unsupported_family(state: dict[str, Tensor], eva_layout: bool = False) -> st
     packed = fc1 is not None and fc2 is not None and fc1.shape[0] == 2 * fc2.shape[1]
     swiglu = packed or "blocks.0.mlp.fc1_g.weight" in state
     if swiglu and (eva_layout or "blocks.0.attn.q_proj.weight" in state):
-        return ("a SwiGLU MLP in timm's Eva layout, i.e. EVA-02, whose rotary position embedding (which timm does "
-                "not store in the state dict) edgevit's ViT does not implement")
+        return ("a SwiGLU MLP in timm's Eva layout, i.e. EVA-02, with the rotary position embedding timm does "
+                "not store in the state dict")
+    if eva_layout and "blocks.0.ls1.gamma" in state:  # EVA-01 has no LayerScale; timm's RoPE ViTs do
+        return ("timm's RoPE ViTs in the Eva layout with LayerScale (vit_*_rope_*, Perception Encoder lang), whose "
+                "rotary position embedding timm does not store in the state dict")
     if swiglu and "pos_embed" not in state:  # DINOv3's gate activation is its config's hidden_act: not in the weights
         return "a SwiGLU MLP without a position table, as in DINOv3 ViT-H+ / 7B (DINOv3's gated MLP is not supported)"
     return None

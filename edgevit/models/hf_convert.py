@@ -88,6 +88,11 @@ def is_hf_state_dict(state: dict) -> bool:
                for k in state)
 
 
+CLIP_CLASSIFIER = ("a transformers CLIPForImageClassification: its classifier reads the mean of the patch tokens "
+                   "before CLIP's final norm, a pooling edgevit's ViT does not implement; deploy the CLIPVisionModel "
+                   "tower (features) or fine-tune a timm vit_*_clip_* classifier")
+
+
 def hf_to_timm_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Map a Hugging Face ViT / DeiT / Dinov2 / CLIPVision / SiglipVision state dict to timm names:
     q, k and v are concatenated into one qkv projection (the MAP head's packed in_proj split into
@@ -98,9 +103,7 @@ def hf_to_timm_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
     out: dict[str, Tensor] = {}
     qkv: dict[tuple[str, str], list] = {}
     if any(k.startswith("classifier.") for k in state) and any(re.search(r"pre_laye?rnorm\.weight$", k) for k in state):
-        raise ValueError("a transformers CLIPForImageClassification: its classifier reads the mean of the patch "
-                         "tokens before CLIP's final norm, a pooling edgevit's ViT does not implement; deploy "
-                         "the CLIPVisionModel tower (features) or fine-tune a timm vit_*_clip_* classifier")
+        raise ValueError(CLIP_CLASSIFIER)
     for key, value in state.items():
         key = _HF_MODEL_PREFIX.sub("", key)
         if _HF_DROPPED.match(key):
@@ -204,6 +207,8 @@ _HF_TOWER_CLASSIFIERS = {"siglip": ("SiglipForImageClassification", "siglip_visi
 def hf_tower_classifier(hf: dict) -> dict:
     """A SiglipForImageClassification ``config.json`` as its vision tower's (``vision_config``), with the
     classifier's ``id2label``; any other config unchanged."""
+    if hf.get("model_type") == "clip" and "CLIPForImageClassification" in (hf.get("architectures") or ()):
+        raise ValueError(CLIP_CLASSIFIER)
     cls, tower = _HF_TOWER_CLASSIFIERS.get(hf.get("model_type"), (None, None))
     if cls is None or cls not in (hf.get("architectures") or ()):
         return hf

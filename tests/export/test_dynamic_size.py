@@ -113,3 +113,22 @@ def test_dla_refuses_a_dynamic_height_and_width_before_building():
     rules.check_dla_sizes(None)  # one size: nothing to refuse
     with pytest.raises(TensorRTError, match="--img-size PX"):
         rules.check_dla_sizes({"height": [224, 518], "width": [224, 518]})
+
+
+@pytest.mark.parametrize("size,message", [("8:8", "MIN < MAX"), ("8:4096", "at 4096x4096")])
+def test_one_size_ranges_and_ranges_past_tensorrts_largest_tensor_are_refused(tmp_path, size, message):
+    res = run_cli("export", "digits-tiny", "-o", str(tmp_path / "x"), "--img-size", size)
+    assert_exit(res, 2)
+    assert message in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+@requires_timm
+def test_models_whose_positions_are_not_a_table_refuse_a_range(tmp_path):
+    import timm
+
+    beit = _randomize(timm.create_model("beit_base_patch16_224", pretrained=False, img_size=32, embed_dim=64, depth=1,
+                                        num_heads=1, num_classes=3))
+    torch.save(beit.state_dict(), tmp_path / "beit.pth")
+    res = run_cli("export", str(tmp_path / "beit.pth"), "-o", str(tmp_path / "x"), "--img-size", "32:64")
+    assert_exit(res, 2)
+    assert "relative position bias" in res.stderr and "--img-size PX" in res.stderr, res.stderr

@@ -8,7 +8,6 @@ initial value (LayerScale of 1e-5 or 1.0, unit norms and zero biases would hide 
 """
 
 import math
-import warnings
 
 import pytest
 import torch
@@ -22,34 +21,12 @@ from edgevit.models.rope import RotaryEmbedding, dinov3_tables
 from edgevit.models.vit import ViTConfig, VisionTransformer
 
 from ..conftest import requires_timm, requires_transformers
+from .test_families import _load, _maxerr, _randomize
 
 TOL = 1e-5  # fp32 outputs against the library that defines the weights
 SMALL = dict(embed_dim=128, depth=2, num_heads=2, img_size=64)  # 4 x 4 patches of 16, 2 heads of 64
 LOAD = dict(num_heads=2, img_size=64)  # what a bare state dict cannot tell (no position table to read the size from)
 TIMM_LOAD = dict(LOAD, pool="mean")  # timm's layout: its DINOv3 pool the patch mean, LingBot the class token
-
-
-def _randomize(module: torch.nn.Module) -> torch.nn.Module:
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            if p.ndim == 1 and name.endswith("weight"):  # a norm's scale
-                p.copy_(1.0 + 0.2 * noise)
-            else:
-                p.copy_((0.2 if p.ndim == 1 else 0.05) * noise)
-    return module.eval()
-
-
-def _maxerr(a, b) -> float:
-    assert a.shape == b.shape, f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}"
-    return (a - b).abs().max().item()
-
-
-def _load(path, **kw):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", EdgeVitWarning)  # nothing may be guessed: the tests pass what is not stored
-        return edgevit.load_model(path, **kw)
 
 
 def _images(n=2, size=64):
@@ -134,9 +111,10 @@ def test_rope_matters(tmp_path):
     x = _images()
     with torch.no_grad():
         expected = ref(x)
-        plain = _load(tmp_path / "timm.pth", rope="none", **TIMM_LOAD)
-        assert _maxerr(plain(x), expected) > 1e-3
         model = _load(tmp_path / "timm.pth", **TIMM_LOAD)
+        plain = VisionTransformer(model.config.replace(rope="none")).eval()  # the same weights, not rotated
+        plain.load_state_dict(model.state_dict())
+        assert _maxerr(plain(x), expected) > 1e-3
         sin, cos = dinov3_tables(4, 64, 100.0, num_prefix_tokens=0)
         prefix = 5
         model.rope.sin[:prefix], model.rope.cos[:prefix] = sin[:prefix], cos[:prefix]  # rotate class + registers

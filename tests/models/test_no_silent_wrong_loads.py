@@ -35,7 +35,7 @@ def test_res_post_norm_vit_is_refused_naming_the_option_then_exact(tmp_path):
     torch.save(ref.state_dict(), tmp_path / "rpn.pth")
     res = run_cli("info", str(tmp_path / "rpn.pth"), "--num-heads", "2")
     assert_exit(res, 1)
-    assert "--post-norm or --pre-norm" in res.stderr and "vit_base_patch16_rpn_224" in res.stderr, res.stderr
+    assert "--post-norm or --no-post-norm" in res.stderr and "vit_base_patch16_rpn_224" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr, res.stderr
     x = torch.randn(2, 3, 64, 64)
     right = _exact(tmp_path / "rpn.pth", ref, x, num_heads=2, post_norm=True)
@@ -171,3 +171,46 @@ def test_eva_layout_asks_whether_it_rotates_then_eva01_is_exact(tmp_path):
     assert err <= TOL, f"EVA-01 layout with --rope none: max abs error vs timm {err:.2e} > {TOL}"
     res = run_cli("info", str(tmp_path / "eva01.pth"), "--num-heads", "2", "--rope", "none")
     assert_exit(res, 0)
+
+
+@requires_timm
+@pytest.mark.parametrize("arch,kw,option", [
+    ("vit_small_patch16_224", {"rope": "dinov3"}, "rope='dinov3'"),  # RoPE on a plain ViT
+    ("vit_small_patch16_224", {"post_norm": True}, "post_norm=True"),  # nothing asked: no post-norm to choose
+    ("vit_base_patch16_clip_224", {"rope": "dinov3", "act": "gelu"}, "rope='dinov3'"),
+])
+def test_an_answer_to_a_question_the_weights_do_not_leave_open_is_refused(tmp_path, arch, kw, option):
+    ref = _timm_model(arch, img_size=64, num_classes=0)
+    torch.save(ref.state_dict(), tmp_path / "w.pth")
+    with pytest.raises(CheckpointError, match="do not leave open") as err:
+        edgevit.load_model(tmp_path / "w.pth", num_heads=2, **kw)
+    assert option in str(err.value), str(err.value)
+
+
+@requires_timm
+def test_timms_rope_vits_are_refused_even_with_rope_none(tmp_path):
+    """vit_*_rope_* keep LayerScale in the Eva layout (EVA-01 has none): their RoPE is not implemented."""
+    ref = _timm_model("vit_small_patch16_rope_224", img_size=64, num_classes=0)
+    torch.save(ref.state_dict(), tmp_path / "rope.pth")
+    with pytest.raises(CheckpointError, match="RoPE ViTs in the Eva layout"):
+        edgevit.load_model(tmp_path / "rope.pth", num_heads=2, rope="none")
+
+
+@requires_transformers
+def test_hf_directory_options_that_contradict_its_config_are_refused(tmp_path):
+    import transformers
+
+    ref = _randomize(transformers.ViTModel(transformers.ViTConfig(hidden_size=128, num_hidden_layers=1,
+                     num_attention_heads=2, intermediate_size=320, image_size=64, patch_size=16)))
+    ref.save_pretrained(tmp_path / "hf")
+    res = run_cli("info", str(tmp_path / "hf"), "--post-norm")
+    assert_exit(res, 1)
+    assert "post_norm=True" in res.stderr and "do not leave open" in res.stderr, res.stderr
+    clip = transformers.CLIPConfig(vision_config=dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=128, image_size=32, patch_size=16), num_labels=3,
+                                   text_config=dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                                    intermediate_size=128))
+    transformers.CLIPForImageClassification(clip).save_pretrained(tmp_path / "clipcls")
+    res = run_cli("info", str(tmp_path / "clipcls"))
+    assert_exit(res, 1)
+    assert "CLIPForImageClassification" in res.stderr and "mean of the patch tokens" in res.stderr, res.stderr
