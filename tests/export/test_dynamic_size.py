@@ -132,3 +132,16 @@ def test_models_whose_positions_are_not_a_table_refuse_a_range(tmp_path):
     res = run_cli("export", str(tmp_path / "beit.pth"), "-o", str(tmp_path / "x"), "--img-size", "32:64")
     assert_exit(res, 2)
     assert "relative position bias" in res.stderr and "--img-size PX" in res.stderr, res.stderr
+
+
+def test_info_says_how_positions_enter(tmp_path):
+    from edgevit.models.vit import ViTConfig, VisionTransformer
+
+    model = VisionTransformer(ViTConfig(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=1, num_classes=2,
+                                        dynamic_size="bilinear"))
+    edgevit.save_model(model, tmp_path / "m.safetensors")
+    res = run_cli("info", str(tmp_path / "m.safetensors"), "--json")
+    assert_exit(res, 0)
+    assert json.loads(res.stdout)["positions"] == "learned table, any size (bilinear resampling)", res.stdout
+    res = run_cli("info", str(tmp_path / "m.safetensors"))
+    assert "any size (bilinear resampling)" in res.stdout, res.stdout
