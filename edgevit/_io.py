@@ -63,13 +63,25 @@ def install_file(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     replace_durably(tmp, path)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def follow_umask(path: str | os.PathLike) -> None:
     """Give a written file the mode ``open()`` would (0666 less the umask): some writers, such
     as safetensors, create 0600 files that a service user cannot read."""
-    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
     if os.path.isfile(path):
-        os.chmod(path, 0o666 & ~mask)
+        os.chmod(path, 0o666 & ~_umask())
+
+
+def follow_umask_tree(directory: str | os.PathLike) -> None:
+    """Give ``directory`` and the directories under it the mode ``mkdir`` would (0777 less the umask): a
+    temporary directory starts 0700, which a server running as another user could not read."""
+    mask = _umask()
+    for d in (Path(directory), *(p for p in Path(directory).rglob("*") if p.is_dir() and not p.is_symlink())):
+        d.chmod(0o777 & ~mask)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, force: bool = False) -> Path:

@@ -270,13 +270,18 @@ def _deploy(export_dir: Path, deploy_dir: Path, cfg: DemoConfig) -> dict:
         cert = res.certificate
         written[name] = {"files": [str(f) for f in res.files], "certificate": cert.to_dict()}
         if not cert.passed:
-            failed.append(f"{name}: {cert.verdict.value}, max |diff| {cert.max_abs}")
+            failed.append(f"{name}: {cert.verdict.value}, max |diff| {_diff(cert.max_abs)}")
     info = {"targets": written, "summary": ", ".join(f"{n} {w['certificate']['verdict']} "
-                                                     f"(max |diff| {w['certificate']['max_abs']:.1e})"
+                                                     f"(max |diff| {_diff(w['certificate']['max_abs'])})"
                                                      for n, w in written.items())}
     if failed:
         info.update(status="failed", reason="; ".join(failed))
     return info
+
+
+def _diff(value) -> str:
+    """A certificate's max |diff| for the summary ("-" where the check did not get that far)."""
+    return f"{value:.1e}" if value is not None else "-"
 
 
 def _bench(export_dir: Path, reports: Path, cfg: DemoConfig, result: DemoResult) -> dict:

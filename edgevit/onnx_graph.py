@@ -25,6 +25,29 @@ LAYOUT_OPS = frozenset({"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Slice",
 """Ops that move or retype values without computing on them (stepped over when walking back)."""
 
 
+# A graph whose initializers hold more bytes than this is written with its tensors in a separate file:
+# protobuf cannot serialize a message of 2 GiB or more.
+EXTERNAL_DATA_THRESHOLD = 2 * 1024**3
+EXTERNAL_TENSOR_MIN_BYTES = 1024  # smaller tensors (shape constants) stay inline, readable by shape inference
+
+
+def save_onnx(proto, path: str | os.PathLike, threshold: int = EXTERNAL_DATA_THRESHOLD,
+              data_file: str | None = None) -> bool:
+    """Write ``proto`` to ``path``; past ``threshold`` bytes of initializers, its tensors go to ``data_file``
+    (beside ``path``; default: its name + ".data"), as TensorRT's parser and ONNX Runtime read them.
+    Returns whether they did. OSError / ValueError from onnx as they are."""
+    import onnx
+
+    tensors = sum(len(t.raw_data) if t.raw_data else int(np.prod(t.dims)) * 4 for t in proto.graph.initializer)
+    external = tensors > threshold
+    if external:
+        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data_file or Path(path).name + ".data", size_threshold=EXTERNAL_TENSOR_MIN_BYTES)
+    else:
+        onnx.save_model(proto, str(path))
+    return external
+
+
 def load_onnx(path: str | os.PathLike, load_external_data: bool = False):
     """Read an ONNX file, or raise OnnxModelError saying why it is not one."""
     import onnx

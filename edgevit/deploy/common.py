@@ -11,7 +11,6 @@ Started by helper D as ``_pending_common.py``; its names are kept. Imports no to
 
 from __future__ import annotations
 
-import os
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -20,7 +19,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .._io import check_output_dir, outdir_lock, remove_stale_temporaries, sha256_file, temporary_dir
+from .._io import (check_output_dir, follow_umask_tree, outdir_lock, remove_stale_temporaries, sha256_file,
+                   temporary_dir)
 from ..errors import ArtifactExistsError, OutputPathError, VerificationError
 from ..formats import BASE_PRECISION
 from ..manifest import Manifest
@@ -29,8 +29,6 @@ from ..specs import Preprocessing
 
 DEFAULT_SAMPLES = 256
 """Consumer images a certificate is measured on unless told (the first of the data's test split)."""
-PROTO_LIMIT = 1_900_000_000
-"""Above this many bytes a graph is written with external data (protobuf's 2 GiB limit)."""
 
 
 def resolve_target(outdir, precision: str | None, artifact, verify_hash: bool = True) -> Resolved:
@@ -174,15 +172,6 @@ def check_output(output, force: bool = False, source: Path | None = None) -> Pat
     return output
 
 
-def _follow_umask(directory: Path) -> None:
-    """Give ``directory`` and the directories under it the mode ``mkdir`` would (0777 less the umask): a
-    temporary directory starts 0700, which a server running as another user could not read."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for d in (directory, *(p for p in directory.rglob("*") if p.is_dir() and not p.is_symlink())):
-        d.chmod(0o777 & ~umask)
-
-
 @contextmanager
 def staged_directory(output, force: bool = False, source: Path | None = None) -> Iterator[Path]:
     """A temporary directory beside ``output`` to write into; renamed onto ``output`` when the block
@@ -196,7 +185,7 @@ def staged_directory(output, force: bool = False, source: Path | None = None) ->
         yield work
         (work / ".edgevit-tmp").unlink(missing_ok=True)
         (work / DEPLOY_MARKER).write_text("written by edgevit deploy; --force may replace this directory\n")
-        _follow_umask(work)
+        follow_umask_tree(work)
         if output.exists():
             check_output(output, force, source)  # what appeared while writing
             old = temporary_dir(output.parent, f"{output.name}-old")
@@ -235,6 +224,6 @@ def record_certificate(manifest: Manifest, cert) -> Path:
         return current.save(root, force=True)
 
 
-__all__ = ["ConsumerData", "DEFAULT_SAMPLES", "DEPLOY_MARKER", "PROTO_LIMIT", "batch_size", "check_output", "consumer_data", "consumer_pixels",
+__all__ = ["ConsumerData", "DEFAULT_SAMPLES", "DEPLOY_MARKER", "batch_size", "check_output", "consumer_data", "consumer_pixels",
            "file_hashes", "float_input", "require_passed", "graph_feed", "raw_input", "record_certificate", "resolve_target",
            "staged_directory", "write_labels"]

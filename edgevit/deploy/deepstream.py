@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import EdgeVitError
 from ..formats import BASE_PRECISION
 from ..formats import precision as precision_row
-from ..onnx_graph import load_onnx
+from ..onnx_graph import load_onnx, save_onnx
 from ..output_kinds import OutputKind
 from ..specs import Preprocessing
 
@@ -402,8 +402,6 @@ def write_deepstream(outdir, output, precision: str | None = None, artifact=None
     batch size outside the profile, an engine of a model whose std differs per channel (or of a
     classifier), an existing ``output`` without ``force``. A config whose check fails is not installed
     (VerificationError with the numbers)."""
-    import onnx
-
     from ..certificates import Certificate
     from ..tolerances import Check, Verdict, get_tolerance
     from . import common
@@ -453,7 +451,7 @@ def write_deepstream(outdir, output, precision: str | None = None, artifact=None
     consumer = common.consumer_data(manifest, data=data, samples=samples, verify_hash=verify_hash, graph=source)
     tolerance = get_tolerance(resolved.precision, kind.value)
     with common.staged_directory(output, force=force, source=manifest.root) as stage:
-        onnx.save(graph, str(stage / GRAPH_NAME), save_as_external_data=graph.ByteSize() > common.PROTO_LIMIT)
+        save_onnx(graph, stage / GRAPH_NAME)
         if engine:
             shutil.copyfile(resolved.path, stage / resolved.path.name)
         if line:

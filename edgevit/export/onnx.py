@@ -78,7 +78,7 @@ from ..errors import ExportError
 from ..formats import BASE_PRECISION, MANIFEST_NAME
 from ..manifest import Manifest
 from ..models.vit import VisionTransformer
-from ..onnx_graph import count_ops
+from ..onnx_graph import EXTERNAL_DATA_THRESHOLD, count_ops, save_onnx
 from ..provenance import source_fields
 from ..output_kinds import OUTPUT_KINDS, OutputKind
 from ..tolerances import EXPORT_ATOL
@@ -94,8 +94,6 @@ from .rewrites import ATTENTION_OPSET, canonicalize_gelu, fuse_attention
 
 DEFAULT_OPSET = {"decomposed": 18, "fused": 23}
 MIN_OPSET = LAYERNORM_OPSET
-EXTERNAL_DATA_THRESHOLD = 2 * 1024**3
-EXTERNAL_TENSOR_MIN_BYTES = 1024  # smaller tensors (shape constants) stay inline, readable by shape inference
 
 
 @functools.lru_cache(maxsize=None)
@@ -514,27 +512,10 @@ def _stamp(proto, model: VisionTransformer, cfg: ExportConfig, output: str) -> N
         entry.key, entry.value = key, value
 
 
-def _tensor_bytes(proto) -> int:
-    total = 0
-    for t in proto.graph.initializer:
-        if t.raw_data:
-            total += len(t.raw_data)
-        else:
-            total += int(np.prod(t.dims)) * 4
-    return total
-
-
 def _save(proto, work: Path, threshold: int) -> tuple[Path, bool]:
-    import onnx
-
     path = work / MODEL_FILE
-    external = _tensor_bytes(proto) > threshold
     try:
-        if external:
-            onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=DATA_FILE, size_threshold=EXTERNAL_TENSOR_MIN_BYTES)
-        else:
-            onnx.save_model(proto, str(path))
+        external = save_onnx(proto, path, threshold, DATA_FILE)
     except (ValueError, OSError) as exc:
         raise ExportError(f"could not write the ONNX file ({exc}); for graphs near 2 GiB lower "
                           "external_data_threshold") from exc
