@@ -297,7 +297,7 @@ def engine_file(name: str | None = None) -> str:
 # The MLP activations a ViT config takes (ViTConfig.act). Here, not in models/vit.py, so that the CLI
 # can offer them (``--act``) without importing torch.
 ACTIVATIONS = ("gelu", "gelu_tanh", "quick_gelu", "relu")
-ROPES = ("none", "dinov3")  # rotary position embeddings of Q and K (edgevit.models.rope)
+ROPES = ("none", "dinov3", "eva")  # rotary position embeddings of Q and K (edgevit.models.rope)
 
 
 __all__ = [

@@ -287,8 +287,8 @@ _DECIDERS = {
     "pool_include_prefix": "--pool-include-prefix or --pool-patches-only "
                            "(load_model(..., pool_include_prefix=True or False))",
     "pool": "--pool mean or --pool cls (load_model(..., pool='mean' or 'cls'))",
-    "rope": "--rope none for an EVA-01 layout (load_model(..., rope='none')); EVA-02's and vit_*_rope_*'s RoPE is not "
-            "implemented, DINOv3 loads as itself",
+    "rope": "--rope none for an EVA-01 layout (load_model(..., rope='none')); EVA-02 and DINOv3 load as themselves, "
+            "timm's vit_*_rope_* are not implemented",
 }
 
 _GUESSES = {

@@ -62,10 +62,11 @@ class ViTConfig:
     pool_include_prefix: bool = False  # mean / map pooling over the prefix tokens too (timm pool_include_prefix)
     proj_dim: int = 0  # a bias-free projection of the pooled features (CLIP's image embedding)
     rel_pos_bias: str = "none"  # BEiT relative position bias on the scores: "block" (a table each) or "shared"
-    rope: str = "none"  # rotary position embedding of the patch tokens' Q and K (models/rope.py): "dinov3"
-    rope_theta: float = 100.0  # the RoPE period base (DINOv3's temperature, HF rope_theta)
+    rope: str = "none"  # rotary position embedding of the patch tokens' Q and K (models/rope.py): "dinov3", "eva"
+    rope_theta: float = 100.0  # the RoPE period base (DINOv3's temperature, HF rope_theta; EVA-02: 10000)
     mlp: str = "mlp"  # the block MLP (MLPS): fc2(act(fc1 x)), or SwiGLU packed in one fc1 or split in fc1_g / fc1_x
     mlp_norm: bool = False  # a LayerNorm on the MLP's hidden width before fc2 (timm's mlp.norm: EVA-02's sub-LN)
+    attn_norm: bool = False  # a LayerNorm on the attention output before proj (timm's attn.norm: EVA-CLIP's sub-LN)
     drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
@@ -133,6 +134,8 @@ class ViTConfig:
         _check_choice("mlp", self.mlp, MLPS)
         if not isinstance(self.mlp_norm, bool):
             raise ValueError(f"mlp_norm must be True or False, got {self.mlp_norm!r}")
+        if not isinstance(self.attn_norm, bool):
+            raise ValueError(f"attn_norm must be True or False, got {self.attn_norm!r}")
         if self.pool == "map" and (self.mlp != "mlp" or self.mlp_norm):
             raise ValueError(f"pool='map' with mlp={self.mlp!r}, mlp_norm={self.mlp_norm}: the attention pool's MLP "
                              "is timm's plain Mlp, and no family pairs it with a SwiGLU or normed block MLP")

@@ -40,7 +40,8 @@ def unwrap_state_dict(obj) -> dict[str, Tensor]:
 
 SUPPORTED_FAMILIES = (
     "plain ViT and DeiT (timm vit_* / deit_*, HF ViT*, ViTMSN, ViTMAE, I-JEPA), DeiT distilled, DINOv2 with or "
-    "without registers (also the SwiGLU giant), DINOv3 (timm vit_*_dinov3, HF DINOv3ViTModel), BEiT / BEiT v2 / "
+    "without registers (also the SwiGLU giant), DINOv3 (timm vit_*_dinov3, HF DINOv3ViTModel), EVA-02 and EVA-CLIP "
+    "(timm eva02_*), BEiT / BEiT v2 / "
     "Data2Vec-vision, CLIP / OpenCLIP vision towers (also OWL-ViT, OWLv2, MetaCLIP 2, Chinese-CLIP, AltCLIP, CLIPSeg, "
     "GIT), SigLIP vision towers and SiglipForImageClassification, EVA-01 (--rope none), global-pool and LayerScale "
     "ViTs (timm *_gap_*); README \"Families\" lists them"
@@ -131,8 +132,8 @@ def unsupported_family(state: dict[str, Tensor], eva_layout: bool = False) -> st
     packed = fc1 is not None and fc2 is not None and fc1.shape[0] == 2 * fc2.shape[1]
     swiglu = packed or "blocks.0.mlp.fc1_g.weight" in state
     if swiglu and (eva_layout or "blocks.0.attn.q_proj.weight" in state):
-        return ("a SwiGLU MLP in timm's Eva layout, i.e. EVA-02, with the rotary position embedding timm does "
-                "not store in the state dict")
+        return ("a SwiGLU MLP in timm's Eva layout that is not EVA-02's (edgevit's EVA-02 has a class token, a position "
+                "table and no LayerScale), with a rotary position embedding timm does not store in the state dict")
     if eva_layout and "blocks.0.ls1.gamma" in state:  # EVA-01 has no LayerScale; timm's RoPE ViTs do
         return ("timm's RoPE ViTs in the Eva layout with LayerScale (vit_*_rope_*, Perception Encoder lang), whose "
                 "rotary position embedding timm does not store in the state dict")

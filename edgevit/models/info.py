@@ -29,7 +29,7 @@ def fused_mha_eligibility(cfg: ViTConfig) -> dict:
 
 
 def model_family(cfg: ViTConfig) -> str:
-    """The ViT family a config looks like: beit (a relative position bias), dinov3 (DINOv3 RoPE), deit-distilled (a
+    """The ViT family a config looks like: beit (a relative position bias), dinov3 / eva02 (their RoPE), deit-distilled (a
     distillation token), siglip (attention pooling), clip (norm_pre or quick-GELU), gap (no class
     token, or mean pooling), dinov2 (LayerScale with patch 14 or register tokens), else vit. Read
     from the config fields alone."""
@@ -37,6 +37,8 @@ def model_family(cfg: ViTConfig) -> str:
         return "beit"  # BEiT / BEiT v2 / Data2Vec-vision: a relative position bias
     if cfg.rope == "dinov3":
         return "dinov3"  # DINOv3: 2-D RoPE on the patch tokens, no position table
+    if cfg.rope == "eva":
+        return "eva02"  # EVA-02 / EVA-CLIP: EVA's RoPE with a SwiGLU MLP
     if cfg.distilled:
         return "deit-distilled"
     if cfg.pool == "map":

@@ -19,8 +19,9 @@ construction (``model.set_attn_impl("math")``):
   the reference every optimized path is checked against, and the MatMul -> Softmax -> MatMul
   pattern TensorRT's MHA fusion matches once exported.
 
-With ``rope="dinov3"`` (and ``pos_embed="none"``: no position table) both paths rotate the patch
-tokens' Q and K with fixed sin / cos tables (:mod:`edgevit.models.rope`) before that first MatMul;
+With ``rope="dinov3"`` (and ``pos_embed="none"``: no position table) or ``rope="eva"`` (EVA-02, beside its
+learned table) both paths rotate the patch tokens' Q and K with fixed sin / cos tables
+(:mod:`edgevit.models.rope`) before that first MatMul;
 with ``rel_pos_bias`` (BEiT) a relative position bias (:mod:`edgevit.models.relpos`) is added to
 the scores before the Softmax. With ``dynamic_size`` the model takes any height and width in whole
 patches, its learned table resampled in the forward. The config and its checks live in
@@ -95,6 +96,8 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.embed_dim, cfg.embed_dim * 3, bias=cfg.qkv_bias)
         self.attn_drop = nn.Dropout(cfg.attn_drop_rate)
         self.attn_out = nn.Identity()
+        # EVA-CLIP's sub-LN before proj (timm's attn.norm; named out_norm: the loader refuses attn.norm as QK-norm)
+        self.out_norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps) if cfg.attn_norm else nn.Identity()
         self.proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
         self.proj_drop = nn.Dropout(cfg.drop_rate)
         # BEiT: a relative position bias added to the scores; "shared": the model's one table, set by it
@@ -120,7 +123,7 @@ class Attention(nn.Module):
             attn = self.attn_drop(attn.softmax(dim=-1))
             x = attn @ v
         x = self.attn_out(x.transpose(1, 2).reshape(B, N, C))
-        return self.proj_drop(self.proj(x))
+        return self.proj_drop(self.proj(self.out_norm(x)))
 
 
 class QuickGELU(nn.Module):

@@ -291,12 +291,11 @@ def test_hf_clip_at_another_size_matches_interpolate_pos_encoding(tmp_path):
 # ------------------------------------------------------------------------------------- refusals
 @requires_timm
 @pytest.mark.parametrize("arch,kwargs,feature", [
-    ("eva02_tiny_patch14_224", dict(img_size=56), "SwiGLU MLP .*EVA-02"),
+    ("vit_small_patch16_rope_224", dict(img_size=64), "RoPE ViTs in the Eva layout"),  # EVA-02 loads: eva02
     ("samvit_base_patch16", dict(img_size=64), "SAM's ViT image encoder.*rel_pos_h"),
     ("naflexvit_base_patch16_gap", dict(), "NaFlexViT"),
     ("vit_small_r26_s32_224", dict(img_size=64), "hybrid CNN stem"),
     ("vit_relpos_base_patch16_224", dict(img_size=64), "relative position bias of another kind"),
-    ("eva02_base_patch14_224", dict(img_size=56), "SwiGLU MLP .*EVA-02"),  # DINOv2-giant's SwiGLU loads
     ("vit_small_patch16_rope_mixed_224", dict(img_size=64), "learned frequencies"),
     ("cait_xxs24_224", dict(img_size=64), "CaiT"),
     ("convit_tiny", dict(img_size=64), "ConViT"),

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import beit, dinov3
+from . import beit, dinov3, eva02
 
-FAMILIES: tuple[ModuleType, ...] = (beit, dinov3)
+FAMILIES: tuple[ModuleType, ...] = (beit, eva02, dinov3)
 
 
 def recognise(state: dict) -> ModuleType | None:
