@@ -11,6 +11,7 @@ from edgevit.models import families
 from edgevit.models.families import eva02
 
 from ..conftest import requires_timm
+from .test_families import _maxerr, _randomize
 
 TOL = 1e-5
 SMALL = dict(embed_dim=128, depth=2, num_heads=2)
@@ -21,23 +22,6 @@ ARCHS = {
     "base": ("eva02_base_patch14_224", 56, "swiglu", False, "mean"),
     "clip": ("eva02_base_patch16_clip_224", 64, "swiglu", True, "cls"),
 }
-
-
-def _randomize(module: torch.nn.Module) -> torch.nn.Module:
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            if p.ndim == 1 and name.endswith("weight"):  # a norm's scale
-                p.copy_(1.0 + 0.2 * noise)
-            else:
-                p.copy_((0.2 if p.ndim == 1 else 0.05) * noise)
-    return module.eval()
-
-
-def _maxerr(a, b) -> float:
-    assert a.shape == b.shape, f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}"
-    return (a - b).abs().max().item()
 
 
 def _timm(arch: str, size: int, num_classes: int):
