@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from ..errors import VerificationError
+from ..errors import EdgeVitError, VerificationError
 from ..formats import ARTIFACT_FORMATS, BASE_PRECISION, FLOAT_PRECISIONS, QUANTIZED
 from ..formats import precision as lookup
 from ..metrics import Comparison, compare
@@ -151,6 +152,25 @@ class VerifyConfig:
             raise ValueError(f"candidate_attention must be 'sdpa' or 'math', got {self.candidate_attention!r}")
 
 
+def recorded_load(reference, candidate, verify_hash: bool = True) -> tuple[str | None, dict] | None:
+    """``(arch, overrides)`` the export of ``candidate`` loaded ``reference`` with (its manifest's
+    ``model.source``), when ``reference`` is that very checkpoint (the same file, its sha256 checked);
+    None otherwise: a checkpoint loads the same way for the export and for its verification."""
+    from ..manifest import Manifest
+
+    ref_path = Path(str(reference))
+    if candidate is None or str(candidate) == "torch" or not ref_path.is_file():
+        return None
+    try:
+        manifest = Manifest.resolve(candidate, verify_hash=verify_hash).manifest
+        source, _ = manifest.source_checkpoint(verify_hash) if manifest is not None else (None, None)
+    except EdgeVitError:
+        return None  # the candidate's own errors are reported where it is resolved
+    if source is None or Path(source).resolve() != ref_path.resolve():
+        return None
+    return manifest.source.arch, dict(manifest.source.overrides or {})
+
+
 def verify(reference, candidate=None, config: VerifyConfig | None = None, **options) -> VerifyReport:
     """Compare ``candidate`` with ``reference`` on the same inputs.
 
@@ -175,8 +195,11 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
     """
     cfg = replace(config, **options) if config is not None else VerifyConfig(**options)
     started = time.perf_counter()
-    ref = resolve_artifact(reference, None, role="reference", arch=cfg.arch, verify_hash=cfg.verify_hash,
-                           model_overrides=cfg.model_overrides)
+    arch, overrides = cfg.arch, cfg.model_overrides
+    if arch is None and not overrides:  # the candidate's own checkpoint loads as its export loaded it
+        arch, overrides = recorded_load(reference, candidate, cfg.verify_hash) or (arch, overrides)
+    ref = resolve_artifact(reference, None, role="reference", arch=arch, verify_hash=cfg.verify_hash,
+                           model_overrides=overrides)
     if ref.kind == "engine":
         raise ValueError(f"REFERENCE must be a checkpoint or an ONNX file, not an engine ({reference})")
     ref.precision = BASE_PRECISION
@@ -193,8 +216,8 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
                 f"REFERENCE {reference!r} is a variant name: freshly initialized random weights, not the weights "
                 "of any exported artifact. Give the checkpoint the candidate was exported from"
             )
-        cand = resolve_artifact(candidate, cfg.precision, role="candidate", arch=cfg.arch, format=cfg.format,
-                                verify_hash=cfg.verify_hash, model_overrides=cfg.model_overrides)
+        cand = resolve_artifact(candidate, cfg.precision, role="candidate", arch=arch, format=cfg.format,
+                                verify_hash=cfg.verify_hash, model_overrides=overrides)
     precision = cfg.precision or cand.precision
     if precision not in TOLERANCES:
         raise ValueError(f"{cand.source}: its manifest records precision {precision!r}, which has no tolerance row; "
@@ -252,7 +275,7 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
                                          reference=ref.model if ref.kind == "torch" else None,
                                          tolerance_overrides=_attn_overrides(cfg))
         elif cand.graph:
-            ref_model = reference_model_for_attention(ref, cand, cfg.arch, cfg.model_overrides, cfg.verify_hash)
+            ref_model = reference_model_for_attention(ref, cand, arch, overrides, cfg.verify_hash)
             att = verify_attention_onnx(cand.path, ref_model, inputs.images, precision=precision,
                                         batch_size=cfg.batch_size, providers=cfg.providers,
                                         threads=cfg.threads, tolerance=tol, qdq=cfg.qdq,

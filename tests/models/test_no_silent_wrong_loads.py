@@ -214,3 +214,23 @@ def test_hf_directory_options_that_contradict_its_config_are_refused(tmp_path):
     res = run_cli("info", str(tmp_path / "clipcls"))
     assert_exit(res, 1)
     assert "CLIPForImageClassification" in res.stderr and "mean of the patch tokens" in res.stderr, res.stderr
+
+
+@requires_timm
+def test_verify_loads_the_exports_checkpoint_with_the_options_the_export_recorded(tmp_path):
+    """An export with --num-heads (a head count the dim/64 guess gets wrong) verifies against its own
+    checkpoint without repeating the option; another checkpoint gets no such help."""
+    import timm
+
+    ref = _randomize(timm.create_model("vit_small_patch16_224", pretrained=False, img_size=32, embed_dim=64,
+                                       depth=1, num_heads=4, num_classes=3))
+    torch.save(ref.state_dict(), tmp_path / "vit.pth")
+    res = run_cli("export", str(tmp_path / "vit.pth"), "-o", str(tmp_path / "out"), "--num-heads", "4")
+    assert_exit(res, 0)
+    res = run_cli("verify", str(tmp_path / "vit.pth"), str(tmp_path / "out"))
+    assert_exit(res, 0)
+    assert "PASSED" in res.stdout, res.stdout
+    (tmp_path / "copy.pth").write_bytes((tmp_path / "vit.pth").read_bytes())  # the same weights, another file
+    res = run_cli("verify", str(tmp_path / "copy.pth"), str(tmp_path / "out"))
+    assert_exit(res, 1)  # loaded with the guessed 1 head: the outputs differ, and the warning says it guessed
+    assert "num_heads" in res.stderr and "FAILED" in res.stdout, (res.stdout, res.stderr)
