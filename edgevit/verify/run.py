@@ -4,6 +4,7 @@ block's attention (:mod:`.attention`), and returns a :class:`VerifyReport`."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -158,8 +159,10 @@ def recorded_load(reference, candidate, verify_hash: bool = True) -> tuple[str |
     None otherwise: a checkpoint loads the same way for the export and for its verification."""
     from ..manifest import Manifest
 
-    ref_path = Path(str(reference))
-    if candidate is None or str(candidate) == "torch" or not ref_path.is_file():
+    if not isinstance(reference, (str, os.PathLike)) or candidate is None or str(candidate) == "torch":
+        return None  # a loaded model, or no artifact to read the options from
+    ref_path = Path(reference)
+    if not ref_path.is_file():
         return None
     try:
         manifest = Manifest.resolve(candidate, verify_hash=verify_hash).manifest

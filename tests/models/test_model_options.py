@@ -75,12 +75,16 @@ def test_export_records_the_overrides_and_verify_bench_reload_them(tmp_path, dig
         (4, "quick_gelu", 16), model["config"]
     assert model["guessed"] == {}, model
 
-    # verify: the checkpoint as REFERENCE needs the same options; without them it is another model
+    # verify: the export's own checkpoint loads with the recorded options, given again or not; other options
+    # make it another model
     same = run_cli("verify", digits_pth, out, "--samples", "8", "--num-heads", "4", "--act", "quick_gelu",
                 "--img-size", "16", "--json")
     assert_exit(same, 0)
     assert json.loads(same.stdout)["ok"] is True
-    other = run_cli("verify", digits_pth, out, "--samples", "8")
+    recorded = run_cli("verify", digits_pth, out, "--samples", "8", "--json")
+    assert_exit(recorded, 0)
+    assert json.loads(recorded.stdout)["ok"] is True
+    other = run_cli("verify", digits_pth, out, "--samples", "8", "--act", "gelu")
     assert_exit(other, 1)
 
     # bench: the reference comes from the manifest, with the recorded overrides
