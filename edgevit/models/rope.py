@@ -57,12 +57,15 @@ def dinov3_tables(grid_size: int, head_dim: int, theta: float = 100.0,
     """(sin, cos), float32, each (num_prefix_tokens + grid_size**2, head_dim) in the rotate-half layout;
     the prefix tokens' rows are sin 0, cos 1 (no rotation)."""
     angles = dinov3_angles(grid_size, head_dim, theta)
-    angles = torch.cat([angles, angles], dim=-1)
-    sin, cos = angles.sin(), angles.cos()
-    if num_prefix_tokens:
-        sin = torch.cat([torch.zeros(num_prefix_tokens, head_dim, dtype=sin.dtype), sin])
-        cos = torch.cat([torch.ones(num_prefix_tokens, head_dim, dtype=cos.dtype), cos])
-    return sin.float(), cos.float()
+    return _tables(torch.cat([angles, angles], dim=-1), num_prefix_tokens)
+
+
+def _tables(angles: torch.Tensor, num_prefix_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sin, cos) of per-patch ``angles`` (N, head_dim), float32, after ``num_prefix_tokens`` rows of the
+    identity rotation (sin 0, cos 1): the class and register tokens are not rotated."""
+    identity = angles.new_zeros(num_prefix_tokens, angles.shape[-1])
+    angles = torch.cat([identity, angles])
+    return angles.sin().float(), angles.cos().float()
 
 
 # EVA-02's RoPE grid: every timm eva02_* model rescales its patch coordinates to the 16 x 16 grid of its
@@ -86,12 +89,7 @@ def eva_tables(grid_size: int, head_dim: int, theta: float = 10000.0,
                num_prefix_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(sin, cos), float32, each (num_prefix_tokens + grid_size**2, head_dim) in the interleaved layout
     (each angle twice in a row); the prefix tokens' rows are sin 0, cos 1 (no rotation)."""
-    angles = eva_angles(grid_size, head_dim, theta).repeat_interleave(2, dim=-1)
-    sin, cos = angles.sin(), angles.cos()
-    if num_prefix_tokens:
-        sin = torch.cat([torch.zeros(num_prefix_tokens, head_dim, dtype=sin.dtype), sin])
-        cos = torch.cat([torch.ones(num_prefix_tokens, head_dim, dtype=cos.dtype), cos])
-    return sin.float(), cos.float()
+    return _tables(eva_angles(grid_size, head_dim, theta).repeat_interleave(2, dim=-1), num_prefix_tokens)
 
 
 def rotate_pairs(x: torch.Tensor) -> torch.Tensor:

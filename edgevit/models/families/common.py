@@ -30,3 +30,18 @@ def timm_block_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         elif not key.endswith("attn.v_bias") or f"{key[:-len('v_bias')]}q_bias" not in state:
             out[key] = value
     return out
+
+
+def join_qkv(parts: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Separate query / key / value projections (``parts``: ``{"q.weight", "k.weight", "v.weight"[, "q.bias",
+    ...]}``) as edgevit's one ``{prefix}qkv`` Linear; a missing bias (the key's, in DINOv3 and EVA-02) is
+    zeros, which computes the same projection. KeyError when a weight is missing."""
+    weights = [parts.get(f"{p}.weight") for p in "qkv"]
+    if any(w is None for w in weights):
+        raise KeyError(f"{prefix}: the query / key / value projection weights are incomplete")
+    out = {f"{prefix}qkv.weight": torch.cat(weights)}
+    if any(f"{p}.bias" in parts for p in "qkv"):
+        zero = weights[0].new_zeros(weights[0].shape[0])
+        out[f"{prefix}qkv.bias"] = torch.cat([parts.get(f"{p}.bias", zero) for p in "qkv"])
+    return out
+

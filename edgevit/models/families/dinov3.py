@@ -27,7 +27,7 @@ import re
 import torch
 
 from ..vit import ViTConfig
-from .common import timm_block_names
+from .common import join_qkv, timm_block_names
 
 NAME = "dinov3"
 HF_MODEL_TYPES = ("dinov3_vit",)
@@ -137,14 +137,8 @@ def _from_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             name, _, kind = rest.rpartition(".")
             rest = f"{_HF_BLOCK_RENAMES.get(name, name)}.{kind}"
         out[f"blocks.{index}.{rest}"] = value
-    for index, parts in qkv.items():
-        weights = [parts.get(f"{p}.weight") for p in "qkv"]
-        if any(w is None for w in weights):
-            raise KeyError(f"layer {index}: the query / key / value projection weights are incomplete")
-        out[f"blocks.{index}.attn.qkv.weight"] = torch.cat(weights)
-        if any(f"{p}.bias" in parts for p in "qkv"):  # HF: the key has no bias (key_bias=False): zeros
-            zero = weights[0].new_zeros(weights[0].shape[0])
-            out[f"blocks.{index}.attn.qkv.bias"] = torch.cat([parts.get(f"{p}.bias", zero) for p in "qkv"])
+    for index, parts in qkv.items():  # HF: the key has no bias (key_bias=False)
+        out.update(join_qkv(parts, f"blocks.{index}.attn."))
     # proj_bias / mlp_bias false: a zero bias computes the same Linear
     for key in [k for k in out if k.endswith((".attn.proj.weight", ".mlp.fc1.weight", ".mlp.fc2.weight"))]:
         bias = key[:-len("weight")] + "bias"

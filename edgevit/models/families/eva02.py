@@ -24,7 +24,7 @@ import re
 import torch
 
 from ..vit import ViTConfig
-from .common import timm_block_names
+from .common import join_qkv, timm_block_names
 
 NAME = "eva02"
 HF_MODEL_TYPES = ()
@@ -72,14 +72,8 @@ def to_edgevit(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
             out[key.replace(".attn.norm.", ".attn.out_norm.")] = value
         elif key != "mask_token":  # masked image modelling only
             out[key] = value
-    for prefix, parts in split.items():
-        weights = [parts.get(f"{p}.weight") for p in "qkv"]
-        if any(w is None for w in weights):
-            raise KeyError(f"{prefix}: the query / key / value projection weights are incomplete")
-        out[f"{prefix}qkv.weight"] = torch.cat(weights)
-        if any(f"{p}.bias" in parts for p in "qkv"):  # timm: the key projection has no bias
-            zero = weights[0].new_zeros(weights[0].shape[0])
-            out[f"{prefix}qkv.bias"] = torch.cat([parts.get(f"{p}.bias", zero) for p in "qkv"])
+    for prefix, parts in split.items():  # timm: the key projection has no bias
+        out.update(join_qkv(parts, prefix))
     fields = {**_FIELDS, "mlp": mlp, "mlp_norm": "blocks.0.mlp.norm.weight" in state,
               "attn_norm": "blocks.0.attn.norm.weight" in state,
               "pool": "mean" if "fc_norm.weight" in state else "cls"}
