@@ -106,6 +106,7 @@ HF_EXTRA = {  # per-class config fields needed to make the tiny build valid / de
     "Siglip2ForImageClassification": dict(num_patches=16),
 }
 MEAN_REFERENCE = ("IJepaModel",)  # no class token, no pooler: [:, 0] would be a patch token; use the token mean
+SPATIAL_MEAN_REFERENCE = ("SamVisionModel",)  # the neck's (B, 256, H, W) image embedding: its mean over H, W
 PATCHIFIED = ("Siglip2VisionModel", "Siglip2ForImageClassification")  # take flattened patches, not images
 
 
@@ -510,6 +511,8 @@ def hf_reference(model, x: torch.Tensor) -> torch.Tensor:
         out = model(pixel_values=x)
         if type(model).__name__ in MEAN_REFERENCE and getattr(out, "pooler_output", None) is None:
             return out.last_hidden_state.mean(1)
+        if type(model).__name__ in SPATIAL_MEAN_REFERENCE:  # (B, C, H, W): edgevit's features are its mean
+            return out.last_hidden_state.mean((2, 3))
         return to_tensor(out)
 
 
@@ -619,7 +622,8 @@ def write_report(path: Path, rows, layouts, notes, command: str, elapsed: float)
         "Parameters randomised (norm weights 1+0.2*randn, other 1-D 0.2*randn, the rest 0.05*randn, seed 0; "
         "buffers such as RoPE tables kept). HF attempts: the save_pretrained directory, its model.safetensors "
         "alone, and that file with the hints. References: timm `model(x)`; HF `logits`, else `pooler_output`, else "
-        "`last_hidden_state[:, 0]` (IJepaModel, which has neither class token nor pooler: the token mean; Siglip2 "
+        "`last_hidden_state[:, 0]` (IJepaModel, which has neither class token nor pooler: the token mean; "
+        "SamVisionModel: the mean of its (B, C, H, W) image embedding over H and W; Siglip2 "
         "gets the flattened patches, full mask and grid its image processor makes); edgevit `model(x)`. A "
         "ValueError raised by edgevit's model on the reference input (after a load) is listed as "
         "refused-valueerror with 'at forward'. Hints are what a user could know: timm's head count, the "

@@ -8,6 +8,8 @@ import math
 import numpy as np
 
 from ..specs import (  # noqa: F401  (the spec lives in the bottom layer; re-exported here)
+    CLIP_MEAN,
+    CLIP_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
     INCEPTION_MEAN,

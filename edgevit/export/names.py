@@ -3,7 +3,9 @@
 The dynamo exporter names nodes ``node_MatMul_12``; after :func:`name_vit_nodes` the Linear
 MatMuls are ``blocks.0.attn.qkv`` ... ``head``, the patch embedding ``patch_embed.proj``, the
 attention MatMuls ``blocks.0.attn.matmul_qk`` / ``blocks.0.attn.matmul_av``, the Softmax
-``blocks.0.attn.softmax`` and the LayerNorms ``blocks.0.norm1`` ... ``norm``. Precision recipes
+``blocks.0.attn.softmax`` and the LayerNorms ``blocks.0.norm1`` ... ``norm``; SAM's: the two MatMuls of
+each block's decomposed relative position bias (the query against a constant 3-D table)
+``blocks.0.attn.rel_pos_0`` / ``rel_pos_1``, the neck's convolutions ``neck.0`` / ``neck.2``. Precision recipes
 select layers by these names (``--exclude 'blocks.11.mlp.*'``), and TensorRT reports its layers
 with them, so an engine's per-layer report reads like the model.
 """
@@ -30,7 +32,10 @@ def name_vit_nodes(proto, depth: int, linears: list[str] | None = None,
     if norms is None:
         norms = [f"blocks.{b}.norm{k}" for b in range(depth) for k in (1, 2)] + ["norm"]
     g = Graph(proto, subgraphs=False)
-    weighted = [n for n in g.nodes_of("MatMul", "Gemm") if g.is_weighted(n)]
+    constant_mm = [n for n in g.nodes_of("MatMul", "Gemm") if g.is_weighted(n)]
+    # a Linear's weight is 2-D; SAM's relative position MatMuls read (side, head_dim, side) tables
+    weighted = [n for n in constant_mm if _constant_rank(g, n) == 2]
+    rel_pos = [n for n in constant_mm if _constant_rank(g, n) != 2]
     activation_mm = [n for n in g.nodes_of("MatMul") if not g.is_weighted(n)]
     norm_nodes = g.nodes_of("LayerNormalization")
     softmax = g.nodes_of("Softmax")
@@ -48,10 +53,18 @@ def name_vit_nodes(proto, depth: int, linears: list[str] | None = None,
         rename_nodes(activation_mm, (f"blocks.{b}.attn.matmul_{part}" for b in range(depth) for part in ("qk", "av")))
     if len(attention) == depth:
         rename_nodes(attention, (f"blocks.{b}.attn.attention" for b in range(depth)))
-    if len(convs) == 1:
-        rename_nodes(convs, ["patch_embed.proj"])
+    if len(rel_pos) == 2 * depth:
+        rename_nodes(rel_pos, (f"blocks.{b}.attn.rel_pos_{k}" for b in range(depth) for k in (0, 1)))
+    if len(convs) in (1, 3):  # the patch embedding, then SAM's neck
+        rename_nodes(convs, ["patch_embed.proj", "neck.0", "neck.2"])
     counts["renamed"] = len(weighted) + len(norm_nodes)
     return counts
+
+
+def _constant_rank(g: Graph, node) -> int:
+    """The rank of the node's first constant (initializer) input."""
+    name = next(i for i in node.input[:2] if i in g.initializers)
+    return len(g.initializers[name].dims)
 
 
 def module_calls(module, example, kinds: tuple) -> tuple[object, dict[type, list[str]]]:

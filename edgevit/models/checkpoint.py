@@ -17,6 +17,7 @@ from .._io import atomic_path
 from ..data.preprocess import Preprocessing
 from ..errors import CheckpointError, EdgeVitWarning
 from . import convert, families, hf_convert, hub, relpos
+from .families import sam
 from .families.common import timm_block_names
 from .registry import get_variant, list_variants
 from .vit import ViTConfig, VisionTransformer
@@ -235,7 +236,7 @@ def _load_state_dict(path: Path, obj, arch, overrides) -> VisionTransformer:
         cfg = _apply_overrides(path, cfg.replace(**family_fields), overrides, asked)
     model = _build(path, cfg, convert.adapt_timm_state_dict(state, cfg))
     pre = get_variant(arch).preprocessing if arch else None
-    model.preprocessing = fit_preprocessing(pre, cfg)
+    model.preprocessing = fit_preprocessing(pre, cfg, families.preprocessing(family))
     model.guessed = guessed
     if guessed:
         warnings.warn(_guess_message(path, cfg, guessed), EdgeVitWarning, stacklevel=3)
@@ -456,9 +457,10 @@ def _drop_pooler(path: Path, state: dict) -> dict:
     return {k: v for k, v in state.items() if k not in pooler}
 
 
-def fit_preprocessing(pre: Preprocessing | None, cfg: ViTConfig) -> Preprocessing:
-    """The checkpoint's preprocessing, at the config's input size (ImageNet defaults if none)."""
-    base = pre.to_dict() if pre else {}
+def fit_preprocessing(pre: Preprocessing | None, cfg: ViTConfig, defaults: dict | None = None) -> Preprocessing:
+    """The checkpoint's preprocessing, at the config's input size (else ``defaults``, a family's, else
+    ImageNet's defaults)."""
+    base = pre.to_dict() if pre else dict(defaults or {})
     base["input_size"] = (cfg.in_chans, cfg.img_size, cfg.img_size)
     if len(base.get("mean", ())) != cfg.in_chans:
         base.pop("mean", None), base.pop("std", None)
@@ -471,6 +473,7 @@ def _build(path: Path, cfg: ViTConfig, state: dict) -> VisionTransformer:
     """Instantiate and load strictly; report the first few problems in one error."""
     try:
         relpos.check_grid(state, cfg.grid_size, cfg.patch_size)
+        sam.check_tables(state, cfg)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     model = VisionTransformer(cfg)

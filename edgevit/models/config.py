@@ -11,8 +11,9 @@ from ..output_kinds import OutputKind
 
 ATTN_IMPLS = ("sdpa", "math")
 DYNAMIC_SIZES = ("none", "bicubic", "bilinear")
-# BEiT's relative position bias added to the attention scores: none, one table per block, one shared table
-REL_POS_BIASES = ("none", "block", "shared")
+# A relative position bias added to the attention scores: none; BEiT's, one table per block or one shared;
+# SAM's "decomposed" one (per block, a row table and a column table multiplied by the query: models/sam_parts.py)
+REL_POS_BIASES = ("none", "block", "shared", "decomposed")
 # learned: a trained table; sincos: the fixed 2-D sin-cos table; none: no absolute table (RoPE models: DINOv3)
 POS_EMBEDS = ("learned", "sincos", "none")
 # cls: the class token; mean: the patch tokens' mean; map: attention pooling with a learned query
@@ -61,7 +62,11 @@ class ViTConfig:
     post_norm: bool = False  # timm's ResPostBlock: x + norm1(attn(x)), x + norm2(mlp(x)) (res-post-norm, "rpn")
     pool_include_prefix: bool = False  # mean / map pooling over the prefix tokens too (timm pool_include_prefix)
     proj_dim: int = 0  # a bias-free projection of the pooled features (CLIP's image embedding)
-    rel_pos_bias: str = "none"  # BEiT relative position bias on the scores: "block" (a table each) or "shared"
+    rel_pos_bias: str = "none"  # relative position bias on the scores: BEiT "block" (a table each) / "shared"; SAM
+    # "decomposed" (rel_pos_h / rel_pos_w per block)
+    window_size: int = 0  # SAM: attention within non-overlapping windows of this many patches a side (0: global)
+    global_blocks: tuple = ()  # with window_size: the blocks that attend over the whole grid (SAM global_attn_indexes)
+    neck_dim: int = 0  # SAM's convolutional neck (1x1 conv, LayerNorm2d, 3x3 conv, LayerNorm2d) to this width, 0: none
     rope: str = "none"  # rotary position embedding of the patch tokens' Q and K (models/rope.py): "dinov3", "eva"
     rope_theta: float = 100.0  # the RoPE period base (DINOv3's temperature, HF rope_theta; EVA-02: 10000)
     mlp: str = "mlp"  # the block MLP (MLPS): fc2(act(fc1 x)), or SwiGLU packed in one fc1 or split in fc1_g / fc1_x
@@ -78,9 +83,9 @@ class ViTConfig:
         _check_choice("pos_embed", self.pos_embed, POS_EMBEDS)
         _check_choice("pool", self.pool, POOLS)
         for name in ("img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depth", "num_heads",
-                     "reg_tokens", "proj_dim"):
+                     "reg_tokens", "proj_dim", "window_size", "neck_dim"):
             value = getattr(self, name)
-            low = 0 if name in ("num_classes", "reg_tokens", "proj_dim") else 1
+            low = 0 if name in ("num_classes", "reg_tokens", "proj_dim", "window_size", "neck_dim") else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 kind = "a non-negative" if low == 0 else "a positive"
                 raise ValueError(f"ViTConfig.{name} must be {kind} integer, got {value!r}")
@@ -91,17 +96,21 @@ class ViTConfig:
             raise ValueError("pool='cls_dist' needs a distillation token (distilled=True), and a distilled model "
                              f"pools 'cls' or 'cls_dist'; got distilled={self.distilled}, pool={self.pool!r}")
         _check_choice("dynamic_size", self.dynamic_size, DYNAMIC_SIZES)
-        if self.dynamic_size != "none" and (self.pos_embed != "learned" or self.rope != "none"
-                                            or self.rel_pos_bias != "none"):
-            kind = ("rotary position embeddings (RoPE)" if self.rope != "none" else "a relative position bias"
-                    if self.rel_pos_bias != "none" else f"a {self.pos_embed} position table")
+        # any size: a learned table is resampled to the grid, RoPE (DINOv3, EVA-02) computed from it; a relative
+        # bias (BEiT, SAM) or a fixed sin-cos table has no way to other sizes yet
+        if self.dynamic_size != "none" and (self.rel_pos_bias != "none" or self.pos_embed == "sincos"
+                                            or self.pos_embed == "none" and self.rope == "none"):
+            kind = ("a relative position bias" if self.rel_pos_bias != "none" else f"a {self.pos_embed} position table"
+                    if self.pos_embed != "none" else "not encoded (no table, no RoPE)")
             raise ValueError(f"a graph of several input sizes (dynamic_size={self.dynamic_size!r}) resamples a learned "
-                             f"position table; this model's positions are {kind}, for which other sizes are not "
-                             "implemented yet: export it at one size (--img-size PX)")
+                             "position table and computes rotary embeddings (RoPE) from the grid; this model's "
+                             f"positions are {kind}, for which other sizes are not implemented yet: export it at one "
+                             "size (--img-size PX)")
         if self.pool_include_prefix and self.pool not in ("mean", "map"):
             raise ValueError(f"pool_include_prefix applies to pool='mean' or 'map', got pool={self.pool!r}")
         _check_choice("rel_pos_bias", self.rel_pos_bias, REL_POS_BIASES)
-        if self.rel_pos_bias != "none" and (not self.class_token or self.num_prefix_tokens != 1):
+        _check_sam_fields(self)
+        if self.rel_pos_bias in ("block", "shared") and (not self.class_token or self.num_prefix_tokens != 1):
             raise ValueError(f"rel_pos_bias={self.rel_pos_bias!r} (BEiT) needs exactly one prefix token, the class "
                              f"token; got class_token={self.class_token}, {self.num_prefix_tokens} prefix tokens")
         if self.pool == "map" and self.fc_norm:
@@ -170,8 +179,27 @@ class ViTConfig:
         return self.num_patches + (0 if self.no_embed_class else self.num_prefix_tokens)
 
     @property
+    def score_bytes(self) -> int:
+        """Bytes of one image's float32 attention scores in a global block, heads x tokens^2 (what bounds the
+        batches edgevit picks: :func:`edgevit.runtime.batching.score_bounded_batch`)."""
+        return 4 * self.num_heads * self.num_tokens**2
+
+    @classmethod
+    def score_bytes_of(cls, data: dict | None) -> int | None:
+        """:attr:`score_bytes` of a recorded config (a manifest's ``model.config``), None when it is not one."""
+        try:
+            return cls.from_dict(data).score_bytes if isinstance(data, dict) else None
+        except (TypeError, ValueError):
+            return None
+
+    @property
+    def token_dim(self) -> int:
+        """Width of the tokens ``forward_features`` returns: the neck's (SAM), else embed_dim."""
+        return self.neck_dim or self.embed_dim
+
+    @property
     def pooled_dim(self) -> int:
-        return 2 * self.embed_dim if self.pool == "cls_mean" else self.embed_dim
+        return 2 * self.embed_dim if self.pool == "cls_mean" else self.token_dim
 
     @property
     def feature_dim(self) -> int:
@@ -200,6 +228,33 @@ class ViTConfig:
 
     def replace(self, **changes) -> "ViTConfig":
         return replace(self, **changes)
+
+
+def _check_sam_fields(cfg: ViTConfig) -> None:
+    """SAM's fields (windowed attention, decomposed relative positions, the neck) work on the patch grid
+    alone: no prefix tokens, one image size; ValueError naming the field otherwise."""
+    if isinstance(cfg.global_blocks, list):  # from JSON
+        object.__setattr__(cfg, "global_blocks", tuple(cfg.global_blocks))
+    blocks = cfg.global_blocks
+    if (not isinstance(blocks, tuple) or any(not isinstance(b, int) or isinstance(b, bool) for b in blocks)
+            or list(blocks) != sorted(set(blocks)) or any(not 0 <= b < cfg.depth for b in blocks)):
+        raise ValueError(f"global_blocks must be increasing block indices in [0, depth={cfg.depth}), got {blocks!r}")
+    if blocks and not cfg.window_size:
+        raise ValueError(f"global_blocks {list(blocks)} name the blocks that attend globally among windowed ones, "
+                         "but window_size is 0 (every block is global)")
+    sam = {"window_size": cfg.window_size, "rel_pos_bias='decomposed'": cfg.rel_pos_bias == "decomposed",
+           "neck_dim": cfg.neck_dim}
+    used = [name for name, value in sam.items() if value]
+    if used and cfg.num_prefix_tokens:
+        raise ValueError(f"{', '.join(used)} (SAM's image encoder) work on the patch grid alone, but the model has "
+                         f"{cfg.num_prefix_tokens} class/register token(s): set class_token=False, reg_tokens=0")
+    if used and cfg.dynamic_size != "none":
+        raise ValueError(f"{', '.join(used)} (SAM's image encoder) are built for one grid: a graph of several "
+                         "input sizes is not implemented for them; export at one size (--img-size PX)")
+    if cfg.neck_dim and (cfg.pool != "mean" or cfg.fc_norm or cfg.proj_dim):
+        raise ValueError(f"neck_dim (SAM's neck) ends in a LayerNorm and pools the mean of its tokens (timm's "
+                         f"'avg'): pool must be 'mean' without fc_norm or proj_dim, got pool={cfg.pool!r}, "
+                         f"fc_norm={cfg.fc_norm}, proj_dim={cfg.proj_dim}")
 
 
 def _check_choice(name: str, value, allowed: tuple) -> None:

@@ -41,7 +41,7 @@ def unwrap_state_dict(obj) -> dict[str, Tensor]:
 SUPPORTED_FAMILIES = (
     "plain ViT and DeiT (timm vit_* / deit_*, HF ViT*, ViTMSN, ViTMAE, I-JEPA), DeiT distilled, DINOv2 with or "
     "without registers (also the SwiGLU giant), DINOv3 (timm vit_*_dinov3, HF DINOv3ViTModel), EVA-02 and EVA-CLIP "
-    "(timm eva02_*), BEiT / BEiT v2 / "
+    "(timm eva02_*), SAM's image encoder (timm samvit_*, HF SamModel / SamVisionModel), BEiT / BEiT v2 / "
     "Data2Vec-vision, CLIP / OpenCLIP vision towers (also OWL-ViT, OWLv2, MetaCLIP 2, Chinese-CLIP, AltCLIP, CLIPSeg, "
     "GIT), SigLIP vision towers and SiglipForImageClassification, EVA-01 (--rope none), global-pool and LayerScale "
     "ViTs (timm *_gap_*); README \"Families\" lists them"
@@ -50,8 +50,8 @@ SUPPORTED_FAMILIES = (
 # What the families we do not load leave in a state dict (timm names), recognised so the error
 # names the feature instead of listing keys.
 _UNSUPPORTED = [
-    (r"relative_position|rel_pos", "relative position bias of another kind than BEiT's (timm vit_relpos_* / "
-                                   "vit_srelpos_*, Swin-style)"),
+    (r"relative_position|rel_pos(?!_[hw]$)", "relative position bias of another kind than BEiT's or SAM's (timm "
+                                            "vit_relpos_* / vit_srelpos_*, Swin-style)"),
     # stored rotary tables (timm's vit_*_rope_mixed_*); timm's other Eva-class models keep theirs out of the
     # state dict: :func:`undecided` asks about those
     (r"(^|\.)(rope|freqs)\b", "rotary position embeddings with learned frequencies (timm vit_*_rope_mixed_*)"),
@@ -84,10 +84,6 @@ FOREIGN_LAYOUTS = [
      ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen2_5_vl_vision", "qwen3_vl_vision")),
     ("AIMv2", r"(?:^|\.)(?:rms_norm[12]?\.weight$|ffn\.gate_proj\.)", "RMSNorm and a SwiGLU MLP",
      ("aimv2", "aimv2_vision_model")),
-    ("SAM's ViT image encoder (timm samvit_*, transformers SamVisionModel)",
-     r"(?:^|\.)(?:rel_pos_[hw]$|neck\.)",
-     "windowed attention with decomposed relative positions (rel_pos_h / rel_pos_w) and the convolutional neck",
-     ("sam", "sam_vision_model")),
     ("CaiT (timm cait_*)", r"^blocks_token_only\.",
      "its class-attention blocks (the class token joins after the patch blocks) and talking-heads attention", ()),
     ("ConViT (timm convit_*)", r"\.gating_param$|\.attn\.pos_proj\.",
@@ -214,7 +210,7 @@ def fields_from_state_dict(state: dict[str, Tensor]) -> dict:
         fields["pool"] = "map"
     elif "head_dist.weight" in state:
         fields["pool"] = "cls_dist"
-    elif head_in is not None and head_in == 2 * dim and not fields["proj_dim"]:
+    elif head_in is not None and head_in == 2 * dim and not fields["proj_dim"] and fields["class_token"]:
         fields["pool"] = "cls_mean"
     elif fields["distilled"] and head_in is not None:
         fields["pool"] = "cls"  # one head on the class token beside a distillation token (HF DeiT)

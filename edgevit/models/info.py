@@ -29,10 +29,13 @@ def fused_mha_eligibility(cfg: ViTConfig) -> dict:
 
 
 def model_family(cfg: ViTConfig) -> str:
-    """The ViT family a config looks like: beit (a relative position bias), dinov3 / eva02 (their RoPE), deit-distilled (a
+    """The ViT family a config looks like: sam (windows, a decomposed relative position bias or a neck), beit (a
+    relative position bias), dinov3 / eva02 (their RoPE), deit-distilled (a
     distillation token), siglip (attention pooling), clip (norm_pre or quick-GELU), gap (no class
     token, or mean pooling), dinov2 (LayerScale with patch 14 or register tokens), else vit. Read
     from the config fields alone."""
+    if cfg.rel_pos_bias == "decomposed" or cfg.window_size or cfg.neck_dim:
+        return "sam"  # SAM's image encoder: windowed attention, decomposed relative positions, the neck
     if cfg.rel_pos_bias != "none":
         return "beit"  # BEiT / BEiT v2 / Data2Vec-vision: a relative position bias
     if cfg.rope == "dinov3":
@@ -61,7 +64,12 @@ def _positions(cfg: ViTConfig) -> str:
     if cfg.rel_pos_bias != "none":
         parts.append(f"relative position bias ({cfg.rel_pos_bias})")
     if cfg.dynamic_size != "none":
-        parts.append(f"any size ({cfg.dynamic_size} resampling)")
+        how = [f"{cfg.dynamic_size} resampling of the table"] if cfg.pos_embed == "learned" else []
+        how += ["RoPE tables from the grid"] if cfg.rope != "none" else []
+        parts.append(f"any size ({', '.join(how)})")
+    if cfg.window_size:
+        glob = f", global in blocks {list(cfg.global_blocks)}" if cfg.global_blocks else ""
+        parts.append(f"attention in {cfg.window_size}x{cfg.window_size} windows{glob}")
     return ", ".join(parts)
 
 

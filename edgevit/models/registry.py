@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..data.preprocess import (
+    CLIP_MEAN,
+    CLIP_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
     INCEPTION_MEAN,
@@ -88,7 +90,6 @@ register(
 
 # The families people deploy, as timm names them (arch= for their state dicts: what the keys cannot
 # tell, heads and quick-GELU, comes from here). Headless where the weights are: num_classes=0.
-_CLIP_MEAN, _CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 _DINOV2 = _imagenet(518, IMAGENET_MEAN, IMAGENET_STD, 1.0)
 for _size, (_dim, _depth, _heads) in {"small": (384, 12, 6), "base": (768, 12, 12), "large": (1024, 24, 16)}.items():
     _S = _size[0].upper()
@@ -106,7 +107,7 @@ register(
 )
 _CLIP = ViTConfig(num_classes=0, proj_dim=512, pre_norm=True, norm_eps=1e-5)
 for _patch in (16, 32):
-    _clip_pre = _imagenet(224, _CLIP_MEAN, _CLIP_STD, 0.9)
+    _clip_pre = _imagenet(224, CLIP_MEAN, CLIP_STD, 0.9)
     register(f"vit_base_patch{_patch}_clip_224", _CLIP.replace(patch_size=_patch), _clip_pre,
              f"CLIP ViT-B/{_patch} image tower (OpenCLIP, GELU), image embedding 512 "
              f"(timm vit_base_patch{_patch}_clip_224)")

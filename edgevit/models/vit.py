@@ -23,9 +23,11 @@ With ``rope="dinov3"`` (and ``pos_embed="none"``: no position table) or ``rope="
 learned table) both paths rotate the patch tokens' Q and K with fixed sin / cos tables
 (:mod:`edgevit.models.rope`) before that first MatMul;
 with ``rel_pos_bias`` (BEiT) a relative position bias (:mod:`edgevit.models.relpos`) is added to
-the scores before the Softmax. With ``dynamic_size`` the model takes any height and width in whole
-patches, its learned table resampled in the forward. The config and its checks live in
-:mod:`edgevit.models.config`.
+the scores before the Softmax; SAM's image encoder (``window_size``, ``rel_pos_bias="decomposed"``,
+``neck_dim``: :mod:`edgevit.models.sam_parts`) attends within windows of the patch grid, adds a bias computed
+from the query and ends in a convolutional neck. With ``dynamic_size`` the model takes any height and width in whole
+patches, its learned table resampled and its RoPE tables computed from the grid in the forward. The
+config and its checks live in :mod:`edgevit.models.config`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from torch import nn
 from ..output_kinds import OutputKind
 from .config import (ATTN_IMPLS, DYNAMIC_SIZES, MAX_ATTENTION_SCORES, MLPS, POOLS, POS_EMBEDS,  # noqa: F401
                      REL_POS_BIASES, ViTConfig, _check_choice)
+from . import sam_parts
 from .relpos import RelPosBias
 from .rope import RotaryEmbedding
 
@@ -85,9 +88,12 @@ class Attention(nn.Module):
     ``attn_out`` is an identity placed on the attention output (after softmax(QK^T/sqrt(d)) V,
     heads merged, before the output projection): a forward hook there sees the tensor that the
     attention check compares.
+
+    ``window`` (SAM): attend within ``window x window`` windows of the patch grid (:mod:`edgevit.models.sam_parts`);
+    the input and output stay (B, N, C), while ``attn_out`` sees the windows, (B * windows, window**2, C).
     """
 
-    def __init__(self, cfg: ViTConfig):
+    def __init__(self, cfg: ViTConfig, window: int = 0):
         super().__init__()
         self.num_heads = cfg.num_heads
         self.head_dim = cfg.head_dim
@@ -104,8 +110,17 @@ class Attention(nn.Module):
         self.pos_bias = RelPosBias(cfg.grid_size, cfg.num_heads) if cfg.rel_pos_bias == "block" else None
         self.shared_bias: tuple = ()  # (the model's RelPosBias,): a reference, not a submodule of this block
         self.rope: RotaryEmbedding | None = None  # RoPE on Q and K (DINOv3): the model's one table, set by it
+        self.grid, self.window = cfg.grid_size, window
+        self.side = window or cfg.grid_size  # the attended grid's side
+        if cfg.rel_pos_bias == "decomposed":  # SAM: row and column tables of this block's attended grid
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * self.side - 1, self.head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * self.side - 1, self.head_dim))
+        else:
+            self.rel_pos_h = self.rel_pos_w = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.window:
+            x = sam_parts.partition(x, self.grid, self.window)
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
@@ -113,6 +128,8 @@ class Attention(nn.Module):
             q, k = self.rope(q), self.rope(k)
         bias = self.pos_bias() if self.pos_bias is not None else self.shared_bias[0]() if self.shared_bias else None
         bias = bias.to(q) if bias is not None else None  # a block copied or cast alone keeps the model's table
+        if self.rel_pos_h is not None:  # SAM: computed from the unscaled query
+            bias = sam_parts.decomposed_bias(q, self.rel_pos_h, self.rel_pos_w, self.side)
         if self.attn_impl == "sdpa":
             dropout = self.attn_drop.p if self.training else 0.0
             x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
@@ -123,7 +140,8 @@ class Attention(nn.Module):
             attn = self.attn_drop(attn.softmax(dim=-1))
             x = attn @ v
         x = self.attn_out(x.transpose(1, 2).reshape(B, N, C))
-        return self.proj_drop(self.proj(self.out_norm(x)))
+        x = self.proj_drop(self.proj(self.out_norm(x)))
+        return sam_parts.unpartition(x, self.grid, self.window) if self.window else x
 
 
 class QuickGELU(nn.Module):
@@ -208,11 +226,11 @@ class Block(nn.Module):
     """Pre-norm transformer block: x + ls1(attn(norm1(x))), then x + ls2(mlp(norm2(x))).
     With ``post_norm`` (timm's ResPostBlock) the norm follows the branch: x + norm1(attn(x))."""
 
-    def __init__(self, cfg: ViTConfig, drop_path: float = 0.0):
+    def __init__(self, cfg: ViTConfig, drop_path: float = 0.0, window: int = 0):
         super().__init__()
         scale = (lambda: LayerScale(cfg.embed_dim, cfg.init_values)) if cfg.init_values is not None else nn.Identity
         self.norm1 = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps)
-        self.attn = Attention(cfg)
+        self.attn = Attention(cfg, window)
         self.ls1 = scale()
         self.norm2 = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps)
         self.mlp = Mlp(cfg) if cfg.mlp == "mlp" else SwiGLU(cfg)
@@ -280,15 +298,18 @@ class VisionTransformer(nn.Module):
         self.pos_drop = nn.Dropout(cfg.drop_rate)
         self.norm_pre = nn.LayerNorm(dim, eps=cfg.norm_eps) if cfg.pre_norm else nn.Identity()
         rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # meta-device safe
-        self.blocks = nn.Sequential(*[Block(cfg, rate) for rate in rates])
+        windows = [0 if i in cfg.global_blocks else cfg.window_size for i in range(cfg.depth)]  # SAM: windowed blocks
+        self.blocks = nn.Sequential(*[Block(cfg, rate, window) for rate, window in zip(rates, windows)])
         self.pos_bias = RelPosBias(cfg.grid_size, cfg.num_heads) if cfg.rel_pos_bias == "shared" else None
         for block in self.blocks if self.pos_bias is not None else ():
             block.attn.shared_bias = (self.pos_bias,)
         self.rope = (RotaryEmbedding(cfg.rope, cfg.grid_size, cfg.head_dim, cfg.rope_theta, cfg.num_prefix_tokens)
-                     if cfg.rope != "none" else None)  # fixed tables, built once; every block's attention shares them
+                     if cfg.rope != "none" else None)  # fixed tables (any size: from the grid); every block's attention shares them
         for block in self.blocks if self.rope is not None else ():
             block.attn.rope = self.rope
-        self.norm = nn.Identity() if cfg.fc_norm else nn.LayerNorm(dim, eps=cfg.norm_eps)
+        # SAM: the neck (ending in a LayerNorm) takes the final norm's place
+        self.neck = sam_parts.Neck(dim, cfg.neck_dim) if cfg.neck_dim else None
+        self.norm = nn.Identity() if cfg.fc_norm or cfg.neck_dim else nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.attn_pool = AttentionPool(cfg) if cfg.pool == "map" else None
         self.fc_norm = nn.LayerNorm(cfg.pooled_dim, eps=cfg.norm_eps) if cfg.fc_norm else nn.Identity()
         self.proj = nn.Linear(cfg.pooled_dim, cfg.proj_dim, bias=False) if cfg.proj_dim else None
@@ -388,8 +409,12 @@ class VisionTransformer(nn.Module):
         return torch.cat([head, table.flatten(2).transpose(1, 2)], dim=1)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """All tokens (B, prefix + N, D) after the blocks and the final norm (timm's forward_features)."""
-        pos_embed = self.position_table((x.shape[-2] // self.config.patch_size, x.shape[-1] // self.config.patch_size))
+        """All tokens (B, prefix + N, D) after the blocks and the final norm (timm's forward_features); SAM's: the
+        neck's (B, N, neck_dim), timm's (B, neck_dim, H, W) flattened."""
+        grid = (x.shape[-2] // self.config.patch_size, x.shape[-1] // self.config.patch_size)
+        pos_embed = self.position_table(grid)
+        if self.rope is not None:  # any size: RoPE tables from this grid (in a graph: the input's shape), else fixed
+            self.rope.use_grid(grid if self.config.dynamic_size != "none" else None)
         x = self.patch_embed(x)
         prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.dist_token, self.reg_token)
                   if t is not None]
@@ -400,7 +425,7 @@ class VisionTransformer(nn.Module):
         else:
             x = torch.cat([*prefix, x], dim=1) + pos_embed
         x = self.blocks(self.norm_pre(self.pos_drop(x)))
-        return self.norm(x)
+        return self.norm(x) if self.neck is None else self.neck(x, grid)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         pool = self.config.pool
@@ -445,12 +470,22 @@ def count_params(model: nn.Module) -> int:
 
 
 def macs_per_image(cfg: ViTConfig) -> int:
-    """Multiply-accumulates of one forward pass (matmuls and the patch convolution)."""
+    """Multiply-accumulates of one forward pass (matmuls and the convolutions). A windowed block (SAM) attends
+    over its padded windows and its decomposed relative positions cost two query-table products."""
     n, d, h = cfg.num_tokens, cfg.embed_dim, cfg.mlp_hidden
     patch = cfg.num_patches * d * cfg.in_chans * cfg.patch_size**2
     mlp = (3 if cfg.mlp != "mlp" else 2) * n * d * h  # SwiGLU: gate and value projections, then fc2
-    per_block = n * d * 3 * d + 2 * n * n * d + n * d * d + mlp
+    per_block = n * d * 3 * d + n * d * d + mlp
+    blocks = 0
+    for index in range(cfg.depth):
+        window = 0 if index in cfg.global_blocks else cfg.window_size
+        side = window or cfg.grid_size
+        attended = (-(-cfg.grid_size // window) * window) ** 2 if window else n  # padded to whole windows
+        scores = 2 * attended * (side * side if window else n) * d
+        rel_pos = 2 * attended * side * d if cfg.rel_pos_bias == "decomposed" else 0
+        blocks += per_block + scores + rel_pos
     pool = (d * d + n * d * 2 * d + 2 * n * d + d * d + 2 * d * h) if cfg.pool == "map" else 0
+    neck = cfg.num_patches * (d * cfg.neck_dim + 9 * cfg.neck_dim**2)
     heads = 2 if cfg.pool == "cls_dist" else 1
     head = cfg.pooled_dim * cfg.proj_dim + heads * cfg.feature_dim * cfg.num_classes
-    return patch + cfg.depth * per_block + pool + head
+    return patch + blocks + pool + neck + head

@@ -33,7 +33,8 @@ BACKENDS = ("flash", "efficient", "cudnn", "math", "naive")
 
 def _attention_of(block, x, impl: str | None = None):
     """The attention output (B, N, C) of ``block`` for block input ``x``; the output
-    projection is skipped by stopping at the ``attn_out`` hook."""
+    projection is skipped by stopping at the ``attn_out`` hook. A windowed block's (SAM) is its windows
+    per image, (B, windows * window**2, C), as the graph holds it before the windows are put back."""
 
     class _Stop(Exception):
         pass
@@ -56,7 +57,8 @@ def _attention_of(block, x, impl: str | None = None):
     finally:
         handle.remove()
         attn.attn_impl = previous
-    return captured["out"]
+    out = captured["out"]
+    return out.reshape(x.shape[0], -1, out.shape[-1])
 
 
 def _float64_blocks(model, device):
@@ -182,7 +184,8 @@ def verify_attention_onnx(onnx_path, reference_model, images: np.ndarray, precis
                 x64 = torch.from_numpy(np.asarray(x, dtype=np.float64))
                 with torch.inference_mode():
                     ref = _attention_of(blocks64[i], x64, "math").numpy()
-                cand = _as_bnc(out[site.attn_output], len(feed), tokens, width, site.layout)[:n]
+                # the reference's tokens: a windowed block's (SAM) are its padded windows
+                cand = _as_bnc(out[site.attn_output], len(feed), ref.shape[1], width, site.layout)[:n]
                 accs[i].update(ref, cand.astype(np.float64))
     rows = [_attention_row(s.block, accs[i], tol, form=s.form) for i, s in enumerate(sites)]
     return {

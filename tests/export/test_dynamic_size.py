@@ -142,6 +142,6 @@ def test_info_says_how_positions_enter(tmp_path):
     edgevit.save_model(model, tmp_path / "m.safetensors")
     res = run_cli("info", str(tmp_path / "m.safetensors"), "--json")
     assert_exit(res, 0)
-    assert json.loads(res.stdout)["positions"] == "learned table, any size (bilinear resampling)", res.stdout
+    assert json.loads(res.stdout)["positions"] == "learned table, any size (bilinear resampling of the table)", res.stdout
     res = run_cli("info", str(tmp_path / "m.safetensors"))
-    assert "any size (bilinear resampling)" in res.stdout, res.stdout
+    assert "any size (bilinear resampling of the table)" in res.stdout, res.stdout

@@ -292,7 +292,6 @@ def test_hf_clip_at_another_size_matches_interpolate_pos_encoding(tmp_path):
 @requires_timm
 @pytest.mark.parametrize("arch,kwargs,feature", [
     ("vit_small_patch16_rope_224", dict(img_size=64), "RoPE ViTs in the Eva layout"),  # EVA-02 loads: eva02
-    ("samvit_base_patch16", dict(img_size=64), "SAM's ViT image encoder.*rel_pos_h"),
     ("naflexvit_base_patch16_gap", dict(), "NaFlexViT"),
     ("vit_small_r26_s32_224", dict(img_size=64), "hybrid CNN stem"),
     ("vit_relpos_base_patch16_224", dict(img_size=64), "relative position bias of another kind"),
@@ -312,7 +311,6 @@ def test_unsupported_timm_families_are_refused_by_name(tmp_path, arch, kwargs, f
 
 
 @pytest.mark.parametrize("model_type,expected", [("swin", "not a ViT family edgevit loads"),
-                                                 ("sam_vision_model", "SAM's ViT image encoder"),
                                                  ("radio", "NVIDIA RADIO"),
                                                  ("clip", "CLIPVisionModelWithProjection")])
 def test_unsupported_hf_model_types_are_refused(tmp_path, model_type, expected):

@@ -107,3 +107,14 @@ def test_eva02_has_no_hf_config():
     assert eva02.HF_MODEL_TYPES == ()
     with pytest.raises(ValueError, match="EVA-02"):
         eva02.config_from_hf({})
+
+
+@requires_timm
+def test_a_bare_eva02_file_gets_timms_eva02_preprocessing(tmp_path):
+    """Before: ImageNet's mean and std (timm's eva02_* normalise with OpenAI CLIP's statistics)."""
+    ref = _timm("eva02_tiny_patch14_224", 56, 0)
+    torch.save(ref.state_dict(), tmp_path / "w.pth")
+    pre, want = _load(tmp_path / "w.pth").preprocessing, ref.pretrained_cfg
+    got = (*pre.mean, *pre.std, pre.crop_pct)
+    assert got == pytest.approx((*want["mean"], *want["std"], want["crop_pct"])), (pre, want)
+    assert pre.interpolation == want["interpolation"], (pre, want)

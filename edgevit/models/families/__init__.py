@@ -13,6 +13,8 @@ does:
   :class:`~edgevit.models.vit.ViTConfig` fields the family fixes that the shapes cannot tell;
 * optionally ``undecided(state) -> {field: why}``: what its state dicts leave open between layouts that
   both exist (the loader refuses until the option that decides is given);
+* optionally ``PREPROCESSING``: the family's input preprocessing (Preprocessing fields) where a bare state
+  dict does not say it and ImageNet's defaults would be wrong;
 * ``HF_MODEL_TYPES`` and ``config_from_hf(hf) -> ViTConfig``: the ``config.json`` ``model_type``
   values it covers and the config they describe (ValueError naming the config.json key on bad
   values); a Hugging Face directory's weights then go through ``to_edgevit`` too.
@@ -22,14 +24,19 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import beit, dinov3, eva02
+from . import beit, dinov3, eva02, sam
 
-FAMILIES: tuple[ModuleType, ...] = (beit, eva02, dinov3)
+FAMILIES: tuple[ModuleType, ...] = (beit, eva02, dinov3, sam)
 
 
 def recognise(state: dict) -> ModuleType | None:
     """The family module whose layout ``state`` is in, or None (timm's VisionTransformer or HF's ViTs)."""
     return next((family for family in FAMILIES if family.recognise(state)), None)
+
+
+def preprocessing(family: ModuleType | None) -> dict | None:
+    """The family's own preprocessing fields (its ``PREPROCESSING``), None for the defaults."""
+    return getattr(family, "PREPROCESSING", None)
 
 
 def undecided(family: ModuleType | None, state: dict) -> dict[str, str]:

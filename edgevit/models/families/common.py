@@ -1,5 +1,5 @@
-"""Key mappings more than one family shares (timm's Eva and Beit blocks, which name LayerScale and the
-attention biases their own way)."""
+"""What more than one family shares: key mappings (timm's Eva and Beit blocks, which name LayerScale and the
+attention biases their own way) and config.json value checks."""
 
 from __future__ import annotations
 
@@ -45,3 +45,21 @@ def join_qkv(parts: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Ten
         out[f"{prefix}qkv.bias"] = torch.cat([parts.get(f"{p}.bias", zero) for p in "qkv"])
     return out
 
+
+
+def square_int(hf: dict, key: str) -> int:
+    """``hf[key]`` as a positive integer (a square ``[h, w]`` pair taken as its side); ValueError naming the key."""
+    value = hf[key]
+    if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] == value[1]:
+        value = value[0]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{key} must be a positive integer (or a square [h, w] pair), got {value!r}")
+    return value
+
+
+def hf_number(hf: dict, key: str, low: float = 0.0, high: float = float("inf")) -> float:
+    """``hf[key]`` as a float strictly between ``low`` and ``high``; ValueError naming the key."""
+    value = hf[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value < high:
+        raise ValueError(f"{key} must be a number in ({low:g}, {high:g}), got {value!r}")
+    return float(value)

@@ -27,7 +27,7 @@ import re
 import torch
 
 from ..vit import ViTConfig
-from .common import join_qkv, timm_block_names
+from .common import hf_number, join_qkv, square_int, timm_block_names
 
 NAME = "dinov3"
 HF_MODEL_TYPES = ("dinov3_vit",)
@@ -156,22 +156,6 @@ _HF_ACTS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_
             "relu": "relu"}
 
 
-def _square(hf: dict, key: str) -> int:
-    value = hf[key]
-    if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] == value[1]:
-        value = value[0]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{key} must be a positive integer (or a square [h, w] pair), got {value!r}")
-    return value
-
-
-def _number(hf: dict, key: str, low: float = 0.0, high: float = float("inf")) -> float:
-    value = hf[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value < high:
-        raise ValueError(f"{key} must be a number in ({low:g}, {high:g}), got {value!r}")
-    return float(value)
-
-
 def config_from_hf(hf: dict) -> ViTConfig:
     """The ViTConfig of a DINOv3ViTModel ``config.json`` (DINOv3ViTConfig's defaults where a key is absent).
     Headless (DINOv3ViTModel has no classifier): the features are ``pooler_output``, the final-normed class
@@ -185,7 +169,7 @@ def config_from_hf(hf: dict) -> ViTConfig:
                          "is supported")
     if not gated and (not isinstance(act, str) or act not in _HF_ACTS):
         raise ValueError(f"hidden_act {act!r} is not supported; supported: {sorted(_HF_ACTS)}")
-    size = {key: _square(hf, key) for key in ("image_size", "patch_size", "num_channels", "hidden_size",
+    size = {key: square_int(hf, key) for key in ("image_size", "patch_size", "num_channels", "hidden_size",
                                               "intermediate_size", "num_hidden_layers", "num_attention_heads")}
     dim, heads = size["hidden_size"], size["num_attention_heads"]
     if dim % heads:
@@ -210,13 +194,13 @@ def config_from_hf(hf: dict) -> ViTConfig:
         num_heads=heads,
         mlp_ratio=size["intermediate_size"] / dim,
         qkv_bias=hf["query_bias"] or hf["key_bias"] or hf["value_bias"],
-        norm_eps=_number(hf, "layer_norm_eps", 0.0, 1.0),
+        norm_eps=hf_number(hf, "layer_norm_eps", 0.0, 1.0),
         act="gelu" if gated else _HF_ACTS[act],
         **({"mlp": "swiglu"} if gated else {}),  # gate_proj / up_proj: fc1_g / fc1_x (ViT-H+ / 7B)
         pos_embed="none",
         pool="cls",
         reg_tokens=registers,
-        init_values=_number(hf, "layerscale_value"),
+        init_values=hf_number(hf, "layerscale_value"),
         rope="dinov3",
-        rope_theta=_number(hf, "rope_theta"),
+        rope_theta=hf_number(hf, "rope_theta"),
     )

@@ -23,11 +23,15 @@ import re
 
 import torch
 
+from ...specs import CLIP_MEAN, CLIP_STD
 from ..vit import ViTConfig
 from .common import join_qkv, timm_block_names
 
 NAME = "eva02"
 HF_MODEL_TYPES = ()
+
+# timm's eva02_* configurations: OpenAI CLIP's statistics, bicubic, crop 0.9 (the 448 px ones 1.0)
+PREPROCESSING = {"mean": CLIP_MEAN, "std": CLIP_STD, "interpolation": "bicubic", "crop_pct": 0.9}
 
 # What every EVA-02 config fixes that the shapes cannot tell.
 _FIELDS = {"rope": "eva", "rope_theta": 10000.0, "norm_eps": 1e-6}
