@@ -23,6 +23,7 @@ from ..metrics import Comparison, compare
 from ..models.vit import VisionTransformer
 from ..onnx_graph import count_ops
 from ..output_kinds import OutputKind
+from ..runtime.batching import score_bounded_batch
 from .names import module_calls
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 INPUT_NAME = "images"
 LAYERNORM_OPSET = 17  # the first opset with LayerNormalization
-LARGER_BATCH = 8
+LARGER_BATCH = 8  # the dynamic-batch check's larger batch, fewer (at least 2) for large attention (SAM at 1024 px)
 
 
 class TokensOutput(torch.nn.Module):
@@ -201,7 +202,8 @@ def verify_export(model: VisionTransformer, path: Path, cfg: "ExportConfig", out
     contract = input_contract(model, cfg)  # a raw-pixel graph is fed the pixels, PyTorch their numpy preprocessing
     c = model.config
     lo, _, hi = cfg.batch_bounds
-    batches = [lo] if not cfg.dynamic else sorted({lo, min(hi, max(lo + 1, LARGER_BATCH))})
+    larger = max(2, score_bounded_batch(LARGER_BATCH, c.score_bytes))
+    batches = [lo] if not cfg.dynamic else sorted({lo, min(hi, max(lo + 1, larger))})
     gen = torch.Generator().manual_seed(0)
     cases = [(f"random[{b}]", torch.randn(b, c.in_chans, c.img_size, c.img_size, generator=gen).numpy())
              for b in batches]

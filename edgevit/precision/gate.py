@@ -47,9 +47,19 @@ class GateData:
     reference: np.ndarray      # fp32 graph's outputs
     output: str = "logits"     # the manifest's model.output: logits, features or tokens
     contract: object = None    # a raw-pixel graph's edgevit.input_contract.InputContract: fed the images' pixels
+    batch: int = GATE_BATCH    # images run at once: fewer for large attention (gate_batch)
 
 
-def run_graph(graph, images: np.ndarray, threads: int | None, contract=None) -> np.ndarray:
+def gate_batch(manifest: Manifest) -> int:
+    """GATE_BATCH, or fewer where that many images' attention scores would not fit
+    (:func:`edgevit.runtime.batching.score_bounded_batch`: SAM at 1024 px runs 2 at a time)."""
+    from ..models.config import ViTConfig
+    from ..runtime.batching import score_bounded_batch
+
+    return score_bounded_batch(GATE_BATCH, ViTConfig.score_bytes_of(manifest.model.config))
+
+
+def run_graph(graph, images: np.ndarray, threads: int | None, contract=None, batch: int = GATE_BATCH) -> np.ndarray:
     """The first output of ``graph`` (a path or an onnx.ModelProto) on ``images``: ONNX Runtime on CPU
     with Q/DQ executed exactly as written (:data:`edgevit.runtime.onnxruntime_runner.JUDGED_BY`); a raw-pixel
     graph (``contract``) is fed the images' pixels."""
@@ -59,7 +69,7 @@ def run_graph(graph, images: np.ndarray, threads: int | None, contract=None) -> 
     from ..runtime.batching import run_batched
 
     with normalized_feed(get_runner("onnxruntime", graph, threads=threads, qdq=JUDGED_BY), contract) as runner:
-        return np.asarray(run_batched(runner, images, GATE_BATCH)[runner.output_names()[0]], dtype=np.float32)
+        return np.asarray(run_batched(runner, images, batch)[runner.output_names()[0]], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -161,7 +171,8 @@ def gate_graph(graph, precision: str, data: GateData | None, max_drop: float, th
         return GateResult(Verdict.NOT_RUN, ("--no-gate",))
     from ..runtime.onnxruntime_runner import JUDGED_BY, QDQ_MODES
 
-    result = judge(gate_metrics(run_graph(graph, data.images, threads, data.contract), data), precision, max_drop)
+    outputs = run_graph(graph, data.images, threads, data.contract, data.batch)
+    result = judge(gate_metrics(outputs, data), precision, max_drop)
     return replace(result, data=data.description, arithmetic=QDQ_MODES[JUDGED_BY] if precision in QUANTIZED else None)
 
 
@@ -196,9 +207,9 @@ def load_gate_data(spec: str, manifest: Manifest, fp32_path: Path, threads: int 
                         "at least 2 (k-NN agreement compares samples with each other): give more with --data")
     labels = np.asarray(ds.labels) if output.classes else None
     note = "" if output.classes else f"; {output}: no labels used, judged by cosine and k-NN agreement with fp32"
-    contract = contract_of(manifest)
+    contract, batch = contract_of(manifest), gate_batch(manifest)
     return GateData(ds.images, labels, f"{spec} test split ({len(ds.images)} images{note})",
-                    run_graph(str(fp32_path), ds.images, threads, contract), output, contract)
+                    run_graph(str(fp32_path), ds.images, threads, contract, batch), output, contract, batch)
 
 
 # ------------------------------------------------------------------------------ sensitivity
@@ -218,7 +229,7 @@ def layer_sensitivity(fp32_path: Path, recipe: PrecisionRecipe, amax: dict, data
     rows = []
     for layer in tqdm(layers, desc=f"sensitivity ({recipe.precision})", disable=not progress, file=sys.stderr):
         graph = build_precision_graph(fp32_path, replace(recipe, base=BASE_PRECISION), amax, nodes=[layer])
-        m = gate_metrics(run_graph(graph, data.images, threads, data.contract), data)
+        m = gate_metrics(run_graph(graph, data.images, threads, data.contract, data.batch), data)
         rows.append({"layer": layer, "drop_points": drop_points(m),
                      "agreement": m.agreement, "cosine_min": m.cosine_min, "max_abs": m.max_abs})
     return sorted(rows, key=lambda r: (-(r["drop_points"] or 0.0), r["agreement"], -r["max_abs"]))

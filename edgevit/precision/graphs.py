@@ -38,7 +38,7 @@ from ..errors import ExportError
 from ..input_contract import prefix_nodes
 from ..formats import BASE_PRECISION, CAST, EXPORTED, Precision, precision
 from ..onnx_graph import Graph, bypass_nodes, topologically_sorted
-from .recipe import QUANTIZED_OP_TYPES, PrecisionRecipe, quantizable_nodes
+from .recipe import QUANTIZED_OP_TYPES, PrecisionRecipe, activation_inputs, quantizable_nodes
 
 # Q/DQ take float8 types and fp16 scales from opset 19 (TensorRT 10 parses opsets up to 20+)
 QDQ_TYPED_OPSET = 19
@@ -179,8 +179,7 @@ def _quantize_qdq(fp32_path: Path, proto, recipe: PrecisionRecipe, row: Precisio
         raise ExportError(f"{row.name}: float8 Q/DQ weights are per tensor (per_channel=False on its row)")
     # Only the activation inputs of the selected nodes get Q/DQ: a Q/DQ on a MatMul's output
     # (before the bias Add) is not part of the recipe (OpTypesToExcludeOutputQuantization).
-    inits = {t.name for t in proto.graph.initializer}
-    wanted = {i for n in proto.graph.node if n.name in set(nodes) for i in n.input[:2] if i not in inits}
+    wanted = activation_inputs(proto, nodes)
     missing = sorted(wanted - set(amax))
     if missing:
         raise ExportError(f"calibration ranges are missing for {missing[:5]}: the calibration cache belongs to "

@@ -40,7 +40,7 @@ from .calibration import (DEFAULT_BATCH, DEFAULT_SAMPLES, CalibrationConfig, cal
 from .gate import (GateData, auto_exclude, gate_graph, graph_for_names, input_preprocessing, layer_sensitivity,
                    load_gate_data)
 from .graphs import build_precision_graph
-from .recipe import PrecisionRecipe, check_exclude
+from .recipe import PrecisionRecipe, calibrated_tensors, check_exclude
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,8 @@ def quantize(source, config: QuantizeConfig | None = None, *, force: bool = Fals
     gate_data = load_gate_data(cfg.data, manifest, fp32_path, cfg.threads, cfg.preprocessed) if cfg.gate else None
     calib = None
     if any(p in QUANTIZED for p in wanted):
-        calib = calibrate_export(cfg, manifest, fp32_path, fp32_art.sha256 if cfg.verify_hash else None)
+        tensors = calibrated_tensors(graph_for_names(fp32_path), [cfg.recipe(p) for p in quantized])
+        calib = calibrate_export(cfg, manifest, fp32_path, fp32_art.sha256 if cfg.verify_hash else None, tensors)
     entries: dict[str, dict] = {}
     if BASE_PRECISION in cfg.precisions:
         entries[BASE_PRECISION] = {"path": onnx_file(BASE_PRECISION), "recipe": {"precision": BASE_PRECISION},
@@ -194,22 +195,37 @@ def _current_manifest(outdir: Path, fp32_art, wanted: list[str], force: bool) ->
     return manifest
 
 
-def calibrate_export(cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path, checked_sha256: str | None):
-    """The activation ranges of the export's fp32 graph ``fp32_path`` for ``cfg``: the calibration cache's
-    (``cfg.calib_cache``, else ``OUTDIR/calibration.json``) while it matches the graph, method and data, else
+def calibrate_export(cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path, checked_sha256: str | None,
+                     tensors: set[str] | None = None):
+    """The activation ranges of ``tensors`` (None: every MatMul / Gemm / Conv input and output) of the export's
+    fp32 graph ``fp32_path`` for ``cfg``: the calibration cache's (``cfg.calib_cache``, else
+    ``OUTDIR/calibration.json``) while it matches the graph, method and data and ranges them all, else
     calibrated on ``cfg.calib_data`` (and cached). ``checked_sha256``: the graph's hash, already checked."""
     cache = Path(cfg.calib_cache) if cfg.calib_cache else manifest.root / CALIBRATION_CACHE
     data = None
-    key = calibration_data_key(cfg.calib_data, cfg.calib_samples, cfg.calib_batch, preprocessed=cfg.preprocessed)
+    batch = calibration_batch(cfg.calib_batch, manifest)
+    key = calibration_data_key(cfg.calib_data, cfg.calib_samples, batch, preprocessed=cfg.preprocessed)
     graph_sha = checked_sha256 or sha256_file(fp32_path)  # resolve() already hashed and checked it
-    if read_cache(cache, graph_sha, cfg.calibration, key) is None:
+    if read_cache(cache, graph_sha, cfg.calibration, key, tensors) is None:
         shape = manifest.sample_shape
         preprocessing = input_preprocessing(manifest, cfg.calib_data, cfg.preprocessed, "--calib-data")
         data = load_calibration_data(cfg.calib_data, preprocessing, shape,
-                                     num_samples=cfg.calib_samples, batch_size=cfg.calib_batch,
+                                     num_samples=cfg.calib_samples, batch_size=batch,
                                      preprocessed=cfg.preprocessed)
     return calibrate(fp32_path, data, cfg.calibration, cache=cache, data_key=key, progress=cfg.progress,
-                     graph_sha256=graph_sha, contract=contract_of(manifest))
+                     graph_sha256=graph_sha, contract=contract_of(manifest), tensors=tensors)
+
+
+def calibration_batch(batch: int, manifest: Manifest) -> int:
+    """``--calib-batch``, or fewer: calibration reads every MatMul's output, each block's attention scores
+    among them, for a whole batch at once, so the batch keeps ``depth`` blocks' scores within
+    :func:`edgevit.runtime.batching.score_bounded_batch`'s bound (SAM ViT-B at 1024 px: 1 image)."""
+    from ..models.config import ViTConfig
+    from ..runtime.batching import score_bounded_batch
+
+    config = manifest.model.config
+    score = ViTConfig.score_bytes_of(config)
+    return score_bounded_batch(batch, score * int(config.get("depth", 1)) if score else None)
 
 
 def _one_precision(precision: str, cfg: QuantizeConfig, fp32_path: Path, calib, data: GateData | None,

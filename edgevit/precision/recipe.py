@@ -110,6 +110,18 @@ def quantizable_nodes(proto, recipe: PrecisionRecipe) -> list[str]:
     return found
 
 
+def activation_inputs(proto, nodes) -> set[str]:
+    """The tensors Q/DQ goes on when ``nodes`` (names) are quantized: their first two inputs that are not weights."""
+    inits, names = {t.name for t in proto.graph.initializer}, set(nodes)
+    return {i for n in proto.graph.node if n.name in names for i in n.input[:2] if i and i not in inits}
+
+
+def calibrated_tensors(proto, recipes) -> set[str]:
+    """What calibration must range for ``recipes``: the activation inputs of every node they could quantize
+    (``exclude`` ignored, so one calibration serves any exclusion, --auto-exclude and --sensitivity)."""
+    return set().union(*(activation_inputs(proto, quantizable_nodes(proto, replace(r, exclude=()))) for r in recipes))
+
+
 def check_exclude(proto, recipe: PrecisionRecipe, where) -> None:
     """Refuse ``exclude`` patterns that match none of the nodes the recipe quantizes: a typo would
     otherwise quantize every layer and record an exclusion that did nothing."""
@@ -124,4 +136,5 @@ def check_exclude(proto, recipe: PrecisionRecipe, where) -> None:
 
 
 __all__ = ["ATTENTION_PATTERNS", "KEEP_FP32", "LINEAR_PATTERNS", "PATCH_EMBED", "QUANTIZED_OP_TYPES",
-           "PrecisionRecipe", "check_exclude", "quantizable_nodes", "recipe_from_dict"]
+           "PrecisionRecipe", "activation_inputs", "calibrated_tensors", "check_exclude", "quantizable_nodes",
+           "recipe_from_dict"]

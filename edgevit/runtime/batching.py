@@ -15,6 +15,18 @@ import numpy as np
 
 from ..errors import DataError
 
+# One attention-score tensor (heads x tokens^2 float32 per image) of a batch stays within this many bytes where
+# edgevit picks the batch itself (export's checks, the precision gates, calibration, verify): eager math attention
+# and ONNX Runtime each hold a few such tensors at once. SAM ViT-B at 1024 px (4096 tokens, 12 heads: 0.8 GB an
+# image) then runs 2 images at a time; a ViT-B/16 at 224 px (3.7 MB an image) 580.
+SCORE_BYTES = 2 * 2**30
+
+
+def score_bounded_batch(batch: int, score_bytes: int | None) -> int:
+    """``batch``, or fewer (at least 1) where the attention scores of that many images, ``score_bytes`` each
+    (``ViTConfig.score_bytes``; None: unknown), would pass :data:`SCORE_BYTES`."""
+    return max(1, min(int(batch), SCORE_BYTES // score_bytes)) if score_bytes else int(batch)
+
 
 def single_input(spec: dict, who: str) -> tuple[str, tuple]:
     """(name, shape) of the one input of ``spec``; DataError for a multi-input model."""
@@ -67,4 +79,4 @@ def run_batched(runner, images: np.ndarray, batch_size: int, outputs: list[str] 
     return {k: np.concatenate(v) for k, v in collected.items()}
 
 
-__all__ = ["batch_range", "padded_chunks", "run_batched", "single_input"]
+__all__ = ["SCORE_BYTES", "batch_range", "padded_chunks", "run_batched", "score_bounded_batch", "single_input"]

@@ -50,6 +50,15 @@ class Side:
         return self.resolved.manifest if self.resolved is not None else None
 
     @property
+    def score_bytes(self) -> int | None:
+        """One image's attention-score bytes (``ViTConfig.score_bytes``) of the model or the manifest's config."""
+        from ..models.config import ViTConfig
+
+        if self.model is not None:
+            return self.model.config.score_bytes
+        return ViTConfig.score_bytes_of(self.manifest.model.config) if self.manifest is not None else None
+
+    @property
     def entry(self):
         """The manifest's record of the file (:class:`edgevit.manifest.Artifact`), or None."""
         return self.resolved.entry if self.resolved is not None else None

@@ -13,7 +13,7 @@ from ..errors import EdgeVitError, VerificationError
 from ..formats import ARTIFACT_FORMATS, BASE_PRECISION, FLOAT_PRECISIONS, QUANTIZED
 from ..formats import precision as lookup
 from ..metrics import Comparison, compare
-from ..runtime.batching import run_batched, single_input
+from ..runtime.batching import run_batched, score_bounded_batch, single_input
 from ..runtime.onnxruntime_runner import JUDGED_BY, QDQ_MODES
 from ..tolerances import TOLERANCES, Check, get_tolerance
 from .artifacts import Side, labels_of, output_kind, preprocessing_of, resolve_artifact, runner_for
@@ -233,6 +233,11 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
             "they cannot be compared; give the checkpoint (or ONNX) the candidate was exported from")
     tol = get_tolerance(precision, output, atol=cfg.atol, rtol=cfg.rtol, min_cosine=cfg.min_cosine,
                         min_agreement=cfg.min_agreement, **_attn_overrides(cfg))
+    # --batch-size, fewer where that many images' attention scores would not fit (SAM at 1024 px: 2; the
+    # attention check's float64 reference holds scores twice the size: 1)
+    score = ref.score_bytes or cand.score_bytes
+    batch = score_bounded_batch(cfg.batch_size, score)
+    attention_batch = score_bounded_batch(cfg.batch_size, 2 * score if score else None)
 
     # The final-output check always runs on the unmodified artifacts.
     ref_runner = runner_for(ref, cfg.device, cfg.providers, cfg.threads, attention="math",
@@ -253,15 +258,15 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
         raw = cand.input_contract or ref.input_contract
         if raw is not None:  # a raw-pixel graph sees the pixels: both sides get the normalized batch they stand for
             inputs = replace(inputs, images=raw.represented(inputs.images))
-        ref_out = run_batched(ref_runner, inputs.images, cfg.batch_size)
-        cand_out = run_batched(cand_runner, inputs.images, cfg.batch_size)
+        ref_out = run_batched(ref_runner, inputs.images, batch)
+        cand_out = run_batched(cand_runner, inputs.images, batch)
         ref_desc = {**ref.to_dict(), "runner": ref_runner.name}
         cand_desc = {**cand.to_dict(), "runner": cand_runner.name}
 
     pairs = pair_outputs(ref_out, cand_out)
     report = VerifyReport(reference=ref_desc, candidate=cand_desc, precision=precision, tolerance=tol.to_dict(),
                           data={"source": cfg.data, "description": inputs.description, "samples": len(inputs.images),
-                                "batch_size": cfg.batch_size, "seed": cfg.seed,
+                                "batch_size": batch, "seed": cfg.seed,
                                 "labelled": inputs.labels is not None}, output=output,
                           arithmetic=QDQ_MODES[cfg.qdq] if cand.precision in QUANTIZED else None)
     if cand.resolved is not None and cand.resolved.listed:
@@ -274,13 +279,13 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
     if cfg.attention:
         if cand.kind == "torch":
             att = verify_attention_torch(cand.model, inputs.images, device=cfg.device, dtypes=cfg.dtypes,
-                                         backends=cfg.backends, batch_size=cfg.batch_size,
+                                         backends=cfg.backends, batch_size=attention_batch,
                                          reference=ref.model if ref.kind == "torch" else None,
                                          tolerance_overrides=_attn_overrides(cfg))
         elif cand.graph:
             ref_model = reference_model_for_attention(ref, cand, arch, overrides, cfg.verify_hash)
             att = verify_attention_onnx(cand.path, ref_model, inputs.images, precision=precision,
-                                        batch_size=cfg.batch_size, providers=cfg.providers,
+                                        batch_size=attention_batch, providers=cfg.providers,
                                         threads=cfg.threads, tolerance=tol, qdq=cfg.qdq,
                                         contract=cand.input_contract)
         else:

@@ -97,3 +97,20 @@ def test_verify_uses_the_runtime_batching():
     import edgevit.verify.run as run
 
     assert run.run_batched is batching.run_batched and attention.padded_chunks is batching.padded_chunks
+
+
+def test_batches_edgevit_picks_keep_the_attention_scores_bounded():
+    """A batch edgevit picks itself (gate, calibration, verify, export's checks) holds at most SCORE_BYTES of one
+    attention-score tensor: SAM ViT-B at 1024 px (12 heads x 4096^2 float32 = 0.8 GB an image) runs
+    SCORE_BYTES // 0.8 GB images; a ViT-B/16 at 224 px keeps the batch asked for; unknown sizes change nothing."""
+    from edgevit.models.vit import ViTConfig
+    from edgevit.runtime.batching import SCORE_BYTES, score_bounded_batch
+
+    sam = ViTConfig(img_size=1024, class_token=False, pool="mean", num_classes=0, window_size=14,
+                    global_blocks=(2, 5, 8, 11), rel_pos_bias="decomposed", neck_dim=256)
+    assert sam.score_bytes == 4 * 12 * 4096**2, sam.score_bytes
+    got = score_bounded_batch(256, sam.score_bytes)
+    assert got == SCORE_BYTES // sam.score_bytes and got * sam.score_bytes <= SCORE_BYTES, got
+    assert score_bounded_batch(256, ViTConfig().score_bytes) == 256
+    assert score_bounded_batch(32, None) == 32 and score_bounded_batch(4, 10 * SCORE_BYTES) == 1
+    assert ViTConfig.score_bytes_of(sam.to_dict()) == sam.score_bytes and ViTConfig.score_bytes_of({"x": 1}) is None

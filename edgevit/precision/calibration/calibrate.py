@@ -1,9 +1,11 @@
 """Activation ranges (amax per tensor) from calibration images, with a reusable JSON cache.
 
 The collectors are ONNX Runtime's (``onnxruntime.quantization.calibrate``): MinMax, Percentile
-and Entropy (KL). They run on the fp32 graph augmented with every input and output of the ops
-that will be quantized, one batch per call so that memory stays at one batch and a progress bar
-can follow. ``mse`` is ours: ONNX Runtime has no MSE calibrator, so it takes the absolute-value
+and Entropy (KL). They run on the fp32 graph augmented with the tensors the quantized graphs read
+(``tensors``: the activation inputs of the nodes a recipe could quantize; without it every input and
+output of the MatMul / Gemm / Conv ops, ONNX Runtime's own choice, which includes each block's
+attention scores: 0.8 GB an image per global block of SAM at 1024 px), one batch per call so that
+memory stays at one batch and a progress bar can follow. ``mse`` is ours: ONNX Runtime has no MSE calibrator, so it takes the absolute-value
 histogram ONNX Runtime's percentile collector builds and picks, per tensor, the clipping
 threshold with the least expected int8 quantization error (clipping plus rounding noise).
 
@@ -92,9 +94,10 @@ class Calibration:
 
 
 # ------------------------------------------------------------------------------ cache
-def read_cache(path: Path, graph_sha256: str, config: CalibrationConfig, data_key: dict | None = None) -> dict | None:
+def read_cache(path: Path, graph_sha256: str, config: CalibrationConfig, data_key: dict | None = None,
+               tensors: set[str] | None = None) -> dict | None:
     """The cache in ``path`` if it was computed for this graph, method and ``data_key`` (None:
-    whatever data it was computed on), else None."""
+    whatever data it was computed on) and holds a range for each of ``tensors``, else None."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -105,7 +108,8 @@ def read_cache(path: Path, graph_sha256: str, config: CalibrationConfig, data_ke
         raise DataError(f"{path}: not an edgevit calibration cache; delete it or pass another --calib-cache")
     valid = (data.get("version") == CACHE_VERSION and data.get("graph_sha256") == graph_sha256
              and data.get("method") == config.method and data.get("params") == config.params()
-             and (data_key is None or data.get("data_key") == data_key))
+             and (data_key is None or data.get("data_key") == data_key)
+             and (not tensors or isinstance(data.get("amax"), dict) and tensors <= set(data["amax"])))
     return data if valid else None
 
 
@@ -121,8 +125,8 @@ def write_cache(path: Path, calib: Calibration) -> Path:
 # ------------------------------------------------------------------------------ collection
 def calibrate(onnx_path, data: CalibrationData | None, config: CalibrationConfig | None = None, *,
               cache: str | Path | None = None, data_key: dict | None = None, progress: bool = True,
-              graph_sha256: str | None = None, contract=None) -> Calibration:
-    """amax of every input/output of the graph's MatMul/Gemm/Conv ops.
+              graph_sha256: str | None = None, contract=None, tensors: set[str] | None = None) -> Calibration:
+    """amax of ``tensors`` (None: every input/output of the graph's MatMul/Gemm/Conv ops).
 
     With ``cache``: a cache for this graph, method and data is reused (the data's key is
     ``data.key``, or ``data_key`` when ``data`` is None; with neither, any cached data will do);
@@ -135,7 +139,7 @@ def calibrate(onnx_path, data: CalibrationData | None, config: CalibrationConfig
     graph_sha = graph_sha256 or sha256_file(onnx_path)
     key = data.key if data is not None and data.key is not None else data_key
     if cache is not None:
-        hit = read_cache(Path(cache), graph_sha, config, key)
+        hit = read_cache(Path(cache), graph_sha, config, key, tensors)
         if hit is not None:
             for note in hit.get("warnings") or ():  # the cached ranges rest on that data still
                 warnings.warn(f"{note} (calibration reused from {cache})", EdgeVitWarning, stacklevel=2)
@@ -145,7 +149,7 @@ def calibrate(onnx_path, data: CalibrationData | None, config: CalibrationConfig
     if data is None:
         raise DataError(f"no valid calibration cache at {cache} for this graph, method ({config.method}) and "
                         f"data; give calibration data (--calib-data)")
-    amax = _collect(onnx_path, data, config, progress, contract)
+    amax = _collect(onnx_path, data, config, progress, contract, tensors)
     calib = Calibration(amax, config, graph_sha, data.description, len(data.images), data_key=key,
                         warnings=list(data.warnings))
     if cache is not None:
@@ -153,21 +157,42 @@ def calibrate(onnx_path, data: CalibrationData | None, config: CalibrationConfig
     return calib
 
 
+# edgevit's method -> ONNX Runtime's calibrater class and its options (as its create_calibrator builds them)
+_CALIBRATERS = {"minmax": ("MinMaxCalibrater", ("symmetric",)),
+                "percentile": ("PercentileCalibrater", ("symmetric", "num_bins", "percentile")),
+                "entropy": ("EntropyCalibrater", ("symmetric", "num_bins", "num_quantized_bins")),
+                "mse": ("PercentileCalibrater", ("symmetric", "num_bins", "percentile"))}
+
+
+def _calibrater(onnx_path: Path, config: CalibrationConfig, augmented: Path, tensors: set[str] | None):
+    """ONNX Runtime's calibrater for ``config.method``, its graph augmented with ``tensors`` only (None: its own
+    choice, every input and output of the MatMul / Gemm / Conv ops), its session created."""
+    from onnxruntime.quantization import calibrate as ort_calibrate
+
+    name, keys = _CALIBRATERS[config.method]
+    base = getattr(ort_calibrate, name)
+
+    class Selected(base):
+        def select_tensors_to_calibrate(self, model):
+            found, infos = super().select_tensors_to_calibrate(model)
+            return (found if tensors is None else found & tensors), infos
+
+    options = {"symmetric": True, "num_bins": config.num_bins, "percentile": float(config.percentile),
+               "num_quantized_bins": 128}
+    calibrator = Selected(str(onnx_path), list(QUANTIZED_OP_TYPES), augmented_model_path=str(augmented),
+                          **{k: options[k] for k in keys})
+    calibrator.augment_graph()
+    calibrator.create_inference_session()
+    return calibrator
+
+
 def _collect(onnx_path: Path, data: CalibrationData, config: CalibrationConfig, progress: bool,
-             contract=None) -> dict[str, float]:
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+             contract=None, tensors: set[str] | None = None) -> dict[str, float]:
     from tqdm import tqdm
 
-    ort_method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-                  "entropy": CalibrationMethod.Entropy, "mse": CalibrationMethod.Percentile}[config.method]
-    options = {"symmetric": True, "num_bins": config.num_bins, "percentile": float(config.percentile)}
-    if config.method == "entropy":
-        options["num_quantized_bins"] = 128
     with tempfile.TemporaryDirectory(prefix="edgevit-calib-") as tmp, contextlib.redirect_stdout(io.StringIO()):
         # ORT's collectors print chatter on stdout; keep stdout clean for --json
-        calibrator = create_calibrator(onnx_path, list(QUANTIZED_OP_TYPES),
-                                       augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                                       calibrate_method=ort_method, extra_options=options)
+        calibrator = _calibrater(onnx_path, config, Path(tmp) / "augmented.onnx", tensors)
         name = calibrator.infer_session.get_inputs()[0].name
         bar = tqdm(total=len(data.images), desc=f"calibrating ({config.method})", unit="img",
                    disable=not progress, file=sys.stderr)
