@@ -233,7 +233,8 @@ def _load_state_dict(path: Path, obj, arch, overrides) -> VisionTransformer:
         raise CheckpointError(f"{path}: {exc.args[0]}; is this a ViT checkpoint?") from None
     guessed = {k: v for k, v in guessed.items() if k not in overrides and k not in family_fields}
     if family_fields or overrides:
-        cfg = _apply_overrides(path, cfg.replace(**family_fields), overrides, asked)
+        cfg = _apply_overrides(path, cfg.replace(**family_fields), overrides, asked, family_fields,
+                               f"the {getattr(family, 'NAME', '')} layout of these weights")
     model = _build(path, cfg, convert.adapt_timm_state_dict(state, cfg))
     pre = get_variant(arch).preprocessing if arch else None
     model.preprocessing = fit_preprocessing(pre, cfg, families.preprocessing(family))
@@ -258,12 +259,20 @@ def _check_decided(path: Path, state: dict, given: dict, eva_layout: bool, famil
     return asked
 
 
-def _apply_overrides(path: Path, cfg: ViTConfig, overrides: dict, asked: dict | None = None) -> ViTConfig:
+def _apply_overrides(path: Path, cfg: ViTConfig, overrides: dict, asked: dict | None = None,
+                     fixed: dict | None = None, fixed_by: str = "") -> ViTConfig:
     """``cfg`` with the caller's ``overrides``. An option that answers a layout question (:data:`_DECIDERS`:
     post-norm blocks, pooling over the prefix tokens, RoPE) where the weights, the family or a config.json
     leave none open (``asked``: the questions this load asked) would change the model the file defines, so it
     is refused unless it repeats what the file says; an override the config refuses is a ValueError naming
-    ``path``."""
+    ``path``. ``fixed``: the fields ``fixed_by`` (the weights' family, a config.json) settles, which an option
+    may repeat but not change (the image size and the class count excepted: those are resampled and reset)."""
+    settled = {k: v for k, v in (fixed or {}).items() if k in overrides and k not in _CHANGEABLE and overrides[k] != v}
+    if settled:
+        said = ", ".join(f"{k}={v!r}" for k, v in settled.items())
+        given = ", ".join(f"{k}={overrides[k]!r}" for k in settled)
+        raise CheckpointError(f"{path}: {given} contradicts {fixed_by}, which fixes {said}; loading it otherwise would "
+                              "give another model than the weights are: drop the option")
     contradicts = {k: v for k, v in overrides.items() if k in _LAYOUT_ANSWERS and k not in (asked or {})
                    and getattr(cfg, k) != v}
     if contradicts:
@@ -277,6 +286,11 @@ def _apply_overrides(path: Path, cfg: ViTConfig, overrides: dict, asked: dict | 
     except ValueError as exc:
         raise ValueError(f"{path}: the options given do not fit these weights: {exc}") from None
 
+
+# Options that may change what a family or a config.json fixes: the image size (the position table is resampled)
+# and the class count (a new head).
+_CHANGEABLE = ("img_size", "num_classes")
+_HF_FIXED = ("act", "num_heads", "norm_eps")
 
 # Options that answer a question the loader asks (:func:`_check_decided`), not settings to change at will.
 _LAYOUT_ANSWERS = ("post_norm", "pool_include_prefix", "rope")
@@ -368,7 +382,13 @@ def _load_hf(path: Path, overrides) -> VisionTransformer:
         state = convert.unwrap_state_dict(_read_pickle(weights))
     else:
         raise CheckpointError(f"{path}: no model.safetensors or pytorch_model.bin beside config.json")
-    state = _family_to_edgevit(weights, own, state)[0] if own is not None else _hf_to_timm(weights, state)
+    state, read = _family_to_edgevit(weights, own, state) if own is not None else (_hf_to_timm(weights, state), {})
+    names = getattr(own, "SHAPE_FIELDS", {})  # what the family reads from the tensors: config.json must agree
+    conflicts = [f"{names[k]} {getattr(cfg, k)!r} (weights: {v!r})" for k, v in read.items()
+                 if k in names and getattr(cfg, k) != v]
+    if conflicts:
+        raise CheckpointError(f"{config}: contradicts the weights in {weights.name}: {'; '.join(conflicts)}. "
+                              "Use the config.json saved with these weights")
     state = _drop_pooler(weights, _check_supported(weights, state))
     fields = _shape_fields(weights, state)
     if not labels or not fields["num_classes"]:  # no id2label, or no classifier (ViTModel): the weights decide
@@ -389,8 +409,9 @@ def _load_hf(path: Path, overrides) -> VisionTransformer:
     if family.startswith("dinov2") and crop and crop % cfg.patch_size == 0:
         # DINOv2 runs at its processor's crop (224), its position table (518) interpolated to it
         cfg = cfg.replace(img_size=crop)
-    if overrides:
-        cfg = _apply_overrides(config, cfg, overrides)
+    if overrides:  # what config.json says of the activation, heads and eps is what the weights were trained with
+        cfg = _apply_overrides(config, cfg, overrides, fixed={k: getattr(cfg, k) for k in _HF_FIXED},
+                               fixed_by="config.json")
     # resample the position table as transformers interpolates it at run time
     antialias = family == "dinov2_with_registers"
     model = _build(weights, cfg, convert.adapt_timm_state_dict(state, cfg, antialias=antialias))
@@ -398,7 +419,9 @@ def _load_hf(path: Path, overrides) -> VisionTransformer:
     if model.labels and not overrides.get("num_classes"):
         _check_labels(config, model.labels, cfg.num_classes)  # id2label of another head than the weights'
     try:
-        model.preprocessing = hf_convert.preprocessing_from_hf(pre, cfg)
+        own_pre = families.preprocessing(own) if pre is None else None  # SAM's save_pretrained writes no processor
+        model.preprocessing = (fit_preprocessing(None, cfg, own_pre) if own_pre
+                               else hf_convert.preprocessing_from_hf(pre, cfg))
     except (ValueError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{pre_file}: not a valid preprocessor config ({exc})") from None
     return model

@@ -206,3 +206,65 @@ def test_a_classifier_whose_neck_is_twice_the_width_loads(tmp_path):
     with torch.no_grad():
         err = _maxerr(ref(x), model(x))
     assert err <= TOL, f"max abs error {err:.2e}"
+
+
+# ------------------------------------------------------------------------ found by a hostile-user pass
+@requires_transformers
+def test_a_transformers_sam_directory_gets_sams_preprocessing(tmp_path):
+    """Before: save_pretrained writes no preprocessor_config.json and the directory got Inception's 0.5 / 0.5, the
+    bare file SAM's ImageNet statistics."""
+    _, ref = _hf_vision()
+    ref.save_pretrained(tmp_path)
+    pre = _load(tmp_path).preprocessing
+    got = (*pre.mean, *pre.std, pre.crop_pct)
+    assert got == pytest.approx((0.485, 0.456, 0.406, 0.229, 0.224, 0.225, 1.0)), pre
+
+
+@requires_timm
+@pytest.mark.parametrize("option,fixed", [({"act": "relu"}, "act='gelu'"), ({"num_heads": 8}, "num_heads=4")])
+def test_options_that_contradict_what_sams_weights_fix_are_refused(tmp_path, option, fixed):
+    """Before: --act relu loaded SAM with another activation (tokens off by 0.5) without a word; --num-heads 8 failed
+    with a list of shape mismatches."""
+    torch.save(_timm(128, 3, (1,), num_classes=0).state_dict(), tmp_path / "w.pth")
+    with pytest.raises(CheckpointError, match="contradicts") as err:
+        edgevit.load_model(tmp_path / "w.pth", **option)
+    assert fixed in str(err.value), str(err.value)
+
+
+@requires_transformers
+def test_an_activation_option_cannot_override_config_json(tmp_path):
+    _, ref = _hf_vision()
+    ref.save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="config.json"):
+        edgevit.load_model(tmp_path, act="relu")
+
+
+@requires_transformers
+@pytest.mark.parametrize("change,named", [({"window_size": 0}, "window_size"),
+                                          ({"global_attn_indexes": [0, 2]}, "global_attn_indexes"),
+                                          ({"num_attention_heads": 8}, "num_attention_heads")])
+def test_a_config_json_that_contradicts_the_tables_is_named(tmp_path, change, named):
+    """Before: "block 0's tables belong to a 3x3 grid ... load it at img_size 48", advice that then failed."""
+    _, ref = _hf_vision()
+    ref.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(CheckpointError, match=f"contradicts the weights.*{named}"):
+        edgevit.load_model(tmp_path)
+
+
+@requires_timm
+def test_sam_without_relative_positions_is_refused_by_name(tmp_path):
+    """Before: "pos_embed holds 8 patch positions, not a square grid" (the table is a square 8x8 grid)."""
+    torch.save(_timm(128, 3, (1,), num_classes=0, use_rel_pos=False).state_dict(), tmp_path / "w.pth")
+    with pytest.raises(CheckpointError, match="without decomposed relative positions"):
+        edgevit.load_model(tmp_path / "w.pth")
+
+
+@requires_timm
+def test_a_missing_table_is_named(tmp_path):
+    state = _timm(128, 3, (1,), num_classes=0).state_dict()
+    del state["blocks.0.attn.rel_pos_h"]
+    torch.save(state, tmp_path / "w.pth")
+    with pytest.raises(CheckpointError, match="blocks.0.attn.rel_pos_w has no blocks.0.attn.rel_pos_h"):
+        edgevit.load_model(tmp_path / "w.pth")

@@ -37,6 +37,9 @@ from .common import hf_number, square_int
 
 NAME = "sam"
 HF_MODEL_TYPES = ("sam", "sam_vision_model")
+# what to_edgevit reads from the tensors' shapes, which a config.json must agree with (its names for them)
+SHAPE_FIELDS = {"window_size": "window_size", "global_blocks": "global_attn_indexes",
+                "num_heads": "num_attention_heads", "neck_dim": "output_channels"}
 
 _TABLE = re.compile(r"(?:^|\.)(?:blocks|layers)\.\d+\.attn\.rel_pos_h$")
 _PREFIXES = ("image_encoder.", "vision_encoder.")
@@ -51,10 +54,17 @@ _TIMM_EPS, _SAM_EPS = 1e-5, 1e-6
 PREPROCESSING = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "interpolation": "bicubic", "crop_pct": 1.0}
 
 
+_NECK = re.compile(r"(?:^|\.)neck\.(?:0|conv1)\.weight$")
+
+
 def recognise(state: dict) -> bool:
     """Decomposed relative position tables (``blocks.N.attn.rel_pos_h`` / ``layers.N.attn.rel_pos_h``, any
-    prefix): SAM's image encoder in timm's, Meta's or transformers' names."""
-    return any(_TABLE.search(k) for k in state)
+    prefix), or SAM's neck beside a (1, rows, cols, dim) position grid: SAM's image encoder in timm's, Meta's
+    or transformers' names (to_edgevit refuses the layouts it does not build, naming them)."""
+    if any(_TABLE.search(k) for k in state):
+        return True
+    grid = any(k.endswith("pos_embed") and v.ndim == 4 for k, v in state.items())
+    return grid and any(_NECK.search(k) for k in state)
 
 
 def _encoder(state: dict) -> tuple[dict, str]:
@@ -97,22 +107,30 @@ def to_edgevit(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
     if "neck.0.weight" not in state:
         raise CheckpointError("a SAM image encoder without its convolutional neck (timm neck_chans=None, "
                               "samvit_base_patch16_224): edgevit loads SAM's encoder with its neck")
+    if not any(_TABLE.search(k) for k in state):
+        raise CheckpointError("a SAM image encoder without decomposed relative positions (no blocks.N.attn.rel_pos_h: "
+                              "timm use_rel_pos=False, or RoPE): edgevit builds SAM's encoder with its relative "
+                              "position tables")
     grid, dim = pos.shape[1], pos.shape[3]
     state["pos_embed"] = pos.reshape(1, grid * grid, dim)
     sides, head_dim = {}, None
     for key, table in state.items():
         match = re.match(r"^blocks\.(\d+)\.attn\.rel_pos_([hw])$", key)
         if match:
-            other = state.get(key[:-1] + ("w" if match.group(2) == "h" else "h"))
-            if other is None or other.shape != table.shape or table.ndim != 2 or table.shape[0] % 2 == 0:
-                raise CheckpointError(f"{key} has shape {tuple(table.shape)}, its pair "
-                                      f"{None if other is None else tuple(other.shape)}: SAM's row and column tables "
-                                      "are both (2 * side - 1, head_dim)")
+            pair = key[:-1] + ("w" if match.group(2) == "h" else "h")
+            other = state.get(pair)
+            if other is None:
+                raise CheckpointError(f"{key} has no {pair}: SAM's blocks hold a row and a column table each; the "
+                                      "checkpoint is incomplete")
+            if other.shape != table.shape or table.ndim != 2 or table.shape[0] % 2 == 0:
+                raise CheckpointError(f"{key} has shape {tuple(table.shape)}, {pair} {tuple(other.shape)}: SAM's row "
+                                      "and column tables are both (2 * side - 1, head_dim)")
             sides[int(match.group(1))], head_dim = (table.shape[0] + 1) // 2, table.shape[1]
     windows = sorted({s for s in sides.values() if s != grid})
     if len(windows) > 1:
-        raise CheckpointError(f"its blocks' relative position tables attend over windows of {windows} patches: "
-                              "SAM's windowed blocks share one window size")
+        raise CheckpointError(f"its blocks' relative position tables are for sides of {windows} patches, none of them "
+                              f"the {grid}x{grid} grid of its position table: SAM's windowed blocks share one window "
+                              "size and its global blocks attend over the grid; the checkpoint is damaged or mixed")
     if dim % head_dim:
         raise CheckpointError(f"relative position tables of head size {head_dim} do not divide the width {dim}")
     window = windows[0] if windows else 0
@@ -168,7 +186,10 @@ def config_from_hf(hf: dict) -> ViTConfig:
     blocks = hf["global_attn_indexes"]
     if not isinstance(blocks, (list, tuple)) or any(not isinstance(b, int) or isinstance(b, bool) for b in blocks):
         raise ValueError(f"global_attn_indexes must be a list of block indices, got {blocks!r}")
-    dim = size["hidden_size"]
+    dim, grid = size["hidden_size"], size["image_size"] // size["patch_size"]
+    blocks = tuple(sorted(set(blocks)))
+    if window == grid or window and set(range(size["num_hidden_layers"])) <= set(blocks):
+        window, blocks = 0, ()  # one window over the whole grid, or no windowed block: global attention throughout
     mlp = hf["mlp_dim"] if hf["mlp_dim"] is not None else int(dim * hf_number(hf, "mlp_ratio"))
     if not isinstance(mlp, int) or isinstance(mlp, bool) or mlp < 1:
         raise ValueError(f"mlp_dim must be a positive integer, got {mlp!r}")
@@ -177,5 +198,5 @@ def config_from_hf(hf: dict) -> ViTConfig:
         embed_dim=dim, depth=size["num_hidden_layers"], num_heads=size["num_attention_heads"], mlp_ratio=mlp / dim,
         qkv_bias=hf["qkv_bias"], norm_eps=hf_number(hf, "layer_norm_eps", 0.0, 1.0), act="gelu", class_token=False,
         pool="mean", rel_pos_bias="decomposed", window_size=window,
-        global_blocks=tuple(sorted(set(blocks))) if window else (), neck_dim=size["output_channels"],
+        global_blocks=blocks if window else (), neck_dim=size["output_channels"],
     )
