@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 from ..onnx_graph import Graph, mark_outputs
 
-PASS_THROUGH = ("Cast", "Identity")
+# Q/DQ pairs sit between the Softmax and the AV MatMul of a graph quantized with --quantize-attention
+PASS_THROUGH = ("Cast", "Identity", "QuantizeLinear", "DequantizeLinear")
 FUSED_ATTENTION_OPS = ("Attention", "MultiHeadAttention")
 MAX_BACKWARD_NODES = 200
 

@@ -88,3 +88,26 @@ def test_sam_through_the_cli_gates_and_verifies_each_precision(tmp_path):
         assert res.exit_code == 0 and "PASSED" in res.output, res.output
         blocks = [line for line in res.output.splitlines() if line.startswith("│ ") and "decomposed" in line]
         assert len(blocks) == 3 and all("pass" in b for b in blocks), f"{precision}: {blocks}"
+
+
+@requires_timm
+def test_verify_finds_the_attention_of_a_graph_quantized_with_quantize_attention(tmp_path):
+    """Before: "found 0 attention site(s)": the Q/DQ pair between the Softmax and the AV MatMul hid the pattern."""
+    torch.save(_timm(IMG, WINDOW, GLOBAL, num_classes=0).state_dict(), tmp_path / "sam.pth")
+    data = tmp_path / "images.npy"
+    np.save(data, np.random.default_rng(0).integers(0, 256, (32, IMG, IMG, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["export", str(tmp_path / "sam.pth"), "-o", str(out), "--output-kind", "tokens",
+                                    "--precision", "int8", "--quantize-attention", "--calib-data", str(data),
+                                    "--calib-samples", "32", "--no-gate"])
+    assert res.exit_code == 0, res.output
+    proto = onnx.load(str(out / "model.int8.onnx"))
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    av = [n for n in proto.graph.node if n.op_type == "MatMul" and producer.get(n.input[0]) is not None
+          and producer[n.input[0]].op_type == "DequantizeLinear"]
+    assert len(av) >= 3, "the attention MatMuls are not quantized: the test would not test anything"
+    res = CliRunner().invoke(main, ["verify", str(tmp_path / "sam.pth"), str(out), "--attention", "--precision", "int8",
+                                    "--samples", "8", "--json"])
+    report = json.loads(res.output)
+    rows = report["attention"]["rows"]
+    assert res.exit_code == 0 and len(rows) == 3 and all(r["passed"] for r in rows), res.output[-2000:]
