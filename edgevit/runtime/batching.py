@@ -38,6 +38,14 @@ def single_input(spec: dict, who: str) -> tuple[str, tuple]:
     return name, tuple(shape)
 
 
+def in_input_dtype(images: np.ndarray, runner) -> np.ndarray:
+    """Float ``images`` in the float dtype the runner's one input takes (a graph quantized with ``--io-dtype fp16``
+    takes float16); anything else as it is (the runner's own check names a mismatch)."""
+    _, (_, dtype) = next(iter(runner.input_spec().items()))
+    dtype = np.dtype(dtype)
+    return images.astype(dtype) if images.dtype.kind == "f" and dtype.kind == "f" and dtype != images.dtype else images
+
+
 def batch_range(shape: Sequence, profile: Sequence[int] | None, batch_size: int) -> tuple[int, int]:
     """(smallest, largest) batch to run: a fixed batch dim wins, then ``profile`` (min, opt, max)
     capped at ``batch_size``, else 1..``batch_size``."""
@@ -79,4 +87,5 @@ def run_batched(runner, images: np.ndarray, batch_size: int, outputs: list[str] 
     return {k: np.concatenate(v) for k, v in collected.items()}
 
 
-__all__ = ["SCORE_BYTES", "batch_range", "padded_chunks", "run_batched", "score_bounded_batch", "single_input"]
+__all__ = ["SCORE_BYTES", "batch_range", "padded_chunks", "run_batched", "score_bounded_batch", "single_input",
+           "in_input_dtype"]

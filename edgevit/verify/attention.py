@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import EdgeVitWarning, OnnxModelError, VerificationError
 from ..formats import BASE_PRECISION, FLOAT_PRECISIONS
 from ..metrics import ErrorStats
-from ..runtime.batching import batch_range, padded_chunks, single_input
+from ..runtime.batching import batch_range, in_input_dtype, padded_chunks, single_input
 from ..runtime.onnxruntime_runner import JUDGED_BY
 from ..tolerances import Check, Tolerance, format_value, get_tolerance
 from .artifacts import Side
@@ -176,7 +176,7 @@ def verify_attention_onnx(onnx_path, reference_model, images: np.ndarray, precis
         input_name, shape = single_input(runner.input_spec(), runner.name)
         for feed, n in padded_chunks(images, *batch_range(shape, None, batch_size)):
             chunk = feed[:n]
-            out = runner.infer({input_name: feed})
+            out = runner.infer({input_name: in_input_dtype(feed, runner)})
             captured = None if use_own_inputs else _capture_block_inputs(ref_model, chunk, "cpu")
             for i, site in enumerate(sites):
                 x = (_as_bnc(out[site.block_input], len(feed), tokens, width, "BNC")[:n] if use_own_inputs

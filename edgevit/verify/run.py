@@ -13,7 +13,7 @@ from ..errors import EdgeVitError, VerificationError
 from ..formats import ARTIFACT_FORMATS, BASE_PRECISION, FLOAT_PRECISIONS, QUANTIZED
 from ..formats import precision as lookup
 from ..metrics import Comparison, compare
-from ..runtime.batching import run_batched, score_bounded_batch, single_input
+from ..runtime.batching import in_input_dtype, run_batched, score_bounded_batch, single_input
 from ..runtime.onnxruntime_runner import JUDGED_BY, QDQ_MODES
 from ..tolerances import TOLERANCES, Check, get_tolerance
 from .artifacts import Side, labels_of, output_kind, preprocessing_of, resolve_artifact, runner_for
@@ -259,7 +259,7 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
         if raw is not None:  # a raw-pixel graph sees the pixels: both sides get the normalized batch they stand for
             inputs = replace(inputs, images=raw.represented(inputs.images))
         ref_out = run_batched(ref_runner, inputs.images, batch)
-        cand_out = run_batched(cand_runner, inputs.images, batch)
+        cand_out = run_batched(cand_runner, in_input_dtype(inputs.images, cand_runner), batch)
         ref_desc = {**ref.to_dict(), "runner": ref_runner.name}
         cand_desc = {**cand.to_dict(), "runner": cand_runner.name}
 

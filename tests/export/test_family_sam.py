@@ -111,3 +111,16 @@ def test_verify_finds_the_attention_of_a_graph_quantized_with_quantize_attention
     report = json.loads(res.output)
     rows = report["attention"]["rows"]
     assert res.exit_code == 0 and len(rows) == 3 and all(r["passed"] for r in rows), res.output[-2000:]
+
+
+@requires_timm
+def test_verify_feeds_an_fp16_io_graph_float16(tmp_path):
+    """Before: "input 'images' has dtype float32, expected float16" for a graph quantized with --io-dtype fp16."""
+    torch.save(_timm(IMG, WINDOW, GLOBAL, num_classes=0).state_dict(), tmp_path / "sam.pth")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["export", str(tmp_path / "sam.pth"), "-o", str(out), "--output-kind", "tokens",
+                                    "--precision", "fp16", "--io-dtype", "fp16", "--no-gate"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["verify", str(tmp_path / "sam.pth"), str(out), "--precision", "fp16",
+                                    "--attention", "--samples", "8"])
+    assert res.exit_code == 0 and "PASSED" in res.output, res.output[-2000:]
