@@ -496,9 +496,9 @@ def _build(path: Path, cfg: ViTConfig, state: dict) -> VisionTransformer:
     """Instantiate and load strictly; report the first few problems in one error."""
     try:
         relpos.check_grid(state, cfg.grid_size, cfg.patch_size)
-        sam.check_tables(state, cfg)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+    state = sam.fit_tables(state, cfg) if cfg.rel_pos_bias == "decomposed" else state
     model = VisionTransformer(cfg)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]

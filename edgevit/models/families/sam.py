@@ -18,7 +18,8 @@ Three layouts load:
 What the shapes tell: the head count (``rel_pos_h`` holds one row per offset of the head size), the window
 size and which blocks are global (a block's table has ``2 * side - 1`` rows for the side it attends over:
 the window's, or the grid's for a global block), the image size (the table's grid) and the neck's width.
-A grid of another size than the checkpoint's is refused (timm resamples the tables, transformers does not).
+At another image size than the checkpoint's, the position grid and the global blocks' tables are resampled as
+timm's samvit resamples them (:func:`fit_tables`; transformers' SamVisionModel takes its own size only).
 SAM's processor resizes the longest side to the model's size and pads the rest with zeros; edgevit's
 preprocessing resizes to the square input (pad your images yourself to keep the aspect ratio).
 """
@@ -29,6 +30,7 @@ import re
 import warnings
 
 import torch
+import torch.nn.functional as F
 
 from ...errors import CheckpointError, EdgeVitWarning
 from ...specs import IMAGENET_MEAN, IMAGENET_STD
@@ -141,18 +143,21 @@ def to_edgevit(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
     return state, fields
 
 
-def check_tables(state: dict, cfg: ViTConfig) -> None:
-    """ValueError when a block's relative position tables belong to another grid than ``cfg``'s (a SAM model
-    loaded at another image size than its checkpoint's), naming the size that loads."""
-    grid = cfg.grid_size
+def fit_tables(state: dict, cfg: ViTConfig) -> dict:
+    """``state`` with the global blocks' relative position tables resampled to ``cfg``'s grid (a SAM model loaded
+    at another image size than its checkpoint's), as timm's samvit does it at run time (``get_rel_pos``: linear
+    interpolation along the offsets, align_corners False); the windowed blocks' tables belong to the window and
+    stay. transformers' SamVisionModel runs at its own size only."""
+    rows = 2 * cfg.grid_size - 1
+    out = dict(state)
     for index in cfg.global_blocks if cfg.window_size else range(cfg.depth):
-        table = state.get(f"blocks.{index}.attn.rel_pos_h")
-        if table is not None and table.shape[0] != 2 * grid - 1:
-            side = (table.shape[0] + 1) // 2
-            raise ValueError(
-                f"block {index}'s relative position tables belong to a {side}x{side} patch grid (img_size "
-                f"{side * cfg.patch_size}), not the {grid}x{grid} of img_size {cfg.img_size}: edgevit does not "
-                f"resample SAM's tables; load it at img_size {side * cfg.patch_size} (drop --img-size / img_size=)")
+        for axis in "hw":
+            key = f"blocks.{index}.attn.rel_pos_{axis}"
+            table = state.get(key)
+            if table is not None and table.ndim == 2 and table.shape[0] != rows:
+                resized = F.interpolate(table.float().T[None], size=rows, mode="linear")[0].T
+                out[key] = resized.to(table.dtype).contiguous()
+    return out
 
 
 # SamVisionConfig's defaults: save_pretrained writes only what differs from them.
