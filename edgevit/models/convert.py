@@ -139,10 +139,11 @@ def unsupported_family(state: dict[str, Tensor], eva_layout: bool = False) -> st
 
 
 def resample_pos_embed(pos_embed: Tensor, grid_size: int, num_prefix_tokens: int = 1,
-                       antialias: bool = True) -> Tensor:
+                       antialias: bool = True, mode: str = "bicubic") -> Tensor:
     """Resize a (1, prefix + g*g, D) position table to ``grid_size``, the prefix rows kept as is:
     bicubic, with antialias as timm's ``checkpoint_filter_fn`` (and HF Dinov2WithRegisters) do it,
-    without as HF's ViT / DeiT / Dinov2 / CLIP / SigLIP ``interpolate_pos_encoding``."""
+    without as HF's ViT / DeiT / Dinov2 / CLIP / SigLIP ``interpolate_pos_encoding``; ``mode`` another
+    interpolation (a model of any size resamples its table with its ``dynamic_size`` mode)."""
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     old = math.isqrt(grid.shape[1])
     if old * old != grid.shape[1]:
@@ -151,7 +152,7 @@ def resample_pos_embed(pos_embed: Tensor, grid_size: int, num_prefix_tokens: int
         return pos_embed
     dim = grid.shape[-1]
     grid = grid.reshape(1, old, old, dim).permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=(grid_size, grid_size), mode="bicubic", antialias=antialias, align_corners=False)
+    grid = F.interpolate(grid, size=(grid_size, grid_size), mode=mode, antialias=antialias, align_corners=False)
     grid = grid.permute(0, 2, 3, 1).reshape(1, grid_size * grid_size, dim).to(pos_embed.dtype)
     return torch.cat([prefix, grid], dim=1)
 
@@ -332,11 +333,15 @@ def timm_layout(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def adapt_timm_state_dict(state: dict[str, Tensor], cfg: ViTConfig, antialias: bool = True) -> dict[str, Tensor]:
     """timm -> edgevit: same names; resample ``pos_embed`` to the config's grid (``antialias``:
-    see :func:`resample_pos_embed`)."""
+    see :func:`resample_pos_embed`). A model of any size (``dynamic_size``) resamples its table in the forward
+    with that mode and no antialias (:meth:`VisionTransformer.position_table`), so it is loaded at another size
+    the same way: one image size then gives the same table whether the load or the graph resampled it."""
     state = dict(state)
     if cfg.pos_embed == "learned" and "pos_embed" in state:
         prefix = 0 if cfg.no_embed_class else cfg.num_prefix_tokens
-        state["pos_embed"] = resample_pos_embed(state["pos_embed"], cfg.grid_size, prefix, antialias)
+        dynamic = cfg.dynamic_size != "none"
+        state["pos_embed"] = resample_pos_embed(state["pos_embed"], cfg.grid_size, prefix, antialias and not dynamic,
+                                                cfg.dynamic_size if dynamic else "bicubic")
     elif cfg.pos_embed == "sincos":
         state.pop("pos_embed", None)  # fixed encoding: a buffer, not a weight
     return state

@@ -174,6 +174,21 @@ def recorded_load(reference, candidate, verify_hash: bool = True) -> tuple[str |
     return manifest.source.arch, dict(manifest.source.overrides or {})
 
 
+def graph_resampling(candidate, verify_hash: bool = True) -> str | None:
+    """How a candidate graph of several input sizes resamples its position table (its manifest's
+    ``model.config.dynamic_size``: "bilinear" or "bicubic", no antialias), None for a graph of one size."""
+    from ..manifest import Manifest
+
+    if candidate is None or str(candidate) == "torch":
+        return None
+    try:
+        manifest = Manifest.resolve(candidate, verify_hash=verify_hash).manifest
+    except EdgeVitError:
+        return None  # the candidate's own errors are reported where it is resolved
+    mode = ((manifest.model.config or {}).get("dynamic_size") if manifest is not None else None) or "none"
+    return None if mode == "none" else mode
+
+
 def verify(reference, candidate=None, config: VerifyConfig | None = None, **options) -> VerifyReport:
     """Compare ``candidate`` with ``reference`` on the same inputs.
 
@@ -201,6 +216,9 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
     arch, overrides = cfg.arch, cfg.model_overrides
     if arch is None and not overrides:  # the candidate's own checkpoint loads as its export loaded it
         arch, overrides = recorded_load(reference, candidate, cfg.verify_hash) or (arch, overrides)
+    mode = graph_resampling(candidate, cfg.verify_hash)
+    if mode and "dynamic_size" not in (overrides or {}):  # at another size, the table resampled as the graph does
+        overrides = {**(overrides or {}), "dynamic_size": mode}
     ref = resolve_artifact(reference, None, role="reference", arch=arch, verify_hash=cfg.verify_hash,
                            model_overrides=overrides)
     if ref.kind == "engine":

@@ -145,3 +145,26 @@ def test_info_says_how_positions_enter(tmp_path):
     assert json.loads(res.stdout)["positions"] == "learned table, any size (bilinear resampling of the table)", res.stdout
     res = run_cli("info", str(tmp_path / "m.safetensors"))
     assert "any size (bilinear resampling of the table)" in res.stdout, res.stdout
+
+
+@requires_timm
+def test_verify_at_another_size_in_the_range_loads_the_reference_as_the_graph_resamples(tmp_path):
+    """Before: verify --img-size PX resampled the reference's table bicubically with antialias at load, so a correct
+    bilinear graph failed (max abs ~5e-2 on this model); now the reference resamples as the graph does."""
+    import timm
+    from click.testing import CliRunner
+
+    from edgevit.cli import main
+
+    ref = _randomize(timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=False, img_size=224,
+                                       embed_dim=128, depth=2, num_heads=2, num_classes=0))
+    torch.save(ref.state_dict(), tmp_path / "d.pth")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["export", str(tmp_path / "d.pth"), "-o", str(out), "--num-heads", "2",
+                                    "--img-size", "224:448", "--output-kind", "tokens"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["verify", str(tmp_path / "d.pth"), str(out), "--img-size", "336", "--num-heads",
+                                    "2", "--json"])
+    report = json.loads(res.output)
+    err = report["outputs"]["tokens"]["max_abs"]
+    assert res.exit_code == 0 and err <= 1e-4, f"verify at 336 px: max abs {err:.3g} (tolerance 1e-4)\n{res.output[-1500:]}"
