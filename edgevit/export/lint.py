@@ -297,6 +297,21 @@ def _check_batch(g: Graph) -> list[Finding]:
     return out
 
 
+def _folds_into_first(shape, dims) -> bool:
+    """A target (-1, a, b, ..) whose a*b*.. is the product of a suffix of the input's static dims: every dynamic dim
+    folds into the -1, whatever the size (SAM's windows, (B, rows/w, cols/w, w, w, C) -> (-1, w*w, C))."""
+    if int(shape[0]) != -1:
+        return False
+    want, have = int(np.prod(shape[1:])), 1
+    for d in reversed(dims):
+        if have == want:
+            return True
+        if not isinstance(d, int):
+            return False
+        have *= d
+    return have == want
+
+
 def _check_size(g: Graph) -> list[Finding]:
     """Dynamic height/width: a constant Reshape target (no -1 or 0 past the batch) on a tensor with a dynamic
     dim past the batch fixes the grid or token count to the export's size; other sizes fail or mix tokens."""
@@ -310,7 +325,8 @@ def _check_size(g: Graph) -> list[Finding]:
         dims = g.shapes.get(node.input[0]) if shape is not None else None
         if shape is None or shape.ndim != 1 or not dims:
             continue
-        if any(isinstance(d, str) for d in dims[1:]) and not any(int(v) in (-1, 0) for v in shape[1:]):
+        if (any(isinstance(d, str) for d in dims[1:]) and not any(int(v) in (-1, 0) for v in shape[1:])
+                and not _folds_into_first(shape, dims)):
             baked.append(g.node_name(node))
     return [] if not baked else [Finding("error", "baked-size",
                     f"the input's height/width are dynamic, but {len(baked)} Reshape constant(s) ({_names(baked)}) fix a "

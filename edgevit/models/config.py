@@ -96,12 +96,12 @@ class ViTConfig:
             raise ValueError("pool='cls_dist' needs a distillation token (distilled=True), and a distilled model "
                              f"pools 'cls' or 'cls_dist'; got distilled={self.distilled}, pool={self.pool!r}")
         _check_choice("dynamic_size", self.dynamic_size, DYNAMIC_SIZES)
-        # any size: a learned table is resampled to the grid, RoPE (DINOv3, EVA-02) computed from it; a relative
-        # bias (BEiT, SAM) or a fixed sin-cos table has no way to other sizes yet
-        if self.dynamic_size != "none" and (self.rel_pos_bias != "none" or self.pos_embed == "sincos"
+        # any size: a learned table is resampled to the grid, RoPE (DINOv3, EVA-02) computed from it, SAM's windows
+        # and relative position tables fitted to it; BEiT's bias or a fixed sin-cos table has no way to other sizes yet
+        if self.dynamic_size != "none" and (self.rel_pos_bias in ("block", "shared") or self.pos_embed == "sincos"
                                             or self.pos_embed == "none" and self.rope == "none"):
-            kind = ("a relative position bias" if self.rel_pos_bias != "none" else f"a {self.pos_embed} position table"
-                    if self.pos_embed != "none" else "not encoded (no table, no RoPE)")
+            kind = ("BEiT's relative position bias" if self.rel_pos_bias != "none" else
+                    f"a {self.pos_embed} position table" if self.pos_embed != "none" else "not encoded (no table, no RoPE)")
             raise ValueError(f"a graph of several input sizes (dynamic_size={self.dynamic_size!r}) resamples a learned "
                              "position table and computes rotary embeddings (RoPE) from the grid; this model's "
                              f"positions are {kind}, for which other sizes are not implemented yet: export it at one "
@@ -232,7 +232,7 @@ class ViTConfig:
 
 def _check_sam_fields(cfg: ViTConfig) -> None:
     """SAM's fields (windowed attention, decomposed relative positions, the neck) work on the patch grid
-    alone: no prefix tokens, one image size; ValueError naming the field otherwise."""
+    alone: no prefix tokens; ValueError naming the field otherwise."""
     if isinstance(cfg.global_blocks, list):  # from JSON
         object.__setattr__(cfg, "global_blocks", tuple(cfg.global_blocks))
     blocks = cfg.global_blocks
@@ -248,9 +248,6 @@ def _check_sam_fields(cfg: ViTConfig) -> None:
     if used and cfg.num_prefix_tokens:
         raise ValueError(f"{', '.join(used)} (SAM's image encoder) work on the patch grid alone, but the model has "
                          f"{cfg.num_prefix_tokens} class/register token(s): set class_token=False, reg_tokens=0")
-    if used and cfg.dynamic_size != "none":
-        raise ValueError(f"{', '.join(used)} (SAM's image encoder) are built for one grid: a graph of several "
-                         "input sizes is not implemented for them; export at one size (--img-size PX)")
     if cfg.neck_dim and (cfg.pool != "mean" or cfg.fc_norm or cfg.proj_dim):
         raise ValueError(f"neck_dim (SAM's neck) ends in a LayerNorm and pools the mean of its tokens (timm's "
                          f"'avg'): pool must be 'mean' without fc_norm or proj_dim, got pool={cfg.pool!r}, "

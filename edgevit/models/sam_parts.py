@@ -22,43 +22,57 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def partition(x: torch.Tensor, grid: int, window: int) -> torch.Tensor:
-    """Tokens (B, grid*grid, C), row-major, as windows (B * windows, window*window, C), each window's
-    tokens row-major, the windows row-major per image; the grid is zero-padded to whole windows."""
+def partition(x: torch.Tensor, grid: tuple, window: int) -> torch.Tensor:
+    """Tokens (B, rows*cols, C) of a (rows, cols) ``grid``, row-major, as windows (B * windows, window*window, C),
+    each window's tokens row-major, the windows row-major per image; the grid is zero-padded to whole windows.
+    In a trace the grid's sizes are symbolic (the input's shape): nothing here turns them into numbers."""
+    rows, cols = grid
     B, _, C = x.shape
-    pad = (window - grid % window) % window
-    x = F.pad(x.reshape(B, grid, grid, C), (0, 0, 0, pad, 0, pad))
-    side = (grid + pad) // window
-    x = x.reshape(B, side, window, side, window, C).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(B * side * side, window * window, C)
+    pad_r, pad_c = (window - rows % window) % window, (window - cols % window) % window
+    x = F.pad(x.reshape(B, rows, cols, C), (0, 0, 0, pad_c, 0, pad_r))
+    n_r, n_c = (rows + pad_r) // window, (cols + pad_c) // window
+    x = x.reshape(B, n_r, window, n_c, window, C).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(B * n_r * n_c, window * window, C)
 
 
-def unpartition(x: torch.Tensor, grid: int, window: int) -> torch.Tensor:
-    """The inverse of :func:`partition`: windows (B * windows, window*window, C) back to (B, grid*grid, C),
+def unpartition(x: torch.Tensor, grid: tuple, window: int) -> torch.Tensor:
+    """The inverse of :func:`partition`: windows (B * windows, window*window, C) back to (B, rows*cols, C),
     the padding cropped."""
-    side = -(-grid // window)
+    rows, cols = grid
+    n_r, n_c = (rows + window - 1) // window, (cols + window - 1) // window
     C = x.shape[-1]
-    x = x.reshape(-1, side, side, window, window, C).permute(0, 1, 3, 2, 4, 5)
-    x = x.reshape(-1, side * window, side * window, C)[:, :grid, :grid]
-    return x.reshape(x.shape[0], grid * grid, C)
+    x = x.reshape(-1, n_r, n_c, window, window, C).permute(0, 1, 3, 2, 4, 5)
+    x = x.reshape(-1, n_r * window, n_c * window, C)[:, :rows, :cols]
+    return x.reshape(x.shape[0], rows * cols, C)
 
 
-def relative_index(side: int) -> torch.Tensor:
+def relative_index(side, device=None) -> torch.Tensor:
     """(side, side) int64: the table row of query position i towards key position j, ``i - j + side - 1``."""
-    pos = torch.arange(side)
+    pos = torch.arange(side, device=device)
     return pos[:, None] - pos[None, :] + (side - 1)
 
 
-def decomposed_bias(q: torch.Tensor, table_h: torch.Tensor, table_w: torch.Tensor, side: int) -> torch.Tensor:
-    """SAM's additive attention bias (B, heads, side*side, side*side) for queries ``q`` (B, heads, side*side,
-    head_dim) over a ``side x side`` grid, from the row and column tables ``(2*side - 1, head_dim)``."""
-    index = relative_index(side).to(q.device)
-    rows = table_h[index].to(q.dtype)  # (q_row, k_row, head_dim)
-    cols = table_w[index].to(q.dtype)
+def fit_table(table: torch.Tensor, side) -> torch.Tensor:
+    """A (2s - 1, head_dim) table for attention over ``side`` positions: linear interpolation along the offsets
+    (timm's samvit ``get_rel_pos``, align_corners False: the identity at the table's own size, so a graph of
+    several sizes needs no branch)."""
+    return F.interpolate(table.T[None], size=2 * side - 1, mode="linear")[0].T
+
+
+def decomposed_bias(q: torch.Tensor, table_h: torch.Tensor, table_w: torch.Tensor, grid: tuple,
+                    resample: bool = False) -> torch.Tensor:
+    """SAM's additive attention bias (B, heads, N, N) for queries ``q`` (B, heads, N, head_dim) over a (rows, cols)
+    ``grid`` (N = rows * cols), from the row and column tables ``(2*side - 1, head_dim)``; ``resample``: fit them
+    to the grid first (:func:`fit_table`), for a model of any size."""
+    rows, cols = grid
+    if resample:
+        table_h, table_w = fit_table(table_h, rows), fit_table(table_w, cols)
+    r_table = table_h[relative_index(rows, q.device)].to(q.dtype)  # (q_row, k_row, head_dim)
+    c_table = table_w[relative_index(cols, q.device)].to(q.dtype)  # (q_col, k_col, head_dim)
     B, H, N, D = q.shape
-    grid_q = q.reshape(B, H, side, side, D)
-    rel_h = grid_q @ rows.transpose(1, 2)  # (B, H, q_row, q_col, k_row)
-    rel_w = (grid_q.transpose(2, 3) @ cols.transpose(1, 2)).transpose(2, 3)  # (B, H, q_row, q_col, k_col)
+    grid_q = q.reshape(B, H, rows, cols, D)
+    rel_h = grid_q @ r_table.transpose(1, 2)  # (B, H, q_row, q_col, k_row)
+    rel_w = (grid_q.transpose(2, 3) @ c_table.transpose(1, 2)).transpose(2, 3)  # (B, H, q_row, q_col, k_col)
     return (rel_h.unsqueeze(-1) + rel_w.unsqueeze(-2)).reshape(B, H, N, N)
 
 

@@ -112,6 +112,8 @@ class Attention(nn.Module):
         self.rope: RotaryEmbedding | None = None  # RoPE on Q and K (DINOv3): the model's one table, set by it
         self.grid, self.window = cfg.grid_size, window
         self.side = window or cfg.grid_size  # the attended grid's side
+        # (rows, cols) of the input now going through a model of any size (set by it; sizes, symbolic in a trace)
+        self.grid_hw: tuple | None = None
         if cfg.rel_pos_bias == "decomposed":  # SAM: row and column tables of this block's attended grid
             self.rel_pos_h = nn.Parameter(torch.zeros(2 * self.side - 1, self.head_dim))
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * self.side - 1, self.head_dim))
@@ -119,8 +121,9 @@ class Attention(nn.Module):
             self.rel_pos_h = self.rel_pos_w = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid = self.grid_hw or (self.grid, self.grid)
         if self.window:
-            x = sam_parts.partition(x, self.grid, self.window)
+            x = sam_parts.partition(x, grid, self.window)
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
@@ -129,7 +132,9 @@ class Attention(nn.Module):
         bias = self.pos_bias() if self.pos_bias is not None else self.shared_bias[0]() if self.shared_bias else None
         bias = bias.to(q) if bias is not None else None  # a block copied or cast alone keeps the model's table
         if self.rel_pos_h is not None:  # SAM: computed from the unscaled query
-            bias = sam_parts.decomposed_bias(q, self.rel_pos_h, self.rel_pos_w, self.side)
+            attended = (self.window, self.window) if self.window else grid
+            bias = sam_parts.decomposed_bias(q, self.rel_pos_h, self.rel_pos_w, attended,
+                                             resample=self.grid_hw is not None and not self.window)
         if self.attn_impl == "sdpa":
             dropout = self.attn_drop.p if self.training else 0.0
             x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
@@ -141,7 +146,7 @@ class Attention(nn.Module):
             x = attn @ v
         x = self.attn_out(x.transpose(1, 2).reshape(B, N, C))
         x = self.proj_drop(self.proj(self.out_norm(x)))
-        return sam_parts.unpartition(x, self.grid, self.window) if self.window else x
+        return sam_parts.unpartition(x, grid, self.window) if self.window else x
 
 
 class QuickGELU(nn.Module):
@@ -415,6 +420,9 @@ class VisionTransformer(nn.Module):
         pos_embed = self.position_table(grid)
         if self.rope is not None:  # any size: RoPE tables from this grid (in a graph: the input's shape), else fixed
             self.rope.use_grid(grid if self.config.dynamic_size != "none" else None)
+        if self.config.dynamic_size != "none" and (self.config.window_size or self.config.rel_pos_bias == "decomposed"):
+            for block in self.blocks:  # SAM of any size: windows and relative positions of this grid
+                block.attn.grid_hw = grid
         x = self.patch_embed(x)
         prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.dist_token, self.reg_token)
                   if t is not None]

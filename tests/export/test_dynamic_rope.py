@@ -150,6 +150,7 @@ def _range_types(path) -> dict:
     (dict(rope="dinov3", pos_embed="none"), True),  # DINOv3: RoPE only
     (dict(rope="eva"), True),  # EVA-02: a learned table and RoPE
     (dict(rel_pos_bias="shared"), False),  # BEiT
+    (dict(rel_pos_bias="decomposed", window_size=2, class_token=False, pool="mean"), True),  # SAM
     (dict(pos_embed="sincos"), False),
     (dict(pos_embed="none"), False),  # no positions at all: nothing known to carry over
 ])

@@ -124,3 +124,34 @@ def test_verify_feeds_an_fp16_io_graph_float16(tmp_path):
     res = CliRunner().invoke(main, ["verify", str(tmp_path / "sam.pth"), str(out), "--precision", "fp16",
                                     "--attention", "--samples", "8"])
     assert res.exit_code == 0 and "PASSED" in res.output, res.output[-2000:]
+
+
+@requires_timm
+def test_sam_of_any_size_exports_one_graph_that_matches_timm_at_each(tmp_path):
+    """--img-size MIN:MAX: the windows padded per input, the position grid resampled (bilinear, no antialias) and
+    the global blocks' tables fitted to each grid (timm's get_rel_pos) inside the graph; timm's samvit at each
+    size with its grid resampled the same way is the reference (it takes any size at run time)."""
+    import functools
+
+    import timm.models.vision_transformer_sam as timm_sam
+
+    ref = _timm(IMG, WINDOW, GLOBAL, num_classes=0)
+    torch.save(ref.state_dict(), tmp_path / "sam.pth")
+    result = export_onnx(tmp_path / "sam.pth", tmp_path / "out",
+                         ExportConfig(output="tokens", batch=(1, 2, 4), size_range=(64, 256)))
+    assert result.verification["passed"], result.verification
+    session = _session(result.onnx_path)
+    original = timm_sam.resample_abs_pos_embed_nhwc
+    timm_sam.resample_abs_pos_embed_nhwc = functools.partial(original, interpolation="bilinear", antialias=False)
+    try:
+        for h, w in [(IMG, IMG), (96, 160), (256, 256), (208, 64)]:
+            x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(h + w))
+            (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+            with torch.no_grad():
+                want = _tokens(ref.forward_features(x)).numpy()
+            err = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
+            assert err <= TOL, f"{h}x{w}: ONNX Runtime vs timm max abs {err:.3g} (shapes {got.shape}, {want.shape})"
+    finally:
+        timm_sam.resample_abs_pos_embed_nhwc = original
+    report = lint_onnx(result.onnx_path)
+    assert report.ok and "baked-size" not in report.codes(), [f.to_dict() for f in report.findings]

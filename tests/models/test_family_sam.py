@@ -60,12 +60,12 @@ def _load(path, **kw):
         return edgevit.load_model(path, **kw)
 
 
-@pytest.mark.parametrize("grid,window", [(8, 3), (6, 6), (4, 3), (5, 2), (7, 7)])
+@pytest.mark.parametrize("grid,window", [((8, 8), 3), ((6, 6), 6), ((4, 3), 3), ((5, 9), 2), ((7, 7), 7)])
 def test_partition_then_unpartition_is_the_identity(grid, window):
-    x = torch.randn(2, grid * grid, 5)
+    x = torch.randn(2, grid[0] * grid[1], 5)
     windows = sam_parts.partition(x, grid, window)
-    side = -(-grid // window)
-    assert windows.shape == (2 * side * side, window * window, 5), f"windows {tuple(windows.shape)}"
+    count = -(-grid[0] // window) * -(-grid[1] // window)
+    assert windows.shape == (2 * count, window * window, 5), f"windows {tuple(windows.shape)}"
     assert torch.equal(sam_parts.unpartition(windows, grid, window), x)
 
 

@@ -30,10 +30,10 @@ import re
 import warnings
 
 import torch
-import torch.nn.functional as F
 
 from ...errors import CheckpointError, EdgeVitWarning
 from ...specs import IMAGENET_MEAN, IMAGENET_STD
+from .. import sam_parts
 from ..config import ViTConfig
 from .common import hf_number, square_int
 
@@ -155,8 +155,7 @@ def fit_tables(state: dict, cfg: ViTConfig) -> dict:
             key = f"blocks.{index}.attn.rel_pos_{axis}"
             table = state.get(key)
             if table is not None and table.ndim == 2 and table.shape[0] != rows:
-                resized = F.interpolate(table.float().T[None], size=rows, mode="linear")[0].T
-                out[key] = resized.to(table.dtype).contiguous()
+                out[key] = sam_parts.fit_table(table.float(), cfg.grid_size).to(table.dtype).contiguous()
     return out
 
 
