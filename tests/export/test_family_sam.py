@@ -66,16 +66,23 @@ def test_timm_sam_exports_and_matches_timm(tmp_path, output):
     assert report.ok and not report.findings, [f.to_dict() for f in report.findings]
 
 
-@requires_timm
-def test_sam_through_the_cli_gates_and_verifies_each_precision(tmp_path):
+def _cli_export(tmp_path, samples: int, *options: str):
+    """A tiny SAM checkpoint exported through the CLI (tokens) with ``options``, calibrated on ``samples`` random
+    images; (the CLI's result, OUTDIR)."""
     torch.save(_timm(IMG, WINDOW, GLOBAL, num_classes=0).state_dict(), tmp_path / "sam.pth")
     data = tmp_path / "images.npy"
-    np.save(data, np.random.default_rng(0).integers(0, 256, (48, IMG, IMG, 3), dtype=np.uint8))
+    np.save(data, np.random.default_rng(0).integers(0, 256, (samples, IMG, IMG, 3), dtype=np.uint8))
     out = tmp_path / "out"
     res = CliRunner().invoke(main, ["export", str(tmp_path / "sam.pth"), "-o", str(out), "--output-kind", "tokens",
-                                    "--precision", "fp32,fp16,int8", "--calib-data", str(data), "--calib-samples",
-                                    "48", "--data", str(data)])
+                                    "--calib-data", str(data), "--calib-samples", str(samples),
+                                    *[str(data) if o == "DATA" else o for o in options]])
     assert res.exit_code == 0, res.output
+    return res, out
+
+
+@requires_timm
+def test_sam_through_the_cli_gates_and_verifies_each_precision(tmp_path):
+    res, out = _cli_export(tmp_path, 48, "--precision", "fp32,fp16,int8", "--data", "DATA")
     assert "tokens [batch, 64, 32]" in res.output, res.output  # the neck's width, one token per patch
     for precision in ("fp32", "fp16", "int8"):
         row = next((line for line in res.output.splitlines() if f"│ {precision} " in line), "")
@@ -93,14 +100,7 @@ def test_sam_through_the_cli_gates_and_verifies_each_precision(tmp_path):
 @requires_timm
 def test_verify_finds_the_attention_of_a_graph_quantized_with_quantize_attention(tmp_path):
     """Before: "found 0 attention site(s)": the Q/DQ pair between the Softmax and the AV MatMul hid the pattern."""
-    torch.save(_timm(IMG, WINDOW, GLOBAL, num_classes=0).state_dict(), tmp_path / "sam.pth")
-    data = tmp_path / "images.npy"
-    np.save(data, np.random.default_rng(0).integers(0, 256, (32, IMG, IMG, 3), dtype=np.uint8))
-    out = tmp_path / "out"
-    res = CliRunner().invoke(main, ["export", str(tmp_path / "sam.pth"), "-o", str(out), "--output-kind", "tokens",
-                                    "--precision", "int8", "--quantize-attention", "--calib-data", str(data),
-                                    "--calib-samples", "32", "--no-gate"])
-    assert res.exit_code == 0, res.output
+    _, out = _cli_export(tmp_path, 32, "--precision", "int8", "--quantize-attention", "--no-gate")
     proto = onnx.load(str(out / "model.int8.onnx"))
     producer = {o: n for n in proto.graph.node for o in n.output}
     av = [n for n in proto.graph.node if n.op_type == "MatMul" and producer.get(n.input[0]) is not None
