@@ -66,10 +66,11 @@ def run_graph(graph, images: np.ndarray, threads: int | None, contract=None, bat
     from ..runtime import get_runner
     from ..runtime.normalized_feed import normalized_feed
     from ..runtime.onnxruntime_runner import JUDGED_BY
-    from ..runtime.batching import run_batched
+    from ..runtime.batching import in_input_dtype, run_batched
 
     with normalized_feed(get_runner("onnxruntime", graph, threads=threads, qdq=JUDGED_BY), contract) as runner:
-        return np.asarray(run_batched(runner, images, batch)[runner.output_names()[0]], dtype=np.float32)
+        fed = in_input_dtype(images, runner)  # a graph quantized with --io-dtype fp16 takes float16
+        return np.asarray(run_batched(runner, fed, batch)[runner.output_names()[0]], dtype=np.float32)
 
 
 @dataclass(frozen=True)

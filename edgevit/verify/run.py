@@ -174,6 +174,21 @@ def recorded_load(reference, candidate, verify_hash: bool = True) -> tuple[str |
     return manifest.source.arch, dict(manifest.source.overrides or {})
 
 
+def _sample_shape(ref_shape, cand_shape, manifest, img_size: int | None) -> tuple:
+    """One input sample's dims in the runners' order: each dim either runner fixes; a dim both leave free (the
+    height and width of graphs of several sizes) is ``img_size`` (``--img-size``) or, without it, the size the
+    manifest records (the model's own)."""
+    recorded = tuple(manifest.inputs[0].sample_shape) if manifest is not None and manifest.inputs else ()
+    dims = []
+    for i, (a, b) in enumerate(zip(ref_shape[1:], cand_shape[1:])):
+        free = img_size if img_size else recorded[i] if i < len(recorded) else None
+        dims.append(a if isinstance(a, int) else b if isinstance(b, int) else free)
+    if any(not isinstance(d, int) for d in dims):
+        raise VerificationError(f"the reference takes {list(ref_shape)} and the candidate {list(cand_shape)}, and no "
+                                "manifest records the size to check them at: pass --img-size PX")
+    return tuple(dims)
+
+
 def graph_resampling(candidate, verify_hash: bool = True) -> str | None:
     """How a candidate graph of several input sizes resamples its position table (its manifest's
     ``model.config.dynamic_size``: "bilinear" or "bicubic", no antialias), None for a graph of one size."""
@@ -271,7 +286,8 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
                 f"the reference takes {list(ref_shape)} but the candidate takes {list(cand_shape)}: "
                 "these are not the same model"
             )
-        inputs = load_inputs(cfg.data, tuple(ref_shape[1:]), cfg.samples, cfg.seed, preprocessing_of(ref, cand),
+        sample = _sample_shape(ref_shape, cand_shape, cand.manifest or ref.manifest, (overrides or {}).get("img_size"))
+        inputs = load_inputs(cfg.data, sample, cfg.samples, cfg.seed, preprocessing_of(ref, cand),
                              cfg.preprocessed, labels_of(ref, cand))
         raw = cand.input_contract or ref.input_contract
         if raw is not None:  # a raw-pixel graph sees the pixels: both sides get the normalized batch they stand for

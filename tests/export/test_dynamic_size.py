@@ -168,3 +168,31 @@ def test_verify_at_another_size_in_the_range_loads_the_reference_as_the_graph_re
     report = json.loads(res.output)
     err = report["outputs"]["tokens"]["max_abs"]
     assert res.exit_code == 0 and err <= 1e-4, f"verify at 336 px: max abs {err:.3g} (tolerance 1e-4)\n{res.output[-1500:]}"
+
+
+@requires_timm
+def test_an_fp16_io_graph_of_several_sizes_is_gated_and_verified_against_the_fp32_graph(tmp_path):
+    """Before: the fp16 gate fed an --io-dtype fp16 graph float32 ("has dtype float32, expected float16"), and verify
+    with an ONNX reference of a graph of several sizes failed on its symbolic dims ("invalid literal for int()")."""
+    import timm
+    from click.testing import CliRunner
+
+    from edgevit.cli import main
+
+    ref = _randomize(timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=False, img_size=224,
+                                       embed_dim=128, depth=2, num_heads=2, num_classes=0))
+    torch.save(ref.state_dict(), tmp_path / "d.pth")
+    data = tmp_path / "images.npy"
+    np.save(data, np.random.default_rng(0).integers(0, 256, (16, 224, 224, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["export", str(tmp_path / "d.pth"), "-o", str(out), "--num-heads", "2",
+                                    "--img-size", "224:448", "--output-kind", "tokens", "--precision", "fp32,fp16",
+                                    "--io-dtype", "fp16", "--data", str(data)])
+    assert res.exit_code == 0, res.output
+    row = next((line for line in res.output.splitlines() if "│ fp16 " in line), "")
+    assert "passed" in row, res.output
+    for size in ([], ["--img-size", "336"]):
+        res = CliRunner().invoke(main, ["verify", str(out / "model.onnx"), str(out / "model.fp16.onnx"), "--precision",
+                                        "fp16", "--samples", "4", *size, "--json"])
+        report = json.loads(res.output)
+        assert res.exit_code == 0 and report["ok"] and not report["failures"], res.output[-1500:]

@@ -479,3 +479,21 @@ def test_vit_encoders_of_other_model_types_give_transformers_outputs(tmp_path, c
             out = ref(pixel_values=x).last_hidden_state
             dense = _maxerr(ref.vision_model.post_layernorm(out)[:, 1:], model.forward_tokens(x))
         assert dense <= TOL, f"{cls_name}: tokens vs post_layernorm(last_hidden_state) {dense:.2e} > {TOL}"
+
+
+@requires_timm
+@pytest.mark.parametrize("arch,kwargs,extra", [
+    ("beit_base_patch16_224", dict(img_size=64), {}),
+    ("vit_small_patch16_dinov3", dict(img_size=64), dict(num_heads=2, pool="mean")),
+    ("eva02_tiny_patch14_224", dict(img_size=56), dict(num_heads=2)),
+])
+def test_an_activation_option_cannot_change_a_family_that_fixes_it(tmp_path, arch, kwargs, extra):
+    """Before: --act relu loaded BEiT (0.28 from timm) and DINOv3 without a word, and an EVA-02 export recorded it."""
+    import timm
+
+    state = timm.create_model(arch, pretrained=False, num_classes=0, depth=1, embed_dim=128, num_heads=2,
+                              **kwargs).state_dict()
+    torch.save(state, tmp_path / "w.pth")
+    assert edgevit.load_model(tmp_path / "w.pth", **extra).config.act == "gelu"
+    with pytest.raises(CheckpointError, match="act='relu' contradicts.*act='gelu'"):
+        edgevit.load_model(tmp_path / "w.pth", act="relu", **extra)

@@ -84,7 +84,7 @@ def to_edgevit(state: dict) -> tuple[dict, dict]:
         raise CheckpointError("holds both a shared relative position table and one per block; edgevit applies one "
                               "or the other (rel_pos_bias='shared' or 'block')")
     tables = [state[k] for k in blocks] or ([shared] if shared is not None else [])
-    fields: dict = {"norm_eps": 1e-12} if hf else {}
+    fields: dict = {"norm_eps": 1e-12, "act": "gelu"} if hf else {"act": "gelu"}  # every BEiT / Data2Vec: GELU
     if not tables and "pos_embed" not in state:
         raise CheckpointError(
             "a BEiT / Data2Vec-vision model with no position embedding at all (use_relative_position_bias, "

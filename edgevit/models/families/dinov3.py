@@ -33,7 +33,7 @@ NAME = "dinov3"
 HF_MODEL_TYPES = ("dinov3_vit",)
 
 # What every DINOv3 config fixes that the shapes cannot tell.
-_FIELDS = {"pos_embed": "none", "rope": "dinov3", "rope_theta": 100.0, "norm_eps": 1e-5}
+_FIELDS = {"pos_embed": "none", "rope": "dinov3", "rope_theta": 100.0, "norm_eps": 1e-5, "act": "gelu"}
 
 _HF_BLOCK = re.compile(r"^(?:model\.)?layer\.(\d+)\.(.+)$")
 _HF_QKV = re.compile(r"^attention\.([qkv])_proj\.(weight|bias)$")

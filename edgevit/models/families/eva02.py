@@ -34,7 +34,7 @@ HF_MODEL_TYPES = ()
 PREPROCESSING = {"mean": CLIP_MEAN, "std": CLIP_STD, "interpolation": "bicubic", "crop_pct": 0.9}
 
 # What every EVA-02 config fixes that the shapes cannot tell.
-_FIELDS = {"rope": "eva", "rope_theta": 10000.0, "norm_eps": 1e-6}
+_FIELDS = {"rope": "eva", "rope_theta": 10000.0, "norm_eps": 1e-6, "act": "gelu"}  # act: SwiGLU gates with SiLU
 
 _SPLIT_QKV = re.compile(r"^(blocks\.\d+\.attn\.)([qkv])_proj\.(weight|bias)$")
 _FOREIGN = re.compile(r"(^|\.)(gamma_[12]|ls[12]\.gamma|rope\.|freqs)|^reg_token$|^storage_tokens$")
