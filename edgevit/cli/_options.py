@@ -113,8 +113,8 @@ class SizeOrRange(click.ParamType):
             parts = [int(p) for p in text.split(":")]
         except ValueError:
             self.fail(f"{text!r} is not PX or MIN:MAX (positive integers, e.g. 224 or 224:518)", param, ctx)
-        if len(parts) > 2 or min(parts) < 1 or parts[0] > parts[-1]:
-            self.fail(f"{text!r}: give PX or MIN:MAX with 1 <= MIN <= MAX (e.g. 224:518)", param, ctx)
+        if len(parts) > 2 or min(parts) < 1 or len(parts) == 2 and parts[0] >= parts[1]:
+            self.fail(f"{text!r}: give PX, or MIN:MAX with 1 <= MIN < MAX (e.g. 224:518; one size is PX)", param, ctx)
         return parts[0] if len(parts) == 1 else tuple(parts)
 
 

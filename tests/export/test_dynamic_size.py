@@ -105,6 +105,9 @@ def test_a_range_is_refused_where_a_command_takes_one_size_and_out_of_patch_boun
     res = run_cli("export", "digits-tiny", "-o", str(tmp_path / "x"), "--img-size", "5:16")
     assert_exit(res, 2)  # an invalid option value
     assert "multiples of the patch size" in res.stderr and not (tmp_path / "x" / "model.onnx").exists(), res.stderr
+    res = run_cli("export", "digits-tiny", "-o", str(tmp_path / "y"), "--img-size", "8:8")  # before: an internal message
+    assert_exit(res, 2)
+    assert "one size is PX" in res.stderr and not (tmp_path / "y").exists(), res.stderr
 
 
 def test_dla_refuses_a_dynamic_height_and_width_before_building():
