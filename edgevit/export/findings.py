@@ -6,6 +6,7 @@ are in :mod:`edgevit.export.lint`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -63,3 +64,15 @@ class LintReport:
 
 
 __all__ = ["Finding", "LintReport", "SEVERITIES"]
+
+
+def grouped(findings: dict, severity: str, code: str) -> Iterable[Finding]:
+    """Turn {message: [node names]} into findings."""
+    for message, nodes in findings.items():
+        yield Finding(severity, code, message, tuple(dict.fromkeys(nodes)))
+
+
+def listed(nodes: list[str], limit: int = 4) -> str:
+    """The first ``limit`` node names, and how many more."""
+    more = f" (+{len(nodes) - limit} more)" if len(nodes) > limit else ""
+    return ", ".join(nodes[:limit]) + more
