@@ -111,12 +111,12 @@ class Attention(nn.Module):
         self.shared_bias: tuple = ()  # (the model's RelPosBias,): a reference, not a submodule of this block
         self.rope: RotaryEmbedding | None = None  # RoPE on Q and K (DINOv3): the model's one table, set by it
         self.grid, self.window = cfg.grid_size, window
-        self.side = window or cfg.grid_size  # the attended grid's side
         # (rows, cols) of the input now going through a model of any size (set by it; sizes, symbolic in a trace)
         self.grid_hw: tuple | None = None
         if cfg.rel_pos_bias == "decomposed":  # SAM: row and column tables of this block's attended grid
-            self.rel_pos_h = nn.Parameter(torch.zeros(2 * self.side - 1, self.head_dim))
-            self.rel_pos_w = nn.Parameter(torch.zeros(2 * self.side - 1, self.head_dim))
+            rows = 2 * (window or cfg.grid_size) - 1  # offsets over the attended grid's side
+            self.rel_pos_h = nn.Parameter(torch.zeros(rows, self.head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(rows, self.head_dim))
         else:
             self.rel_pos_h = self.rel_pos_w = None
 

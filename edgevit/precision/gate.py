@@ -50,13 +50,20 @@ class GateData:
     batch: int = GATE_BATCH    # images run at once: fewer for large attention (gate_batch)
 
 
-def gate_batch(manifest: Manifest) -> int:
-    """GATE_BATCH, or fewer where that many images' attention scores would not fit
-    (:func:`edgevit.runtime.batching.score_bounded_batch`: SAM at 1024 px runs 2 at a time)."""
+def bounded_batch(batch: int, manifest: Manifest, copies: int = 1) -> int:
+    """``batch``, or fewer where that many images' attention scores, ``copies`` score-sized tensors an image, would
+    not fit (:func:`edgevit.runtime.batching.score_bounded_batch`, the manifest's config: SAM at 1024 px runs 2 at
+    a time)."""
     from ..models.config import ViTConfig
     from ..runtime.batching import score_bounded_batch
 
-    return score_bounded_batch(GATE_BATCH, ViTConfig.score_bytes_of(manifest.model.config))
+    score = ViTConfig.score_bytes_of(manifest.model.config)
+    return score_bounded_batch(batch, score * copies if score else None)
+
+
+def gate_batch(manifest: Manifest) -> int:
+    """The gate's batch: GATE_BATCH, bounded by the attention scores (:func:`bounded_batch`)."""
+    return bounded_batch(GATE_BATCH, manifest)
 
 
 def run_graph(graph, images: np.ndarray, threads: int | None, contract=None, batch: int = GATE_BATCH) -> np.ndarray:

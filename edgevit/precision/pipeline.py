@@ -37,7 +37,7 @@ from ..manifest import Manifest
 from ..tolerances import Verdict, VerdictRecord
 from .calibration import (DEFAULT_BATCH, DEFAULT_SAMPLES, CalibrationConfig, calibrate, calibration_data_key,
                           load_calibration_data, read_cache)
-from .gate import (GateData, auto_exclude, gate_graph, graph_for_names, input_preprocessing, layer_sensitivity,
+from .gate import (GateData, auto_exclude, bounded_batch, gate_graph, graph_for_names, input_preprocessing, layer_sensitivity,
                    load_gate_data)
 from .graphs import build_precision_graph
 from .recipe import PrecisionRecipe, calibrated_tensors, check_exclude
@@ -203,7 +203,7 @@ def calibrate_export(cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path, c
     calibrated on ``cfg.calib_data`` (and cached). ``checked_sha256``: the graph's hash, already checked."""
     cache = Path(cfg.calib_cache) if cfg.calib_cache else manifest.root / CALIBRATION_CACHE
     data = None
-    batch = calibration_batch(cfg.calib_batch, manifest)
+    batch = calibration_batch(cfg, manifest)
     key = calibration_data_key(cfg.calib_data, cfg.calib_samples, batch, preprocessed=cfg.preprocessed)
     graph_sha = checked_sha256 or sha256_file(fp32_path)  # resolve() already hashed and checked it
     if read_cache(cache, graph_sha, cfg.calibration, key, tensors) is None:
@@ -216,16 +216,11 @@ def calibrate_export(cfg: QuantizeConfig, manifest: Manifest, fp32_path: Path, c
                      graph_sha256=graph_sha, contract=contract_of(manifest), tensors=tensors)
 
 
-def calibration_batch(batch: int, manifest: Manifest) -> int:
-    """``--calib-batch``, or fewer: calibration reads every MatMul's output, each block's attention scores
-    among them, for a whole batch at once, so the batch keeps ``depth`` blocks' scores within
-    :func:`edgevit.runtime.batching.score_bounded_batch`'s bound (SAM ViT-B at 1024 px: 1 image)."""
-    from ..models.config import ViTConfig
-    from ..runtime.batching import score_bounded_batch
-
-    config = manifest.model.config
-    score = ViTConfig.score_bytes_of(config)
-    return score_bounded_batch(batch, score * int(config.get("depth", 1)) if score else None)
+def calibration_batch(cfg: QuantizeConfig, manifest: Manifest) -> int:
+    """``--calib-batch``, or fewer: calibration reads the tensors it ranges for a whole batch at once, and with
+    --quantize-attention those are each block's softmax output, score-sized (SAM ViT-B at 1024 px: 1 image)."""
+    copies = int((manifest.model.config or {}).get("depth", 1)) if cfg.quantize_attention else 1
+    return bounded_batch(cfg.calib_batch, manifest, copies)
 
 
 def _one_precision(precision: str, cfg: QuantizeConfig, fp32_path: Path, calib, data: GateData | None,

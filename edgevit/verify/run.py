@@ -153,20 +153,30 @@ class VerifyConfig:
             raise ValueError(f"candidate_attention must be 'sdpa' or 'math', got {self.candidate_attention!r}")
 
 
-def recorded_load(reference, candidate, verify_hash: bool = True) -> tuple[str | None, dict] | None:
-    """``(arch, overrides)`` the export of ``candidate`` loaded ``reference`` with (its manifest's
-    ``model.source``), when ``reference`` is that very checkpoint (the same file, its sha256 checked);
-    None otherwise: a checkpoint loads the same way for the export and for its verification."""
+def candidate_manifest(candidate):
+    """The manifest of ``candidate`` (an export OUTDIR or an artifact it lists), read for the options its export
+    recorded, or None. Its files are not hashed here: resolving the candidate checks them, once."""
     from ..manifest import Manifest
 
-    if not isinstance(reference, (str, os.PathLike)) or candidate is None or str(candidate) == "torch":
+    if candidate is None or str(candidate) == "torch" or not isinstance(candidate, (str, os.PathLike)):
+        return None
+    try:
+        return Manifest.resolve(candidate, verify_hash=False, graph=False).manifest
+    except (EdgeVitError, ValueError):
+        return None  # the candidate's own errors are reported where it is resolved
+
+
+def recorded_load(reference, manifest, verify_hash: bool = True) -> tuple[str | None, dict] | None:
+    """``(arch, overrides)`` the export that wrote ``manifest`` (:func:`candidate_manifest`) loaded ``reference``
+    with (its ``model.source``), when ``reference`` is that very checkpoint (the same file, its sha256 checked);
+    None otherwise: a checkpoint loads the same way for the export and for its verification."""
+    if not isinstance(reference, (str, os.PathLike)) or manifest is None:
         return None  # a loaded model, or no artifact to read the options from
     ref_path = Path(reference)
     if not ref_path.is_file():
         return None
     try:
-        manifest = Manifest.resolve(candidate, verify_hash=verify_hash).manifest
-        source, _ = manifest.source_checkpoint(verify_hash) if manifest is not None else (None, None)
+        source, _ = manifest.source_checkpoint(verify_hash)
     except EdgeVitError:
         return None  # the candidate's own errors are reported where it is resolved
     if source is None or Path(source).resolve() != ref_path.resolve():
@@ -189,17 +199,9 @@ def _sample_shape(ref_shape, cand_shape, manifest, img_size: int | None) -> tupl
     return tuple(dims)
 
 
-def graph_resampling(candidate, verify_hash: bool = True) -> str | None:
-    """How a candidate graph of several input sizes resamples its position table (its manifest's
+def graph_resampling(manifest) -> str | None:
+    """How a candidate graph of several input sizes resamples its position table (its ``manifest``'s
     ``model.config.dynamic_size``: "bilinear" or "bicubic", no antialias), None for a graph of one size."""
-    from ..manifest import Manifest
-
-    if candidate is None or str(candidate) == "torch":
-        return None
-    try:
-        manifest = Manifest.resolve(candidate, verify_hash=verify_hash).manifest
-    except EdgeVitError:
-        return None  # the candidate's own errors are reported where it is resolved
     mode = ((manifest.model.config or {}).get("dynamic_size") if manifest is not None else None) or "none"
     return None if mode == "none" else mode
 
@@ -229,9 +231,10 @@ def verify(reference, candidate=None, config: VerifyConfig | None = None, **opti
     cfg = replace(config, **options) if config is not None else VerifyConfig(**options)
     started = time.perf_counter()
     arch, overrides = cfg.arch, cfg.model_overrides
+    recorded = candidate_manifest(candidate)
     if arch is None and not overrides:  # the candidate's own checkpoint loads as its export loaded it
-        arch, overrides = recorded_load(reference, candidate, cfg.verify_hash) or (arch, overrides)
-    mode = graph_resampling(candidate, cfg.verify_hash)
+        arch, overrides = recorded_load(reference, recorded, cfg.verify_hash) or (arch, overrides)
+    mode = graph_resampling(recorded)
     if mode and "dynamic_size" not in (overrides or {}):  # at another size, the table resampled as the graph does
         overrides = {**(overrides or {}), "dynamic_size": mode}
     ref = resolve_artifact(reference, None, role="reference", arch=arch, verify_hash=cfg.verify_hash,
